@@ -1,0 +1,5 @@
+import sys
+
+from eossl.cli import main
+
+sys.exit(main())

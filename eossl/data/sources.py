@@ -1,0 +1,129 @@
+"""Open file handles for pixel sources (raster files, datacube variables), kept per worker process.
+
+A handle exposes ``crs``, ``transform``, ``width``, ``height`` and ``read_block(asset, rows, cols)``, which returns
+the pixels of an integer window together with their validity, padding with invalid pixels outside the source.
+Handles are cached per process (a forked data-loader worker re-opens its own: GDAL handles must not cross a fork)
+with a bound on how many stay open.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+from affine import Affine
+from rasterio.enums import MaskFlags
+from rasterio.windows import Window
+
+from eossl.gdal_env import open_raster
+
+__all__ = ["PixelSource", "RasterHandle", "HandleCache"]
+
+
+class PixelSource(Protocol):
+    crs: object
+    transform: Affine
+    width: int
+    height: int
+
+    def read_block(self, asset, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def valid_of(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(data.shape, dtype=bool)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid &= data != nodata
+    return valid
+
+
+def padded_read(read, height: int, width: int, rows: tuple[int, int], cols: tuple[int, int],
+                dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Call ``read(r0, r1, c0, c1)`` on the part of the window inside ``(height, width)``; pad the rest."""
+    r0, r1 = rows
+    c0, c1 = cols
+    out = np.zeros((r1 - r0, c1 - c0), dtype=dtype)
+    inside = np.zeros(out.shape, dtype=bool)
+    rr0, rr1 = max(r0, 0), min(r1, height)
+    cc0, cc1 = max(c0, 0), min(c1, width)
+    if rr0 < rr1 and cc0 < cc1:
+        out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = read(rr0, rr1, cc0, cc1)
+        inside[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = True
+    return out, inside
+
+
+class RasterHandle:
+    """One open raster file (GeoTIFF/COG/JP2/VRT, local or remote)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.ds = open_raster(path)
+        self.crs = self.ds.crs
+        self.transform = self.ds.transform
+        self.width, self.height = self.ds.width, self.ds.height
+        self.dtype = self.ds.dtypes[0]
+
+    def read_block(self, asset, rows, cols):
+        idx = asset.band_index
+        if idx > self.ds.count:
+            raise ValueError(f"{self.path}: band index {idx} requested but the file has {self.ds.count} bands; "
+                             f"the index is stale, rebuild it with `eossl catalog build`")
+        per_dataset = MaskFlags.per_dataset in self.ds.mask_flag_enums[idx - 1]
+
+        def read(r0, r1, c0, c1):
+            return self.ds.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+        try:
+            data, inside = padded_read(read, self.height, self.width, rows, cols, self.dtype)
+            valid = inside & valid_of(data, asset.nodata)
+            if per_dataset and asset.nodata is None:
+                masks, _ = padded_read(
+                    lambda r0, r1, c0, c1: self.ds.read_masks(idx, window=Window(c0, r0, c1 - c0, r1 - r0)),
+                    self.height, self.width, rows, cols, np.uint8)
+                valid &= masks > 0
+        except Exception as err:
+            if isinstance(err, ValueError) and str(self.path) in str(err):
+                raise
+            raise ValueError(f"cannot read {self.path} (band {idx}): {err}; the file may be truncated or "
+                             f"corrupt, re-download it") from err
+        return data, valid
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+class HandleCache:
+    """LRU of open handles, reset in a new process (after fork)."""
+
+    def __init__(self, max_open: int = 256):
+        self.max_open = max_open
+        self._pid = os.getpid()
+        self._handles: OrderedDict[tuple, PixelSource] = OrderedDict()
+
+    def get(self, key: tuple, factory) -> PixelSource:
+        if os.getpid() != self._pid:  # forked worker: never use the parent's GDAL handles
+            self._handles = OrderedDict()
+            self._pid = os.getpid()
+        handle = self._handles.get(key)
+        if handle is None:
+            handle = factory()
+            self._handles[key] = handle
+            if len(self._handles) > self.max_open:
+                _, old = self._handles.popitem(last=False)
+                old.close()
+        else:
+            self._handles.move_to_end(key)
+        return handle
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles.clear()
+
+    def __getstate__(self):  # handles are never pickled into workers (spawn); they re-open lazily
+        return {"max_open": self.max_open, "_pid": -1, "_handles": OrderedDict()}
