@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.windows import from_bounds
 from tqdm.auto import tqdm
 
 from eossl.catalog import scan
 from eossl.catalog.index import SceneIndex, footprint_rows, make_frame
 from eossl.catalog.sensors import Sensor, load_sensor
+from eossl.data.sources import valid_of
 from eossl.gdal_env import is_remote, open_raster
 
 log = logging.getLogger(__name__)
@@ -144,10 +146,16 @@ def _coarse_mask(acq: scan.Acquisition, bounds, res: float, nodata_of: dict[str,
     for band, (f, idx) in acq.assets.items():
         with open_raster(f.path) as ds:
             window = from_bounds(*bounds, transform=ds.transform)
-            data = ds.read(idx, window=window, out_shape=shape, resampling=Resampling.nearest)
-        valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(shape, dtype=bool)
-        if nodata_of[band] is not None:
-            valid &= data != nodata_of[band]
+            try:
+                data = ds.read(idx, window=window, out_shape=shape, resampling=Resampling.nearest)
+                internal = (ds.read_masks(idx, window=window, out_shape=shape, resampling=Resampling.nearest) > 0
+                            if MaskFlags.per_dataset in ds.mask_flag_enums[idx - 1] else None)
+            except RasterioIOError as err:
+                raise ValueError(f"cannot read raster {f.path} (band {idx}): {err}; the file may be truncated "
+                                 f"or corrupt: re-download it, or leave it out with --exclude") from err
+        valid = valid_of(data, nodata_of[band])
+        if internal is not None:
+            valid &= internal
         mask &= valid
     return mask
 

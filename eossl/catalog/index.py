@@ -132,7 +132,11 @@ class SceneIndex:
             if lo:
                 keep &= (times >= pd.Timestamp(lo, tz="UTC")).to_numpy()
             if hi:
-                keep &= (times <= pd.Timestamp(hi, tz="UTC") + pd.Timedelta(days=1)).to_numpy()
+                end = pd.Timestamp(hi, tz="UTC")
+                if len(str(hi)) <= 10:  # a date without time: the whole day is in the range
+                    keep &= (times < end + pd.Timedelta(days=1)).to_numpy()
+                else:
+                    keep &= (times <= end).to_numpy()
         if roi is not None:
             roi_4326 = gpd.GeoSeries([roi], crs=roi_crs).to_crs("EPSG:4326").iloc[0]
             keep &= self.frame.geometry.intersects(roi_4326).to_numpy()

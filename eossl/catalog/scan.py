@@ -108,7 +108,7 @@ def band_of_name(name: str, sensor: Sensor) -> tuple[str | None, list[str]]:
 def group_files(files: list[RasterFile], roots: dict[str, str], sensor: Sensor,
                 band_order: list[str] | None) -> tuple[list[Acquisition], list[str]]:
     """Group files into acquisitions; returns the acquisitions and one message per skipped file."""
-    groups: dict[str, Acquisition] = {}
+    groups: dict[tuple[str, str], Acquisition] = {}
     skipped: list[str] = []
     for f in files:
         stem = _stem(f.path)
@@ -119,7 +119,8 @@ def group_files(files: list[RasterFile], roots: dict[str, str], sensor: Sensor,
                 skipped.append(str(err))
                 continue
             key = _rel_key(f.path, roots[f.path], stem)
-            groups[key] = Acquisition(key=key, assets={b: (f, i) for b, i in mapping.items()}, stem=stem)
+            groups[(roots[f.path], key)] = Acquisition(key=key, assets={b: (f, i) for b, i in mapping.items()},
+                                                       stem=stem)
             continue
         band = _single_band(f, sensor, stem)
         if band is None:
@@ -130,12 +131,18 @@ def group_files(files: list[RasterFile], roots: dict[str, str], sensor: Sensor,
         rest = [t for t in rest if not _RES_TOKEN.match(t)]
         parent = _parent(f.path)
         key = _rel_key(parent + "/" + "_".join(rest), roots[f.path], "_".join(rest))
-        acq = groups.setdefault(key, Acquisition(key=key, assets={}, stem=stem))
+        acq = groups.setdefault((roots[f.path], key), Acquisition(key=key, assets={}, stem=stem))
         prev = acq.assets.get(band)
         if prev is not None and prev[0].res[0] <= f.res[0]:
             continue  # same band at several resolutions (SAFE R10m/R20m/R60m): keep the finest
         acq.assets[band] = (f, 1)
-    return list(groups.values()), skipped
+    acquisitions = list(groups.values())
+    # the same relative layout under two roots: name those acquisitions by their full path instead
+    keys = [a.key for a in acquisitions]
+    for (root, _), acq in groups.items():
+        if keys.count(acq.key) > 1:
+            acq.key = f"{root.rstrip('/')}/{acq.key}"
+    return acquisitions, skipped
 
 
 def _single_band(f: RasterFile, sensor: Sensor, stem: str) -> str | None:
@@ -187,6 +194,11 @@ _SIDECAR_RE = (re.compile(r"<SENSING_TIME[^>]*>([^<]+)<"), re.compile(r"<PRODUCT
 def parse_datetime(text: str) -> datetime:
     """Parse the date formats met in file names, tags and sidecars into an aware UTC datetime."""
     s = text.strip().strip('"')
+    try:  # ISO 8601, with a UTC offset or Z when given
+        parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except ValueError:
+        pass
     for fmt in ("%Y%m%dT%H%M%S", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M:%S",
                 "%Y-%m-%d"):
         try:
@@ -194,11 +206,7 @@ def parse_datetime(text: str) -> datetime:
                 tzinfo=timezone.utc)
         except ValueError:
             continue
-    try:
-        parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError as err:
-        raise ValueError(f"cannot parse a date from {text!r}") from err
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    raise ValueError(f"cannot parse a date from {text!r}")
 
 
 def datetime_from_name(name: str, patterns: list[str]) -> datetime | None:

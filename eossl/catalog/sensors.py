@@ -58,7 +58,7 @@ class _SensorFile:
     """The YAML layout, strictly checked (see data_catalog/README.md)."""
 
     name: str
-    description: str = ""
+    description: str | None = None
     extends: str | None = None
     platform: str | None = None
     level: str | None = None
@@ -196,7 +196,7 @@ def _read_spec(name: str, seen: tuple[str, ...]) -> _SensorFile:
     if spec.extends is None:
         return spec
     if spec.extends in seen:
-        raise ConfigError(f"{path}: circular 'extends' chain {' -> '.join((*seen, spec.extends))}")
+        raise ConfigError(f"{path}: circular 'extends' chain {' -> '.join((*seen, spec.name, spec.extends))}")
     if spec.bands is not None:
         raise ConfigError(f"{path}: a sensor that extends {spec.extends!r} must not list bands again")
     parent = _read_spec(spec.extends, seen=(*seen, spec.name))
@@ -255,6 +255,6 @@ def _build(spec: _SensorFile, where: str) -> Sensor:
             raise ConfigError(f"{where}: datetime_patterns: {pattern!r} is not a valid regex: {err}") from err
         if not {"date", "doy"} & set(compiled.groupindex):
             raise ConfigError(f"{where}: datetime_patterns: {pattern!r} needs a named group 'date' or 'doy'")
-    return Sensor(name=spec.name, description=spec.description, bands=tuple(bands), normalization=norm,
+    return Sensor(name=spec.name, description=spec.description or "", bands=tuple(bands), normalization=norm,
                   stack_band_order=order, datetime_patterns=tuple(spec.datetime_patterns or ()),
                   platform=spec.platform, level=spec.level, _lookup=lookup)

@@ -161,6 +161,7 @@ def scan_cube(path: str, sensor: Sensor, nodata: float | None = None) -> list[di
     native_wkt, geo = footprint_rows(bounds, layout.crs.to_string())
     handle = CubeHandle(path, ds=ds)
     rows = []
+    ids = _step_ids(rel, times)
     for ti, tval in enumerate(times):
         assets = {}
         for band in sensor.band_names:
@@ -176,7 +177,7 @@ def scan_cube(path: str, sensor: Sensor, nodata: float | None = None) -> list[di
         mask = _coarse_cube_mask(handle, assets, mask_shape(bounds, t.a))
         when = None if tval is None else pd.Timestamp(tval)
         rows.append({
-            "id": f"{rel}@{when:%Y-%m-%d}" if when is not None else rel, "sensor": sensor.name, "kind": "cube",
+            "id": ids[ti], "sensor": sensor.name, "kind": "cube",
             "datetime": when, "root": root, "assets": json.dumps(assets), "crs": layout.crs.to_string(),
             "res": float(t.a), "minx": bounds[0], "miny": bounds[1], "maxx": bounds[2], "maxy": bounds[3],
             "footprint_native": native_wkt, "valid_fraction": float(mask.mean()),
@@ -184,6 +185,19 @@ def scan_cube(path: str, sensor: Sensor, nodata: float | None = None) -> list[di
             "geometry": geo,
         })
     return rows
+
+
+def _step_ids(name: str, times) -> list[str]:
+    """Row ids ``name@YYYY-MM-DD`` (with the time of day, or the step number, where dates repeat)."""
+    if len(times) == 1 and times[0] is None:
+        return [name]
+    stamps = [pd.Timestamp(t) for t in times]
+    ids = [f"{name}@{t:%Y-%m-%d}" for t in stamps]
+    if len(set(ids)) < len(ids):
+        ids = [f"{name}@{t:%Y-%m-%dT%H:%M:%S}" for t in stamps]
+    if len(set(ids)) < len(ids):
+        ids = [f"{i}#{k}" for k, i in enumerate(ids)]
+    return ids
 
 
 def _coarse_cube_mask(handle: CubeHandle, assets: dict, shape: tuple[int, int]) -> np.ndarray:

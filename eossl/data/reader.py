@@ -185,7 +185,7 @@ class ChipReader:
         source = np.where(valid, src, np.nan).astype(np.float32)
         dst = np.full((h, w), np.nan, dtype=np.float32)
         reproject(source=source, destination=dst,
-                  src_transform=handle.transform * handle.transform.translation(c0, r0), src_crs=handle.crs,
+                  src_transform=handle.transform @ handle.transform.translation(c0, r0), src_crs=handle.crs,
                   src_nodata=np.nan, dst_transform=from_origin(bounds[0], bounds[3], gsd[0], gsd[1]),
                   dst_crs=crs, dst_nodata=np.nan, resampling=Resampling[self.resampling])
         ok = np.isfinite(dst)

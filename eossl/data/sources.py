@@ -81,7 +81,7 @@ class RasterHandle:
         try:
             data, inside = padded_read(read, self.height, self.width, rows, cols, self.dtype)
             valid = inside & valid_of(data, asset.nodata)
-            if per_dataset and asset.nodata is None:
+            if per_dataset:  # an internal mask band (e.g. GDAL .msk / COG mask) marks nodata too
                 masks, _ = padded_read(
                     lambda r0, r1, c0, c1: self.ds.read_masks(idx, window=Window(c0, r0, c1 - c0, r1 - r0)),
                     self.height, self.width, rows, cols, np.uint8)

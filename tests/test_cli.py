@@ -1,0 +1,67 @@
+"""End-to-end command line: catalog build/show, sensors, cache, demo, and errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eossl.cli import main
+from eossl.data.cache import CachedChipDataset
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "eossl", "--help"], capture_output=True, text=True, check=True)
+    for command in ("catalog", "sensors", "cache", "demo"):
+        assert command in out.stdout
+
+
+def test_catalog_build_show_and_cache(s2_root, tmp_path, capsys):
+    out = tmp_path / "idx.parquet"
+    assert main(["catalog", "build", s2_root, "--sensor", "sentinel2-l1c", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "acquisitions: 1" in text and "EPSG:32618" in text and out.exists()
+    assert main(["catalog", "build", s2_root, "--sensor", "sentinel2-l1c", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["catalog", "show", str(out)]) == 0
+    assert "13" in capsys.readouterr().out
+    assert main(["cache", "--index", str(out), "--set", "sampler.num_samples=20", "--set", "sampler.size=16",
+                 "--out", str(tmp_path / "c"), "--dry-run"]) == 0
+    assert "num_samples: 20" in capsys.readouterr().out and not (tmp_path / "c").exists()
+    assert main(["cache", "--index", str(out), "--set", "sampler.num_samples=20", "--set", "sampler.size=16",
+                 "--set", "bands=[B04,B03,B02]", "--out", str(tmp_path / "c")]) == 0
+    assert len(CachedChipDataset(tmp_path / "c")) == 20
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["catalog", "build", "/nonexistent/folder", "--sensor", "sentinel2-l1c", "--out", "x.parquet"],
+     "catalog root does not exist: /nonexistent/folder"),
+    (["catalog", "build", ".", "--sensor", "sentinel9", "--out", "x.parquet"], "unknown sensor 'sentinel9'"),
+    (["catalog", "show", "/nonexistent/index.parquet"], "scene index not found"),
+    (["sensors", "modis"], "known sensors: hls-l30"),
+    (["cache", "--index", "i.parquet", "--set", "sampler.sise=3", "--out", "c"], "sampler.sise: unknown key"),
+])
+def test_errors_are_one_clear_line_with_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_sensors_table(capsys):
+    assert main(["sensors", "sentinel2-l1c"]) == 0
+    text = capsys.readouterr().out
+    assert "B8A" in text and "864.7" in text and "nir08" in text
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--runs", str(tmp_path), "--num-samples", "64", "--workers", "0"]) == 0
+    assert main(["demo", "--runs", str(tmp_path), "--num-samples", "64", "--workers", "0"]) == 0
+    runs = sorted(tmp_path.iterdir())
+    assert len(runs) == 2  # a second run never overwrites the first
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["chips"] == 64 and len(summary["bands"]) == 13 and summary["valid_fraction"] > 0.9
+    assert "outputs in" in capsys.readouterr().out
