@@ -98,3 +98,28 @@ def test_pair_cache_and_float16(worldcereal_nc, tmp_path):
     assert np.load(tmp_path / "p" / "shard-00000" / "image.npy").dtype == np.float16
     with pytest.raises(ValueError, match="float32 or float16"):
         write_cache(tmp_path / "q", index, sampler, reader, dtype="int8", progress=False)
+
+
+def test_batched_reads_equal_item_reads_with_and_without_workers(setup, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from eossl.data.dataset import Collate, collate
+
+    index, sampler, reader = setup
+    write_cache(tmp_path / "c", index, sampler, reader, shard_size=16, progress=False)
+    ds = CachedChipDataset(tmp_path / "c")
+    order = [33, 2, 17, 49, 0, 16, 15]  # across shards, unsorted
+    batch = collate(ds.__getitems__(order), ds.bands)
+    items = collate([ds[i] for i in order], ds.bands)
+    assert batch.keys() == items.keys()
+    for key, value in items.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(batch[key], value), key
+        else:
+            assert batch[key] == value, key
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=8, shuffle=False, num_workers=workers, collate_fn=Collate(ds.bands))
+        images = torch.cat([b["image"] for b in loader])
+        assert torch.equal(images, torch.stack([ds[i]["image"] for i in range(len(ds))]))
+    with pytest.raises(IndexError):
+        ds.__getitems__([50])

@@ -13,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from shapely import wkt as shapely_wkt
 from shapely.geometry import box, shape
 
 from eossl.catalog.sensors import Sensor, load_sensor
@@ -56,25 +54,35 @@ class SceneIndex:
         self.frame = frame.reset_index(drop=True)
         self.path = path
         self._assets_cache: dict[int, dict[str, Asset]] = {}
-        sensors = sorted(set(self.frame["sensor"]))
-        self.sensor_names = sensors
+        self.sensor_names = sorted(set(self.frame["sensor"]))
+        # per-row values as plain Python objects: samplers and readers look them up per window, and pandas
+        # row access costs tens of microseconds each time
+        f = self.frame
+        self._ids = [str(v) for v in f["id"]]
+        self._position = {}
+        for k, v in enumerate(self._ids):
+            self._position.setdefault(v, k)
+        self._sensors = [str(v) for v in f["sensor"]]
+        self._crs = [str(v) for v in f["crs"]]
+        self._res = [float(v) for v in f["res"]]
+        self._bounds = [tuple(float(v) for v in row) for row in f[["minx", "miny", "maxx", "maxy"]].to_numpy()]
+        self._times = [None if pd.isna(v) else pd.Timestamp(v) for v in f["datetime"]]
 
     def __len__(self) -> int:
         return len(self.frame)
 
     @property
     def ids(self) -> list[str]:
-        return list(self.frame["id"])
+        return self._ids
 
     def sensor(self, i: int = 0) -> Sensor:
-        return load_sensor(self.frame["sensor"].iloc[i])
+        return load_sensor(self._sensors[i])
 
     def position(self, acq_id: str) -> int:
-        hits = np.flatnonzero(self.frame["id"].to_numpy() == acq_id)
-        if len(hits) == 0:
+        if acq_id not in self._position:
             raise KeyError(f"no acquisition {acq_id!r} in index {self.path or ''}; "
-                           f"it has {len(self)} rows, e.g. {', '.join(self.ids[:3])}")
-        return int(hits[0])
+                           f"it has {len(self)} rows, e.g. {', '.join(self._ids[:3])}")
+        return self._position[acq_id]
 
     def assets(self, i: int) -> dict[str, Asset]:
         """Band name -> Asset with an absolute path, for row ``i``."""
@@ -92,18 +100,16 @@ class SceneIndex:
         return self._assets_cache[i]
 
     def bounds(self, i: int) -> tuple[float, float, float, float]:
-        r = self.frame.iloc[i]
-        return float(r["minx"]), float(r["miny"]), float(r["maxx"]), float(r["maxy"])
+        return self._bounds[i]
 
     def crs(self, i: int) -> str:
-        return str(self.frame["crs"].iloc[i])
+        return self._crs[i]
 
     def res(self, i: int) -> float:
-        return float(self.frame["res"].iloc[i])
+        return self._res[i]
 
     def datetime(self, i: int) -> pd.Timestamp | None:
-        value = self.frame["datetime"].iloc[i]
-        return None if pd.isna(value) else pd.Timestamp(value)
+        return self._times[i]
 
     def valid_mask(self, i: int) -> np.ndarray:
         """The coarse (h, w) boolean valid mask over ``bounds(i)``, row 0 at the top (north)."""
@@ -239,10 +245,3 @@ def footprint_rows(bounds: tuple[float, float, float, float], crs: str) -> tuple
     geo = transform_geom(crs, "EPSG:4326", native.segmentize(max(bounds[2] - bounds[0], 1) / 16))
     return native.wkt, shape(geo)
 
-
-def native_footprint(index: SceneIndex, i: int):
-    return shapely_wkt.loads(index.frame["footprint_native"].iloc[i])
-
-
-def now_iso() -> str:
-    return datetime.now().isoformat(timespec="seconds")

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from eossl.catalog.build import build_index
+from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, SamplerConfig, make_sampler
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(args.runs, "demo")
     sensor = load_sensor("sentinel2-l1c")
     print(f"[1/3] indexing the built-in scene {builtin_s2_root()}")
-    index = build_index([builtin_s2_root()], sensor)
+    index = build_index([builtin_s2_root()], sensor, IndexOptions(exclude=("preview.jp2",)))
     index.save(run_dir / "index.parquet")
     print(index.summary())
 

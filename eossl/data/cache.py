@@ -20,11 +20,12 @@ from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from eossl.catalog.index import SceneIndex
-from eossl.data.dataset import ChipDataset, collate, sample_from_arrays
+from eossl.data.dataset import ChipDataset, CollatedBatch, collate, sample_from_arrays
 from eossl.data.reader import ChipReader
 from eossl.data.samplers import SamplerBase
 from eossl.data.windows import Window
@@ -191,8 +192,47 @@ class CachedChipDataset(Dataset):
             masks.append(np.array(arrays["mask2"][j]))
         return sample_from_arrays(images, masks, window, times, acqs)
 
+    def __getitems__(self, indices: list[int]) -> CollatedBatch:
+        """A whole batch at once (the DataLoader calls this): one copy per chip from the memory map into the
+        batch tensors, which live in shared memory inside a worker. Use with :class:`eossl.data.dataset.Collate`."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(self):
+            raise IndexError(f"indices out of range for a cache of {len(self)} chips")
+        shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
+        names = [s["name"] for s in self.manifest["shards"]]
+        first = self._shard(names[shard_of[0]])[0]
+        shared = get_worker_info() is not None
+        n = len(idx)
+        out = {key: _alloc((n, *first[key].shape[1:]), torch.float32 if key.startswith("image") else torch.bool,
+                           shared) for key in first}
+        views = {key: t.numpy() for key, t in out.items()}
+        bounds, crs, labels = np.zeros((n, 4)), [None] * n, np.full(n, -1, dtype=np.int64)
+        times, times2, acqs = [None] * n, [None] * n, [None] * n
+        for s in np.unique(shard_of):
+            arrays, meta = self._shard(names[s])
+            for p in np.flatnonzero(shard_of == s):
+                j = int(idx[p] - self.offsets[s])
+                for key, view in views.items():
+                    view[p] = arrays[key][j]
+                w = meta["windows"][j]
+                bounds[p], crs[p] = w["bounds"], w["crs"]
+                labels[p] = -1 if w["label"] is None else w["label"]
+                times[p], times2[p] = meta["times"][j]
+                acqs[p] = meta["acquisitions"][j]
+        batch = CollatedBatch(out)
+        batch.update(time=times, bounds=torch.from_numpy(bounds), crs=crs, acquisition=acqs,
+                     label=torch.from_numpy(labels))
+        if "image2" in out:
+            batch["time2"] = times2
+        return batch
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_arrays"], state["_meta"] = {}, {}
         return state
+
+
+def _alloc(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
+    t = torch.empty(shape, dtype=dtype)
+    return t.share_memory_() if shared else t
 

@@ -69,7 +69,7 @@ def open_cube(path: str):
                          f"Zarr needs zarr installed") from err
 
 
-def _pick(names, candidates, path, what) -> str | None:
+def _pick(names, candidates) -> str | None:
     for c in candidates:
         if c in names:
             return c
@@ -100,8 +100,8 @@ def _crs_of(ds, var, path) -> CRS:
 
 def cube_layout(ds, var: str, path: str) -> CubeLayout:
     dims = ds[var].dims
-    x_dim = _pick(dims, X_DIMS, path, "x")
-    y_dim = _pick(dims, Y_DIMS, path, "y")
+    x_dim = _pick(dims, X_DIMS)
+    y_dim = _pick(dims, Y_DIMS)
     if x_dim is None or y_dim is None:
         raise ValueError(f"datacube {path}: variable {var!r} has dimensions {dims}; expected spatial "
                          f"dimensions named one of {X_DIMS} and {Y_DIMS}")
@@ -116,7 +116,7 @@ def cube_layout(ds, var: str, path: str) -> CubeLayout:
     flip_y = ry[0] > 0
     left = x.min() - res_x / 2
     top = y.max() + res_y / 2
-    return CubeLayout(time_dim=_pick(dims, TIME_DIMS, path, "time"), x_dim=x_dim, y_dim=y_dim,
+    return CubeLayout(time_dim=_pick(dims, TIME_DIMS), x_dim=x_dim, y_dim=y_dim,
                       transform=Affine(res_x, 0, left, 0, -res_y, top), flip_y=bool(flip_y),
                       crs=_crs_of(ds, var, path), width=len(x), height=len(y))
 
@@ -125,7 +125,7 @@ def _band_variables(ds, sensor: Sensor, path: str) -> dict[str, tuple[str, str |
     """Band -> (variable, band coordinate value or None)."""
     found: dict[str, tuple[str, str | None]] = {}
     for var in ds.data_vars:
-        band_dim = _pick(ds[var].dims, BAND_DIMS, path, "band")
+        band_dim = _pick(ds[var].dims, BAND_DIMS)
         if band_dim is not None:
             for value in ds[band_dim].values:
                 band = sensor.match(str(value))
@@ -224,6 +224,7 @@ class CubeHandle:
         first = next(v for v in self.ds.data_vars if self.ds[v].ndim >= 2)
         layout = self.layout(first)
         self.crs, self.transform = layout.crs, layout.transform
+        self.crs_str = self.crs.to_string()
         self.width, self.height = layout.width, layout.height
 
     def layout(self, var: str) -> CubeLayout:
@@ -240,7 +241,7 @@ class CubeHandle:
         if lay.time_dim is not None:
             sel[lay.time_dim] = asset.time_index
         if asset.band_sel is not None:
-            band_dim = _pick(da.dims, BAND_DIMS, self.path, "band")
+            band_dim = _pick(da.dims, BAND_DIMS)
             da = da.sel({band_dim: asset.band_sel})
         da = da.isel(sel).transpose(lay.y_dim, lay.x_dim)
 

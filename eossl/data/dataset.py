@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from eossl.data.reader import ChipReader
 from eossl.data.windows import Window
 
-__all__ = ["ChipDataset", "collate", "sample_from_arrays"]
+__all__ = ["ChipDataset", "Collate", "CollatedBatch", "collate", "sample_from_arrays"]
 
 
 def _iso(t) -> str | None:
@@ -71,13 +71,23 @@ class ChipDataset(Dataset):
         raise TypeError("ChipDataset has no length of its own: use it with a window sampler")
 
 
-def collate(samples: list[dict], bands: list[str] | None = None) -> dict:
+class CollatedBatch(dict):
+    """A batch a dataset assembled itself (``__getitems__``); :func:`collate` passes it through."""
+
+
+def collate(samples: list[dict] | CollatedBatch, bands: list[str] | None = None) -> dict:
     """Stack a list of samples into a batch."""
-    batch: dict = {}
+    if isinstance(samples, CollatedBatch):
+        batch = dict(samples)
+        if bands is not None:
+            batch["bands"] = list(bands)
+        return batch
+    batch = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
         if isinstance(values[0], torch.Tensor):
-            batch[key] = torch.stack(values)
+            # default_collate stacks straight into shared memory inside workers (no extra copy on transfer)
+            batch[key] = default_collate(values)
         elif key == "label":
             batch[key] = torch.tensor(values, dtype=torch.long)
         else:

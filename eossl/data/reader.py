@@ -90,6 +90,7 @@ class ChipReader:
         self.allow_empty = allow_empty
         self._handles = HandleCache(max_open)
         self._same_crs: dict[tuple[str, str], bool] = {}
+        self._plans: dict[int, list] = {}
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -100,21 +101,12 @@ class ChipReader:
         crs = crs or self.index.crs(i)
         gsd = gsd if (gsd is not None or size is not None) else self.index.res(i)
         h, w, gx, gy = output_grid(bounds, gsd, size)
-        sensor = load_sensor(self.index.frame["sensor"].iloc[i])
-        canon = sensor.resolve_many(self.bands)
-        assets = self.index.assets(i)
-        image = np.zeros((len(canon), h, w), dtype=np.float32)
+        plan = self._plan(i)
+        image = np.zeros((len(plan), h, w), dtype=np.float32)
         mask = np.ones((h, w), dtype=bool)
-        for c, band in enumerate(canon):
-            asset = assets.get(band)
-            if asset is None:
-                raise ValueError(f"acquisition {self.index.ids[i]!r} has no band {band} "
-                                 f"(it has {', '.join(assets)}); choose bands present in every acquisition")
+        for c, (asset, scale, offset) in enumerate(plan):
             vals, ok = self._read_band(asset, bounds, crs, (h, w), (gx, gy))
-            spec = sensor.band(band)
-            scale = spec.scale if asset.scale is None else asset.scale
-            offset = spec.offset if asset.offset is None else asset.offset
-            image[c] = np.where(ok, vals * np.float32(scale) + np.float32(offset), 0.0)
+            image[c] = np.where(ok, vals * scale + offset, 0.0)
             mask &= ok
         image[:, ~mask] = 0.0
         if not self.allow_empty and not mask.any():
@@ -131,6 +123,24 @@ class ChipReader:
         return state
 
     # ----------------------------------------------------------------------------------------- private
+
+    def _plan(self, i: int) -> list[tuple[Asset, np.float32, np.float32]]:
+        """(asset, scale, offset) per requested band of row ``i`` (cached: the same for every window)."""
+        if i not in self._plans:
+            sensor = self.index.sensor(i)
+            assets = self.index.assets(i)
+            plan = []
+            for band in sensor.resolve_many(self.bands):
+                asset = assets.get(band)
+                if asset is None:
+                    raise ValueError(f"acquisition {self.index.ids[i]!r} has no band {band} (it has "
+                                     f"{', '.join(assets)}); choose bands present in every acquisition")
+                spec = sensor.band(band)
+                scale = spec.scale if asset.scale is None else asset.scale
+                offset = spec.offset if asset.offset is None else asset.offset
+                plan.append((asset, np.float32(scale), np.float32(offset)))
+            self._plans[i] = plan
+        return self._plans[i]
 
     def _handle(self, asset: Asset):
         if asset.var is not None:
@@ -152,7 +162,7 @@ class ChipReader:
         handle = self._handle(asset)
         t = handle.transform
         axis_aligned = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
-        if axis_aligned and self._is_same_crs(handle.crs, crs):
+        if axis_aligned and self._is_same_crs(handle.crs_str, crs):
             return self._read_aligned(handle, asset, bounds, shape)
         return self._read_warped(handle, asset, bounds, crs, shape, gsd)
 

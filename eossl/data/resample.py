@@ -8,6 +8,7 @@ the source pixel under its centre is valid. Weights are exactly 0/1 when grids a
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -20,11 +21,16 @@ _EPS = 1e-6
 
 
 def axis_weights(start: float, length: float, n_out: int, n_src: int, method: str) -> np.ndarray:
-    """(n_out, n_src) weights along one axis.
+    """(n_out, n_src) weights along one axis (read-only; cached, as windows snapped to a grid repeat them).
 
     Output pixel j covers source coordinates ``[start + j*s, start + (j+1)*s]`` with ``s = length / n_out``;
     source pixel i covers ``[i, i+1]`` (edge coordinates relative to the block's first pixel).
     """
+    return _axis_weights(round(start, 9), round(length, 9), n_out, n_src, method)
+
+
+@lru_cache(maxsize=4096)
+def _axis_weights(start: float, length: float, n_out: int, n_src: int, method: str) -> np.ndarray:
     s = length / n_out
     w = np.zeros((n_out, n_src), dtype=np.float32)
     j = np.arange(n_out)
@@ -49,6 +55,7 @@ def axis_weights(start: float, length: float, n_out: int, n_src: int, method: st
         w[:] = np.where(total > 0, overlap / np.maximum(total, _EPS), 0.0)
     else:
         raise ValueError(f"unknown resampling method {method!r}; allowed: {', '.join(METHODS)}")
+    w.setflags(write=False)
     return w
 
 
@@ -73,6 +80,8 @@ def resample_block(src: np.ndarray, valid: np.ndarray, y: tuple[float, float], x
         return vals, ok
     wy = axis_weights(y[0], y[1], h_out, src.shape[0], method)
     wx = axis_weights(x[0], x[1], w_out, src.shape[1], method)
+    if valid.all():  # the common case: no nodata in the block, so no renormalisation
+        return (wy @ src.astype(np.float32) @ wx.T).astype(np.float32, copy=False), np.ones(out_shape, dtype=bool)
     vf = valid.astype(np.float32)
     data = np.where(valid, src, 0).astype(np.float32)
     num = wy @ data @ wx.T

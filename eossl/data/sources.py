@@ -64,16 +64,18 @@ class RasterHandle:
         self.path = path
         self.ds = open_raster(path)
         self.crs = self.ds.crs
+        self.crs_str = self.crs.to_string() if self.crs else ""
         self.transform = self.ds.transform
         self.width, self.height = self.ds.width, self.ds.height
         self.dtype = self.ds.dtypes[0]
+        self.per_dataset_mask = [MaskFlags.per_dataset in flags for flags in self.ds.mask_flag_enums]
 
     def read_block(self, asset, rows, cols):
         idx = asset.band_index
         if idx > self.ds.count:
             raise ValueError(f"{self.path}: band index {idx} requested but the file has {self.ds.count} bands; "
                              f"the index is stale, rebuild it with `eossl catalog build`")
-        per_dataset = MaskFlags.per_dataset in self.ds.mask_flag_enums[idx - 1]
+        per_dataset = self.per_dataset_mask[idx - 1]
 
         def read(r0, r1, c0, c1):
             return self.ds.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0))
