@@ -263,3 +263,19 @@ def test_cube_ids_are_unique_for_steps_on_the_same_day(tmp_path):
     # position(id) / reads by id return the first step
     assert len(set(index.ids)) == 2
     assert index.position(index.ids[1]) == 1
+
+
+def test_zarr_cube_reads_like_the_netcdf_one(worldcereal_nc, tmp_path):
+    import warnings
+
+    pytest.importorskip("zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr v3 warns about string dtypes of the `crs` variable
+        xr.open_dataset(worldcereal_nc, engine="h5netcdf").to_zarr(tmp_path / "wc.zarr", mode="w")
+    nc = build_index([str(worldcereal_nc)], "sentinel2-l2a", IndexOptions(nodata=65535), progress=False)
+    zr = build_index([str(tmp_path / "wc.zarr")], "sentinel2-l2a", IndexOptions(nodata=65535), progress=False)
+    assert len(zr) == 12 and zr.ids[5] == "wc.zarr@2021-04-01"
+    window = (nc.bounds(5)[0] + 100, nc.bounds(5)[1] + 100, nc.bounds(5)[0] + 420, nc.bounds(5)[1] + 420)
+    a, b = ChipReader(nc).read(5, window), ChipReader(zr).read(5, window)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
