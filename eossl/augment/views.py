@@ -1,0 +1,162 @@
+"""SSL view generation: a typed ``ViewSpec`` (with per-method presets) -> a batched, seeded view pipeline.
+
+Order of operations for each view, on the device after transfer:
+
+1. the source chip: with seasonal pairs (``image2`` in the batch) view 1 comes from the first date and view 2
+   from the second; otherwise every view comes from the same chip;
+2. ops whose domain is reflectance (``spectral_shift``), on reflectance values;
+3. per-band normalisation ``(x - mean) / std`` with the sensor's statistics; invalid pixels become 0;
+4. the other ops in the order the spec lists them (standardised-domain and geometric ops), through
+   ``kornia.augmentation.AugmentationSequential`` with the valid mask as a ``mask`` key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import kornia.augmentation as K
+import torch
+from torch import nn
+
+from eossl.augment import spatial, spectral
+from eossl.config import ConfigError
+from eossl.registry import Registry
+
+__all__ = ["OpSpec", "ViewSpec", "ViewGenerator", "OPS", "PRESETS", "METHOD_PRESETS", "preset"]
+
+OPS: Registry[type] = Registry("augmentation op")
+for _name, _cls in (("band_dropout", spectral.RandomBandDropout), ("spectral_shift", spectral.RandomSpectralShift),
+                    ("brightness_contrast", spectral.RandomBrightnessContrastMS),
+                    ("noise", spectral.RandomGaussianNoiseMS), ("blur", spectral.RandomGaussianBlurMS),
+                    ("rot90_flip", spatial.RandomRot90Flip), ("rotation", spatial.RandomRotationReflect),
+                    ("resized_crop", spatial.RandomResizedCropMS)):
+    OPS.register(_name)(_cls)
+
+
+@dataclass
+class OpSpec:
+    """One op: a registered ``name`` and its keyword arguments (``seed`` and ``wavelengths_nm`` are supplied)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ViewSpec:
+    """How views are made. ``crop_size`` None keeps the chip size."""
+
+    ops: list[OpSpec] = field(default_factory=list)
+    n_views: int = 2
+    seasonal_pairs: Literal["use", "ignore"] = "use"
+    crop_size: int | None = None
+
+
+def _strong(crop_scale=(0.2, 1.0)) -> list[OpSpec]:
+    return [OpSpec("spectral_shift", {"p": 0.8}),
+            OpSpec("resized_crop", {"scale": list(crop_scale)}),
+            OpSpec("rot90_flip"),
+            OpSpec("brightness_contrast", {"p": 0.8}),
+            OpSpec("band_dropout", {"p_band": 0.2, "p": 0.5}),
+            OpSpec("blur", {"p": 0.5}),
+            OpSpec("noise", {"p": 0.3})]
+
+
+PRESETS: dict[str, list[OpSpec]] = {
+    "strong": _strong(),
+    "light": [OpSpec("resized_crop", {"scale": [0.5, 1.0]}), OpSpec("rot90_flip")],
+    "none": [],
+}
+METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong", "simclr": "strong",
+                  "byol": "strong", "dino": "strong", "barlow": "strong", "vicreg": "strong", "mae": "light"}
+
+
+def preset(name: str, **overrides) -> ViewSpec:
+    """A ViewSpec from a preset (``strong``, ``light``, ``none``) or a method name (``vicreg`` -> strong)."""
+    key = METHOD_PRESETS.get(name, name)
+    if key not in PRESETS:
+        raise ValueError(f"unknown view preset {name!r}; known: {', '.join(sorted(PRESETS) + sorted(METHOD_PRESETS))}")
+    return ViewSpec(ops=[OpSpec(o.name, dict(o.params)) for o in PRESETS[key]], **overrides)
+
+
+def _build_op(spec: OpSpec, i: int, wavelengths: list[float], chip_size: int, crop_size: int | None, seed: int):
+    where = f"views.ops[{i}]"
+    try:
+        cls = OPS.get(spec.name)
+    except ValueError as err:
+        raise ConfigError(f"{where}.name: {err}") from err
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.params.items()}
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "seed", "wavelengths_nm")]
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        raise ConfigError(f"{where}.params.{unknown[0]}: unknown parameter of {spec.name}; allowed: {', '.join(allowed)}")
+    if "wavelengths_nm" in inspect.signature(cls.__init__).parameters:
+        kwargs["wavelengths_nm"] = wavelengths
+    if spec.name == "resized_crop":
+        kwargs.setdefault("size", crop_size or chip_size)
+    try:
+        return cls(seed=seed, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where} ({spec.name}): {err}") from err
+
+
+class ViewGenerator(nn.Module):
+    """Makes ``spec.n_views`` views of a batch on its device.
+
+    Args:
+        spec: the ViewSpec.
+        bands: band names of the batch, in channel order.
+        wavelengths_nm, mean, std: per band, from the sensor catalog (mean/std in the reader's units).
+        chip_size: chip side in pixels (used when ``spec.crop_size`` is None).
+        seed: seeds every op; the same seed gives the same views.
+    """
+
+    def __init__(self, spec: ViewSpec, bands: list[str], wavelengths_nm: list[float], mean, std, chip_size: int,
+                 seed: int = 0):
+        super().__init__()
+        if not (len(bands) == len(wavelengths_nm) == len(mean) == len(std)):
+            raise ValueError("bands, wavelengths, mean and std must have one entry per band")
+        if spec.n_views < 1:
+            raise ConfigError(f"views.n_views must be >= 1, got {spec.n_views}")
+        self.spec, self.bands = spec, list(bands)
+        ops = [_build_op(o, i, list(wavelengths_nm), chip_size, spec.crop_size, seed * 1000 + i)
+               for i, o in enumerate(spec.ops)]
+        self.reflectance_ops = nn.ModuleList([op for op in ops if op.domain == "reflectance"])
+        others = [op for op in ops if op.domain != "reflectance"]
+        self.sequential = K.AugmentationSequential(*others, data_keys=["input", "mask"]) if others else None
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def check(self, image: torch.Tensor) -> None:
+        if image.ndim != 4:
+            raise ValueError(f"views need a (B, C, H, W) batch, got shape {tuple(image.shape)}")
+        if image.shape[1] != len(self.bands):
+            raise ValueError(f"the batch has {image.shape[1]} bands but the views were configured for "
+                             f"{len(self.bands)} ({', '.join(self.bands)}); check the data's band list")
+        if torch.isnan(image).any():
+            raise ValueError("the batch contains NaN values; the reader marks nodata with the mask and 0, so NaNs "
+                             "come from upstream code: fill them and set the mask before making views")
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, image2: torch.Tensor | None = None,
+                mask2: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        """Views of a reflectance batch: a list of ``{"image": (B, C, h, w) standardised, "mask": (B, h, w)}``."""
+        self.check(image)
+        if mask is None:
+            mask = torch.ones(image.shape[0], *image.shape[2:], dtype=torch.bool, device=image.device)
+        pairs = image2 is not None and self.spec.seasonal_pairs == "use"
+        if pairs:
+            self.check(image2)
+            mask2 = torch.ones_like(mask) if mask2 is None else mask2
+        views = []
+        for v in range(self.spec.n_views):
+            x, m = (image2, mask2) if pairs and v % 2 == 1 else (image, mask)
+            for op in self.reflectance_ops:
+                x = op(x)
+            x = ((x - self.mean) / self.std) * m.unsqueeze(1)
+            mf = m.unsqueeze(1).to(x.dtype)
+            if self.sequential is not None:
+                x, mf = self.sequential(x, mf)
+            views.append({"image": x, "mask": mf[:, 0] > 0.5})
+        return views
