@@ -10,9 +10,10 @@ from eossl import __version__
 from eossl.commands import cache as cache_cmd
 from eossl.commands import catalog as catalog_cmd
 from eossl.commands import demo as demo_cmd
+from eossl.commands import views as views_cmd
 from eossl.config import ConfigError
 
-COMMANDS = (catalog_cmd, cache_cmd, demo_cmd)
+COMMANDS = (catalog_cmd, cache_cmd, views_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

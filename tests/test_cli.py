@@ -65,3 +65,30 @@ def test_demo_end_to_end(tmp_path, capsys):
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["chips"] == 64 and len(summary["bands"]) == 13 and summary["valid_fraction"] > 0.9
     assert "outputs in" in capsys.readouterr().out
+
+
+def test_views_png_is_a_real_image_and_never_overwritten(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "views.png"
+    assert main(["views", "--out", str(out), "-n", "2", "--size", "32", "--seed", "3"]) == 0
+    image = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+    assert image.shape[0] > 200 and image.shape[1] > 600  # 2 rows x 6 panels
+    assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 1000
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["chips"] == 2 and len(meta["bands"]) == 13 and meta["spec"]["n_views"] == 2
+    assert main(["views", "--out", str(out), "-n", "2"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+
+
+def test_views_config_errors(tmp_path, capsys):
+    bad = tmp_path / "views.yaml"
+    bad.write_text("ops:\n  - name: hue_jitter\n")
+    assert main(["views", "--config", str(bad), "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err
+    assert "views.ops[0].name" in err and "band_dropout" in err
+    assert main(["views", "--set", "n_views=two", "--dry-run"]) == 2
+    assert "views.n_views" in capsys.readouterr().err
+    assert main(["views", "--preset", "mae", "--dry-run"]) == 0
+    assert "resized_crop" in capsys.readouterr().out

@@ -52,13 +52,19 @@ class ViewSpec:
     seasonal_pairs: Literal["use", "ignore"] = "use"
     crop_size: int | None = None
 
+    def __post_init__(self):  # fail at load time: unknown op names and parameters
+        if self.n_views < 1:
+            raise ConfigError(f"views.n_views must be >= 1, got {self.n_views}")
+        for i, op in enumerate(self.ops):
+            _op_class(op, i)
+
 
 def _strong(crop_scale=(0.2, 1.0)) -> list[OpSpec]:
     return [OpSpec("spectral_shift", {"p": 0.8}),
             OpSpec("resized_crop", {"scale": list(crop_scale)}),
             OpSpec("rot90_flip"),
-            OpSpec("brightness_contrast", {"p": 0.8}),
-            OpSpec("band_dropout", {"p_band": 0.2, "p": 0.5}),
+            OpSpec("brightness_contrast", {"p": 0.8, "brightness": [-0.1, 0.1]}),
+            OpSpec("band_dropout", {"p_band": 0.2, "p": 0.5, "fill": "mean"}),
             OpSpec("blur", {"p": 0.5}),
             OpSpec("noise", {"p": 0.3})]
 
@@ -80,17 +86,24 @@ def preset(name: str, **overrides) -> ViewSpec:
     return ViewSpec(ops=[OpSpec(o.name, dict(o.params)) for o in PRESETS[key]], **overrides)
 
 
-def _build_op(spec: OpSpec, i: int, wavelengths: list[float], chip_size: int, crop_size: int | None, seed: int):
+def _op_class(spec: OpSpec, i: int) -> type:
+    """The registered class of ``spec``; ConfigError for an unknown name or parameter."""
     where = f"views.ops[{i}]"
     try:
         cls = OPS.get(spec.name)
     except ValueError as err:
         raise ConfigError(f"{where}.name: {err}") from err
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.params.items()}
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "seed", "wavelengths_nm")]
-    unknown = [k for k in kwargs if k not in allowed]
+    unknown = [k for k in spec.params if k not in allowed]
     if unknown:
         raise ConfigError(f"{where}.params.{unknown[0]}: unknown parameter of {spec.name}; allowed: {', '.join(allowed)}")
+    return cls
+
+
+def _build_op(spec: OpSpec, i: int, wavelengths: list[float], chip_size: int, crop_size: int | None, seed: int):
+    where = f"views.ops[{i}]"
+    cls = _op_class(spec, i)
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.params.items()}
     if "wavelengths_nm" in inspect.signature(cls.__init__).parameters:
         kwargs["wavelengths_nm"] = wavelengths
     if spec.name == "resized_crop":
@@ -117,8 +130,6 @@ class ViewGenerator(nn.Module):
         super().__init__()
         if not (len(bands) == len(wavelengths_nm) == len(mean) == len(std)):
             raise ValueError("bands, wavelengths, mean and std must have one entry per band")
-        if spec.n_views < 1:
-            raise ConfigError(f"views.n_views must be >= 1, got {spec.n_views}")
         self.spec, self.bands = spec, list(bands)
         ops = [_build_op(o, i, list(wavelengths_nm), chip_size, spec.crop_size, seed * 1000 + i)
                for i, o in enumerate(spec.ops)]

@@ -1,7 +1,7 @@
 """``eossl demo``: the main job on the built-in data (grows with the project).
 
-Today: index the built-in Sentinel-2 scene, cache random 13-band chips from it, and read an epoch through the
-data module from the cache, checking the chips against the sensor catalog.
+Today: index the built-in Sentinel-2 scene, cache random 13-band chips from it, read an epoch through the data
+module from the cache (checking the chips against the sensor catalog), and draw the SSL views of a few chips.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
+from eossl.commands import views as views_cmd
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, SamplerConfig, make_sampler
 from eossl.data.datamodule import ChipDataModule
@@ -34,12 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(args.runs, "demo")
     sensor = load_sensor("sentinel2-l1c")
-    print(f"[1/3] indexing the built-in scene {builtin_s2_root()}")
+    print(f"[1/4] indexing the built-in scene {builtin_s2_root()}")
     index = build_index([builtin_s2_root()], sensor, IndexOptions(exclude=("preview.jp2",)))
     index.save(run_dir / "index.parquet")
     print(index.summary())
 
-    print(f"\n[2/3] caching {args.num_samples} random {args.size}x{args.size} chips of all 13 bands")
+    print(f"\n[2/4] caching {args.num_samples} random {args.size}x{args.size} chips of all 13 bands")
     sampler_cfg = SamplerConfig(kind="random", size=args.size, num_samples=args.num_samples, seed=args.seed)
     reader = ChipReader(index)
     sampler = make_sampler(index, sampler_cfg, rank=0, world_size=1)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = write_cache(run_dir / "cache", index, sampler, reader, num_workers=args.workers)
     cache_s = time.perf_counter() - t0
 
-    print("\n[3/3] one epoch through the data module, from the cache")
+    print("\n[3/4] one epoch through the data module, from the cache")
     cfg = DataConfig(index=str(run_dir / "index.parquet"), sampler=sampler_cfg, cache=str(run_dir / "cache"),
                      batch_size=64, num_workers=0)
     dm = ChipDataModule(cfg, index=index)
@@ -68,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         "catalog_mean_reflectance": dict(zip(dm.bands, np.round(cat_mean.astype(float), 4).tolist())),
         "index_hash": manifest["index_hash"],
     }
+    print("\n[4/4] SSL views of 6 chips (preset 'vicreg')")
+    views_png = run_dir / "views.png"
+    views_cmd.run(argparse.Namespace(config=None, preset="vicreg", set=[], dry_run=False, out=str(views_png),
+                                     index=str(run_dir / "index.parquet"), bands=None, pairs=False, chips=6,
+                                     size=args.size, seed=args.seed, runs=args.runs))
+    summary["views_png"] = str(views_png)
     write_json(run_dir / "summary.json", summary)
     print(f"{'band':5s} {'scene mean':>10s} {'catalog mean':>12s}")
     for b, m, c in zip(dm.bands, means, cat_mean):
