@@ -18,7 +18,8 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ValueError(f"{self.kind} {name!r} is registered twice; registered: "
+                                 f"{', '.join(sorted(self._items))}")
             self._items[name] = obj
             return obj
 

@@ -159,5 +159,11 @@ class RandomResizedCropMS(SeededMixin, GeometricAugmentationBase2D):
         src = params["src"].to(input.device, input.dtype)
         return crop_and_resize(input, src, self.size, mode="nearest", align_corners=True)
 
+    def apply_non_transform_mask(self, input, params, flags, transform=None):
+        # samples that are not cropped are still resized to the output size, their masks too
+        if tuple(input.shape[-2:]) == self.size:
+            return input
+        return torch.nn.functional.interpolate(input, size=self.size, mode="nearest")
+
     def inverse_transform(self, input, flags, transform=None, size=None):
         raise NotImplementedError("RandomResizedCropMS has no inverse here; keep the original batch instead")

@@ -55,6 +55,8 @@ class ViewSpec:
     def __post_init__(self):  # fail at load time: unknown op names and parameters
         if self.n_views < 1:
             raise ConfigError(f"views.n_views must be >= 1, got {self.n_views}")
+        if self.seasonal_pairs not in ("use", "ignore"):
+            raise ConfigError(f"views.seasonal_pairs: got {self.seasonal_pairs!r}; allowed: 'use', 'ignore'")
         for i, op in enumerate(self.ops):
             _op_class(op, i)
 
@@ -169,5 +171,6 @@ class ViewGenerator(nn.Module):
             mf = m.unsqueeze(1).to(x.dtype)
             if self.sequential is not None:
                 x, mf = self.sequential(x, mf)
-            views.append({"image": x, "mask": mf[:, 0] > 0.5})
+            valid = mf > 0.5
+            views.append({"image": x * valid, "mask": valid[:, 0]})  # invalid pixels stay 0 (the band mean)
         return views
