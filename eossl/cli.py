@@ -12,6 +12,7 @@ from eossl.commands import catalog as catalog_cmd
 from eossl.commands import demo as demo_cmd
 from eossl.commands import views as views_cmd
 from eossl.config import ConfigError
+from eossl.runtime import configure_allocator
 
 COMMANDS = (catalog_cmd, cache_cmd, views_cmd, demo_cmd)
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("rasterio").setLevel(logging.WARNING)
+    configure_allocator()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, ConfigError) as err:

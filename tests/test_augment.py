@@ -170,7 +170,7 @@ def test_p_gates_samples_exactly(bands):
     x = _rand(32, c, 8, 8, low=0.1, high=0.5)
     params = op.forward_parameters(x.shape)
     out = op(x, params=params)
-    gate = params["batch_prob"] > 0.5
+    gate = params["gate"]
     assert 0 < int(gate.sum()) < 32
     assert torch.equal(out[~gate], x[~gate])
     for i in gate.nonzero()[:, 0]:
@@ -594,3 +594,20 @@ def test_ops_declare_their_value_domain():
         assert op.domain == "standardized"
     for op in (RandomGaussianBlurMS(), RandomRot90Flip(), RandomRotationReflect(), RandomResizedCropMS(8)):
         assert op.domain == "any"
+
+
+def test_tiny_crop_scale_gives_finite_crops():
+    op = RandomResizedCropMS(size=16, scale=(1e-4, 1e-4), seed=0)
+    out = op(torch.rand(4, 3, 64, 64))
+    assert out.shape == (4, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_allocator_setting_is_applied_once_on_glibc():
+    import platform
+
+    from eossl.runtime import configure_allocator
+
+    applied = configure_allocator()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    assert configure_allocator() is applied

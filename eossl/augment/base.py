@@ -28,6 +28,10 @@ class SeededMixin:
 
     def _init_rng(self, seed: int | None) -> None:
         self.generator = torch.Generator().manual_seed(_seed_from_global() if seed is None else int(seed))
+        # The op gates samples itself (params["gate"]) and does its work only on the gated rows, or with identity
+        # parameters for the others; Kornia always sees p=1, so it never runs the op on the whole batch and then
+        # blends applied and skipped rows (a full extra pass per op).
+        self.p_apply, self.p = float(self.p), 1.0
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
@@ -37,19 +41,30 @@ class SeededMixin:
         return low + (high - low) * torch.rand(shape, generator=self.generator)
 
     def forward_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
-        b = batch_shape[0]
-        if self.p >= 1.0:
-            gate = torch.ones(b)
-        elif self.p <= 0.0:
-            gate = torch.zeros(b)
+        b, p = batch_shape[0], self.p_apply
+        if p >= 1.0:
+            gate = torch.ones(b, dtype=torch.bool)
+        elif p <= 0.0:
+            gate = torch.zeros(b, dtype=torch.bool)
         elif self.same_on_batch:
-            gate = (torch.rand(1, generator=self.generator) < self.p).float().expand(b)
+            gate = (torch.rand(1, generator=self.generator) < p).expand(b).clone()
         else:
-            gate = (torch.rand(b, generator=self.generator) < self.p).float()
+            gate = torch.rand(b, generator=self.generator) < p
         params = self.generate_parameters(batch_shape)
-        params["batch_prob"] = gate
+        params["gate"] = gate
+        params["batch_prob"] = torch.ones(b)
         params["forward_input_shape"] = torch.tensor(batch_shape, dtype=torch.long)
         return params
+
+
+def gated_rows(params: dict[str, torch.Tensor], device) -> torch.Tensor:
+    """Indices of the samples an op applies to."""
+    return params["gate"].nonzero(as_tuple=True)[0].to(device)
+
+
+def gate_view(params: dict[str, torch.Tensor], input: torch.Tensor) -> torch.Tensor:
+    """The gate as a (B, 1, 1, 1) bool tensor on the input's device."""
+    return params["gate"].to(input.device).view(-1, *([1] * (input.ndim - 1)))
 
 
 def check_range(name: str, value: tuple[float, float], low: float | None = None) -> tuple[float, float]:

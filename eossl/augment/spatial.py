@@ -13,7 +13,7 @@ import torch
 from kornia.augmentation import GeometricAugmentationBase2D
 from kornia.geometry.transform import crop_and_resize, get_perspective_transform, rotate
 
-from eossl.augment.base import SeededMixin, check_range
+from eossl.augment.base import SeededMixin, check_range, gated_rows
 
 __all__ = ["RandomRot90Flip", "RandomRotationReflect", "RandomResizedCropMS"]
 
@@ -22,10 +22,34 @@ def _eye(b: int, device, dtype) -> torch.Tensor:
     return torch.eye(3, device=device, dtype=dtype).expand(b, 3, 3).clone()
 
 
+_DIHEDRAL: dict[tuple, tuple[torch.Tensor, list]] = {}
+
+
+def _dihedral(h: int, w: int, device) -> tuple[torch.Tensor, list]:
+    """The 8 (k, flip) elements for an (h, w) grid: 3x3 pixel-coordinate matrices and flat pixel orders."""
+    key = (h, w, str(device))
+    if key not in _DIHEDRAL:
+        mats, orders = [], []
+        pixels = torch.arange(h * w, device=device).view(h, w)
+        for flip in (False, True):
+            for k in range(4):
+                m = torch.tensor([[-1.0, 0, w - 1], [0, 1, 0], [0, 0, 1]]) if flip else torch.eye(3)
+                size_x, size_y = w, h
+                for _ in range(k):  # (x, y) -> (y, size_x - 1 - x); the axes swap
+                    m = torch.tensor([[0.0, 1, 0], [-1, 0, size_x - 1], [0, 0, 1]]) @ m
+                    size_x, size_y = size_y, size_x
+                mats.append(m)
+                src = pixels.flip(-1) if flip else pixels
+                orders.append(torch.rot90(src, k, dims=(0, 1)).reshape(-1) if (h == w or k % 2 == 0) else None)
+        _DIHEDRAL[key] = (torch.stack(mats), orders)
+    return _DIHEDRAL[key]
+
+
 class RandomRot90Flip(SeededMixin, GeometricAugmentationBase2D):
     """Exact 90-degree rotations (k = 0..3, counter-clockwise) and a horizontal flip, per sample; no interpolation.
 
-    Non-square chips only get k in {0, 2}. Every dihedral symmetry of the square is reachable.
+    Non-square chips only get k in {0, 2}. Every dihedral symmetry of the square is reachable. Applied as one
+    gather with precomputed pixel orders.
     """
 
     def __init__(self, p: float = 1.0, seed: int | None = None):
@@ -39,33 +63,23 @@ class RandomRot90Flip(SeededMixin, GeometricAugmentationBase2D):
             k = (k // 2) * 2
         return {"k": k, "flip": torch.rand(b, generator=self.generator) < 0.5}
 
+    @staticmethod
+    def _codes(params) -> torch.Tensor:
+        code = params["k"].long() + 4 * params["flip"].long()
+        return torch.where(params["gate"], code, 0) if "gate" in params else code
+
     def compute_transformation(self, input, params, flags):
-        b, h, w = input.shape[0], input.shape[-2], input.shape[-1]
-        mats = _eye(b, input.device, input.dtype)
-        for i in range(b):
-            m = torch.eye(3, dtype=input.dtype)
-            if bool(params["flip"][i]):
-                m = torch.tensor([[-1.0, 0, w - 1], [0, 1, 0], [0, 0, 1]], dtype=input.dtype)
-            size_x, size_y = (w, h)
-            for _ in range(int(params["k"][i])):  # (x, y) -> (y, size_x - 1 - x), then the axes swap
-                r = torch.tensor([[0.0, 1, 0], [-1, 0, size_x - 1], [0, 0, 1]], dtype=input.dtype)
-                m = r @ m
-                size_x, size_y = size_y, size_x
-            mats[i] = m.to(input.device)
-        return mats
+        mats, _ = _dihedral(input.shape[-2], input.shape[-1], "cpu")
+        return mats[self._codes(params)].to(input.device, input.dtype)
 
     def apply_transform(self, input, params, flags, transform=None):
-        out = input
-        flip = params["flip"].to(input.device)
-        if bool(flip.any()):
-            out = torch.where(flip.view(-1, *([1] * (input.ndim - 1))), input.flip(-1), input)
-        k = params["k"].to(input.device)
-        result = out.clone()
-        for kk in (1, 2, 3):
-            idx = (k == kk).nonzero(as_tuple=True)[0]
-            if len(idx):
-                result[idx] = torch.rot90(out[idx], kk, dims=(-2, -1))
-        return result
+        b, c, h, w = input.shape
+        _, orders = _dihedral(h, w, input.device)
+        codes = self._codes(params).tolist()
+        if any(orders[i] is None for i in codes):
+            raise ValueError(f"a 90-degree rotation of a non-square {h}x{w} chip was requested")
+        index = torch.stack([orders[i] for i in codes])[:, None, :].expand(b, c, h * w)
+        return input.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)
 
     def inverse_transform(self, input, flags, transform=None, size=None):
         raise NotImplementedError("RandomRot90Flip has no inverse here; keep the original batch instead")
@@ -93,19 +107,25 @@ class RandomRotationReflect(SeededMixin, GeometricAugmentationBase2D):
     def compute_transformation(self, input, params, flags):
         from kornia.geometry.transform import get_rotation_matrix2d
 
-        angle = params["angle"].to(input.device, input.dtype)
+        angle = torch.where(params["gate"], params["angle"], 0.0).to(input.device, input.dtype)
         scale = torch.ones(input.shape[0], 2, device=input.device, dtype=input.dtype)
         mats = _eye(input.shape[0], input.device, input.dtype)
         mats[:, :2] = get_rotation_matrix2d(self._center(input), angle, scale)
         return mats
 
+    def _rotate_gated(self, input, params, mode: str, padding: str):
+        idx = gated_rows(params, input.device)
+        out = input.clone()
+        if len(idx):
+            angle = params["angle"].to(input.device, input.dtype)[idx]
+            out[idx] = rotate(input[idx], angle, center=self._center(input)[idx], mode=mode, padding_mode=padding)
+        return out
+
     def apply_transform(self, input, params, flags, transform=None):
-        angle = params["angle"].to(input.device, input.dtype)
-        return rotate(input, angle, center=self._center(input), mode="bilinear", padding_mode="reflection")
+        return self._rotate_gated(input, params, "bilinear", "reflection")
 
     def apply_transform_mask(self, input, params, flags, transform=None):
-        angle = params["angle"].to(input.device, input.dtype)
-        return rotate(input, angle, center=self._center(input), mode="nearest", padding_mode="zeros")
+        return self._rotate_gated(input, params, "nearest", "zeros")
 
     def inverse_transform(self, input, flags, transform=None, size=None):
         raise NotImplementedError("RandomRotationReflect has no inverse here; keep the original batch instead")
@@ -129,8 +149,8 @@ class RandomResizedCropMS(SeededMixin, GeometricAugmentationBase2D):
         area = self.uniform(*self.scale, (b,)) * h * w
         log_r = self.uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), (b,))
         r = torch.exp(log_r)
-        cw = torch.sqrt(area * r).clamp(1, w)
-        ch = torch.sqrt(area / r).clamp(1, h)
+        cw = torch.sqrt(area * r).clamp(min(2, w), w)  # at least 2 px: a 1 px box is degenerate
+        ch = torch.sqrt(area / r).clamp(min(2, h), h)
         x0 = torch.rand(b, generator=self.generator) * (w - cw)
         y0 = torch.rand(b, generator=self.generator) * (h - ch)
         x1, y1 = x0 + cw - 1, y0 + ch - 1
@@ -138,32 +158,27 @@ class RandomResizedCropMS(SeededMixin, GeometricAugmentationBase2D):
                              torch.stack([x0, y1], -1)], dim=1)
         return {"src": boxes}
 
+    def _src(self, input, params) -> torch.Tensor:
+        """Crop boxes; samples the gate skips use the whole chip (they are only resized)."""
+        h, w = input.shape[-2], input.shape[-1]
+        full = torch.tensor([[0.0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+        src = torch.where(params["gate"].view(-1, 1, 1), params["src"], full)
+        return src.to(input.device, input.dtype)
+
     def _dst(self, b, device, dtype):
         h, w = self.size
         d = torch.tensor([[0.0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], device=device, dtype=dtype)
         return d.expand(b, 4, 2)
 
     def compute_transformation(self, input, params, flags):
-        src = params["src"].to(input.device, input.dtype)
-        return get_perspective_transform(src, self._dst(input.shape[0], input.device, input.dtype))
+        return get_perspective_transform(self._src(input, params), self._dst(input.shape[0], input.device,
+                                                                             input.dtype))
 
     def apply_transform(self, input, params, flags, transform=None):
-        src = params["src"].to(input.device, input.dtype)
-        return crop_and_resize(input, src, self.size, mode="bilinear", align_corners=True)
-
-    def apply_non_transform(self, input, params, flags, transform=None):
-        return torch.nn.functional.interpolate(input, size=self.size, mode="bilinear", align_corners=True) \
-            if tuple(input.shape[-2:]) != self.size else input
+        return crop_and_resize(input, self._src(input, params), self.size, mode="bilinear", align_corners=True)
 
     def apply_transform_mask(self, input, params, flags, transform=None):
-        src = params["src"].to(input.device, input.dtype)
-        return crop_and_resize(input, src, self.size, mode="nearest", align_corners=True)
-
-    def apply_non_transform_mask(self, input, params, flags, transform=None):
-        # samples that are not cropped are still resized to the output size, their masks too
-        if tuple(input.shape[-2:]) == self.size:
-            return input
-        return torch.nn.functional.interpolate(input, size=self.size, mode="nearest")
+        return crop_and_resize(input, self._src(input, params), self.size, mode="nearest", align_corners=True)
 
     def inverse_transform(self, input, flags, transform=None, size=None):
         raise NotImplementedError("RandomResizedCropMS has no inverse here; keep the original batch instead")

@@ -8,7 +8,7 @@ import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 from kornia.filters import gaussian_blur2d
 
-from eossl.augment.base import SeededMixin, check_range
+from eossl.augment.base import SeededMixin, check_range, gate_view, gated_rows
 
 __all__ = ["RandomBandDropout", "RandomSpectralShift", "RandomBrightnessContrastMS", "RandomGaussianNoiseMS",
            "RandomGaussianBlurMS"]
@@ -51,9 +51,9 @@ class RandomBandDropout(SeededMixin, IntensityAugmentationBase2D):
         return {"drop": drop, "noise_seed": noise_seed}
 
     def apply_transform(self, input, params, flags, transform=None):
-        drop = params["drop"].to(input.device).view(input.shape[0], input.shape[1], 1, 1)
+        drop = (params["drop"] & params["gate"][:, None]).to(input.device).view(input.shape[0], input.shape[1], 1, 1)
         if self.fill == "zero":
-            fill = torch.zeros((), dtype=input.dtype, device=input.device)
+            return input * ~drop
         elif self.fill == "mean":
             fill = input.mean(dim=(2, 3), keepdim=True)
         else:
@@ -96,8 +96,11 @@ class RandomSpectralShift(SeededMixin, IntensityAugmentationBase2D):
 
     def apply_transform(self, input, params, flags, transform=None):
         dev, dt = input.device, input.dtype
+        gate = params["gate"].to(dev)[:, None]
         factor = params["gain"].to(dev, dt) * (1 + params["tilt"].to(dev, dt) * self.w_norm.to(dev, dt))
-        return input * factor[..., None, None] + params["offset"].to(dev, dt)[..., None, None]
+        factor = torch.where(gate, factor, 1.0)
+        offset = torch.where(gate, params["offset"].to(dev, dt), 0.0)
+        return torch.addcmul(offset[..., None, None], input, factor[..., None, None])
 
 
 class RandomBrightnessContrastMS(SeededMixin, IntensityAugmentationBase2D):
@@ -121,10 +124,11 @@ class RandomBrightnessContrastMS(SeededMixin, IntensityAugmentationBase2D):
         return {"brightness": self.uniform(*self.brightness, (b,)), "contrast": self.uniform(*self.contrast, (b,))}
 
     def apply_transform(self, input, params, flags, transform=None):
-        shape = (-1, 1, 1, 1)
+        shape, gate = (-1, 1, 1, 1), gate_view(params, input)
         m = input.mean(dim=(2, 3), keepdim=True)
-        c = params["contrast"].to(input.device, input.dtype).view(shape)
-        return (input - m) * c + m + params["brightness"].to(input.device, input.dtype).view(shape)
+        c = torch.where(gate, params["contrast"].to(input.device, input.dtype).view(shape), 1.0)
+        b = torch.where(gate, params["brightness"].to(input.device, input.dtype).view(shape), 0.0)
+        return torch.addcmul(m * (1 - c) + b, input, c.expand_as(m))  # (x - m) * c + m + b in one pass
 
 
 class RandomGaussianNoiseMS(SeededMixin, IntensityAugmentationBase2D):
@@ -145,9 +149,14 @@ class RandomGaussianNoiseMS(SeededMixin, IntensityAugmentationBase2D):
                 "noise_seed": torch.randint(0, 2**62, (1,), generator=self.generator)}
 
     def apply_transform(self, input, params, flags, transform=None):
-        g = torch.Generator(device=input.device).manual_seed(int(params["noise_seed"]))
-        noise = torch.randn(input.shape, generator=g, device=input.device, dtype=input.dtype)
-        return input + noise * params["sigma"].to(input.device, input.dtype)[..., None, None]
+        idx = gated_rows(params, input.device)
+        out = input.clone()
+        if len(idx):
+            g = torch.Generator(device=input.device).manual_seed(int(params["noise_seed"]))
+            noise = torch.randn((len(idx), *input.shape[1:]), generator=g, device=input.device, dtype=input.dtype)
+            sigma = params["sigma"].to(input.device, input.dtype)[idx]
+            out.index_add_(0, idx, noise.mul_(sigma[..., None, None]))
+        return out
 
 
 class RandomGaussianBlurMS(SeededMixin, IntensityAugmentationBase2D):
@@ -169,5 +178,9 @@ class RandomGaussianBlurMS(SeededMixin, IntensityAugmentationBase2D):
         return {"sigma": s.expand(-1, 2).contiguous()}
 
     def apply_transform(self, input, params, flags, transform=None):
-        sigma = params["sigma"].to(input.device, input.dtype)
-        return gaussian_blur2d(input, self.kernel_size, sigma, border_type="reflect")
+        idx = gated_rows(params, input.device)
+        out = input.clone()
+        if len(idx):
+            sigma = params["sigma"].to(input.device, input.dtype)[idx]
+            out[idx] = gaussian_blur2d(input[idx], self.kernel_size, sigma, border_type="reflect")
+        return out

@@ -140,6 +140,8 @@ class ViewGenerator(nn.Module):
         self.sequential = K.AugmentationSequential(*others, data_keys=["input", "mask"]) if others else None
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("scale", 1.0 / self.std, persistent=False)
+        self.register_buffer("shift", -self.mean / self.std, persistent=False)
 
     def check(self, image: torch.Tensor) -> None:
         if image.ndim != 4:
@@ -147,7 +149,7 @@ class ViewGenerator(nn.Module):
         if image.shape[1] != len(self.bands):
             raise ValueError(f"the batch has {image.shape[1]} bands but the views were configured for "
                              f"{len(self.bands)} ({', '.join(self.bands)}); check the data's band list")
-        if torch.isnan(image).any():
+        if torch.isnan(image.amax()):  # NaN propagates through the max: no full boolean tensor needed
             raise ValueError("the batch contains NaN values; the reader marks nodata with the mask and 0, so NaNs "
                              "come from upstream code: fill them and set the mask before making views")
 
@@ -167,10 +169,10 @@ class ViewGenerator(nn.Module):
             x, m = (image2, mask2) if pairs and v % 2 == 1 else (image, mask)
             for op in self.reflectance_ops:
                 x = op(x)
-            x = ((x - self.mean) / self.std) * m.unsqueeze(1)
             mf = m.unsqueeze(1).to(x.dtype)
+            x = torch.addcmul(self.shift, x, self.scale).mul_(mf)  # (x - mean) / std, invalid pixels 0
             if self.sequential is not None:
                 x, mf = self.sequential(x, mf)
             valid = mf > 0.5
-            views.append({"image": x * valid, "mask": valid[:, 0]})  # invalid pixels stay 0 (the band mean)
+            views.append({"image": x.mul_(valid), "mask": valid[:, 0]})  # invalid pixels stay 0 (the band mean)
         return views
