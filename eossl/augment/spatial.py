@@ -81,8 +81,6 @@ class RandomRot90Flip(SeededMixin, GeometricAugmentationBase2D):
         index = torch.stack([orders[i] for i in codes])[:, None, :].expand(b, c, h * w)
         return input.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)
 
-    def inverse_transform(self, input, flags, transform=None, size=None):
-        raise NotImplementedError("RandomRot90Flip has no inverse here; keep the original batch instead")
 
 
 class RandomRotationReflect(SeededMixin, GeometricAugmentationBase2D):
@@ -127,8 +125,6 @@ class RandomRotationReflect(SeededMixin, GeometricAugmentationBase2D):
     def apply_transform_mask(self, input, params, flags, transform=None):
         return self._rotate_gated(input, params, "nearest", "zeros")
 
-    def inverse_transform(self, input, flags, transform=None, size=None):
-        raise NotImplementedError("RandomRotationReflect has no inverse here; keep the original batch instead")
 
 
 class RandomResizedCropMS(SeededMixin, GeometricAugmentationBase2D):
@@ -180,5 +176,3 @@ class RandomResizedCropMS(SeededMixin, GeometricAugmentationBase2D):
     def apply_transform_mask(self, input, params, flags, transform=None):
         return crop_and_resize(input, self._src(input, params), self.size, mode="nearest", align_corners=True)
 
-    def inverse_transform(self, input, flags, transform=None, size=None):
-        raise NotImplementedError("RandomResizedCropMS has no inverse here; keep the original batch instead")

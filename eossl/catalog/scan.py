@@ -11,6 +11,7 @@ Two layouts are understood:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import re
@@ -194,11 +195,9 @@ _SIDECAR_RE = (re.compile(r"<SENSING_TIME[^>]*>([^<]+)<"), re.compile(r"<PRODUCT
 def parse_datetime(text: str) -> datetime:
     """Parse the date formats met in file names, tags and sidecars into an aware UTC datetime."""
     s = text.strip().strip('"')
-    try:  # ISO 8601, with a UTC offset or Z when given
+    with contextlib.suppress(ValueError):  # ISO 8601, with a UTC offset or Z when given
         parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
         return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    except ValueError:
-        pass
     for fmt in ("%Y%m%dT%H%M%S", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M:%S",
                 "%Y-%m-%d"):
         try:
