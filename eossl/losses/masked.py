@@ -1,0 +1,48 @@
+"""Masked-image-modelling loss (MAE: He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, L, patch*patch*C); C is read from the tensor (never assumed to be 3)."""
+    b, c, h, w = images.shape
+    if h % patch or w % patch:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {patch}")
+    x = images.reshape(b, c, h // patch, patch, w // patch, patch)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch) * (w // patch), patch * patch * c)
+
+
+def mae_loss(pred: torch.Tensor, images: torch.Tensor, mask: torch.Tensor, patch: int,
+             valid: torch.Tensor | None = None, norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """Mean squared error on masked patches, over valid pixels only.
+
+    Args:
+        pred: (B, L, patch*patch*C) reconstruction.
+        images: (B, C, H, W) targets.
+        mask: (B, L), 1 for patches that were hidden from the encoder (the loss is computed there).
+        valid: optional (B, H, W) bool chip mask; invalid pixels neither count nor shape the normalisation.
+        norm_pix: normalise each target patch by its own mean and variance (over its valid values).
+    """
+    target = patchify(images, patch)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} does not match the patchified target {tuple(target.shape)}")
+    if mask.shape != target.shape[:2]:
+        raise ValueError(f"mask must be (B, L) = {tuple(target.shape[:2])}, got {tuple(mask.shape)}")
+    c = images.shape[1]
+    if valid is None:
+        w = torch.ones_like(target)
+    else:
+        w = patchify(valid.unsqueeze(1).expand(-1, c, -1, -1).to(target.dtype), patch)
+    if norm_pix:
+        count = w.sum(-1, keepdim=True).clamp_min(1)
+        mean = (target * w).sum(-1, keepdim=True) / count
+        var = ((target - mean) ** 2 * w).sum(-1, keepdim=True) / (count - 1).clamp_min(1)
+        target = (target - mean) / (var + eps).sqrt()
+    per_value = (pred - target) ** 2 * w
+    weight = w * mask.unsqueeze(-1).to(w.dtype)
+    total = weight.sum()
+    if total == 0:
+        raise ValueError("no masked patch holds a valid pixel: the loss is undefined for this batch")
+    return (per_value * mask.unsqueeze(-1)).sum() / total
