@@ -43,6 +43,10 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None = 
         raise ValueError(f"q and k must be (B, D) and (Bk, D), got {tuple(q.shape)} and {tuple(k.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if q.shape[0] < 1:
+        raise ValueError("info_nce: empty batch of queries")
+    if positive_offset < 0:
+        raise ValueError(f"positive_offset must be >= 0, got {positive_offset}")
     q = F.normalize(q, dim=1)
     k = F.normalize(k, dim=1)
     b = q.shape[0]
@@ -55,6 +59,8 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None = 
     else:
         if k.shape[0] != b:
             raise ValueError(f"with a queue, k must hold one positive key per query ({k.shape[0]} != {b})")
+        if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
+            raise ValueError(f"negatives must be (N, {q.shape[1]}), got {tuple(negatives.shape)}")
         neg = F.normalize(negatives.detach(), dim=1)
         pos = (q * k).sum(dim=1, keepdim=True)
         logits = torch.cat([pos, q @ neg.T], dim=1) / temperature
@@ -64,10 +70,10 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None = 
 
 def moco_v3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
                  temperature: float = 0.2) -> torch.Tensor:
-    """Symmetric in-batch InfoNCE of MoCo v3, scaled by ``2 * temperature`` as in the paper's code.
+    """Symmetric in-batch InfoNCE of MoCo v3: ``2T * (CE(q1, k2) + CE(q2, k1))``, as in the paper's code.
 
     ``q1, q2``: predictions of the online encoder for views 1 and 2; ``k1, k2``: momentum keys (detached here).
     """
     _check_pair(q1, q2, "q1 and q2")
     return 2 * temperature * (info_nce(q1, k2.detach(), temperature=temperature)
-                              + info_nce(q2, k1.detach(), temperature=temperature)) / 2
+                              + info_nce(q2, k1.detach(), temperature=temperature))

@@ -31,6 +31,8 @@ def mae_loss(pred: torch.Tensor, images: torch.Tensor, mask: torch.Tensor, patch
     if mask.shape != target.shape[:2]:
         raise ValueError(f"mask must be (B, L) = {tuple(target.shape[:2])}, got {tuple(mask.shape)}")
     c = images.shape[1]
+    if valid is not None and tuple(valid.shape) != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"valid must be (B, H, W) = {(images.shape[0], *images.shape[2:])}, got {tuple(valid.shape)}")
     if valid is None:
         w = torch.ones_like(target)
     else:

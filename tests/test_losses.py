@@ -1,0 +1,555 @@
+"""Losses against independent references written as plain loops in float64 (STYLE.md pattern 1).
+
+Every reference below walks samples / dimensions / pixels one at a time with Python floats and ``math``; it
+shares no code with ``eossl.losses`` (no ``F.normalize``, no ``cross_entropy``, no ``patchify``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from eossl.losses.contrastive import info_nce, moco_v3_loss, negative_cosine, simsiam_loss
+from eossl.losses.masked import mae_loss, patchify
+from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
+
+TOL = dict(rel=1e-9, abs=1e-10)
+
+
+def _randn(*shape: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plain-loop references (lists of lists of Python floats)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _rows(x: torch.Tensor) -> list[list[float]]:
+    return [[float(v) for v in row] for row in x]
+
+
+def _dot(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b))
+
+
+def _unit(a: list[float]) -> list[float]:
+    n = math.sqrt(_dot(a, a))
+    return [x / n for x in a]
+
+
+def ref_negative_cosine(p: torch.Tensor, z: torch.Tensor) -> float:
+    p, z = _rows(p), _rows(z)
+    total = 0.0
+    for pi, zi in zip(p, z):
+        total += -_dot(pi, zi) / (math.sqrt(_dot(pi, pi)) * math.sqrt(_dot(zi, zi)))
+    return total / len(p)
+
+
+def ref_info_nce(q: torch.Tensor, k: torch.Tensor, t: float, offset: int = 0) -> float:
+    """-1/B sum_i log( exp(s_i,i+off / T) / sum_j exp(s_ij / T) ) with cosine similarities s."""
+    q = [_unit(r) for r in _rows(q)]
+    k = [_unit(r) for r in _rows(k)]
+    total = 0.0
+    for i, qi in enumerate(q):
+        denom = sum(math.exp(_dot(qi, kj) / t) for kj in k)
+        total += -math.log(math.exp(_dot(qi, k[i + offset]) / t) / denom)
+    return total / len(q)
+
+
+def ref_info_nce_queue(q: torch.Tensor, k: torch.Tensor, neg: torch.Tensor, t: float) -> float:
+    q = [_unit(r) for r in _rows(q)]
+    k = [_unit(r) for r in _rows(k)]
+    neg = [_unit(r) for r in _rows(neg)]
+    total = 0.0
+    for qi, ki in zip(q, k):
+        pos = math.exp(_dot(qi, ki) / t)
+        denom = pos + sum(math.exp(_dot(qi, n) / t) for n in neg)
+        total += -math.log(pos / denom)
+    return total / len(q)
+
+
+def _standardise_biased(z: list[list[float]], eps: float) -> list[list[float]]:
+    n, d = len(z), len(z[0])
+    out = [[0.0] * d for _ in range(n)]
+    for j in range(d):
+        col = [z[b][j] for b in range(n)]
+        mean = sum(col) / n
+        var = sum((v - mean) ** 2 for v in col) / n
+        for b in range(n):
+            out[b][j] = (col[b] - mean) / math.sqrt(var + eps)
+    return out
+
+
+def ref_barlow(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> float:
+    a = _standardise_biased(_rows(z1), eps)
+    b = _standardise_biased(_rows(z2), eps)
+    n, d = len(a), len(a[0])
+    loss = 0.0
+    for i in range(d):
+        for j in range(d):
+            c_ij = sum(a[s][i] * b[s][j] for s in range(n)) / n
+            loss += (1 - c_ij) ** 2 if i == j else lambd * c_ij ** 2
+    return loss
+
+
+def ref_vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4
+                     ) -> dict[str, float]:
+    """VICReg, Bardes et al. 2022, eqs. (1)-(4): MSE invariance, hinge on the unbiased std, off-diag cov^2 / d."""
+    x, y = _rows(z1), _rows(z2)
+    n, d = len(x), len(x[0])
+    inv = sum((x[b][j] - y[b][j]) ** 2 for b in range(n) for j in range(d)) / (n * d)
+    var = cov = 0.0
+    for z in (x, y):
+        means = [sum(z[b][j] for b in range(n)) / n for j in range(d)]
+        for j in range(d):
+            v = sum((z[b][j] - means[j]) ** 2 for b in range(n)) / (n - 1)
+            var += max(0.0, gamma - math.sqrt(v + eps)) / d / 2
+        for i in range(d):
+            for j in range(d):
+                if i != j:
+                    c = sum((z[b][i] - means[i]) * (z[b][j] - means[j]) for b in range(n)) / (n - 1)
+                    cov += c ** 2 / d
+    return {"invariance": inv, "variance": var, "covariance": cov}
+
+
+def ref_vicreg(z1, z2, sim=25.0, std=25.0, cov=1.0) -> float:
+    t = ref_vicreg_terms(z1, z2)
+    return sim * t["invariance"] + std * t["variance"] + cov * t["covariance"]
+
+
+def ref_patch_values(images: torch.Tensor, b: int, patch_index: int, p: int) -> list[tuple[int, int, int]]:
+    """Pixel coordinates (c, y, x) of one patch in the MAE order: row in patch, column in patch, then channel."""
+    _, c, h, w = images.shape
+    per_row = w // p
+    pi, pj = divmod(patch_index, per_row)
+    return [(ch, pi * p + r, pj * p + s) for r in range(p) for s in range(p) for ch in range(c)]
+
+
+def ref_mae(pred, images, mask, p, valid=None, norm_pix=True, eps=1e-6) -> float:
+    bsz, c, h, w = images.shape
+    n_patches = (h // p) * (w // p)
+    num = den = 0.0
+    for b in range(bsz):
+        for li in range(n_patches):
+            coords = ref_patch_values(images, b, li, p)
+            vals = [float(images[b, ch, y, x]) for ch, y, x in coords]
+            ok = [1.0 if valid is None or bool(valid[b, y, x]) else 0.0 for ch, y, x in coords]
+            if norm_pix:
+                cnt = sum(ok)
+                mean = sum(v * o for v, o in zip(vals, ok)) / max(cnt, 1.0)
+                var = sum((v - mean) ** 2 * o for v, o in zip(vals, ok)) / max(cnt - 1, 1.0)
+                vals = [(v - mean) / math.sqrt(var + eps) for v in vals]
+            if not bool(mask[b, li]):
+                continue
+            for k, (v, o) in enumerate(zip(vals, ok)):
+                num += o * (float(pred[b, li, k]) - v) ** 2
+                den += o
+    return num / den
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# negative_cosine / simsiam
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("b,d", [(4, 3), (5, 5), (1, 4)])
+def test_negative_cosine_matches_loop(b, d):
+    p, z = _randn(b, d, seed=1), _randn(b, d, seed=2)
+    assert negative_cosine(p, z).item() == pytest.approx(ref_negative_cosine(p, z), **TOL)
+
+
+def test_simsiam_matches_loop_and_is_symmetric():
+    p1, p2, z1, z2 = (_randn(5, 4, seed=s) for s in range(10, 14))
+    expected = 0.5 * (ref_negative_cosine(p1, z2) + ref_negative_cosine(p2, z1))
+    assert simsiam_loss(p1, p2, z1, z2).item() == pytest.approx(expected, **TOL)
+    # swapping the two views (p1, z1) <-> (p2, z2)
+    assert simsiam_loss(p2, p1, z2, z1).item() == pytest.approx(simsiam_loss(p1, p2, z1, z2).item(), **TOL)
+
+
+def test_simsiam_identical_views_is_minus_one_and_scale_invariant():
+    z = _randn(4, 3, seed=3)
+    assert simsiam_loss(z, z, z, z).item() == pytest.approx(-1.0, **TOL)
+    assert simsiam_loss(2 * z, 3 * z, z, 0.5 * z).item() == pytest.approx(-1.0, **TOL)
+    assert simsiam_loss(z, z, -z, -z).item() == pytest.approx(1.0, **TOL)
+
+
+def test_negative_cosine_stops_gradient_to_z():
+    p = _randn(4, 3, seed=4).requires_grad_()
+    z = _randn(4, 3, seed=5).requires_grad_()
+    negative_cosine(p, z).backward()
+    assert z.grad is None
+    assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_simsiam_gradients_reach_predictions_only():
+    p1, p2, z1, z2 = (_randn(4, 3, seed=s).requires_grad_() for s in range(20, 24))
+    simsiam_loss(p1, p2, z1, z2).backward()
+    assert z1.grad is None and z2.grad is None
+    assert p1.grad.abs().sum() > 0 and p2.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (4, 4)), ((4, 3), (5, 3)), ((4,), (4,)), ((2, 4, 3), (2, 4, 3)),
+                                    ((0, 3), (0, 3))])
+def test_negative_cosine_bad_shapes(shapes):
+    a, b = torch.randn(*shapes[0]), torch.randn(*shapes[1])
+    with pytest.raises(ValueError):
+        negative_cosine(a, b)
+    with pytest.raises(ValueError):
+        simsiam_loss(a, a, b, b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# info_nce
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("b,d,t", [(4, 3, 0.2), (6, 5, 0.07), (5, 4, 1.0), (1, 3, 0.5)])
+def test_info_nce_in_batch_matches_loop(b, d, t):
+    q, k = _randn(b, d, seed=30), _randn(b, d, seed=31)
+    assert info_nce(q, k, temperature=t).item() == pytest.approx(ref_info_nce(q, k, t), **TOL)
+
+
+def test_info_nce_is_scale_invariant():
+    q, k = _randn(4, 3, seed=32), _randn(4, 3, seed=33)
+    assert info_nce(7 * q, 0.1 * k).item() == pytest.approx(info_nce(q, k).item(), **TOL)
+
+
+@pytest.mark.parametrize("offset", [0, 2, 4])
+def test_info_nce_positive_offset_matches_loop(offset):
+    q, k = _randn(3, 4, seed=34), _randn(7, 4, seed=35)  # 7 keys; queries 0..2 use keys offset..offset+2
+    assert info_nce(q, k, temperature=0.3, positive_offset=offset).item() == pytest.approx(
+        ref_info_nce(q, k, 0.3, offset), **TOL)
+
+
+def test_info_nce_positive_offset_equals_slice_of_full_batch():
+    """The DDP use: the mean of the per-rank losses with offsets rank*B equals the full-batch loss."""
+    q, k = _randn(6, 4, seed=36), _randn(6, 4, seed=37)
+    full = info_nce(q, k, temperature=0.2)
+    parts = [info_nce(q[r * 2:(r + 1) * 2], k, temperature=0.2, positive_offset=r * 2) for r in range(3)]
+    assert (sum(parts) / 3).item() == pytest.approx(full.item(), **TOL)
+
+
+def test_info_nce_positive_offset_out_of_range_raises():
+    q, k = _randn(3, 4, seed=38), _randn(6, 4, seed=39)
+    info_nce(q, k, positive_offset=3)  # keys 3..5: fine
+    with pytest.raises(ValueError):
+        info_nce(q, k, positive_offset=4)
+
+
+@pytest.mark.parametrize("n_neg", [1, 5])
+def test_info_nce_with_queue_matches_loop(n_neg):
+    q, k, neg = _randn(4, 3, seed=40), _randn(4, 3, seed=41), _randn(n_neg, 3, seed=42)
+    assert info_nce(q, k, negatives=neg, temperature=0.1).item() == pytest.approx(
+        ref_info_nce_queue(q, k, neg, 0.1), **TOL)
+
+
+def test_info_nce_queue_gets_no_gradient_but_q_and_k_do():
+    q = _randn(4, 3, seed=43).requires_grad_()
+    k = _randn(4, 3, seed=44).requires_grad_()
+    neg = _randn(6, 3, seed=45).requires_grad_()
+    info_nce(q, k, negatives=neg).backward()
+    assert neg.grad is None
+    assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0  # k used as given (caller detaches)
+
+
+def test_info_nce_queue_ignores_other_keys():
+    """With a queue, query i's only positive is k[i]; keys of other queries are not negatives."""
+    q, k, neg = _randn(4, 3, seed=46), _randn(4, 3, seed=47), _randn(5, 3, seed=48)
+    single = [info_nce(q[i:i + 1], k[i:i + 1], negatives=neg) for i in range(4)]
+    assert info_nce(q, k, negatives=neg).item() == pytest.approx((sum(single) / 4).item(), **TOL)
+
+
+def test_info_nce_gradient_matches_autograd_of_reference():
+    q = _randn(4, 3, seed=49).requires_grad_()
+    k = _randn(4, 3, seed=50)
+    info_nce(q, k, temperature=0.5).backward()
+    eps = 1e-6
+    num = torch.zeros_like(q)
+    for i in range(4):
+        for j in range(3):
+            qp, qm = q.detach().clone(), q.detach().clone()
+            qp[i, j] += eps
+            qm[i, j] -= eps
+            num[i, j] = (ref_info_nce(qp, k, 0.5) - ref_info_nce(qm, k, 0.5)) / (2 * eps)
+    torch.testing.assert_close(q.grad, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("t", [0.0, -0.1])
+def test_info_nce_non_positive_temperature_raises(t):
+    q = _randn(4, 3, seed=51)
+    with pytest.raises(ValueError):
+        info_nce(q, q, temperature=t)
+    with pytest.raises(ValueError):
+        moco_v3_loss(q, q, q, q, temperature=t)
+
+
+@pytest.mark.parametrize("qs,ks", [((4, 3), (4, 5)), ((4,), (4,)), ((4, 3), (4, 3, 1)), ((4, 3), (3, 3))])
+def test_info_nce_bad_shapes(qs, ks):
+    with pytest.raises(ValueError):
+        info_nce(torch.randn(*qs), torch.randn(*ks))
+
+
+def test_info_nce_queue_needs_one_key_per_query():
+    with pytest.raises(ValueError):
+        info_nce(torch.randn(4, 3), torch.randn(6, 3), negatives=torch.randn(5, 3))
+
+
+def test_info_nce_queue_with_wrong_dimension_raises_value_error():
+    with pytest.raises(ValueError):
+        info_nce(torch.randn(4, 3), torch.randn(4, 3), negatives=torch.randn(5, 4))
+
+
+def test_info_nce_empty_batch_raises_value_error():
+    with pytest.raises(ValueError):
+        info_nce(torch.randn(0, 3), torch.randn(4, 3))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# moco_v3_loss
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_moco_v3_matches_the_papers_code():
+    """MoCo v3 reference code (moco/builder.py): ``contrastive_loss`` returns ``CE * 2T`` and the loss is
+    ``contrastive_loss(q1, k2) + contrastive_loss(q2, k1)`` -- a sum, not a mean, of the two directions."""
+    q1, q2, k1, k2 = (_randn(5, 4, seed=s) for s in range(60, 64))
+    t = 0.2
+    expected = 2 * t * ref_info_nce(q1, k2, t) + 2 * t * ref_info_nce(q2, k1, t)
+    assert moco_v3_loss(q1, q2, k1, k2, temperature=t).item() == pytest.approx(expected, **TOL)
+
+
+def test_moco_v3_symmetric_in_swapping_view_pairs():
+    q1, q2, k1, k2 = (_randn(4, 3, seed=s) for s in range(64, 68))
+    assert moco_v3_loss(q2, q1, k2, k1).item() == pytest.approx(moco_v3_loss(q1, q2, k1, k2).item(), **TOL)
+
+
+def test_moco_v3_keys_get_no_gradient():
+    q1, q2, k1, k2 = (_randn(4, 3, seed=s).requires_grad_() for s in range(68, 72))
+    moco_v3_loss(q1, q2, k1, k2).backward()
+    assert k1.grad is None and k2.grad is None
+    assert q1.grad.abs().sum() > 0 and q2.grad.abs().sum() > 0
+
+
+def test_moco_v3_bad_shapes():
+    with pytest.raises(ValueError):
+        moco_v3_loss(torch.randn(4, 3), torch.randn(5, 3), torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError):
+        moco_v3_loss(torch.randn(4, 3), torch.randn(4, 3), torch.randn(4, 2), torch.randn(4, 3))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Barlow Twins
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("b,d,lambd", [(4, 3, 5e-3), (6, 5, 0.1), (2, 4, 1.0)])
+def test_barlow_matches_loop(b, d, lambd):
+    z1, z2 = _randn(b, d, seed=80) * 3 + 1, _randn(b, d, seed=81)
+    assert barlow_twins_loss(z1, z2, lambd=lambd).item() == pytest.approx(ref_barlow(z1, z2, lambd), **TOL)
+
+
+def test_barlow_symmetric_in_views():
+    z1, z2 = _randn(5, 4, seed=82), _randn(5, 4, seed=83)
+    assert barlow_twins_loss(z2, z1).item() == pytest.approx(barlow_twins_loss(z1, z2).item(), **TOL)
+
+
+def test_barlow_identical_views_on_diagonal_is_zero():
+    z = _randn(6, 4, seed=84)
+    # lambd = 0 leaves the on-diagonal term alone: C_ii = var/(var + eps) ~ 1 for standardised identical views
+    assert barlow_twins_loss(z, z, lambd=0.0, eps=0.0).item() == pytest.approx(0.0, abs=1e-20)
+    assert barlow_twins_loss(z, z, lambd=0.0).item() == pytest.approx(0.0, abs=1e-6)
+    # decorrelated identical views (orthogonal centred columns with equal norm) give C = I exactly
+    w = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    assert barlow_twins_loss(w, w, eps=0.0).item() == pytest.approx(0.0, abs=1e-20)
+
+
+def test_barlow_is_invariant_to_affine_rescaling_of_each_dimension():
+    z1, z2 = _randn(5, 3, seed=85), _randn(5, 3, seed=86)
+    scale, shift = torch.tensor([2.0, 0.5, 10.0], dtype=torch.float64), torch.tensor([1.0, -3.0, 7.0],
+                                                                                      dtype=torch.float64)
+    assert barlow_twins_loss(z1 * scale + shift, z2, eps=0.0).item() == pytest.approx(
+        barlow_twins_loss(z1, z2, eps=0.0).item(), **TOL)
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (4, 4)), ((4, 3), (5, 3)), ((4,), (4,)), ((1, 3), (1, 3)),
+                                    ((0, 3), (0, 3))])
+def test_barlow_bad_shapes_and_tiny_batches(shapes):
+    with pytest.raises(ValueError):
+        barlow_twins_loss(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# VICReg
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("b,d", [(4, 3), (6, 5), (2, 4)])
+def test_vicreg_terms_match_loop(b, d):
+    z1, z2 = _randn(b, d, seed=90) * 0.5, _randn(b, d, seed=91) * 2  # one hinge active, one mostly not
+    got, want = vicreg_terms(z1, z2), ref_vicreg_terms(z1, z2)
+    for name in ("invariance", "variance", "covariance"):
+        assert got[name].item() == pytest.approx(want[name], **TOL), name
+
+
+def test_vicreg_terms_gamma():
+    z1, z2 = _randn(5, 3, seed=92), _randn(5, 3, seed=93)
+    assert vicreg_terms(z1, z2, gamma=3.0)["variance"].item() == pytest.approx(
+        ref_vicreg_terms(z1, z2, gamma=3.0)["variance"], **TOL)
+
+
+@pytest.mark.parametrize("coeffs", [(25.0, 25.0, 1.0), (1.0, 2.0, 3.0)])
+def test_vicreg_loss_matches_loop(coeffs):
+    z1, z2 = _randn(5, 4, seed=94) * 0.3, _randn(5, 4, seed=95)
+    assert vicreg_loss(z1, z2, *coeffs).item() == pytest.approx(ref_vicreg(z1, z2, *coeffs), **TOL)
+
+
+def test_vicreg_symmetric_in_views():
+    z1, z2 = _randn(5, 4, seed=96) * 0.3, _randn(5, 4, seed=97)
+    assert vicreg_loss(z2, z1).item() == pytest.approx(vicreg_loss(z1, z2).item(), **TOL)
+    a, b = vicreg_terms(z1, z2), vicreg_terms(z2, z1)
+    for name in a:
+        assert a[name].item() == pytest.approx(b[name].item(), **TOL)
+
+
+def test_vicreg_identical_views_have_zero_invariance():
+    z = _randn(5, 4, seed=98)
+    assert vicreg_terms(z, z)["invariance"].item() == 0.0
+    # well-spread, decorrelated embeddings: every term vanishes
+    w = 2 * torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    assert vicreg_loss(w, w).item() == pytest.approx(0.0, abs=1e-20)
+
+
+def test_vicreg_collapsed_embeddings_pay_full_variance_penalty():
+    z = torch.ones(4, 3, dtype=torch.float64)
+    t = vicreg_terms(z, z)
+    assert t["variance"].item() == pytest.approx(1 - math.sqrt(1e-4), **TOL)  # 2 views x 1/2 x (1 - sqrt(eps))
+    assert t["covariance"].item() == 0.0
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (4, 4)), ((4, 3), (5, 3)), ((4,), (4,)), ((1, 3), (1, 3)),
+                                    ((0, 3), (0, 3))])
+def test_vicreg_bad_shapes_and_tiny_batches(shapes):
+    with pytest.raises(ValueError):
+        vicreg_loss(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# patchify / MAE
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_patchify_reads_channels_from_tensor_and_matches_loop():
+    b, c, h, w, p = 2, 13, 4, 6, 2
+    images = torch.arange(b * c * h * w, dtype=torch.float64).reshape(b, c, h, w)
+    x = patchify(images, p)
+    assert x.shape == (b, (h // p) * (w // p), p * p * c)
+    for bi in range(b):
+        for li in range(x.shape[1]):
+            expected = [float(images[bi, ch, y, xx]) for ch, y, xx in ref_patch_values(images, bi, li, p)]
+            assert x[bi, li].tolist() == expected
+
+
+def test_patchify_inverts_to_the_image():
+    b, c, h, w, p = 2, 13, 6, 4, 2
+    images = _randn(b, c, h, w, seed=100)
+    x = patchify(images, p)
+    # reference unpatchify: (B, h', w', p, p, C) -> (B, C, h', p, w', p) -> (B, C, H, W)
+    back = x.reshape(b, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+    assert torch.equal(back, images)
+
+
+@pytest.mark.parametrize("hw", [(5, 4), (4, 5), (3, 3)])
+def test_patchify_size_not_multiple_of_patch_raises(hw):
+    with pytest.raises(ValueError):
+        patchify(torch.zeros(1, 13, *hw), 2)
+
+
+def _mae_inputs(seed=110, b=2, c=3, h=4, w=6, p=2):
+    images = _randn(b, c, h, w, seed=seed) * 2 + 1
+    n = (h // p) * (w // p)
+    pred = _randn(b, n, p * p * c, seed=seed + 1)
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    mask[0, [0, 2, 3]] = True
+    mask[1, [1, 5]] = True
+    return pred, images, mask, p
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_mae_matches_loop_without_valid_mask(norm_pix):
+    pred, images, mask, p = _mae_inputs()
+    assert mae_loss(pred, images, mask, p, norm_pix=norm_pix).item() == pytest.approx(
+        ref_mae(pred, images, mask, p, norm_pix=norm_pix), **TOL)
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_mae_matches_loop_with_valid_mask(norm_pix):
+    pred, images, mask, p = _mae_inputs(seed=120)
+    g = torch.Generator().manual_seed(121)
+    valid = torch.rand(2, 4, 6, generator=g) > 0.3
+    valid[0, 0:2, 0:2] = False  # masked patch 0 of sample 0 fully invalid
+    valid[1, 0, 2] = True
+    valid[1, 1, 2:4] = False  # masked patch 1 of sample 1: a single valid pixel (variance over 1 value)
+    valid[1, 0, 3] = False
+    assert mae_loss(pred, images, mask, p, valid=valid, norm_pix=norm_pix).item() == pytest.approx(
+        ref_mae(pred, images, mask, p, valid=valid, norm_pix=norm_pix), **TOL)
+
+
+def test_mae_float_mask_same_as_bool_and_13_bands():
+    pred, images, mask, p = _mae_inputs(seed=130, c=13)
+    loss_bool = mae_loss(pred, images, mask, p)
+    loss_float = mae_loss(pred, images, mask.double(), p)
+    assert loss_bool.item() == pytest.approx(loss_float.item(), **TOL)
+    assert loss_bool.item() == pytest.approx(ref_mae(pred, images, mask, p), **TOL)
+
+
+def test_mae_invalid_pixels_do_not_matter():
+    pred, images, mask, p = _mae_inputs(seed=140)
+    valid = torch.ones(2, 4, 6, dtype=torch.bool)
+    valid[:, 1, :] = False
+    base = mae_loss(pred, images, mask, p, valid=valid)
+    images2, pred2 = images.clone(), pred.clone()
+    images2[:, :, 1, :] = 1e4  # garbage where the chip mask says "no data"
+    pred2[:, :, :] = torch.where(patchify(valid.unsqueeze(1).expand(-1, 3, -1, -1).double(), p) > 0, pred, -7.0)
+    assert mae_loss(pred2, images2, mask, p, valid=valid).item() == pytest.approx(base.item(), **TOL)
+
+
+def test_mae_unmasked_patches_do_not_matter_and_get_no_gradient():
+    pred, images, mask, p = _mae_inputs(seed=150)
+    pred = pred.clone().requires_grad_()
+    mae_loss(pred, images, mask, p).backward()
+    assert torch.all(pred.grad[~mask] == 0)
+    assert torch.all(pred.grad[mask].abs().sum(-1) > 0)
+
+
+def test_mae_perfect_reconstruction_is_zero():
+    pred, images, mask, p = _mae_inputs(seed=160)
+    assert mae_loss(patchify(images, p), images, mask, p, norm_pix=False).item() == 0.0
+    t = patchify(images, p)
+    t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()  # MAE's norm_pix_loss
+    assert mae_loss(t, images, mask, p).item() == pytest.approx(0.0, abs=1e-20)
+
+
+def test_mae_no_valid_masked_pixel_raises():
+    pred, images, mask, p = _mae_inputs(seed=170)
+    with pytest.raises(ValueError):
+        mae_loss(pred, images, torch.zeros_like(mask), p)
+    valid = torch.ones(2, 4, 6, dtype=torch.bool)
+    valid[0, 0:2, 0:2] = valid[0, 0:2, 4:6] = valid[0, 2:4, 0:2] = False  # sample 0 masked patches 0, 2, 3
+    valid[1, 0:2, 2:4] = valid[1, 2:4, 4:6] = False  # sample 1 masked patches 1, 5
+    with pytest.raises(ValueError):
+        mae_loss(pred, images, mask, p, valid=valid)
+
+
+def test_mae_bad_shapes_raise():
+    pred, images, mask, p = _mae_inputs(seed=180)
+    with pytest.raises(ValueError):
+        mae_loss(pred[:, :, :-1], images, mask, p)
+    with pytest.raises(ValueError):
+        mae_loss(pred, images, mask[:, :-1], p)
+    with pytest.raises(ValueError):
+        mae_loss(pred, images[:, :, :, :-1], mask, p)  # 4x5 image, patch 2
+
+
+def test_mae_valid_mask_of_wrong_shape_raises_value_error():
+    pred, images, mask, p = _mae_inputs(seed=190)
+    with pytest.raises(ValueError):
+        mae_loss(pred, images, mask, p, valid=torch.ones(2, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        mae_loss(pred, images, mask, p, valid=torch.ones(4, 6, dtype=torch.bool))
