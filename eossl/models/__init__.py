@@ -1,0 +1,1 @@
+"""Multi-band backbones (timm) and band-aware weight loading."""
