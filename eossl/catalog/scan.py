@@ -16,7 +16,7 @@ import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eossl.catalog.sensors import Sensor
@@ -197,12 +197,12 @@ def parse_datetime(text: str) -> datetime:
     s = text.strip().strip('"')
     with contextlib.suppress(ValueError):  # ISO 8601, with a UTC offset or Z when given
         parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
-        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     for fmt in ("%Y%m%dT%H%M%S", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M:%S",
                 "%Y-%m-%d"):
         try:
             return datetime.strptime(s[: len(datetime(2000, 1, 1).strftime(fmt))], fmt).replace(
-                tzinfo=timezone.utc)
+                tzinfo=UTC)
         except ValueError:
             continue
     raise ValueError(f"cannot parse a date from {text!r}")
@@ -216,7 +216,7 @@ def datetime_from_name(name: str, patterns: list[str]) -> datetime | None:
         groups = m.groupdict()
         if groups.get("doy"):
             doy = groups["doy"]
-            dt = datetime(int(doy[:4]), 1, 1, tzinfo=timezone.utc) + timedelta(days=int(doy[4:7]) - 1)
+            dt = datetime(int(doy[:4]), 1, 1, tzinfo=UTC) + timedelta(days=int(doy[4:7]) - 1)
             hms = groups.get("time") or ""
             if len(hms) >= 6 and hms[:6].isdigit():
                 dt += timedelta(hours=int(hms[:2]), minutes=int(hms[2:4]), seconds=int(hms[4:6]))
