@@ -1,0 +1,112 @@
+"""Optimisers, parameter groups and schedules for SSL pretraining.
+
+* parameter groups: no weight decay (and no LARS adaptation) on biases and normalisation parameters (1-D);
+* LARS: You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks", 2017 (as used by Barlow
+  Twins / VICReg / BYOL), SGD with momentum on a layer-wise trust ratio;
+* learning rate: ``base_lr * effective_batch / 256`` (Goyal et al., 2017), cosine decay after linear warmup;
+* EMA momentum for target encoders: cosine increase from ``base`` to 1 (BYOL, MoCo v3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["param_groups", "LARS", "build_optimizer", "scaled_lr", "cosine_with_warmup", "ema_momentum",
+           "ema_update"]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weights with decay; biases and norm parameters (ndim <= 1) without, and excluded from LARS."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio ``eta * ||w|| / ||g + wd * w||`` (groups with
+    ``lars_exclude`` use plain SGD with momentum)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                                      lars_exclude=False))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad.clone()
+                if not group["lars_exclude"]:
+                    w_norm, d_norm = torch.norm(p), torch.norm(d)
+                    trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm,
+                                        torch.ones_like(w_norm))
+                    d = d.mul(trust)
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = d.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(d)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def build_optimizer(model: nn.Module, name: Literal["sgd", "adamw", "lars"], lr: float, weight_decay: float,
+                    momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.Optimizer:
+    groups = param_groups(model, weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD([{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups], lr=lr,
+                               momentum=momentum)
+    if name == "adamw":
+        return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups], lr=lr,
+                                 betas=betas)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, adamw, lars")
+
+
+def scaled_lr(base_lr: float, effective_batch: int, reference: int = 256) -> float:
+    """Linear scaling rule: ``base_lr * effective_batch / reference``."""
+    if effective_batch < 1:
+        raise ValueError(f"effective batch size must be >= 1, got {effective_batch}")
+    return base_lr * effective_batch / reference
+
+
+def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): linear warmup, then cosine to ``final_fraction``."""
+    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got {total_steps}, "
+                         f"{warmup_steps}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def ema_momentum(step: int, total_steps: int, base: float = 0.996) -> float:
+    """Target-encoder momentum rising from ``base`` at step 0 to 1 at the end (cosine)."""
+    if not 0 <= base <= 1:
+        raise ValueError(f"base momentum must be in [0, 1], got {base}")
+    progress = min(1.0, step / max(1, total_steps))
+    return 1 - (1 - base) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """``target = momentum * target + (1 - momentum) * online`` for parameters; buffers are copied."""
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+        t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        t.copy_(o)
