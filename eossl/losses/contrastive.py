@@ -69,11 +69,12 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None = 
 
 
 def moco_v3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
-                 temperature: float = 0.2) -> torch.Tensor:
+                 temperature: float = 0.2, positive_offset: int = 0) -> torch.Tensor:
     """Symmetric in-batch InfoNCE of MoCo v3: ``2T * (CE(q1, k2) + CE(q2, k1))``, as in the paper's code.
 
-    ``q1, q2``: predictions of the online encoder for views 1 and 2; ``k1, k2``: momentum keys (detached here).
+    ``q1, q2``: predictions of the online encoder for views 1 and 2; ``k1, k2``: momentum keys (detached here),
+    possibly gathered from every device (then ``positive_offset = rank * B``).
     """
     _check_pair(q1, q2, "q1 and q2")
-    return 2 * temperature * (info_nce(q1, k2.detach(), temperature=temperature)
-                              + info_nce(q2, k1.detach(), temperature=temperature))
+    return 2 * temperature * (info_nce(q1, k2.detach(), temperature=temperature, positive_offset=positive_offset)
+                              + info_nce(q2, k1.detach(), temperature=temperature, positive_offset=positive_offset))

@@ -1,0 +1,51 @@
+"""What a method is: a backbone, its heads, whether it keeps an EMA target, and ``loss(views) -> dict``.
+
+The generic training module owns optimiser, schedule, EMA updates (through :meth:`Method.ema_pairs`), logging
+and checkpointing; a method only says how views become a loss.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from eossl.registry import Registry
+
+__all__ = ["Method", "METHODS", "build_method"]
+
+METHODS: Registry[type] = Registry("SSL method")
+
+
+class Method(nn.Module, abc.ABC):
+    """Base recipe. Subclasses set ``n_views``, ``uses_ema`` and implement :meth:`loss`."""
+
+    n_views = 2
+    uses_ema = False
+    vit_only = False
+
+    def __init__(self, backbone: nn.Module, arch: str):
+        super().__init__()
+        if self.vit_only and not arch.startswith("vit"):
+            raise ValueError(f"{type(self).__name__} needs a ViT backbone (vit_*), got {arch!r}")
+        self.backbone = backbone
+        self.arch = arch
+        self.feat_dim = int(backbone.num_features)
+
+    @abc.abstractmethod
+    def loss(self, views: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """``{"loss": scalar, "embedding": (B, D) online features of view 1, ...}`` from a list of views."""
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) modules the trainer updates with an EMA after each step."""
+        return []
+
+    def check_views(self, views: list[dict]) -> None:
+        if len(views) < self.n_views:
+            raise ValueError(f"{type(self).__name__} needs {self.n_views} views, got {len(views)}")
+
+
+def build_method(name: str, backbone: nn.Module, arch: str, **kwargs) -> Method:
+    """The registered method ``name`` around ``backbone``; unknown names list the known ones."""
+    return METHODS.get(name)(backbone, arch, **kwargs)

@@ -1,0 +1,55 @@
+"""Methods without a momentum encoder: SimSiam, Barlow Twins, VICReg.
+
+SimSiam: Chen & He, CVPR 2021. Barlow Twins: Zbontar et al., ICML 2021. VICReg: Bardes et al., ICLR 2022.
+"""
+
+from __future__ import annotations
+
+from eossl.distributed import gather_with_grad
+from eossl.losses import barlow_twins_loss, simsiam_loss, vicreg_loss
+from eossl.methods.base import METHODS, Method
+from eossl.models.heads import mlp
+
+
+@METHODS.register("simsiam")
+class SimSiam(Method):
+    def __init__(self, backbone, arch, proj_dim: int = 2048, pred_hidden: int = 512):
+        super().__init__(backbone, arch)
+        self.projector = mlp(self.feat_dim, proj_dim, proj_dim, layers=3, last_bn=True)
+        self.predictor = mlp(proj_dim, pred_hidden, proj_dim, layers=2)
+
+    def loss(self, views):
+        self.check_views(views)
+        f1, f2 = self.backbone(views[0]["image"]), self.backbone(views[1]["image"])
+        z1, z2 = self.projector(f1), self.projector(f2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        return {"loss": simsiam_loss(p1, p2, z1, z2), "embedding": f1}
+
+
+@METHODS.register("barlow")
+class BarlowTwins(Method):
+    def __init__(self, backbone, arch, proj_dim: int = 2048, lambd: float = 5e-3):
+        super().__init__(backbone, arch)
+        self.projector = mlp(self.feat_dim, proj_dim, proj_dim, layers=3)
+        self.lambd = lambd
+
+    def loss(self, views):
+        self.check_views(views)
+        f1, f2 = self.backbone(views[0]["image"]), self.backbone(views[1]["image"])
+        z1, z2 = gather_with_grad(self.projector(f1)), gather_with_grad(self.projector(f2))
+        return {"loss": barlow_twins_loss(z1, z2, self.lambd), "embedding": f1}
+
+
+@METHODS.register("vicreg")
+class VICReg(Method):
+    def __init__(self, backbone, arch, proj_dim: int = 2048, sim_coeff: float = 25.0, std_coeff: float = 25.0,
+                 cov_coeff: float = 1.0):
+        super().__init__(backbone, arch)
+        self.projector = mlp(self.feat_dim, proj_dim, proj_dim, layers=3)
+        self.coeffs = (sim_coeff, std_coeff, cov_coeff)
+
+    def loss(self, views):
+        self.check_views(views)
+        f1, f2 = self.backbone(views[0]["image"]), self.backbone(views[1]["image"])
+        z1, z2 = gather_with_grad(self.projector(f1)), gather_with_grad(self.projector(f2))
+        return {"loss": vicreg_loss(z1, z2, *self.coeffs), "embedding": f1}

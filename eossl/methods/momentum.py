@@ -1,0 +1,82 @@
+"""Methods with a momentum (EMA) target encoder: MoCo v2 (queue) and MoCo v3 (in-batch, predictor).
+
+MoCo v2: Chen et al., 2020. MoCo v3: Chen, Xie & He, ICCV 2021. Separate registry entries, not version flags.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from eossl.distributed import gather_with_grad, rank
+from eossl.losses import info_nce, moco_v3_loss
+from eossl.methods.base import METHODS, Method
+from eossl.models.heads import mlp
+
+
+class _MomentumMethod(Method):
+    uses_ema = True
+
+    def _make_target(self):
+        self.target_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+
+    def ema_pairs(self):
+        return [(self.backbone, self.target_backbone), (self.projector, self.target_projector)]
+
+    @torch.no_grad()
+    def _keys(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_projector(self.target_backbone(x))
+
+
+@METHODS.register("moco_v2")
+class MoCoV2(_MomentumMethod):
+    def __init__(self, backbone, arch, proj_dim: int = 128, hidden: int = 2048, queue_size: int = 4096,
+                 temperature: float = 0.2):
+        super().__init__(backbone, arch)
+        self.projector = mlp(self.feat_dim, hidden, proj_dim, layers=2)
+        self._make_target()
+        self.temperature = temperature
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def _enqueue(self, keys: torch.Tensor) -> None:
+        keys = gather_with_grad(keys.detach())
+        n, size = keys.shape[0], self.queue.shape[0]
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
+        self.queue[idx] = F.normalize(keys, dim=1)
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
+
+    def loss(self, views):
+        self.check_views(views)
+        f1 = self.backbone(views[0]["image"])
+        q1, q2 = self.projector(f1), self.projector(self.backbone(views[1]["image"]))
+        k1, k2 = self._keys(views[0]["image"]), self._keys(views[1]["image"])
+        queue = self.queue.clone()
+        loss = 0.5 * (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature))
+        if self.training:
+            self._enqueue(torch.cat([k1, k2]))
+        return {"loss": loss, "embedding": f1}
+
+
+@METHODS.register("moco_v3")
+class MoCoV3(_MomentumMethod):
+    def __init__(self, backbone, arch, proj_dim: int = 256, hidden: int = 4096, temperature: float = 0.2):
+        super().__init__(backbone, arch)
+        self.projector = mlp(self.feat_dim, hidden, proj_dim, layers=3, last_bn=True)
+        self.predictor = mlp(proj_dim, hidden, proj_dim, layers=2, last_bn=True)
+        self._make_target()
+        self.temperature = temperature
+
+    def loss(self, views):
+        self.check_views(views)
+        f1 = self.backbone(views[0]["image"])
+        q1 = self.predictor(self.projector(f1))
+        q2 = self.predictor(self.projector(self.backbone(views[1]["image"])))
+        k1 = gather_with_grad(self._keys(views[0]["image"]))
+        k2 = gather_with_grad(self._keys(views[1]["image"]))
+        loss = moco_v3_loss(q1, q2, k1, k2, self.temperature, positive_offset=rank() * q1.shape[0])
+        return {"loss": loss, "embedding": f1}

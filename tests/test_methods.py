@@ -1,0 +1,69 @@
+"""Contract: one training step of every method on every backbone family, 4 and 13 bands, on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eossl.methods import METHODS, build_method
+from eossl.models.backbones import create_backbone
+from eossl.train.optim import build_optimizer, ema_update
+
+ARCHS = ["resnet18", "vit_tiny_patch8"]
+
+
+def _views(bands: int, b: int = 4, size: int = 32, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return [{"image": torch.randn(b, bands, size, size, generator=g),
+             "mask": torch.ones(b, size, size, dtype=torch.bool)} for _ in range(2)]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("bands", [4, 13])
+def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, bands):
+    torch.manual_seed(0)
+    small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "barlow": dict(proj_dim=64),
+             "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
+             "moco_v3": dict(proj_dim=32, hidden=64)}[name]
+    method = build_method(name, create_backbone(arch, bands, img_size=32), arch, **small).train()
+    opt = build_optimizer(method, "sgd", lr=0.05, weight_decay=1e-4)
+    before = {k: v.detach().clone() for k, v in method.named_parameters() if v.requires_grad}
+    targets_before = [p.detach().clone() for _, t in method.ema_pairs() for p in t.parameters()]
+    out = method.loss(_views(bands))
+    assert torch.isfinite(out["loss"]) and out["embedding"].shape == (4, method.feat_dim)
+    opt.zero_grad()
+    out["loss"].backward()
+    opt.step()
+    params = {k: v for k, v in method.named_parameters() if v.requires_grad}
+    changed = {k for k, v in params.items() if not torch.equal(v, before[k])}
+    with_grad = {k for k, v in params.items() if v.grad is not None and v.grad.abs().sum() > 0}
+    # timm zero-initialises the last BN of each residual block, so that block's convs get no gradient at step 1
+    assert with_grad <= changed and len(with_grad) >= 0.4 * len(params)
+    stem = "backbone.conv1.weight" if arch.startswith("resnet") else "backbone.patch_embed.proj.weight"
+    assert stem in changed
+    assert all(k in changed for k in params if not k.startswith("backbone.") and k in with_grad)
+    assert any(not k.startswith("backbone.") for k in changed)  # the heads train too
+    if method.uses_ema:
+        assert all(not p.requires_grad for _, t in method.ema_pairs() for p in t.parameters())
+        for online, target in method.ema_pairs():
+            ema_update(target, online, 0.9)
+        after = [p for _, t in method.ema_pairs() for p in t.parameters()]
+        assert any(not torch.equal(a, b) for a, b in zip(after, targets_before))
+
+
+def test_unknown_method_and_too_few_views():
+    with pytest.raises(ValueError, match="unknown SSL method 'swav'; known: barlow"):
+        build_method("swav", create_backbone("resnet18", 4), "resnet18")
+    method = build_method("vicreg", create_backbone("resnet18", 4), "resnet18", proj_dim=16)
+    with pytest.raises(ValueError, match="needs 2 views, got 1"):
+        method.loss(_views(4)[:1])
+
+
+def test_moco_v2_queue_advances():
+    method = build_method("moco_v2", create_backbone("resnet18", 4), "resnet18", proj_dim=8, hidden=16,
+                          queue_size=10).train()
+    old = method.queue.clone()
+    method.loss(_views(4, b=3))
+    assert int(method.queue_ptr) == 6 and not torch.equal(method.queue[:6], old[:6])
+    assert torch.equal(method.queue[6:], old[6:])
