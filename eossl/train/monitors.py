@@ -1,0 +1,28 @@
+"""Collapse monitors for SSL embeddings (no gradient)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def embedding_std(z: torch.Tensor) -> torch.Tensor:
+    """Mean over dimensions of the per-dimension std of L2-normalised embeddings (B, D).
+
+    About ``1/sqrt(D)`` for well-spread embeddings, 0 when they collapse to one point (SimSiam paper, Fig. 2).
+    """
+    if z.shape[0] < 2:
+        return z.new_zeros(())
+    return F.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
+@torch.no_grad()
+def effective_rank(z: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """exp(entropy) of the normalised singular values of the centred embeddings (Roy & Vetterli, 2007): between
+    1 (collapsed to a line) and min(B, D)."""
+    if z.shape[0] < 2:
+        return z.new_ones(())
+    s = torch.linalg.svdvals(z.float() - z.float().mean(0))
+    p = s / s.sum().clamp_min(eps)
+    return torch.exp(-(p * torch.log(p.clamp_min(eps))).sum())
