@@ -11,6 +11,14 @@ from eossl.methods.base import METHODS, Method
 from eossl.models.heads import mlp
 
 
+def _gathered_projections(method: Method, views):
+    """Backbone features of view 1, and both views' projections gathered from every device (batch statistics
+    of the redundancy-reduction losses then cover the global batch)."""
+    method.check_views(views)
+    f1, f2 = method.backbone(views[0]["image"]), method.backbone(views[1]["image"])
+    return f1, gather_with_grad(method.projector(f1)), gather_with_grad(method.projector(f2))
+
+
 @METHODS.register("simsiam")
 class SimSiam(Method):
     def __init__(self, backbone, arch, proj_dim: int = 2048, pred_hidden: int = 512):
@@ -34,9 +42,7 @@ class BarlowTwins(Method):
         self.lambd = lambd
 
     def loss(self, views):
-        self.check_views(views)
-        f1, f2 = self.backbone(views[0]["image"]), self.backbone(views[1]["image"])
-        z1, z2 = gather_with_grad(self.projector(f1)), gather_with_grad(self.projector(f2))
+        f1, z1, z2 = _gathered_projections(self, views)
         return {"loss": barlow_twins_loss(z1, z2, self.lambd), "embedding": f1}
 
 
@@ -49,7 +55,5 @@ class VICReg(Method):
         self.coeffs = (sim_coeff, std_coeff, cov_coeff)
 
     def loss(self, views):
-        self.check_views(views)
-        f1, f2 = self.backbone(views[0]["image"]), self.backbone(views[1]["image"])
-        z1, z2 = gather_with_grad(self.projector(f1)), gather_with_grad(self.projector(f2))
+        f1, z1, z2 = _gathered_projections(self, views)
         return {"loss": vicreg_loss(z1, z2, *self.coeffs), "embedding": f1}
