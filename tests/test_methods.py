@@ -25,7 +25,11 @@ def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, ban
     torch.manual_seed(0)
     small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "barlow": dict(proj_dim=64),
              "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
-             "moco_v3": dict(proj_dim=32, hidden=64)}[name]
+             "moco_v3": dict(proj_dim=32, hidden=64), "mae": dict(decoder_dim=32, decoder_depth=1)}[name]
+    if name == "mae" and not arch.startswith("vit"):
+        with pytest.raises(ValueError, match="needs a ViT backbone"):
+            build_method(name, create_backbone(arch, bands), arch, **small)
+        return
     method = build_method(name, create_backbone(arch, bands, img_size=32), arch, **small).train()
     opt = build_optimizer(method, "sgd", lr=0.05, weight_decay=1e-4)
     before = {k: v.detach().clone() for k, v in method.named_parameters() if v.requires_grad}
@@ -58,6 +62,21 @@ def test_unknown_method_and_too_few_views():
     method = build_method("vicreg", create_backbone("resnet18", 4), "resnet18", proj_dim=16)
     with pytest.raises(ValueError, match="needs 2 views, got 1"):
         method.loss(_views(4)[:1])
+
+
+def test_mae_hides_the_requested_share_of_patches():
+    torch.manual_seed(0)
+    method = build_method("mae", create_backbone("vit_tiny_patch8", 13, img_size=32), "vit_tiny_patch8",
+                          mask_ratio=0.75, decoder_dim=32, decoder_depth=1)
+    x = torch.randn(2, 13, 32, 32)
+    tokens, mask, restore = method.encode(x)
+    assert tokens.shape == (2, 1 + 4, 192) and mask.sum(1).tolist() == [12.0, 12.0]
+    out = method.loss([{"image": x, "mask": torch.ones(2, 32, 32, dtype=torch.bool)}])
+    assert torch.isfinite(out["loss"]) and out["embedding"].shape == (2, 192)
+    with pytest.raises(ValueError, match="no masked patch holds a valid pixel"):
+        method.loss([{"image": x, "mask": torch.zeros(2, 32, 32, dtype=torch.bool)}])
+    with pytest.raises(ValueError, match="built for 13 bands"):
+        method.encode(torch.randn(2, 4, 32, 32))
 
 
 def test_moco_v2_queue_advances():
