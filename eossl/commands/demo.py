@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
+from eossl.augment.views import preset
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
-from eossl.commands import views as views_cmd
+from eossl.commands.views import write_view_grid
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, SamplerConfig, make_sampler
 from eossl.data.datamodule import ChipDataModule
@@ -71,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
     }
     print("\n[4/4] SSL views of 6 chips (preset 'vicreg')")
     views_png = run_dir / "views.png"
-    views_cmd.run(argparse.Namespace(config=None, preset="vicreg", set=[], dry_run=False, out=str(views_png),
-                                     index=str(run_dir / "index.parquet"), bands=None, pairs=False, chips=6,
-                                     size=args.size, seed=args.seed, runs=args.runs))
+    write_view_grid(views_png, index, preset("vicreg"), chips=6, size=args.size, seed=args.seed,
+                    title=f"vicreg: 2 views, seed {args.seed}")
     summary["views_png"] = str(views_png)
     write_json(run_dir / "summary.json", summary)
     print(f"{'band':5s} {'scene mean':>10s} {'catalog mean':>12s}")

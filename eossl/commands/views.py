@@ -63,22 +63,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         index = build_index([builtin_s2_root()], "sentinel2-l1c", IndexOptions(exclude=("preview.jp2",)),
                             progress=False)
-    reader = ChipReader(index, args.bands.split(",") if args.bands else None)
-    sampler = make_sampler(index, SamplerConfig(kind="seasonal_pair" if args.pairs else "random", size=args.size,
-                                                num_samples=args.chips, seed=args.seed), rank=0, world_size=1)
+    meta = write_view_grid(out, index, spec, bands=args.bands.split(",") if args.bands else None, chips=args.chips,
+                           size=args.size, seed=args.seed, pairs=args.pairs,
+                           title=f"{args.config or args.preset}: {spec.n_views} views, seed {args.seed}")
+    print(f"wrote {out} ({meta['chips']} chips x {spec.n_views} views, true and false colour)")
+    return 0
+
+
+def write_view_grid(out: Path, index, spec: ViewSpec, *, bands: list[str] | None = None, chips: int = 6,
+                    size: int = 64, seed: int = 0, pairs: bool = False, title: str = "") -> dict:
+    """Sample ``chips`` windows of ``index``, make their views and write the PNG grid plus a JSON sidecar."""
+    reader = ChipReader(index, bands)
+    sampler = make_sampler(index, SamplerConfig(kind="seasonal_pair" if pairs else "random", size=size,
+                                                num_samples=chips, seed=seed), rank=0, world_size=1)
     dataset = ChipDataset(reader)
     batch = Collate(reader.bands)([dataset[w] for w in sampler])
     sensor = index.sensor(0)
     mean, std = sensor.norm_stats(reader.bands)
-    gen = ViewGenerator(spec, reader.bands, sensor.wavelengths(reader.bands), mean, std, args.size, seed=args.seed)
+    gen = ViewGenerator(spec, reader.bands, sensor.wavelengths(reader.bands), mean, std, size, seed=seed)
     views = gen(batch["image"], batch["mask"], batch.get("image2"), batch.get("mask2"))
     m, s = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
     view_arrays = [(v["image"] * s + m).numpy() for v in views]  # back to reflectance for display
     save_view_grid(out, batch["image"].numpy(), batch["mask"].numpy(), view_arrays,
-                   [v["mask"].numpy() for v in views], composite_bands(sensor, reader.bands),
-                   title=f"{args.preset if not args.config else args.config}: {len(views)} views, seed {args.seed}")
-    write_json(out.with_suffix(".json"), {"spec": to_dict(spec), "seed": args.seed, "bands": reader.bands,
-                                          "index": index.path, "pairs": args.pairs, "chips": int(len(sampler)),
-                                          "view_std": [float(np.std(v)) for v in view_arrays]})
-    print(f"wrote {out} ({len(sampler)} chips x {len(views)} views, true and false colour)")
-    return 0
+                   [v["mask"].numpy() for v in views], composite_bands(sensor, reader.bands), title=title)
+    meta = {"spec": to_dict(spec), "seed": seed, "bands": reader.bands, "index": index.path, "pairs": pairs,
+            "chips": int(len(sampler)), "view_std": [float(np.std(v)) for v in view_arrays]}
+    write_json(out.with_suffix(".json"), meta)
+    return meta

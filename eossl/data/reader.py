@@ -117,11 +117,6 @@ class ChipReader:
     def close(self) -> None:
         self._handles.close()
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_handles"] = HandleCache(self._handles.max_open)
-        return state
-
     # ----------------------------------------------------------------------------------------- private
 
     def _plan(self, i: int) -> list[tuple[Asset, np.float32, np.float32]]:
