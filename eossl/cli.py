@@ -10,11 +10,13 @@ from eossl import __version__
 from eossl.commands import cache as cache_cmd
 from eossl.commands import catalog as catalog_cmd
 from eossl.commands import demo as demo_cmd
+from eossl.commands import export as export_cmd
+from eossl.commands import pretrain as pretrain_cmd
 from eossl.commands import views as views_cmd
 from eossl.config import ConfigError
 from eossl.runtime import configure_allocator
 
-COMMANDS = (catalog_cmd, cache_cmd, views_cmd, demo_cmd)
+COMMANDS = (catalog_cmd, cache_cmd, views_cmd, pretrain_cmd, export_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

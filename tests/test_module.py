@@ -11,7 +11,8 @@ from eossl.augment.views import ViewGenerator, preset
 from eossl.catalog.sensors import load_sensor
 from eossl.methods import build_method
 from eossl.models.backbones import create_backbone
-from eossl.train.module import NonFiniteLossError, OptimConfig, SSLModule
+from eossl.train.config import OptimConfig
+from eossl.train.module import NonFiniteLossError, SSLModule
 from eossl.train.monitors import effective_rank, embedding_std
 
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -22,7 +23,7 @@ def _module(name="vicreg", lr=0.05, **kw):
     mean, std = s.norm_stats(BANDS)
     views = ViewGenerator(preset("light"), BANDS, s.wavelengths(BANDS), mean, std, chip_size=32, seed=0)
     method = build_method(name, create_backbone("resnet18", 4), "resnet18", **kw)
-    return SSLModule(method, views, OptimConfig(base_lr=lr, total_steps=4, warmup_steps=1), batch_size=8)
+    return SSLModule(method, views, OptimConfig(name="sgd", base_lr=lr, warmup_steps=1), batch_size=8, total_steps=4)
 
 
 def _loader(n=32, scale=0.3):

@@ -135,6 +135,8 @@ class ViewGenerator(nn.Module):
         self.spec, self.bands = spec, list(bands)
         ops = [_build_op(o, i, list(wavelengths_nm), chip_size, spec.crop_size, seed * 1000 + i)
                for i, o in enumerate(spec.ops)]
+        for i, op in enumerate(ops):
+            op.eossl_index = i
         self.reflectance_ops = nn.ModuleList([op for op in ops if op.domain == "reflectance"])
         others = [op for op in ops if op.domain != "reflectance"]
         self.sequential = K.AugmentationSequential(*others, data_keys=["input", "mask"]) if others else None
@@ -142,6 +144,12 @@ class ViewGenerator(nn.Module):
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("scale", 1.0 / self.std, persistent=False)
         self.register_buffer("shift", -self.mean / self.std, persistent=False)
+
+    def reseed(self, seed: int) -> None:
+        """Reseed every op as ``ViewGenerator(..., seed=seed)`` would (training reseeds per step to resume exactly)."""
+        ops = list(self.reflectance_ops) + (list(self.sequential.children()) if self.sequential is not None else [])
+        for op in ops:
+            op.reseed(int(seed) * 1000 + op.eossl_index)
 
     def check(self, image: torch.Tensor) -> None:
         if image.ndim != 4:

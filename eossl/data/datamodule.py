@@ -19,6 +19,7 @@ from eossl.data.cache import CachedChipDataset
 from eossl.data.config import DataConfig, make_sampler
 from eossl.data.dataset import ChipDataset, Collate
 from eossl.data.reader import ChipReader
+from eossl.data.resumable import ResumableLoader, SkippableSampler
 from eossl.data.samplers import dist_info
 
 __all__ = ["ChipDataModule", "ShuffledIndexSampler"]
@@ -91,9 +92,10 @@ class ChipDataModule(L.LightningDataModule):
         return dist_info()
 
     def train_dataloader(self) -> DataLoader:
+        """A :class:`ResumableLoader`: its position in the epoch is saved with checkpoints."""
         self.setup()
         cfg = self.cfg
-        return DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=self.sampler,
+        return ResumableLoader(self.dataset, batch_size=cfg.batch_size, sampler=SkippableSampler(self.sampler),
                           num_workers=cfg.num_workers, pin_memory=cfg.pin_memory and torch.cuda.is_available(),
                           collate_fn=Collate(self.reader.bands), persistent_workers=cfg.num_workers > 0,
                           drop_last=False)

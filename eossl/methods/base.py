@@ -11,6 +11,7 @@ import abc
 import torch
 from torch import nn
 
+from eossl.models.backbones import stem_key
 from eossl.registry import Registry
 
 __all__ = ["Method", "METHODS", "build_method"]
@@ -32,6 +33,7 @@ class Method(nn.Module, abc.ABC):
         self.backbone = backbone
         self.arch = arch
         self.feat_dim = int(backbone.num_features)
+        self.in_chans = int(backbone.get_parameter(stem_key(arch)).shape[1])
 
     @abc.abstractmethod
     def loss(self, views: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -44,6 +46,10 @@ class Method(nn.Module, abc.ABC):
     def check_views(self, views: list[dict]) -> None:
         if len(views) < self.n_views:
             raise ValueError(f"{type(self).__name__} needs {self.n_views} views, got {len(views)}")
+        channels = views[0]["image"].shape[1]
+        if channels != self.in_chans:
+            raise ValueError(f"the data has {channels} bands but the {self.arch} backbone takes {self.in_chans}; "
+                             f"build the backbone for the data's bands (or select bands with corpus.bands)")
 
 
 def build_method(name: str, backbone: nn.Module, arch: str, **kwargs) -> Method:

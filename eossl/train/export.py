@@ -20,7 +20,7 @@ from eossl import __version__
 from eossl.models.adapt import BandMatch, adapt_stem_weight
 from eossl.models.backbones import create_backbone, stem_key
 
-__all__ = ["WeightsInfo", "export_backbone", "read_weights_info", "load_backbone"]
+__all__ = ["WeightsInfo", "export_backbone", "export_run", "read_weights_info", "load_backbone"]
 
 WEIGHTS_FILE = "backbone.safetensors"
 INFO_FILE = "weights.json"
@@ -111,3 +111,40 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
     model.weights_info = info
     model.band_matches = matches
     return model
+
+
+BACKBONE_PREFIX = "method.backbone."
+
+
+def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None,
+               overwrite: bool = False) -> Path:
+    """Export the backbone of a pretraining run (its ``last.ckpt``, or ``checkpoint``) to ``out``."""
+    import torch
+
+    from eossl.config import to_dict
+    from eossl.train.checkpoint import CHECKPOINT_DIR, last_checkpoint
+    from eossl.train.config import read_run_config
+
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    data_file = run_dir / "data.json"
+    if not data_file.is_file():
+        raise FileNotFoundError(f"{data_file} is missing: the run stopped before its data was prepared")
+    data = json.loads(data_file.read_text())
+    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
+    if ckpt is None or not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint to export in {run_dir / CHECKPOINT_DIR} (a run saves one every "
+                                f"{cfg.trainer.checkpoint_every_n_steps} steps and at the end); train it first or "
+                                f"resume it with `eossl pretrain --resume {run_dir}`")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    weights = {k[len(BACKBONE_PREFIX):]: v for k, v in state["state_dict"].items() if k.startswith(BACKBONE_PREFIX)}
+    img_size = cfg.views.crop_size or data["chip_size"]
+    model = create_backbone(cfg.model.arch, len(data["bands"]), img_size)
+    model.load_state_dict(weights, strict=True)
+    info = WeightsInfo(
+        arch=cfg.model.arch, in_chans=len(data["bands"]), bands=data["bands"], wavelengths_nm=data["wavelengths_nm"],
+        gsd_m=data["gsd_m"], normalization={"mean": data["mean"], "std": data["std"]}, ssl_method=cfg.method.name,
+        pretrain_data=data["description"], epochs=int(state["epoch"]), img_size=img_size,
+        extra={"global_step": int(state["global_step"]), "checkpoint": str(ckpt), "sensor": data["sensor"],
+               "config": to_dict(cfg)})
+    return export_backbone(model, info, out, overwrite=overwrite)

@@ -8,14 +8,12 @@ non-finite loss naming the step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import lightning as L
 import torch
 
 from eossl.augment.views import ViewGenerator
 from eossl.methods.base import Method
+from eossl.train.config import OptimConfig
 from eossl.train.monitors import effective_rank, embedding_std
 from eossl.train.optim import build_optimizer, cosine_with_warmup, ema_momentum, ema_update, scaled_lr
 
@@ -26,26 +24,31 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
 
 
-@dataclass
-class OptimConfig:
-    name: Literal["sgd", "adamw", "lars"] = "sgd"
-    base_lr: float = 0.05          # per 256 samples of effective batch
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    warmup_steps: int = 10
-    total_steps: int = 100
-    ema_base: float = 0.99
+def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
+    """The seed of one training step's randomness (views, masking): a function of where the step is, so a
+    resumed run draws exactly what an uninterrupted one would."""
+    return (((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1009 + rank) % (2**63 - 1)
 
 
 class SSLModule(L.LightningModule):
-    """``method`` (backbone + heads + loss) trained on views made by ``views`` from reflectance batches."""
+    """``method`` (backbone + heads + loss) trained on views made by ``views`` from reflectance batches.
 
-    def __init__(self, method: Method, views: ViewGenerator, optim: OptimConfig, batch_size: int):
+    ``total_steps`` sets the length of the cosine schedule and the EMA momentum schedule (optimiser steps);
+    None takes the trainer's estimate from its epochs or max_steps, the data and the number of devices.
+    Each step reseeds the views and torch's global generator from ``(seed, epoch, batch, rank)``.
+    """
+
+    def __init__(self, method: Method, views: ViewGenerator, optim: OptimConfig, batch_size: int,
+                 total_steps: int | None = None, seed: int = 0):
         super().__init__()
+        if total_steps is not None and total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.method = method
         self.views = views
         self.optim_cfg = optim
         self.batch_size = batch_size
+        self.total_steps = total_steps
+        self.seed = seed
         self.lr = None  # computed once in configure_optimizers, from the effective batch size
 
     def effective_batch(self) -> int:
@@ -55,11 +58,22 @@ class SSLModule(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.optim_cfg
+        if self.total_steps is None:
+            self.total_steps = int(self.trainer.estimated_stepping_batches)
         self.lr = scaled_lr(cfg.base_lr, self.effective_batch())
         opt = build_optimizer(self.method, cfg.name, self.lr, cfg.weight_decay, cfg.momentum)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: cosine_with_warmup(step, cfg.total_steps, min(cfg.warmup_steps, cfg.total_steps)))
+        total, warmup = self.total_steps, min(cfg.warmup_steps, self.total_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_with_warmup(step, total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["eossl"] = {"peak_lr": self.lr, "total_steps": self.total_steps,
+                               "effective_batch": self.effective_batch()}
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        seed = step_seed(self.seed, self.current_epoch, batch_idx, self.global_rank)
+        self.views.reseed(seed)
+        torch.manual_seed(seed)  # methods' own randomness (MAE masking) and dropout
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         views = self.views(batch["image"], batch["mask"], batch.get("image2"), batch.get("mask2"))
@@ -83,7 +97,7 @@ class SSLModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if not self.method.uses_ema:
             return
-        m = ema_momentum(self.global_step, self.optim_cfg.total_steps, self.optim_cfg.ema_base)
+        m = ema_momentum(self.global_step, self.total_steps, self.optim_cfg.ema_base)
         for online, target in self.method.ema_pairs():
             ema_update(target, online, m)
         self.log("ema_momentum", m, on_step=True)

