@@ -1,0 +1,133 @@
+"""Few-label probe report: band-statistics baseline, random-init backbone and (optionally) exported pretrained
+weights, all probed on identical splits of the same labelled chips.
+
+>>> report = probe_report(load_eurosat(), weights="runs/x/export", pool="multi")
+>>> print(report.table()); json.dumps(report.as_dict())
+
+Normalisation: the random-init backbone uses the sensor catalog statistics (``Sensor.norm_stats``); pretrained
+weights use the statistics stored in their ``weights.json`` (for a band the stem was adapted to, those of the
+source band whose kernel it took).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eossl.catalog.sensors import load_sensor
+from eossl.finetune.baselines import band_statistics
+from eossl.finetune.features import extract_features
+from eossl.finetune.probe import ProbeResult, few_shot_probe
+from eossl.finetune.samples import LabelledChips
+from eossl.models.backbones import create_backbone, is_vit
+from eossl.train.export import load_backbone, read_weights_info
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReportRow", "ProbeReport", "probe_report"]
+
+
+@dataclass
+class ReportRow:
+    name: str
+    dim: int
+    normalization: str
+    result: ProbeResult
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "dim": self.dim, "normalization": self.normalization, **self.result.as_dict()}
+
+
+@dataclass
+class ProbeReport:
+    rows: list[ReportRow]
+    settings: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"settings": self.settings, "data": self.data, "results": [r.as_dict() for r in self.rows]}
+
+    def table(self) -> str:
+        s, d = self.settings, self.data
+        width = max(len(r.name) for r in self.rows)
+        lines = [f"{d['n']} chips, {len(d['classes'])} classes, {len(d['bands'])} bands; {s['per_class']}/class, "
+                 f"{s['draws']} draws, seed {s['seed']} (splits {self.rows[0].result.split_digest})",
+                 f"{'features':<{width}}  {'dim':>5}  accuracy (95% CI)"]
+        for r in self.rows:
+            note = f"  [{r.result.n_not_converged} fits hit max_iter]" if r.result.n_not_converged else ""
+            lines.append(f"{r.name:<{width}}  {r.dim:>5}  {r.result}{note}")
+        return "\n".join(lines)
+
+
+def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arch: str | None = None,
+                 random_init: bool = True, pool: str = "last", per_class: int = 10, draws: int = 20, seed: int = 0,
+                 C: float = 1.0, max_iter: int = 2000, batch_size: int = 64, device: str = "cpu") -> ProbeReport:
+    """Probe band statistics, a random-init ``arch`` (seeded by ``seed``) if ``random_init``, and the exported
+    ``weights`` if given, with :func:`few_shot_probe` on the same splits. ``arch`` defaults to the weights'
+    architecture (resnet18 without weights); with weights it must match them."""
+    info = read_weights_info(weights) if weights is not None else None
+    if info is not None and arch is not None and arch != info.arch:
+        raise ValueError(f"arch {arch!r} differs from the weights' architecture {info.arch!r}; the random-init "
+                         f"baseline must use the same architecture (leave arch unset)")
+    arch = info.arch if info is not None else (arch or "resnet18")
+    img_size = _img_size(chips, arch)
+    if info is not None and is_vit(arch) and info.img_size != img_size:
+        raise ValueError(f"{weights}: a {arch} trained on {info.img_size} px images cannot take {img_size} px chips "
+                         f"(position embeddings differ); use chips of {info.img_size} px")
+    if (random_init or info is not None) and not chips.sensor:
+        raise ValueError("the chips name no sensor (LabelledChips.sensor), so their band wavelengths and "
+                         "normalisation are unknown; load them with load_class_folders(..., sensor=...)")
+    probe = dict(per_class=per_class, draws=draws, seed=seed, C=C, max_iter=max_iter, classes=chips.classes)
+    extract = dict(pool=pool, batch_size=batch_size, device=device)
+    rows = []
+
+    stats = band_statistics(chips.images, chips.mask)
+    rows.append(ReportRow("band statistics", stats.shape[1], "none", few_shot_probe(stats, chips.labels, **probe)))
+    log.info("%s: %s", rows[-1].name, rows[-1].result)
+
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_backbone(arch, len(chips.bands), img_size=img_size)
+        mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
+        feats = extract_features(model, chips.images, mean, std, **extract)
+        rows.append(ReportRow(f"random-init {arch} ({pool})", feats.shape[1], f"sensor catalog ({chips.sensor})",
+                              few_shot_probe(feats, chips.labels, **probe)))
+        log.info("%s: %s", rows[-1].name, rows[-1].result)
+
+    if info is not None:
+        wavelengths = load_sensor(chips.sensor).wavelengths(chips.bands)
+        model = load_backbone(weights, bands=list(zip(chips.bands, wavelengths)), img_size=img_size)
+        mean, std = _weights_normalization(model, chips.bands)
+        feats = extract_features(model, chips.images, mean, std, **extract)
+        rows.append(ReportRow(f"pretrained {arch} {info.ssl_method} ({pool})", feats.shape[1], "weights.json",
+                              few_shot_probe(feats, chips.labels, **probe)))
+        log.info("%s: %s", rows[-1].name, rows[-1].result)
+
+    assert len({r.result.split_digest for r in rows}) == 1, "every row must be probed on the same splits"
+    settings = dict(pool=pool, arch=arch, weights=str(weights) if weights is not None else None, per_class=per_class,
+                    draws=draws, seed=seed, C=C, max_iter=max_iter)
+    data = dict(n=len(chips), classes=chips.classes, bands=chips.bands, sensor=chips.sensor,
+                class_counts=np.bincount(chips.labels, minlength=len(chips.classes)).tolist())
+    return ProbeReport(rows=rows, settings=settings, data=data)
+
+
+def _img_size(chips: LabelledChips, arch: str) -> int:
+    h, w = chips.images.shape[-2:]
+    if is_vit(arch) and h != w:
+        raise ValueError(f"{arch} needs square chips, got {h}x{w}; crop the chips to a square")
+    return int(h)
+
+
+def _weights_normalization(model, bands: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """weights.json mean/std for ``bands`` (input order); an adapted band takes its source band's statistics."""
+    info = model.weights_info
+    source = {m.target: m.source for m in model.band_matches} if model.band_matches else {b: b for b in info.bands}
+    index = [info.bands.index(source[b]) for b in bands]
+    mean = np.asarray(info.normalization["mean"], dtype=np.float32)[index]
+    std = np.asarray(info.normalization["std"], dtype=np.float32)[index]
+    return mean, std

@@ -1,0 +1,156 @@
+"""Labelled chips from class folders (``root/<class>/*.tif``), e.g. EuroSAT-MS, as reflectance + valid mask.
+
+>>> chips = load_eurosat()                      # the built-in 200-chip EuroSAT-MS sample
+>>> chips.images.shape, chips.mask.shape        # (200, 13, 64, 64) float32, (200, 64, 64) bool
+>>> chips.classes[chips.labels[0]], chips.bands[:3]
+
+Values are ``DN * scale + offset`` of the sensor's band (reflectance for optical bands). A pixel is valid when
+every band is valid (not the sensor's nodata, not the file's nodata, finite); invalid pixels are 0 with
+``mask`` False, as the chip reader produces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eossl.catalog.sensors import Sensor, load_sensor
+from eossl.gdal_env import open_raster
+
+__all__ = ["EUROSAT_FILE_BANDS", "LabelledChips", "load_class_folders", "load_eurosat"]
+
+# Band order inside every EuroSAT-MS GeoTIFF (the files carry no band descriptions): B8A comes last.
+EUROSAT_FILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
+_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass
+class LabelledChips:
+    """``images`` (N, C, H, W) float32 reflectance, ``mask`` (N, H, W) bool (True = valid), ``labels`` (N,) int64
+    indices into ``classes``; ``bands`` are the sensor's canonical names in array order; ``paths`` one per chip;
+    ``sensor`` names the sensor the values and band names refer to (its wavelengths and normalisation apply)."""
+
+    images: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    bands: list[str]
+    paths: list[str]
+    sensor: str = ""
+
+    def __post_init__(self):
+        n, c = self.images.shape[:2] if self.images.ndim == 4 else (-1, -1)
+        if n < 0 or self.mask.shape != (n, *self.images.shape[2:]) or self.labels.shape != (n,):
+            raise ValueError(f"inconsistent chips: images {self.images.shape} (N, C, H, W), mask {self.mask.shape} "
+                             f"(N, H, W), labels {self.labels.shape} (N,)")
+        if len(self.bands) != c or len(self.paths) != n:
+            raise ValueError(f"{c} image bands but {len(self.bands)} band names, {n} chips but {len(self.paths)} paths")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_eurosat(root: str | Path | None = None, bands: list[str] | None = None) -> LabelledChips:
+    """EuroSAT-MS class folders (default: the built-in sample); ``bands`` in sentinel2-l1c order (B8A after B08)
+    unless given."""
+    if root is None:
+        from eossl.sample_data import builtin_eurosat_root
+
+        root = builtin_eurosat_root()
+    return load_class_folders(root, sensor="sentinel2-l1c", file_bands=list(EUROSAT_FILE_BANDS), bands=bands)
+
+
+def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c", file_bands: list[str] | None = None,
+                       bands: list[str] | None = None) -> LabelledChips:
+    """Read ``root/<class>/*.tif|*.tiff`` (class folders in sorted order; the label is the folder name).
+
+    ``file_bands``: names of the file's bands in file order (None: the band descriptions stored in the files).
+    ``bands``: output bands in output order (None: the sensor's band order, restricted to the bands present).
+    Every file must have the same shape and band layout.
+    """
+    sensor = load_sensor(sensor)
+    files = _class_files(Path(root))
+    classes = sorted(files)
+    paths = [p for c in classes for p in files[c]]
+    labels = np.array([i for i, c in enumerate(classes) for _ in files[c]], dtype=np.int64)
+
+    with open_raster(str(paths[0])) as ds:
+        first_bands = _file_band_names(ds, sensor, file_bands, paths[0])
+        shape = (ds.count, ds.height, ds.width)
+    if bands is None:
+        out = [b for b in sensor.band_names if b in first_bands]
+    else:
+        out = sensor.resolve_many(bands)
+        missing = [b for b in out if b not in first_bands]
+        if missing:
+            raise ValueError(f"bands {missing} are not in the files (they hold {', '.join(first_bands)})")
+    index = [first_bands.index(b) + 1 for b in out]   # rasterio band indexes are 1-based
+    scale = np.array([sensor.band(b).scale for b in out], dtype=np.float32)[:, None, None]
+    offset = np.array([sensor.band(b).offset for b in out], dtype=np.float32)[:, None, None]
+    nodata = [sensor.band(b).nodata for b in out]
+
+    images = np.empty((len(paths), len(out), *shape[1:]), dtype=np.float32)
+    mask = np.empty((len(paths), *shape[1:]), dtype=bool)
+    for i, path in enumerate(paths):
+        images[i], mask[i] = _read_chip(path, index, shape, scale, offset, nodata,
+                                        check_bands=None if file_bands is not None else (sensor, first_bands))
+    return LabelledChips(images=images, mask=mask, labels=labels, classes=classes, bands=out,
+                         paths=[str(p) for p in paths], sensor=sensor.name)
+
+
+def _read_chip(path: Path, index: list[int], shape: tuple[int, int, int], scale: np.ndarray, offset: np.ndarray,
+               nodata: list[float | None], check_bands: tuple[Sensor, list[str]] | None):
+    """(C, H, W) float32 values (0 where invalid) and (H, W) valid mask of one file."""
+    with open_raster(str(path)) as ds:
+        if (ds.count, ds.height, ds.width) != shape:
+            raise ValueError(f"{path}: shape (bands, H, W) {(ds.count, ds.height, ds.width)} differs from the "
+                             f"first chip's {shape}; every chip must have the same size and band count")
+        if check_bands is not None and _file_band_names(ds, check_bands[0], None, path) != check_bands[1]:
+            raise ValueError(f"{path}: its band descriptions name other bands than the first chip's "
+                             f"({', '.join(check_bands[1])}); every chip must have the same band layout")
+        dn = ds.read(index)
+        file_nodata = ds.nodata
+    valid = np.isfinite(dn).all(axis=0) if dn.dtype.kind == "f" else np.ones(shape[1:], dtype=bool)
+    for b, sensor_nodata in enumerate(nodata):
+        for value in {sensor_nodata, file_nodata} - {None}:
+            valid &= dn[b] != value
+    return np.where(valid, dn.astype(np.float32) * scale + offset, np.float32(0)), valid
+
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"labelled chips folder not found: {root}")
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not dirs:
+        raise ValueError(f"{root} holds no class folders; expected one sub-folder per class (the folder name is "
+                         f"the label) holding {'/'.join(_SUFFIXES)} files")
+    files = {}
+    for d in dirs:
+        found = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+        if not found:
+            raise ValueError(f"class folder {d} holds no {'/'.join(_SUFFIXES)} files; remove it or add chips")
+        files[d.name] = found
+    return files
+
+
+def _file_band_names(ds, sensor: Sensor, file_bands: list[str] | None, path: Path) -> list[str]:
+    """Canonical band names of the file's bands, in file order."""
+    if file_bands is not None:
+        names = sensor.resolve_many(file_bands)
+        if len(names) != ds.count:
+            raise ValueError(f"{path} has {ds.count} bands but file_bands names {len(names)}: {list(file_bands)}")
+        described = [sensor.match(d) if d else None for d in ds.descriptions]
+        if all(described) and described != names:
+            raise ValueError(f"{path}: file_bands {names} contradicts the band descriptions stored in the file "
+                             f"({list(ds.descriptions)}); fix file_bands or pass file_bands=None to use them")
+        return names
+    if not all(ds.descriptions):
+        raise ValueError(f"{path} stores no band descriptions, so its band order is unknown; pass file_bands (the "
+                         f"band names in file order, e.g. EUROSAT_FILE_BANDS for EuroSAT-MS)")
+    try:
+        return sensor.resolve_many(list(ds.descriptions))
+    except ValueError as err:
+        raise ValueError(f"{path}: band descriptions {list(ds.descriptions)}: {err}; pass file_bands to name the "
+                         f"bands yourself") from err

@@ -1,0 +1,289 @@
+"""Few-label evaluation toolkit: labelled chips from class folders (built-in EuroSAT sample and tiny rasters),
+band-statistics baseline, frozen-backbone features and the repeated few-shot linear probe."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from scipy import stats
+
+from eossl.catalog.sensors import load_sensor
+from eossl.finetune.baselines import band_statistics
+from eossl.finetune.evaluate import probe_report
+from eossl.finetune.features import extract_features
+from eossl.finetune.probe import few_shot_probe, few_shot_splits
+from eossl.finetune.samples import EUROSAT_FILE_BANDS, LabelledChips, load_class_folders, load_eurosat
+from eossl.models.backbones import create_backbone
+from eossl.sample_data import builtin_eurosat_root
+from eossl.train.export import WeightsInfo, export_backbone
+
+S2 = load_sensor("sentinel2-l1c")
+
+
+@pytest.fixture(scope="module")
+def eurosat() -> LabelledChips:
+    return load_eurosat()
+
+
+def _subset(chips: LabelledChips, n_classes: int) -> LabelledChips:
+    keep = chips.labels < n_classes
+    return LabelledChips(chips.images[keep], chips.mask[keep], chips.labels[keep], chips.classes[:n_classes],
+                         chips.bands, [p for p, k in zip(chips.paths, keep) if k], chips.sensor)
+
+
+# ------------------------------------------------------------------------------------------- labelled chips
+
+
+def test_builtin_eurosat_sample_loads_in_canonical_band_order(eurosat):
+    root = builtin_eurosat_root()
+    assert (root / "LICENSE").is_file() and (root / "SOURCE.md").is_file()
+    assert "Patrick Helber" in (root / "LICENSE").read_text()
+    assert eurosat.images.shape == (200, 13, 64, 64) and eurosat.images.dtype == np.float32
+    assert eurosat.mask.shape == (200, 64, 64) and eurosat.mask.all()
+    assert eurosat.labels.dtype == np.int64 and np.bincount(eurosat.labels).tolist() == [20] * 10
+    assert eurosat.classes == sorted(eurosat.classes) and "SeaLake" in eurosat.classes
+    assert eurosat.bands == S2.band_names and eurosat.bands.index("B8A") == eurosat.bands.index("B08") + 1
+    i = 37
+    assert eurosat.paths[i].split("/")[-2] == eurosat.classes[eurosat.labels[i]]
+    with rasterio.open(eurosat.paths[i]) as ds:
+        dn = ds.read()
+    assert dn.shape[0] == 13
+    # rasterio band 13 (dn[12]) is B8A, band 9 is B09 (water vapour), band 10 is B10 (cirrus)
+    np.testing.assert_allclose(eurosat.images[i, eurosat.bands.index("B8A")], dn[12] * 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(eurosat.images[i, eurosat.bands.index("B09")], dn[8] * 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(eurosat.images[i, eurosat.bands.index("B10")], dn[9] * 1e-4, rtol=1e-6)
+    # physical check of that order: TOA cirrus reflectance is far below water vapour everywhere in the sample
+    band_means = eurosat.images.mean(axis=(0, 2, 3))
+    assert band_means[eurosat.bands.index("B10")] < 0.1 * band_means[eurosat.bands.index("B09")]
+    for k, band in enumerate(eurosat.bands):
+        np.testing.assert_allclose(eurosat.images[i, k], dn[EUROSAT_FILE_BANDS.index(band)] * 1e-4, rtol=1e-6)
+
+
+def _folders(root, factory, layout: dict[str, int], order=EUROSAT_FILE_BANDS, **kw):
+    """Write ``layout[class]`` stacks per class folder; returns {path: data}."""
+    written = {}
+    for c, n in layout.items():
+        for j in range(n):
+            path = root / c / f"{c}_{j}.tif"
+            written[path] = factory(path, list(order), seed=len(written), size=8, **kw)
+    return written
+
+
+def test_descriptions_aliases_band_subset_and_nodata(tmp_path, tiny_stack_factory):
+    described = ["coastal", "blue", "green", "red", "B5", "B6", "B7", "nir", "B9", "cirrus", "swir16", "swir22",
+                 "nir08"]
+    written = _folders(tmp_path, tiny_stack_factory, {"b": 1, "a": 2}, descriptions=described)
+    first = tmp_path / "a" / "a_0.tif"
+    data = written[first].copy()
+    data[:, 0, 0] = 0          # nodata in every band
+    data[3, 1, 1] = 0          # nodata in one band (B04) only: the pixel is invalid
+    tiny_stack_factory(first, list(EUROSAT_FILE_BANDS), descriptions=described, data=data)
+    chips = load_class_folders(tmp_path, bands=["red", "B8A", "B02"])
+    assert chips.classes == ["a", "b"] and chips.labels.tolist() == [0, 0, 1]
+    assert chips.bands == ["B04", "B8A", "B02"]
+    assert not chips.mask[0, 0, 0] and not chips.mask[0, 1, 1] and chips.mask[0].sum() == 62
+    assert chips.images[0, :, 1, 1].tolist() == [0, 0, 0]
+    expected = data[[3, 12, 1]].astype(np.float32) * np.float32(1e-4)
+    np.testing.assert_allclose(np.where(chips.mask[0], chips.images[0], 0), np.where(chips.mask[0], expected, 0))
+    default = load_class_folders(tmp_path)
+    assert default.bands == S2.band_names
+
+
+def test_loading_errors_name_the_problem(tmp_path, tiny_stack_factory):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_class_folders(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class folders"):
+        load_class_folders(tmp_path / "empty")
+    (tmp_path / "empty" / "cls").mkdir()
+    with pytest.raises(ValueError, match=r"class folder .*cls holds no \.tif"):
+        load_class_folders(tmp_path / "empty")
+
+    root = tmp_path / "plain"
+    _folders(root, tiny_stack_factory, {"a": 2, "b": 2})
+    with pytest.raises(ValueError, match="no band descriptions.*pass file_bands"):
+        load_class_folders(root)
+    with pytest.raises(ValueError, match=r"no band 'B99'.*B01, B02"):
+        load_class_folders(root, file_bands=[*EUROSAT_FILE_BANDS[:-1], "B99"])
+    with pytest.raises(ValueError, match="has 13 bands but file_bands names 12"):
+        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS[:-1]))
+    with pytest.raises(ValueError, match=r"no band 'B13'"):
+        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS), bands=["B02", "B13"])
+
+    described = tmp_path / "described"
+    _folders(described, tiny_stack_factory, {"a": 2}, descriptions=list(EUROSAT_FILE_BANDS))
+    tiny_stack_factory(described / "a" / "a_1.tif", list(EUROSAT_FILE_BANDS), size=8,
+                       descriptions=[*EUROSAT_FILE_BANDS[:-1], "B99"])
+    with pytest.raises(ValueError, match=r"a_1\.tif: band descriptions .*no band 'B99'"):
+        load_class_folders(described)
+
+    odd = root / "b" / "b_1.tif"
+    tiny_stack_factory(odd, list(EUROSAT_FILE_BANDS), size=16)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(odd))}: shape .*\(13, 16, 16\)"):
+        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS))
+    tiny_stack_factory(odd, list(EUROSAT_FILE_BANDS[:12]), size=8)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(odd))}: shape .*\(12, 8, 8\)"):
+        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS))
+
+
+# ------------------------------------------------------------------------------------------- band statistics
+
+
+def test_band_statistics_match_a_plain_loop():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(3, 2, 5, 6)).astype(np.float32)
+    mask = rng.random((3, 5, 6)) > 0.3
+    mask[1] = True
+    pct = (10, 50, 90)
+    got = band_statistics(images, mask, percentiles=pct)
+    assert got.shape == (3, 2 * (2 + len(pct)))
+    for i in range(3):
+        row = []
+        for c in range(2):
+            v = images[i, c][mask[i]].astype(np.float64)
+            row += [v.mean(), v.std(), *np.percentile(v, pct)]
+        np.testing.assert_allclose(got[i], row, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(band_statistics(images, None, pct), band_statistics(images, np.ones_like(mask), pct))
+
+
+def test_band_statistics_refuse_an_all_invalid_chip():
+    mask = np.ones((4, 3, 3), dtype=bool)
+    mask[2] = False
+    with pytest.raises(ValueError, match=r"chip\(s\) \[2\] have no valid pixel"):
+        band_statistics(np.zeros((4, 1, 3, 3), np.float32), mask)
+
+
+# ------------------------------------------------------------------------------------------- probe
+
+
+def _labels(k: int, n: int) -> np.ndarray:
+    return np.repeat(np.arange(k), n)
+
+
+def test_probe_separable_features_score_perfectly():
+    labels = _labels(4, 30)
+    rng = np.random.default_rng(1)
+    features = 5 * np.eye(4)[labels] + 0.1 * rng.normal(size=(labels.size, 4))
+    result = few_shot_probe(np.hstack([features, rng.normal(size=(labels.size, 6))]), labels, per_class=5, draws=4)
+    assert result.mean > 0.99 and len(result.accuracies) == 4
+
+
+def test_probe_random_features_score_chance():
+    labels = _labels(5, 60)
+    features = np.random.default_rng(2).normal(size=(labels.size, 16))
+    result = few_shot_probe(features, labels, per_class=10, draws=20)
+    assert abs(result.mean - 1 / 5) < 0.05
+
+
+def test_splits_depend_only_on_labels_and_seed():
+    labels = _labels(3, 15)
+    rng = np.random.default_rng(3)
+    a = few_shot_probe(rng.normal(size=(45, 4)), labels, per_class=4, draws=6, seed=7)
+    b = few_shot_probe(rng.normal(size=(45, 9)), labels, per_class=4, draws=6, seed=7)
+    assert a.train_indices == b.train_indices and a.split_digest == b.split_digest
+    assert [s.tolist() for s in few_shot_splits(labels, 4, 6, seed=7)] == a.train_indices
+    for train in a.train_indices:
+        assert np.bincount(labels[train]).tolist() == [4, 4, 4]
+    assert len({tuple(t) for t in a.train_indices}) == 6               # draws differ from each other
+    assert few_shot_probe(rng.normal(size=(45, 4)), labels, per_class=4, draws=6, seed=8).split_digest != a.split_digest
+    features = rng.normal(size=(45, 4))
+    assert few_shot_probe(features, labels, 4, 6, seed=7).accuracies == few_shot_probe(features, labels, 4, 6,
+                                                                                        seed=7).accuracies
+
+
+def test_probe_ci_string_and_dict():
+    labels = _labels(3, 20)
+    features = np.random.default_rng(4).normal(size=(60, 3)) + labels[:, None]
+    result = few_shot_probe(features, labels, per_class=5, draws=20)
+    acc = np.array(result.accuracies)
+    assert math.isclose(stats.t.ppf(0.975, 19), 2.093, abs_tol=1e-3)
+    assert math.isclose(result.ci95, 2.0930240544 * acc.std(ddof=1) / math.sqrt(20), rel_tol=1e-6)
+    assert math.isclose(result.mean, acc.mean())
+    assert re.fullmatch(r"\d+\.\d% ± \d+\.\d \(95% CI, 20 draws, 5/class\)", str(result))
+    d = json.loads(json.dumps(result.as_dict()))
+    assert d["draws"] == 20 and d["per_class"] == 5 and len(d["accuracies"]) == 20 and d["ci95"] > 0
+    single = few_shot_probe(features, labels, per_class=5, draws=1)
+    assert math.isnan(single.ci95) and single.as_dict()["ci95"] is None and "n/a" in str(single)
+
+
+def test_probe_errors_and_convergence_count():
+    labels = np.array([0] * 12 + [1] * 5)
+    with pytest.raises(ValueError, match=r"class 'rare' has 5 samples"):
+        few_shot_probe(np.zeros((17, 2)), labels, per_class=5, classes=["common", "rare"])
+    with pytest.raises(ValueError, match="features must be"):
+        few_shot_probe(np.zeros((16, 2)), labels, per_class=2)
+    labels = _labels(3, 10)
+    features = np.random.default_rng(5).normal(size=(30, 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the convergence warnings are counted, not shown
+        result = few_shot_probe(features, labels, per_class=3, draws=3, max_iter=1)
+    assert result.n_not_converged == 3
+
+
+# ------------------------------------------------------------------------------------------- features
+
+
+def test_last_pool_is_the_model_output_on_normalised_input():
+    torch.manual_seed(0)
+    model = create_backbone("resnet18", 13)
+    images = np.random.default_rng(6).random((3, 13, 32, 32), dtype=np.float32)
+    mean, std = S2.norm_stats(S2.band_names)
+    feats = extract_features(model, images, mean, std, pool="last", batch_size=2)
+    assert model.training   # the caller's mode is restored
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy((images - mean[:, None, None]) / std[:, None, None])).numpy()
+    np.testing.assert_allclose(feats, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="mean has 12 values"):
+        extract_features(model, images, mean[:12], std)
+    with pytest.raises(ValueError, match="unknown pool"):
+        extract_features(model, images, mean, std, pool="stem")
+
+
+def test_multi_pool_shapes_and_resnet_stages_match_hooks():
+    images = np.random.default_rng(7).random((2, 13, 64, 64), dtype=np.float32)
+    mean, std = np.full(13, 0.2, np.float32), np.full(13, 0.1, np.float32)
+    torch.manual_seed(0)
+    resnet = create_backbone("resnet18", 13)
+    multi = extract_features(resnet, images, mean, std, pool="multi")
+    assert multi.shape == (2, 64 + 128 + 256 + 512)
+    pooled = []
+    handle = resnet.layer1.register_forward_hook(lambda m, i, o: pooled.append(o.mean(dim=(2, 3))))
+    with torch.no_grad():
+        resnet.eval()(torch.from_numpy((images - 0.2) / 0.1))
+    handle.remove()
+    np.testing.assert_allclose(multi[:, :64], pooled[0].numpy(), rtol=1e-4, atol=1e-5)
+    last = extract_features(resnet, images, mean, std, pool="last")
+    np.testing.assert_allclose(multi[:, -512:], last, rtol=1e-4, atol=1e-5)   # layer4 pooled = model(x)
+    vit = create_backbone("vit_tiny_patch8", 13, img_size=64)
+    assert extract_features(vit, images, mean, std, pool="multi").shape == (2, 4 * 192)
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def test_report_pretrained_row_reproduces_random_init_with_the_same_weights(eurosat, tmp_path):
+    chips = _subset(eurosat, 3)
+    torch.manual_seed(0)
+    model = create_backbone("resnet18", 13)    # what the seed-0 random-init row builds
+    mean, std = S2.norm_stats(S2.band_names)
+    info = WeightsInfo(arch="resnet18", in_chans=13, bands=S2.band_names, wavelengths_nm=S2.wavelengths(S2.band_names),
+                       gsd_m=10.0, normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="none",
+                       pretrain_data="test", epochs=0, img_size=64)
+    export_backbone(model, info, tmp_path / "w")
+    report = probe_report(chips, weights=tmp_path / "w", per_class=5, draws=2, seed=0)
+    names = [r.name for r in report.rows]
+    assert names == ["band statistics", "random-init resnet18 (last)", "pretrained resnet18 none (last)"]
+    assert report.rows[1].result.accuracies == report.rows[2].result.accuracies
+    assert report.rows[0].dim == 13 * 7 and report.rows[1].dim == 512
+    d = json.loads(json.dumps(report.as_dict()))
+    assert len({r["split_digest"] for r in d["results"]}) == 1 and d["data"]["n"] == 60
+    assert "band statistics" in report.table()
+    with pytest.raises(ValueError, match="differs from the weights' architecture"):
+        probe_report(chips, weights=tmp_path / "w", arch="resnet50")
