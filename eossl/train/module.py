@@ -86,15 +86,19 @@ class SSLModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                                      f"lower the learning rate or check the input normalisation")
-        z = out["embedding"].detach()
-        self.log_dict({"loss": loss.detach(), "embedding_std": embedding_std(z), "effective_rank": effective_rank(z),
-                       "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}, prog_bar=True, on_step=True,
-                      batch_size=batch["image"].shape[0])
-        self.log_dict({"effective_batch": float(self.effective_batch()), "peak_lr": float(self.lr)}, on_step=True,
-                      batch_size=batch["image"].shape[0])
+        n = batch["image"].shape[0]
+        self.log_dict({"loss": loss.detach(), "lr": self.trainer.optimizers[0].param_groups[0]["lr"]},
+                      prog_bar=True, on_step=True, batch_size=n)
+        if self.global_step % self.trainer.log_every_n_steps == 0:  # monitors (an SVD) only when they are written
+            z = out["embedding"].detach()
+            self.log_dict({"embedding_std": embedding_std(z), "effective_rank": effective_rank(z),
+                           "effective_batch": float(self.effective_batch()), "peak_lr": float(self.lr)},
+                          prog_bar=False, on_step=True, batch_size=n)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the EMA update of target networks (before any checkpoint of this step)."""
+        super().optimizer_step(*args, **kwargs)
         if not self.method.uses_ema:
             return
         m = ema_momentum(self.global_step, self.total_steps, self.optim_cfg.ema_base)
