@@ -12,7 +12,8 @@ Sentinel-2 scene, prepared once the way the default ``eossl pretrain`` does (``p
   no logging, no monitors, no checkpoints;
 * the Lightning overhead ``1 - lightning / bare`` (target: under 15%);
 * where a step goes in each path (time between hooks), and the cost of Lightning's extras measured apart:
-  the collapse monitors (``embedding_std``, ``effective_rank``) and one checkpoint save;
+  the collapse monitors (``embedding_std``, ``effective_rank``; computed on logging steps only) and one
+  checkpoint save;
 * with ``--no-monitors``, a third path: Lightning with those two monitors replaced by constants (patched in
   ``eossl.train.module`` for that path only), to see how much of the overhead they are.
 
@@ -34,7 +35,7 @@ What the figures mean:
   multi-threaded ops (the SVD of ``effective_rank`` above all) slow down by 100x or more, which inflates the
   Lightning figure (the 1-min load average before and after is printed);
 * ``--set`` passes ``eossl pretrain`` config overrides to both (e.g. ``corpus.num_workers=0``,
-  ``optim.name=sgd``); by default ``corpus.num_workers`` is the config's (2).
+  ``optim.name=sgd``); by default ``corpus.num_workers`` is the config's (auto: 0 when training from the cache).
 """
 
 from __future__ import annotations
@@ -320,7 +321,7 @@ def report(args, cfg: PretrainConfig, info, res: Results) -> None:
           f"{os.cpu_count()} CPUs, 1-min load average "
           f"{res.load0:.2f} before the run, {os.getloadavg()[0]:.2f} after")
     print(f"{info.description}; {len(info.bands)} bands; cache prepared in {res.prepare_s:.1f} s; batch "
-          f"{cfg.corpus.batch_size}, {cfg.corpus.num_workers} loader workers, {cfg.optim.name} "
+          f"{cfg.corpus.batch_size}, {cfg.corpus.workers()} loader workers, {cfg.optim.name} "
           f"(peak LR {lt['peak_lr']:g} / bare {bt['peak_lr']:g}, schedule over {lt['total_steps']} / "
           f"{bt['total_steps']} steps)")
     print(f"{args.steps} timed steps per run after {args.warmup} warm-up steps; {args.repeats} rounds of "

@@ -37,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--random-init", action=argparse.BooleanOptionalAction, default=True,
                    help="probe a randomly initialised backbone of the same architecture (default: on)")
     p.add_argument("--seed", type=int, default=0, help="seeds the random init and the splits")
+    p.add_argument("--random-inits", type=int, default=1, help="random-init rows with init seeds seed, seed+1, ...")
     p.add_argument("--pool", choices=POOLS, default="last")
     p.add_argument("--per-class", type=int, default=10)
     p.add_argument("--draws", type=int, default=20)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     chips = load_eurosat(args.root, bands=bands)
     report = probe_report(chips, weights=args.weights, arch=args.arch, random_init=args.random_init,
                           pool=args.pool, per_class=args.per_class, draws=args.draws, seed=args.seed, C=args.C,
-                          device=args.device)
+                          device=args.device, random_inits=args.random_inits)
     print(f"# EuroSAT-MS few-label linear probe ({args.root or 'built-in sample'})")
     print(report.table())
     if args.out:

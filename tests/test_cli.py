@@ -14,7 +14,7 @@ from eossl.data.cache import CachedChipDataset
 
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "eossl", "--help"], capture_output=True, text=True, check=True)
-    for command in ("catalog", "sensors", "cache", "demo"):
+    for command in ("catalog", "sensors", "cache", "views", "pretrain", "export", "demo"):
         assert command in out.stdout
 
 
@@ -58,12 +58,21 @@ def test_sensors_table(capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--runs", str(tmp_path), "--num-samples", "64", "--workers", "0"]) == 0
-    assert main(["demo", "--runs", str(tmp_path), "--num-samples", "64", "--workers", "0"]) == 0
+    quick = ["--runs", str(tmp_path), "--set", "trainer.max_steps=2", "--set", "corpus.sampler.num_samples=32",
+             "--set", "corpus.batch_size=16", "--set", "trainer.progress_bar=false", "--set", "views.crop_size=32",
+             "--draws", "2", "--random-inits", "1"]
+    assert main(["demo", *quick]) == 0
+    assert main(["demo", *quick]) == 0
     runs = sorted(tmp_path.iterdir())
     assert len(runs) == 2  # a second run never overwrites the first
     summary = json.loads((runs[0] / "summary.json").read_text())
-    assert summary["chips"] == 64 and len(summary["bands"]) == 13 and summary["valid_fraction"] > 0.9
+    assert summary["global_step"] == 2 and len(summary["bands"]) == 13
+    probe = json.loads((runs[0] / "probe.json").read_text())
+    names = [r["name"] for r in probe["results"]]
+    assert names[0] == "band statistics" and names[1].startswith("random-init resnet18")
+    assert names[2].startswith("pretrained resnet18 vicreg") and probe["settings"]["pool"] == "stats1"
+    assert all(0 <= r["mean"] <= 1 for r in probe["results"])
+    assert (runs[0] / "views.png").stat().st_size > 10_000 and (runs[0] / "weights" / "weights.json").is_file()
     assert "outputs in" in capsys.readouterr().out
 
 

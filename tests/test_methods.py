@@ -86,3 +86,29 @@ def test_moco_v2_queue_advances():
     method.loss(_views(4, b=3))
     assert int(method.queue_ptr) == 6 and not torch.equal(method.queue[:6], old[:6])
     assert torch.equal(method.queue[6:], old[6:])
+
+
+@pytest.mark.parametrize("name", ["vicreg", "moco_v2"])
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("pool", ["multi", "multi_std"])
+def test_multi_level_pool_puts_the_loss_on_early_depths(name, arch, pool):
+    """pool='multi' / 'multi_std': the heads see the global averages (and stds) of several depths."""
+    from eossl.models.backbones import multi_level, multi_level_dim
+
+    torch.manual_seed(0)
+    kw = dict(proj_dim=32) if name == "vicreg" else dict(proj_dim=16, hidden=32, queue_size=16)
+    backbone = create_backbone(arch, 4, img_size=32)
+    method = build_method(name, backbone, arch, pool=pool, **kw)
+    width = 960 if arch == "resnet18" else 4 * 192
+    assert multi_level_dim(backbone) == width and method.feat_dim == width * (2 if pool == "multi_std" else 1)
+    x = _views(4)[0]["image"]
+    embedded = method.embed(method.backbone, x)
+    torch.testing.assert_close(embedded, multi_level(backbone, x, std=pool == "multi_std"))
+    if pool == "multi_std" and arch == "resnet18":   # layer1's mean then its std over positions
+        fmap = backbone.layer1(backbone.maxpool(backbone.act1(backbone.bn1(backbone.conv1(x)))))
+        torch.testing.assert_close(embedded[:, :128], torch.cat([fmap.mean((2, 3)), fmap.std((2, 3), correction=0)], 1))
+    method.loss(_views(4))["loss"].backward()
+    assert method.backbone.get_parameter(
+        "conv1.weight" if arch == "resnet18" else "blocks.8.attn.qkv.weight").grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="pool must be 'last'"):
+        build_method(name, create_backbone(arch, 4, img_size=32), arch, pool="max", **kw)

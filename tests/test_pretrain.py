@@ -202,3 +202,27 @@ def test_cli_pretrain_under_lightning_ddp_with_two_cpu_processes(tiny_s2_scene, 
     assert summary["global_step"] == 3 and summary["total_steps"] == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("pretrain-")] == [], "no stray run dirs"
     assert (run / "weights" / "weights.json").is_file()
+
+
+def test_shipped_configs_load_strictly_and_default_yaml_is_the_default():
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("*.yaml"))
+    assert configs, "configs/pretrain/ holds the documented recipes"
+    for path in configs:
+        load_pretrain_config(path)
+    default = [p for p in configs if p.name == "default.yaml"][0]
+    assert load_pretrain_config(default) == PretrainConfig()
+
+
+def test_seasonal_pairs_from_a_datacube(worldcereal_nc, tmp_path):
+    """Two dates of one place as the two views: MoCo v3 on the WorldCereal monthly cube."""
+    cfg = load_pretrain_config(None, [
+        f"corpus.roots=[{worldcereal_nc}]", "corpus.sensor=sentinel2-l2a", "corpus.sampler.kind=seasonal_pair",
+        "corpus.sampler.size=32", "corpus.sampler.num_samples=16", "corpus.batch_size=8", "corpus.num_workers=0",
+        "method.name=moco_v3", "method.params={proj_dim: 16, hidden: 32}", "trainer.max_steps=2",
+        "trainer.progress_bar=false"])
+    summary = pretrain(cfg, tmp_path / "run")
+    assert summary["global_step"] == 2 and summary["method"] == "moco_v3"
+    manifest = json.loads((tmp_path / "run" / "cache" / "manifest.json").read_text())
+    assert manifest["pairs"] is True
+    info = json.loads((tmp_path / "run" / "weights" / "weights.json").read_text())
+    assert info["in_chans"] == len(info["bands"]) > 1 and "seasonal_pair" in info["pretrain_data"]

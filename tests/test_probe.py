@@ -265,6 +265,29 @@ def test_multi_pool_shapes_and_resnet_stages_match_hooks():
     assert extract_features(vit, images, mean, std, pool="multi").shape == (2, 4 * 192)
 
 
+def test_statistics_pool_is_mean_and_std_of_one_depth():
+    images = np.random.default_rng(8).random((2, 13, 64, 64), dtype=np.float32)
+    mean, std = np.full(13, 0.2, np.float32), np.full(13, 0.1, np.float32)
+    torch.manual_seed(0)
+    resnet = create_backbone("resnet18", 13)
+    maps = {}
+    hooks = [getattr(resnet, n).register_forward_hook(lambda m, i, o, n=n: maps.__setitem__(n, o))
+             for n in ("act1", "layer2")]
+    with torch.no_grad():
+        resnet.eval()(torch.from_numpy((images - 0.2) / 0.1))
+    for h in hooks:
+        h.remove()
+    for pool, name in (("stats0", "act1"), ("stats2", "layer2")):
+        feats = extract_features(resnet, images, mean, std, pool=pool)
+        fmap = maps[name]
+        expected = torch.cat([fmap.mean(dim=(2, 3)), fmap.std(dim=(2, 3), correction=0)], dim=1).numpy()
+        np.testing.assert_allclose(feats, expected, rtol=1e-4, atol=1e-5)
+    vit = create_backbone("vit_tiny_patch8", 13, img_size=64)
+    assert extract_features(vit, images, mean, std, pool="stats3").shape == (2, 2 * 192)
+    with pytest.raises(ValueError, match="blocks 1..12"):
+        extract_features(vit, images, mean, std, pool="stats0")
+
+
 # ------------------------------------------------------------------------------------------- report
 
 

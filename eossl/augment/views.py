@@ -74,6 +74,8 @@ def _strong(crop_scale=(0.2, 1.0)) -> list[OpSpec]:
 PRESETS: dict[str, list[OpSpec]] = {
     "strong": _strong(),
     "light": [OpSpec("resized_crop", {"scale": [0.5, 1.0]}), OpSpec("rot90_flip")],
+    # geometry only: keeps the spectra, which is what few-label land-cover probes need (BENCHMARKS.md)
+    "spatial": [OpSpec("resized_crop", {"scale": [0.2, 1.0]}), OpSpec("rot90_flip")],
     "none": [],
 }
 METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong", "simclr": "strong",
@@ -81,7 +83,8 @@ METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong",
 
 
 def preset(name: str, **overrides) -> ViewSpec:
-    """A ViewSpec from a preset (``strong``, ``light``, ``none``) or a method name (``vicreg`` -> strong)."""
+    """A ViewSpec from a preset (``strong``, ``light``, ``spatial``, ``none``) or a method name (``vicreg`` ->
+    strong)."""
     key = METHOD_PRESETS.get(name, name)
     if key not in PRESETS:
         raise ValueError(f"unknown view preset {name!r}; known: {', '.join(sorted(PRESETS) + sorted(METHOD_PRESETS))}")

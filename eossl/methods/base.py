@@ -11,7 +11,7 @@ import abc
 import torch
 from torch import nn
 
-from eossl.models.backbones import stem_key
+from eossl.models.backbones import multi_level, multi_level_dim, stem_key
 from eossl.registry import Registry
 
 __all__ = ["Method", "METHODS", "build_method"]
@@ -26,18 +26,27 @@ class Method(nn.Module, abc.ABC):
     uses_ema = False
     vit_only = False
 
-    def __init__(self, backbone: nn.Module, arch: str):
+    def __init__(self, backbone: nn.Module, arch: str, pool: str = "last"):
         super().__init__()
         if self.vit_only and not arch.startswith("vit"):
             raise ValueError(f"{type(self).__name__} needs a ViT backbone (vit_*), got {arch!r}")
+        if pool not in ("last", "multi", "multi_std"):
+            raise ValueError(f"pool must be 'last' (the backbone's pooled output), 'multi' (global averages of "
+                             f"several depths) or 'multi_std' (their means and standard deviations), got {pool!r}")
         self.backbone = backbone
         self.arch = arch
-        self.feat_dim = int(backbone.num_features)
+        self.pool = pool
+        dims = {"last": int(backbone.num_features), "multi": multi_level_dim(backbone) if pool != "last" else 0}
+        self.feat_dim = dims["last"] if pool == "last" else dims["multi"] * (2 if pool == "multi_std" else 1)
         self.in_chans = int(backbone.get_parameter(stem_key(arch)).shape[1])
 
     @abc.abstractmethod
     def loss(self, views: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """``{"loss": scalar, "embedding": (B, D) online features of view 1, ...}`` from a list of views."""
+
+    def embed(self, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, feat_dim): what the heads see. ``pool="multi"`` puts the loss on early depths too."""
+        return backbone(x) if self.pool == "last" else multi_level(backbone, x, std=self.pool == "multi_std")
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) modules the trainer updates with an EMA after each step."""

@@ -15,20 +15,20 @@ def _gathered_projections(method: Method, views):
     """Backbone features of view 1, and both views' projections gathered from every device (batch statistics
     of the redundancy-reduction losses then cover the global batch)."""
     method.check_views(views)
-    f1, f2 = method.backbone(views[0]["image"]), method.backbone(views[1]["image"])
+    f1, f2 = method.embed(method.backbone, views[0]["image"]), method.embed(method.backbone, views[1]["image"])
     return f1, gather_with_grad(method.projector(f1)), gather_with_grad(method.projector(f2))
 
 
 @METHODS.register("simsiam")
 class SimSiam(Method):
-    def __init__(self, backbone, arch, proj_dim: int = 2048, pred_hidden: int = 512):
-        super().__init__(backbone, arch)
+    def __init__(self, backbone, arch, proj_dim: int = 2048, pred_hidden: int = 512, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
         self.projector = mlp(self.feat_dim, proj_dim, proj_dim, layers=3, last_bn=True)
         self.predictor = mlp(proj_dim, pred_hidden, proj_dim, layers=2)
 
     def loss(self, views):
         self.check_views(views)
-        f1, f2 = self.backbone(views[0]["image"]), self.backbone(views[1]["image"])
+        f1, f2 = self.embed(self.backbone, views[0]["image"]), self.embed(self.backbone, views[1]["image"])
         z1, z2 = self.projector(f1), self.projector(f2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         return {"loss": simsiam_loss(p1, p2, z1, z2), "embedding": f1}
@@ -36,8 +36,8 @@ class SimSiam(Method):
 
 @METHODS.register("barlow")
 class BarlowTwins(Method):
-    def __init__(self, backbone, arch, proj_dim: int = 2048, lambd: float = 5e-3):
-        super().__init__(backbone, arch)
+    def __init__(self, backbone, arch, proj_dim: int = 2048, lambd: float = 5e-3, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
         self.projector = mlp(self.feat_dim, proj_dim, proj_dim, layers=3)
         self.lambd = lambd
 
@@ -49,8 +49,8 @@ class BarlowTwins(Method):
 @METHODS.register("vicreg")
 class VICReg(Method):
     def __init__(self, backbone, arch, proj_dim: int = 2048, sim_coeff: float = 25.0, std_coeff: float = 25.0,
-                 cov_coeff: float = 1.0):
-        super().__init__(backbone, arch)
+                 cov_coeff: float = 1.0, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
         self.projector = mlp(self.feat_dim, proj_dim, proj_dim, layers=3)
         self.coeffs = (sim_coeff, std_coeff, cov_coeff)
 

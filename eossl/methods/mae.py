@@ -21,8 +21,8 @@ class MAE(Method):
     vit_only = True
 
     def __init__(self, backbone, arch, mask_ratio: float = 0.75, decoder_dim: int = 128, decoder_depth: int = 2,
-                 decoder_heads: int = 4, norm_pix: bool = True):
-        super().__init__(backbone, arch)
+                 decoder_heads: int = 4, norm_pix: bool = True, pool: str = "last"):
+        super().__init__(backbone, arch)  # `pool` is accepted and unused: the MAE loss is on pixels
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         pe = backbone.patch_embed

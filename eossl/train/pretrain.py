@@ -45,7 +45,7 @@ from eossl.train.config import PretrainConfig, ViewsConfig
 from eossl.train.export import export_run
 from eossl.train.module import SSLModule
 
-__all__ = ["pretrain", "prepare_corpus", "build_views", "CorpusInfo", "RUN_ENV"]
+__all__ = ["pretrain", "prepare_corpus", "view_spec", "build_views", "CorpusInfo", "RUN_ENV"]
 
 log = logging.getLogger(__name__)
 RUN_ENV = "EOSSL_RUN_DIR"
@@ -91,7 +91,8 @@ def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> 
     if corpus.cache:
         cache = str(run_dir / "cache")
         sampler = make_sampler(index, corpus.sampler, rank=0, world_size=1)
-        write_cache(cache, index, sampler, reader, dtype=corpus.cache_dtype, num_workers=corpus.num_workers,
+        workers = 2 if corpus.num_workers is None else corpus.num_workers  # live reads gain from workers
+        write_cache(cache, index, sampler, reader, dtype=corpus.cache_dtype, num_workers=workers,
                     progress=cfg.trainer.progress_bar)
     sensor = index.sensor()
     bands = list(reader.bands)
@@ -107,12 +108,12 @@ def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> 
         cache=cache)
     data = DataConfig(index=str(index.path), root=corpus.root, bands=bands, resampling=corpus.resampling,
                       sampler=corpus.sampler, cache=cache, batch_size=corpus.batch_size,
-                      num_workers=corpus.num_workers)
+                      num_workers=corpus.workers())
     return data, info
 
 
-def build_views(cfg: ViewsConfig, method: str, info: CorpusInfo, seed: int) -> ViewGenerator:
-    """The view generator: explicit ``ops``, else the named preset (default: the method's own)."""
+def view_spec(cfg: ViewsConfig, method: str) -> ViewSpec:
+    """The views of a run: explicit ``ops``, else the named preset (default: the method's own)."""
     common = dict(n_views=cfg.n_views, crop_size=cfg.crop_size, seasonal_pairs=cfg.seasonal_pairs)
     spec = ViewSpec(ops=cfg.ops, **common) if cfg.ops is not None else preset(cfg.preset or method, **common)
     if cfg.crop_scale is not None:
@@ -121,7 +122,13 @@ def build_views(cfg: ViewsConfig, method: str, info: CorpusInfo, seed: int) -> V
             raise ConfigError("views.crop_scale is set but the views have no resized_crop op")
         for op in crops:
             op.params["scale"] = list(cfg.crop_scale)
-    return ViewGenerator(spec, info.bands, info.wavelengths_nm, info.mean, info.std, info.chip_size, seed=seed)
+    return spec
+
+
+def build_views(cfg: ViewsConfig, method: str, info: CorpusInfo, seed: int) -> ViewGenerator:
+    """The view generator of a run, on the corpus' bands with the catalog's normalisation."""
+    return ViewGenerator(view_spec(cfg, method), info.bands, info.wavelengths_nm, info.mean, info.std,
+                         info.chip_size, seed=seed)
 
 
 def _method(cfg: PretrainConfig, info: CorpusInfo):
