@@ -180,7 +180,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     Returns the summary (also written to ``summary.json``). ``callbacks`` are extra Lightning callbacks.
     """
     run_dir = Path(run_dir)
-    attached = os.environ.get(RUN_ENV) == str(run_dir.resolve()) and _rank_from_env() > 0
+    attached = _rank_from_env() > 0 and _join_rank0(run_dir)
     if not (resume or attached):
         _write_new_run(cfg, run_dir)
     t = cfg.trainer
@@ -206,6 +206,21 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     if trainer.global_rank != 0:
         return {}
     return _finish(cfg, run_dir, trainer, info, seconds, step0)
+
+
+def _join_rank0(run_dir: Path, timeout_s: float = 3600.0) -> bool:
+    """A process of rank > 0 joins the run directory rank 0 prepares. Started by Lightning (single node), it
+    finds ``EOSSL_RUN_DIR``; started by a cluster launcher on another node (same ``--run-dir`` on a shared
+    filesystem), it waits until rank 0 has written ``data.json`` (index and cache are complete by then)."""
+    if os.environ.get(RUN_ENV) == str(run_dir.resolve()):
+        return True
+    deadline = time.monotonic() + timeout_s
+    while not (run_dir / "data.json").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {_rank_from_env()}: rank 0 did not prepare {run_dir} within {timeout_s:.0f} s; "
+                               f"is --run-dir on a filesystem every node shares?")
+        time.sleep(2.0)
+    return True
 
 
 def _rank_from_env() -> int:
