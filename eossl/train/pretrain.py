@@ -200,7 +200,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     os.environ[RUN_ENV] = str(run_dir.resolve())
     start, step0 = time.perf_counter(), 0
     if ckpt is not None:
-        step0 = int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+        step0 = int(torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["global_step"])
     trainer.fit(module, datamodule=ChipDataModule(data_cfg), ckpt_path=ckpt)
     seconds = time.perf_counter() - start
     if trainer.global_rank != 0:
@@ -243,7 +243,7 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
     images = steps * cfg.corpus.batch_size * trainer.world_size * cfg.trainer.accumulate_grad_batches
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read back what the training processes computed (under ddp_spawn this process did not train)
-    ckpt = torch.load(run_dir / CHECKPOINT_DIR / LAST, map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / CHECKPOINT_DIR / LAST, map_location="cpu", weights_only=False, mmap=True)
     derived = ckpt.get("eossl", {})
     weights = run_dir / "weights"
     if not (weights / "weights.json").exists():
