@@ -23,9 +23,14 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
     raise RuntimeError(f"could not create a new run directory under {parent}")
 
 
-def write_json(path: str | Path, data: dict) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+def write_text(path: str | Path, text: str) -> None:
+    """Write text atomically (temporary file, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    write_text(path, json.dumps(data, indent=2, default=str))

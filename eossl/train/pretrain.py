@@ -38,7 +38,7 @@ from eossl.data.datamodule import ChipDataModule
 from eossl.data.reader import ChipReader
 from eossl.methods import build_method
 from eossl.models.backbones import create_backbone, is_vit
-from eossl.runs import write_json
+from eossl.runs import write_json, write_text
 from eossl.sample_data import builtin_s2_root
 from eossl.train.checkpoint import CHECKPOINT_DIR, LAST, AtomicCheckpointIO, LoaderProgress, last_checkpoint
 from eossl.train.config import PretrainConfig, ViewsConfig
@@ -232,10 +232,7 @@ def _write_new_run(cfg: PretrainConfig, run_dir: Path) -> None:
         raise ValueError(f"run directory {run_dir} is not empty; resume it with `eossl pretrain --resume {run_dir}` "
                          f"or choose a new one")
     run_dir.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, run_dir / "config.yaml")
+    write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: float, step0: int) -> dict:
