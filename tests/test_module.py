@@ -71,3 +71,33 @@ def test_collapse_monitors():
     assert float(effective_rank(z)) > 10
     collapsed = torch.randn(64, 1) @ torch.randn(1, 16)
     assert float(effective_rank(collapsed)) < 1.5
+
+
+def test_bf16_autocast_on_cpu_trains_in_channels_last_and_exports(tmp_path):
+    from eossl.train.export import WeightsInfo, export_backbone, load_backbone
+
+    torch.manual_seed(0)
+    module = _module("vicreg", proj_dim=32)
+    module.autocast_precision = "bf16"
+    assert module.uses_bf16()
+    stem_before = module.method.backbone.conv1.weight.detach().clone()
+    trainer = _trainer(tmp_path)
+    trainer.fit(module, _loader())
+    stem = module.method.backbone.conv1.weight
+    assert trainer.global_step == 4 and torch.isfinite(trainer.callback_metrics["loss"])
+    assert stem.dtype == torch.float32 and not torch.equal(stem_before, stem)       # parameters stay float32
+    assert stem.is_contiguous(memory_format=torch.channels_last)
+    s = load_sensor("sentinel2-l2a")
+    mean, std = s.norm_stats(BANDS)
+    info = WeightsInfo(arch="resnet18", in_chans=4, bands=BANDS, wavelengths_nm=s.wavelengths(BANDS), gsd_m=10.0,
+                       normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="vicreg",
+                       pretrain_data="test", epochs=1, img_size=32)
+    export_backbone(module.method.backbone, info, tmp_path / "w")
+    assert torch.equal(load_backbone(tmp_path / "w").conv1.weight, stem.detach().contiguous())
+
+
+def test_precision_auto_is_float32_on_cpu_and_unknown_values_fail():
+    module = _module("vicreg", proj_dim=32)
+    assert not module.uses_bf16()
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        SSLModule(module.method, module.views, OptimConfig(), batch_size=8, precision="16")

@@ -99,6 +99,9 @@ class TrainerConfig:
     log_every_n_steps: int = field(10, ge=1)
     progress_bar: bool = True
     threads: int | None = field(None, ge=1, help="CPU threads for torch (default: torch's)")
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        "auto", help="auto: bf16 autocast on GPU, float32 on CPU; bf16: autocast on any device (fast on CPUs with "
+                     "AMX/AVX512-BF16); fp32: never autocast")
 
 
 @dataclass

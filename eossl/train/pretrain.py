@@ -192,7 +192,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
         write_json(run_dir / "data.json", to_dict(info))
     views = build_views(cfg.views, cfg.method.name, info, t.seed)
     module = SSLModule(_method(cfg, info), views, cfg.optim, batch_size=cfg.corpus.batch_size,
-                       total_steps=None, seed=t.seed)
+                       total_steps=None, seed=t.seed, precision=t.precision)
     trainer = _trainer(cfg, run_dir, callbacks or [])
     ckpt = last_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
