@@ -10,13 +10,17 @@ from eossl import __version__
 from eossl.commands import cache as cache_cmd
 from eossl.commands import catalog as catalog_cmd
 from eossl.commands import demo as demo_cmd
+from eossl.commands import evaluate as evaluate_cmd
 from eossl.commands import export as export_cmd
+from eossl.commands import finetune as finetune_cmd
+from eossl.commands import predict as predict_cmd
 from eossl.commands import pretrain as pretrain_cmd
 from eossl.commands import views as views_cmd
 from eossl.config import ConfigError
 from eossl.runtime import configure_allocator
 
-COMMANDS = (catalog_cmd, cache_cmd, views_cmd, pretrain_cmd, export_cmd, demo_cmd)
+COMMANDS = (catalog_cmd, cache_cmd, views_cmd, pretrain_cmd, export_cmd, finetune_cmd, evaluate_cmd, predict_cmd,
+            demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,3 +137,13 @@ def _weights_normalization(model, bands: list[str]) -> tuple[np.ndarray, np.ndar
     mean = np.asarray(info.normalization["mean"], dtype=np.float32)[index]
     std = np.asarray(info.normalization["std"], dtype=np.float32)[index]
     return mean, std
+
+
+def backbone_for_bands(weights: str | Path, bands: list[str], sensor: str, img_size: int):
+    """Exported weights ready for data with ``bands`` of ``sensor``: ``(model, mean (C,), std (C,))``. The stem is
+    adapted by band name and wavelength when the bands differ from the weights' (an error names a band with no
+    counterpart); mean/std come from ``weights.json`` (an adapted band takes its source band's)."""
+    wavelengths = load_sensor(sensor).wavelengths(bands)
+    model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size)
+    mean, std = _weights_normalization(model, bands)
+    return model, mean, std

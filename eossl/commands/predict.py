@@ -1,0 +1,66 @@
+"""``eossl predict``: a georeferenced class map (COG) from a fine-tuned classifier and a scene or GeoTIFF."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from eossl.config import to_dict
+from eossl.finetune.predict_config import load_predict_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="class map (Cloud-Optimised GeoTIFF) of a scene from a fine-tuned classifier",
+        description="Slide the classifier's windows over an indexed acquisition or a multi-band GeoTIFF (at the "
+                    "classifier's bands and GSD, on the source's CRS grid), blend their softmax probabilities and "
+                    "write uint8 classes (nodata 255, colour table, class names in the tags) to --out; with "
+                    "--probabilities also <out stem>_probabilities.tif (one uint8 band per class, p * 254). "
+                    "Flags override --config; --set overrides both.")
+    p.add_argument("--model", metavar="DIR", help="classifier directory (classifier.json + classifier.safetensors)")
+    p.add_argument("--input", metavar="INDEX_OR_TIFF", help="scene index (.parquet) or multi-band GeoTIFF/COG")
+    p.add_argument("--acquisition", metavar="ID", help="acquisition id, for an index with several rows")
+    p.add_argument("--bands", nargs="+", metavar="BAND",
+                   help="GeoTIFF input: every band of the file in order, space- or comma-separated "
+                        "(default: the file's band descriptions)")
+    p.add_argument("--sensor", help="GeoTIFF input: sensor of the file (default: the classifier's)")
+    p.add_argument("--out", metavar="FILE.tif", help="output class map; never overwritten")
+    p.add_argument("--overlap", type=float, help="fraction of a window shared with its neighbour (default 0.5)")
+    p.add_argument("--probabilities", action="store_true", default=None,
+                   help="also write <out stem>_probabilities.tif")
+    p.add_argument("--device", help="torch device (default cpu)")
+    p.add_argument("--batch-size", type=int, help="windows per forward pass (default 16)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar")
+    p.add_argument("--config", help="predict config YAML (keys of eossl.finetune.predict_config.PredictConfig)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. --set tile=2048 --set bounds=[x0,y0,x1,y1]; repeatable")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run, command="predict")
+
+
+def run(args: argparse.Namespace) -> int:
+    import rasterio
+
+    from eossl.finetune.classifier import load_classifier
+    from eossl.finetune.predict import predict_map, probabilities_path
+
+    bands = [b.strip() for item in args.bands for b in item.split(",") if b.strip()] if args.bands else None
+    flags = {"model": args.model, "input": args.input, "acquisition": args.acquisition, "bands": bands,
+             "sensor": args.sensor, "out": args.out, "overlap": args.overlap, "probabilities": args.probabilities,
+             "device": args.device, "batch_size": args.batch_size, "progress": args.progress}
+    cfg = load_predict_config(args.config, flags, args.set)
+    if args.dry_run:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    model = load_classifier(cfg.model)
+    out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands, sensor=cfg.sensor,
+                      nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs, overlap=cfg.overlap,
+                      batch_size=cfg.batch_size, probabilities=cfg.probabilities, device=cfg.device,
+                      tile=cfg.tile, resampling=cfg.resampling, progress=cfg.progress)
+    with rasterio.open(out) as ds:
+        grid = f"{ds.width}x{ds.height} px at {model.info.gsd_m:g} m, {ds.crs}"
+    extra = f" and per-class probabilities to {probabilities_path(out)}" if cfg.probabilities else ""
+    print(f"wrote a {len(model.info.classes)}-class {model.info.task} map of {cfg.input} ({grid}) to {out}{extra}")
+    return 0

@@ -1,0 +1,206 @@
+"""Typed configs of ``eossl evaluate`` and ``eossl finetune`` (strict: unknown keys, wrong types and out-of-range
+values fail at load time with their dotted path). Defaults = the built-in EuroSAT-MS sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
+from eossl.finetune.evaluation import BASELINES, PROTOCOLS, EvaluationSettings
+from eossl.finetune.features import POOLS
+from eossl.finetune.finetuning import FinetuneSettings
+
+__all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig", "load_config"]
+
+
+@dataclass
+class LabelledDataConfig:
+    root: str | None = field(None, help="class folders root/<class>/*.tif; null: the built-in EuroSAT-MS sample")
+    sensor: str = field("sentinel2-l1c", help="sensor of the chips (data_catalog/sensors)")
+    file_bands: list[str] | None = field(
+        None, help="band names in file order; null: the files' band descriptions. EuroSAT-MS files have none: "
+                 "[B01, B02, B03, B04, B05, B06, B07, B08, B09, B10, B11, B12, B8A]")
+    bands: list[str] | None = field(None, help="bands to use, in this order; null: every band of the files")
+
+    def load(self):
+        """The labelled chips (:class:`~eossl.finetune.samples.LabelledChips`)."""
+        from eossl.finetune.samples import load_class_folders, load_eurosat
+
+        if self.root is None:
+            return load_eurosat(bands=self.bands)
+        return load_class_folders(self.root, sensor=self.sensor, file_bands=self.file_bands, bands=self.bands)
+
+
+@dataclass
+class ScenesConfig:
+    """Imagery for crop and segmentation tasks: an index made by ``eossl catalog``, or folders / datacubes to
+    index now (``roots`` with ``sensor``)."""
+
+    index: str | None = field(None, help="index GeoParquet written by `eossl catalog`")
+    roots: list[str] | None = field(None, help="folders of GeoTIFFs or NetCDF/Zarr datacubes to index")
+    sensor: str = field("sentinel2-l2a", help="sensor of the files under roots")
+    nodata: float | None = field(None, help="nodata of files that declare none (e.g. 65535)")
+    band_order: list[str] | None = field(None, help="band names in file order of multi-band files without band "
+                                                    "descriptions")
+
+    def __post_init__(self):
+        if (self.index is None) == (self.roots is None):
+            raise ConfigError("scenes: give either index (from `eossl catalog`) or roots (to index now)")
+
+    def open(self):
+        from eossl.catalog.build import IndexOptions, build_index
+        from eossl.catalog.index import open_index
+
+        if self.index is not None:
+            return open_index(self.index)
+        return build_index(list(self.roots), self.sensor, IndexOptions(nodata=self.nodata, band_order=self.band_order),
+                           progress=False)
+
+
+@dataclass
+class FieldsConfig:
+    """Crop classification: field polygons over the acquisitions of ``scenes``."""
+
+    scenes: ScenesConfig
+    labels: str = field(help="field polygons: GeoPackage, GeoParquet, GeoJSON or Shapefile")
+    class_column: str = field(help="the column holding each field's class")
+    id_column: str | None = None
+    classes: list[str] | None = field(None, help="class names in label order; null: the sorted values found")
+    chip_size: int = field(32, ge=8, help="chip side (px) around each field")
+    gsd: float | None = field(None, gt=0, help="chip GSD in metres; null: the data's")
+    bands: list[str] | None = None
+    min_valid: float = field(0.5, ge=0, le=1, help="share of a field's pixels valid for a date to count")
+    block_size_m: float = field(2000.0, gt=0, help="side of the spatial blocks that split train and test fields")
+    aggregation: list[Literal["mean", "attention"]] = field(default_factory=lambda: ["mean", "attention"])
+    pool: Literal["mean", "meanstd"] = "mean"
+    level: int | None = field(1, ge=0, help="ResNet stage (0 stem .. 4) / ViT block pooled over the field; "
+                                             "null: the last map (too coarse for fields much smaller than a chip)")
+    attention_epochs: int = field(150, ge=1)
+
+
+@dataclass
+class SegmentationConfig:
+    """Land-cover segmentation: a label raster over the acquisitions of ``scenes``."""
+
+    scenes: ScenesConfig
+    label_raster: str = field(help="integer label raster (any CRS / resolution; nearest resampling)")
+    classes: dict[int, str] | None = field(None, help="label value -> class name; null: the values present")
+    label_nodata: float | None = field(None, help="label value meaning unlabelled, if the file declares none")
+    chip_size: int = field(64, ge=16)
+    stride: int | None = field(None, ge=1, help="window stride in px; null: chip_size (no overlap)")
+    gsd: float | None = field(None, gt=0)
+    bands: list[str] | None = None
+    min_labelled: float = field(0.05, ge=0, le=1, help="drop windows with fewer labelled pixels than this share")
+    block_size_m: float = field(1000.0, gt=0, help="side of the spatial blocks that split train and test windows")
+    epochs: int = field(20, ge=1)
+    lr: float = field(1e-3, gt=0)
+    batch_size: int = field(16, ge=2)
+
+
+@dataclass
+class FinetuneSection:
+    epochs: int = field(30, ge=1)
+    min_steps: int = field(60, ge=1, help="at least this many optimiser steps however few the labels")
+    batch_size: int = field(32, ge=2)
+    lr: float = field(1e-3, gt=0, help="AdamW peak LR of the head")
+    weight_decay: float = field(0.05, ge=0)
+    layer_decay: float | None = field(0.75, gt=0, le=1, help="layer-wise LR decay; null: off")
+    warmup_fraction: float = field(0.1, ge=0, lt=1)
+    freeze_backbone: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = field("auto", help="auto: bf16 autocast on GPU, float32 on CPU")
+
+    def settings(self, device: str) -> FinetuneSettings:
+        bf16 = self.precision == "bf16" or (self.precision == "auto" and device.startswith("cuda"))
+        return FinetuneSettings(epochs=self.epochs, min_steps=self.min_steps, batch_size=self.batch_size, lr=self.lr,
+                                weight_decay=self.weight_decay, layer_decay=self.layer_decay,
+                                warmup_fraction=self.warmup_fraction, freeze_backbone=self.freeze_backbone, bf16=bf16)
+
+
+@dataclass
+class EvaluateConfig:
+    task: Literal["patch", "crop", "segment"] = field(
+        "patch", help="patch: labelled chips (data); crop: field polygons (fields); segment: a label raster "
+                      "(segmentation)")
+    data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
+    fields: FieldsConfig | None = None
+    segmentation: SegmentationConfig | None = None
+    weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors); "
+                                           "null: baselines only")
+    arch: str = field("resnet18", help="architecture of the baselines when no weights are given")
+    pool: Literal[POOLS] = field("last", help="frozen features for the linear probe and kNN")
+    protocols: list[Literal[PROTOCOLS]] = field(default_factory=lambda: list(PROTOCOLS))
+    baselines: list[Literal[BASELINES]] = field(default_factory=lambda: list(BASELINES))
+    ks: list[int | Literal["all"]] = field(default_factory=lambda: [5, 10, "all"],
+                                           help="labelled samples per class; 'all' = the whole training pool")
+    seeds: int = field(5, ge=1, help="repeats (splits and inits), reported as mean and 95% CI")
+    seed: int = 0
+    test_fraction: float = field(0.3, gt=0, lt=1, help="stratified hold-out per seed")
+    C: float = field(1.0, gt=0, help="inverse L2 strength of the logistic-regression probe")
+    knn_neighbors: int = field(5, ge=1)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    device: str = field("auto", help="auto: cuda if available, else mps, else cpu")
+
+    def __post_init__(self):
+        if any(isinstance(k, int) and k < 1 for k in self.ks) or not self.ks:
+            raise ConfigError(f"ks: expected positive integers or 'all', got {self.ks}")
+        _check_task(self)
+
+    def settings(self, device: str) -> EvaluationSettings:
+        return EvaluationSettings(ks=list(self.ks), seeds=self.seeds, seed=self.seed, test_fraction=self.test_fraction,
+                                  protocols=list(self.protocols), baselines=list(self.baselines), pool=self.pool,
+                                  arch=self.arch, C=self.C, knn_neighbors=self.knn_neighbors,
+                                  finetune=self.finetune.settings(device))
+
+
+@dataclass
+class FinetuneConfig:
+    task: Literal["patch", "segment"] = field("patch", help="patch: labelled chips (data); segment: a label "
+                                                            "raster (segmentation)")
+    data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
+    segmentation: SegmentationConfig | None = None
+    weights: str | None = field(None, help="exported weights directory; null: train from scratch")
+    arch: str = field("resnet18", help="architecture when training from scratch (no weights)")
+    k: int | Literal["all"] = field("all", help="labelled samples per class for training")
+    test_fraction: float = field(0.3, gt=0, lt=1, help="stratified hold-out scored in metrics.json")
+    seed: int = 0
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    device: str = "auto"
+
+    def __post_init__(self):
+        _check_task(self)
+
+
+def _check_task(cfg) -> None:
+    section = {"crop": "fields", "segment": "segmentation"}.get(cfg.task)
+    if section is not None and getattr(cfg, section, None) is None:
+        raise ConfigError(f"task {cfg.task!r} needs a {section}: section (see configs/evaluate/ for an example)")
+
+
+def config_with_weights(cls, path: str | Path | None, overrides: list[str], weights: str | None):
+    """``load_config`` with the ``--weights`` flag as one more override, and the weights directory checked."""
+    cfg = load_config(cls, path, list(overrides) + ([f"weights={weights}"] if weights else []))
+    if cfg.weights is not None and not (Path(cfg.weights) / "weights.json").is_file():
+        raise FileNotFoundError(f"weights: no weights.json in {cfg.weights}; export a run with `eossl export`")
+    return cfg
+
+
+def load_config(cls, path: str | Path | None, overrides: list[str] | None = None):
+    data = load_yaml(path) if path else {}
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_dict(cls, apply_overrides(data or {}, overrides or []))
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

@@ -1,0 +1,236 @@
+"""Few-label crop classification of field time series: pretrained vs random-init backbone vs band statistics, on
+identical spatial-block splits.
+
+>>> series = load_fields(index, "fields.gpkg", "crop")
+>>> result = evaluate_crops(series, weights="runs/x/export", block_size_m=2000, ks=(1, 5, 10, "all"), seeds=5)
+>>> print(crops_table(result)); json.dumps(result)
+
+For each seed ``s`` in ``seed .. seed + seeds - 1``: one :func:`spatial_block_split` (seed ``s``), then for each
+``k`` one :func:`few_label_subset` of it (seed ``s``); every method is trained on that subset and scored on the
+whole test side. Scores are the mean and 95% CI (t-distribution) over seeds of overall accuracy and macro-F1.
+Normalisation: pretrained weights use their ``weights.json`` statistics (an adapted band those of the band its
+kernel came from); the random-init backbone uses the sensor catalog's.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from eossl.catalog.sensors import load_sensor
+from eossl.finetune.fields import FieldSeries
+from eossl.finetune.metrics import classification_metrics, mean_ci95, metrics_from_confusion
+from eossl.finetune.splits import check_block_split, few_label_subset, spatial_block_split
+from eossl.finetune.temporal import (
+    date_positions,
+    field_band_statistics,
+    field_features,
+    fit_attention,
+    mean_over_dates,
+    predict_attention,
+)
+from eossl.models.backbones import create_backbone, is_vit
+from eossl.train.export import load_backbone, read_weights_info
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AGGREGATIONS", "evaluate_crops", "backbone_for_series", "crops_table"]
+
+AGGREGATIONS = ("mean", "attention")
+
+
+def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, arch: str | None = None,
+                   ks=(1, 5, 10, "all"), seeds: int = 5, seed: int = 0, block_size_m: float = 2000.0,
+                   test_fraction: float = 0.3, aggregation=AGGREGATIONS, pool: str = "mean",
+                   level: int | None = None, random_init: bool = True, band_stats: bool = True,
+                   stats_over_dates: str = "concat", attention_epochs: int = 150, C: float = 1.0,
+                   max_iter: int = 2000, batch_size: int = 64, device: str = "cpu") -> dict:
+    """Scores of every method per k (see the module docstring); a JSON-ready dict with ``settings``, ``data``,
+    ``splits`` (per seed: sizes, smallest train-test centroid distance, test field ids), ``methods`` (name ->
+    ``by_k`` -> metric -> ``{"mean", "ci95", "n", "values"}``, plus ``n_not_converged`` logistic-regression fits
+    that hit ``max_iter``) and ``skipped_k`` (k -> why: too few training fields of a class).
+    ``pool``/``level``: see :func:`eossl.finetune.temporal.field_features` (``level`` None: the last feature map;
+    ResNet stage 1 or 2 resolves fields much smaller than the chip)."""
+    bad = [a for a in aggregation if a not in AGGREGATIONS]
+    if bad or not aggregation:
+        raise ValueError(f"unknown aggregation {bad}; choose from {', '.join(AGGREGATIONS)}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    bad_k = [k for k in ks if not (k is None or k == "all" or (isinstance(k, int) and not isinstance(k, bool)
+                                                                and k >= 1))]
+    if bad_k or not ks:
+        raise ValueError(f"ks must hold positive integers, 'all' or None; got {list(ks)}")
+    splits, checks = [], []
+    for s in range(seed, seed + seeds):
+        train, test = spatial_block_split(series.centroids, block_size_m, test_fraction, s, series.labels)
+        splits.append((s, train, test))
+        checks.append({"seed": s, **check_block_split(series.centroids, train, test, block_size_m),
+                       "test_ids": [series.field_ids[i] for i in test]})
+    subsets, skipped = _subsets(series, splits, ks)
+    extract = dict(pool=pool, level=level, batch_size=batch_size, device=device)
+    feature_sets, arch = _feature_sets(series, weights, arch, random_init, band_stats, stats_over_dates, seed,
+                                       extract)
+    fit = dict(positions=date_positions(series.dates), epochs=attention_epochs, C=C, max_iter=max_iter)
+    methods = _score_methods(series, feature_sets, aggregation, subsets, fit)
+    settings = dict(weights=None if weights is None else str(weights), arch=arch, level=level,
+                    ks=[str(k) for k in ks], seeds=seeds, seed=seed, block_size_m=block_size_m,
+                    test_fraction=test_fraction, aggregation=list(aggregation), pool=pool,
+                    stats_over_dates=stats_over_dates, attention_epochs=attention_epochs, C=C, max_iter=max_iter)
+    return {"settings": settings, "data": series.describe(), "splits": checks, "methods": methods,
+            "skipped_k": skipped}
+
+
+def _score_methods(series: FieldSeries, feature_sets: list[dict], aggregation, subsets: dict, fit: dict) -> dict:
+    """Method name -> its description, ``by_k`` -> metric -> mean, CI and per-seed values, and the metrics of all
+    seeds' test predictions pooled (``metrics_all_seeds``: per class, confusion matrix) at the last k."""
+    methods = {}
+    for fs in feature_sets:
+        for agg in (("logreg",) if fs["kind"] == "static" else aggregation):
+            scores = {}
+            for k, per_seed in subsets.items():
+                runs = [_run(fs, agg, series, train, test, s, **fit) for s, train, test in per_seed]
+                scores[str(k)] = {m: {**mean_ci95([r[m] for r in runs]), "values": [r[m] for r in runs]}
+                                  for m in ("overall_accuracy", "macro_f1", "kappa")}
+                scores[str(k)]["n_not_converged"] = sum(not r["converged"] for r in runs)
+                scores[str(k)]["n_train"] = [int(len(train)) for _, train, _ in per_seed]
+            pooled = metrics_from_confusion(np.sum([r["confusion_matrix"] for r in runs], axis=0), series.classes)
+            name = f"{fs['name']} + {'mean/logreg' if agg == 'mean' else agg}"
+            methods[name] = {"features": fs["name"], "aggregation": agg, "dim": fs["dim"],
+                             "normalization": fs["normalization"], "by_k": scores, "metrics_all_seeds": pooled}
+            log.info("%s: %s", name, {k: round(v["overall_accuracy"]["mean"], 3) for k, v in scores.items()})
+    return methods
+
+
+def _subsets(series: FieldSeries, splits, ks) -> tuple[dict, dict]:
+    """k -> [(seed, train subset, test)] for the feasible ks; infeasible k -> the reason."""
+    subsets, skipped = {}, {}
+    for k in ks:
+        try:
+            subsets[k] = [(s, few_label_subset(train, series.labels, k, s, series.classes), test)
+                          for s, train, test in splits]
+        except ValueError as err:
+            if not isinstance(k, int):
+                raise
+            skipped[str(k)] = str(err)
+            log.warning("k = %s skipped: %s", k, err)
+    if not subsets:
+        raise ValueError(f"no k in {list(ks)} is feasible on these splits: {skipped}")
+    return subsets, skipped
+
+
+def _run(fs: dict, agg: str, series: FieldSeries, train, test, s: int, *, positions, epochs: int, C: float,
+         max_iter: int) -> dict:
+    """Train one method on ``train`` and score it on ``test`` -> classification_metrics dict."""
+    y = series.labels
+    if np.unique(y[train]).size < 2:
+        raise ValueError(f"seed {s}: the training fields hold a single class; use more fields or larger k")
+    if agg == "attention":
+        feats, valid = fs["x"]
+        model = fit_attention(feats[train], valid[train], y[train], positions, len(series.classes), seed=s,
+                              epochs=epochs)
+        pred, converged = predict_attention(model, feats[test], valid[test], positions), True
+    else:
+        x = fs["x"] if fs["kind"] == "static" else mean_over_dates(*fs["x"])
+        pred, converged = _logreg_predict(x[train], y[train], x[test], C, max_iter)
+    return {**classification_metrics(y[test], pred, series.classes), "converged": converged}
+
+
+def _logreg_predict(x_train, y_train, x_test, C: float, max_iter: int) -> tuple[np.ndarray, bool]:
+    """Predictions of StandardScaler + multinomial LogisticRegression (lbfgs), and whether the fit converged."""
+    scaler = StandardScaler().fit(x_train)
+    clf = LogisticRegression(C=C, max_iter=max_iter)
+    # tiny fits: multi-threaded BLAS only adds overhead on busy cores (as in eossl.finetune.probe)
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(scaler.transform(x_train), y_train)
+    for w in caught:   # let anything other than non-convergence through
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return clf.predict(scaler.transform(x_test)), converged
+
+
+def _feature_sets(series: FieldSeries, weights, arch, random_init, band_stats, over_dates, seed,
+                  extract: dict) -> tuple[list[dict], str]:
+    """Band statistics (N, F), random-init and pretrained backbone features ((N, T, D), (N, T)); the arch."""
+    out = []
+    if band_stats:
+        x = field_band_statistics(series, over_dates=over_dates)
+        out.append({"name": "band statistics", "kind": "static", "x": x, "dim": x.shape[1], "normalization": "none"})
+    model, used, mean, std, arch = backbone_for_series(series, weights, arch) if weights is not None else (
+        None, series, None, None, arch or "resnet18")
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            rand = create_backbone(arch, len(used.bands), img_size=int(series.images.shape[-1]))
+        r_mean, r_std = load_sensor(series.sensor).norm_stats(used.bands)
+        x = field_features(rand, used, r_mean, r_std, **extract)
+        out.append({"name": f"random-init {arch}", "kind": "temporal", "x": x, "dim": x[0].shape[-1],
+                    "normalization": f"sensor catalog ({series.sensor})"})
+    if model is not None:
+        x = field_features(model, used, mean, std, **extract)
+        out.append({"name": f"pretrained {arch} {model.weights_info.ssl_method}", "kind": "temporal", "x": x,
+                    "dim": x[0].shape[-1], "normalization": "weights.json"})
+    if not out:
+        raise ValueError("nothing to evaluate: give weights, or enable random_init or band_stats")
+    return out, arch
+
+
+def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | None = None):
+    """Exported weights made ready for ``series``: ``(model, series with the bands the model takes, in its input
+    order, mean (C,), std (C,), arch)``. When the data holds every band of the weights, those bands are picked by
+    name (in the weights' order); else the stem is adapted to the data's bands by name and wavelength
+    (:func:`eossl.train.export.load_backbone`; an error names a band without a counterpart). ``mean``/``std``
+    come from ``weights.json`` (an adapted band takes those of the band its kernel came from)."""
+    info = read_weights_info(weights)
+    if arch is not None and arch != info.arch:
+        raise ValueError(f"arch {arch!r} differs from the weights' architecture {info.arch!r}; the random-init "
+                         f"baseline must use the same architecture (leave arch unset)")
+    size = int(series.images.shape[-1])
+    if is_vit(info.arch) and info.img_size != size:
+        raise ValueError(f"{weights}: a {info.arch} trained on {info.img_size} px images cannot take {size} px chips; "
+                         f"load the fields with chip_size={info.img_size}")
+    if set(info.bands) <= set(series.bands):
+        idx = [series.bands.index(b) for b in info.bands]
+        used = replace(series, images=series.images[:, :, idx], bands=list(info.bands))
+        model = load_backbone(weights, img_size=size)
+        source = list(info.bands)
+    else:
+        missing = sorted(set(info.bands) - set(series.bands))
+        log.info("the data lacks bands %s of %s: adapting the stem to the data's bands", missing, weights)
+        used = series
+        wavelengths = load_sensor(series.sensor).wavelengths(series.bands)
+        model = load_backbone(weights, bands=list(zip(series.bands, wavelengths)), img_size=size)
+        by_target = {m.target: m.source for m in model.band_matches}
+        source = [by_target[b] for b in series.bands]
+    pos = [info.bands.index(b) for b in source]
+    mean = np.asarray(info.normalization["mean"], dtype=np.float32)[pos]
+    std = np.asarray(info.normalization["std"], dtype=np.float32)[pos]
+    return model, used, mean, std, info.arch
+
+
+def crops_table(result: dict, metric: str = "overall_accuracy") -> str:
+    """A text table of ``metric`` (mean ± 95% CI, in %) per method and k."""
+    ks = list(next(iter(result["methods"].values()))["by_k"])
+    width = max(len(n) for n in result["methods"])
+    d = result["data"]
+    lines = [f"{d['n_fields']} fields, {len(d['classes'])} classes, {len(d['dates'])} dates; {metric}, "
+             f"{result['settings']['seeds']} seeds, blocks of {result['settings']['block_size_m']:g} m",
+             f"{'method':<{width}}  " + "  ".join(f"{'k=' + k:>14}" for k in ks)]
+    for name, m in result["methods"].items():
+        cells = []
+        for k in ks:
+            v = m["by_k"][k][metric]
+            ci = "n/a" if v["ci95"] is None else f"{100 * v['ci95']:.1f}"
+            cells.append(f"{100 * v['mean']:6.1f} ± {ci:>5}")
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>14}" for c in cells))
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""Few-label evaluation of exported weights on labelled chips, always beside the baselines, on identical splits.
+
+Rows (model x protocol), each scored at every k of :func:`few_label_splits` and every seed:
+
+* pretrained weights: linear probe, kNN (frozen features, extracted once and cached) and full fine-tuning;
+* the same architecture randomly initialised: linear probe and kNN on its frozen features;
+* per-band statistics (mean, std, percentiles per band) with the linear probe;
+* supervised training from scratch: the fine-tuning protocol from a random init, at the same label budget.
+
+The result is a JSON-ready dict: per row and k, the per-seed overall accuracy / macro-F1 / kappa and their mean and
+95% CI, plus full metrics (per-class, confusion matrix over all seeds' test predictions) of every row at the
+largest k.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from eossl.catalog.sensors import load_sensor
+from eossl.finetune.baselines import band_statistics
+from eossl.finetune.evaluate import backbone_for_bands
+from eossl.finetune.features import extract_features
+from eossl.finetune.fewshot import few_label_splits, knn_predict, linear_probe
+from eossl.finetune.finetuning import FinetuneSettings, finetune_classifier, predict_chips
+from eossl.finetune.metrics import classification_metrics, mean_ci95
+from eossl.finetune.samples import LabelledChips
+from eossl.models.backbones import create_backbone, is_vit
+from eossl.train.export import WEIGHTS_FILE, read_weights_info
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EvaluationSettings", "evaluate_chips"]
+
+PROTOCOLS = ("linear", "knn", "finetune")
+BASELINES = ("random_init", "band_statistics", "scratch")
+_SCORES = ("overall_accuracy", "macro_f1", "kappa")
+
+
+@dataclass
+class EvaluationSettings:
+    ks: list = field(default_factory=lambda: [5, 10, "all"])
+    seeds: int = 5
+    seed: int = 0
+    test_fraction: float = 0.3
+    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    pool: str = "last"
+    arch: str | None = None          # without weights: the architecture of the random-init and scratch rows
+    C: float = 1.0
+    knn_neighbors: int = 5
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+
+    def __post_init__(self):
+        bad = [p for p in self.protocols if p not in PROTOCOLS] + [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ValueError(f"unknown protocol/baseline {bad}; protocols: {PROTOCOLS}, baselines: {BASELINES}")
+
+
+def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: EvaluationSettings,
+                   cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True) -> dict:
+    if not chips.sensor:
+        raise ValueError("the chips name no sensor, so band wavelengths and normalisation are unknown; load them "
+                         "with load_class_folders(..., sensor=...)")
+    info = read_weights_info(weights) if weights is not None else None
+    arch = info.arch if info is not None else (s.arch or "resnet18")
+    img = int(chips.images.shape[-1])
+    if info is not None and is_vit(arch) and info.img_size != img:
+        raise ValueError(f"{weights}: a {arch} trained on {info.img_size} px images cannot take {img} px chips")
+    splits = few_label_splits(chips.labels, s.ks, s.seeds, s.test_fraction, s.seed, chips.classes)
+    cmean, cstd = load_sensor(chips.sensor).norm_stats(chips.bands)
+
+    def random_backbone():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s.seed)
+            return create_backbone(arch, len(chips.bands), img_size=img)
+
+    rows: list[tuple[str, str, object]] = []      # (model, protocol, features or backbone factory)
+    if info is not None:
+        pretrained, pmean, pstd = backbone_for_bands(weights, chips.bands, chips.sensor, img)
+        name = f"pretrained {arch} {info.ssl_method}"
+        key = _file_digest(Path(weights) / WEIGHTS_FILE)
+        feats = _cached(cache_dir, f"{name}-{s.pool}-{key}", chips,
+                        lambda: extract_features(pretrained, chips.images, pmean, pstd, pool=s.pool, device=device))
+        rows += [(name, p, feats) for p in ("linear", "knn") if p in s.protocols]
+        if "finetune" in s.protocols:
+            rows.append((name, "finetune", (lambda: copy.deepcopy(pretrained), pmean, pstd)))
+    if "random_init" in s.baselines:
+        feats = extract_features(random_backbone(), chips.images, cmean, cstd, pool=s.pool, device=device)
+        rows += [(f"random-init {arch}", p, feats) for p in ("linear", "knn") if p in s.protocols]
+    if "band_statistics" in s.baselines:
+        rows.append(("band statistics", "linear", band_statistics(chips.images, chips.mask)))
+    if "scratch" in s.baselines:
+        rows.append((f"from scratch {arch}", "finetune", (random_backbone, cmean, cstd)))
+    if not rows:
+        raise ValueError("nothing to evaluate: give weights or at least one baseline")
+
+    results = []
+    bar = tqdm(total=len(rows) * len(splits) * len(s.ks), desc="evaluate", unit="fit", disable=not progress)
+    for model_name, protocol, what in rows:
+        per_k = {k: [] for k in splits[0].train}
+        preds_top = []
+        for split in splits:
+            for k, train in split.train.items():
+                pred = _predict(protocol, what, chips, train, split.test, s, split.seed, device)
+                m = classification_metrics(chips.labels[split.test], pred, chips.classes)
+                per_k[k].append({"seed": split.seed, "n_train": int(train.size),
+                                 **{sc: m[sc] for sc in _SCORES}})
+                if k == list(split.train)[-1]:
+                    preds_top.append((split.test, pred))
+                bar.update(1)
+        for k, per_seed in per_k.items():
+            results.append({"model": model_name, "protocol": protocol, "k": k, "per_seed": per_seed,
+                            **{sc: mean_ci95([r[sc] for r in per_seed]) for sc in _SCORES}})
+            log.info("%s / %s / k=%s: OA %.1f%% ± %.1f", model_name, protocol, k,
+                     100 * results[-1]["overall_accuracy"]["mean"],
+                     100 * (results[-1]["overall_accuracy"]["ci95"] or 0))
+        y = np.concatenate([chips.labels[t] for t, _ in preds_top])
+        p = np.concatenate([q for _, q in preds_top])
+        results[-1]["metrics_all_seeds"] = classification_metrics(y, p, chips.classes)
+    bar.close()
+    settings = {**asdict(s), "weights": None if weights is None else str(weights), "arch": arch}
+    data = {"n": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
+            "class_counts": np.bincount(chips.labels, minlength=len(chips.classes)).tolist()}
+    return {"settings": settings, "data": data, "results": results}
+
+
+def _predict(protocol, what, chips, train, test, s: EvaluationSettings, seed: int, device) -> np.ndarray:
+    y = chips.labels
+    if protocol == "linear":
+        return linear_probe(what[train], y[train], what[test], C=s.C)
+    if protocol == "knn":
+        return knn_predict(what[train], y[train], what[test], s.knn_neighbors)
+    make, mean, std = what
+    model = finetune_classifier(make(), chips.images, y, train, len(chips.classes), mean, std, s.finetune,
+                                seed=seed, device=device)
+    return predict_chips(model, chips.images[test], mean, std, device=device).argmax(1)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def _cached(cache_dir, name: str, chips: LabelledChips, compute) -> np.ndarray:
+    """Frozen features, computed once per (weights, pool, chips) and kept in ``cache_dir`` as .npy."""
+    if cache_dir is None:
+        return compute()
+    chips_key = hashlib.sha1(np.ascontiguousarray(chips.images).tobytes()).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path = Path(cache_dir) / f"{safe}-{chips_key}.npy"
+    if path.is_file():
+        log.info("features from cache %s", path)
+        return np.load(path)
+    feats = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, feats)
+    tmp.replace(path)
+    return feats

@@ -1,0 +1,87 @@
+"""Classification metrics: overall accuracy, macro-F1, Cohen's kappa, per-class precision/recall/F1, confusion.
+
+>>> m = classification_metrics(y_true, y_pred, classes=["water", "forest", "crop"])
+>>> m["overall_accuracy"], m["macro_f1"], m["kappa"], m["per_class"]["water"]["f1"], m["confusion_matrix"]
+
+``y_true`` entries < 0 are ignored (unlabelled pixels, nodata). A class absent from both ``y_true`` and ``y_pred``
+has precision/recall/F1 of NaN (reported as None in JSON) and is left out of macro-F1, which averages over the
+classes present in ``y_true``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["classification_metrics", "confusion_matrix", "mean_ci95", "metrics_from_confusion"]
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """(K, K) int64 counts, rows = true class, columns = predicted class; entries with y_true < 0 are skipped."""
+    y_true, y_pred = _check(y_true, y_pred, n_classes)
+    keep = y_true >= 0
+    return np.bincount(y_true[keep] * n_classes + y_pred[keep], minlength=n_classes * n_classes
+                       ).reshape(n_classes, n_classes).astype(np.int64)
+
+
+def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
+    """Metrics of integer predictions against integer labels (class indices into ``classes``); JSON-ready."""
+    return metrics_from_confusion(confusion_matrix(y_true, y_pred, len(classes)), classes)
+
+
+def metrics_from_confusion(cm, classes: list[str]) -> dict:
+    """The metrics of :func:`classification_metrics` from a (K, K) confusion matrix (rows = true class); summing
+    the matrices of several test sets gives their pooled metrics."""
+    cm = np.asarray(cm, dtype=np.int64)
+    if cm.shape != (len(classes), len(classes)):
+        raise ValueError(f"confusion matrix of shape {cm.shape} for {len(classes)} classes")
+    n = int(cm.sum())
+    if n == 0:
+        raise ValueError("no labelled samples to score (every y_true is < 0)")
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.where(support > 0, 0.0, np.nan))
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    f1 = np.where(np.isnan(recall) & np.isnan(precision), np.nan, f1)
+    present = support > 0
+    accuracy = float(tp.sum() / n)
+    expected = float((support * predicted).sum() / (n * n))
+    kappa = 1.0 if expected == 1.0 else (accuracy - expected) / (1.0 - expected)
+    per_class = {name: {"precision": _num(precision[i]), "recall": _num(recall[i]), "f1": _num(f1[i]),
+                        "support": int(support[i])} for i, name in enumerate(classes)}
+    return {"overall_accuracy": accuracy, "macro_f1": float(np.nanmean(np.where(present, f1, np.nan))),
+            "kappa": float(kappa), "n": n, "per_class": per_class, "classes": list(classes),
+            "confusion_matrix": cm.tolist()}
+
+
+def mean_ci95(values) -> dict:
+    """Mean and half-width of the 95% CI of the mean (t-distribution; None for a single value)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no values to summarise")
+    half = None if v.size < 2 else float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return {"mean": float(v.mean()), "ci95": half, "n": int(v.size)}
+
+
+def _check(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).astype(np.int64).ravel()
+    y_pred = np.asarray(y_pred).astype(np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {y_true.size} entries but y_pred has {y_pred.size}")
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {n_classes}")
+    if y_true.size and (y_true.max() >= n_classes or y_pred[y_true >= 0].min(initial=0) < 0
+                        or y_pred[y_true >= 0].max(initial=0) >= n_classes):
+        raise ValueError(f"labels and predictions must be class indices in 0..{n_classes - 1} (negative y_true = "
+                         f"ignored); got y_true up to {y_true.max()}, y_pred in {y_pred.min()}..{y_pred.max()}")
+    return y_true, y_pred
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)

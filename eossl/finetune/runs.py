@@ -1,0 +1,179 @@
+"""What ``eossl evaluate`` and ``eossl finetune`` do in a run directory (the commands only parse and call these).
+
+evaluate: ``config.yaml``, ``metrics.json`` (every row x k, per seed and mean / 95% CI), ``few_label_curve.png``,
+``confusion_matrix.png`` (the headline row at the largest k), ``table.txt``.
+finetune: ``config.yaml``, ``model/`` (classifier.safetensors + classifier.json, for ``eossl predict``),
+``metrics.json`` (hold-out metrics), ``confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from eossl import __version__
+from eossl.catalog.sensors import load_sensor
+from eossl.config import to_dict
+from eossl.finetune.classifier import ClassifierInfo, save_classifier
+from eossl.finetune.config import EvaluateConfig, FinetuneConfig, resolve_device
+from eossl.finetune.evaluate import backbone_for_bands
+from eossl.finetune.evaluation import evaluate_chips
+from eossl.finetune.fewshot import few_label_splits, k_label
+from eossl.finetune.finetuning import finetune_classifier, predict_chips
+from eossl.finetune.metrics import classification_metrics
+from eossl.models.backbones import create_backbone
+from eossl.report.figures import save_confusion_matrix, save_few_label_curve
+from eossl.runs import write_json, write_text
+from eossl.train.export import read_weights_info
+
+log = logging.getLogger(__name__)
+
+__all__ = ["environment", "results_table", "run_evaluate", "run_finetune"]
+
+
+def environment(device: str, seed: int) -> dict:
+    return {"eossl": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "device": device, "seed": seed,
+            "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    from eossl.finetune.tasks import evaluate_crop_task, evaluate_segment_task
+
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    start = time.time()
+    if cfg.task == "patch":
+        chips = cfg.data.load()
+        out = evaluate_chips(chips, cfg.weights, cfg.settings(device), cache_dir=cache_dir, device=device,
+                             progress=progress)
+        what = f"{len(chips)} chips"
+    elif cfg.task == "crop":
+        out = evaluate_crop_task(cfg.fields, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed, cfg.test_fraction,
+                                 cfg.C, device)
+        what = f"{out['data']['n_fields']} fields"
+    else:
+        out = evaluate_segment_task(cfg.segmentation, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed,
+                                    cfg.test_fraction, cfg.baselines, device, progress)
+        what = f"{out['data']['n_chips']} chips (per-pixel scores)"
+    out["task"] = cfg.task
+    out["environment"] = environment(device, cfg.seed)
+    out["seconds"] = round(time.time() - start, 1)
+    rows = out["results"]
+    top = [r for r in rows if "metrics_all_seeds" in r]
+    classes = top[0]["metrics_all_seeds"]["classes"]
+    head = next((r for r in top if r["model"].startswith("pretrained")), top[0])
+    out["headline"] = {"model": head["model"], "protocol": head["protocol"], "k": head["k"]}
+    save_confusion_matrix(run_dir / "confusion_matrix.png", head["metrics_all_seeds"]["confusion_matrix"],
+                          classes, title=f"{head['model']} / {head['protocol']}, k={head['k']}, "
+                                         f"{cfg.seeds} seeds pooled")
+    save_few_label_curve(run_dir / "few_label_curve.png", rows,
+                         title=f"{cfg.task}: {what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} seeds")
+    write_json(run_dir / "metrics.json", out)
+    write_text(run_dir / "table.txt", results_table(rows) + "\n")
+    return out
+
+
+def results_table(rows: list[dict]) -> str:
+    """A plain-text table: one line per (model, protocol), one column per k (OA mean ± CI, in %)."""
+    ks = list(dict.fromkeys(r["k"] for r in rows))
+    keys = list(dict.fromkeys((r["model"], r["protocol"]) for r in rows))
+    width = max(len(f"{m} / {p}") for m, p in keys)
+    lines = [f"{'overall accuracy (95% CI)':<{width}}  " + "  ".join(f"{'k=' + k:>13}" for k in ks)]
+    for m, p in keys:
+        cells = []
+        for k in ks:
+            r = next((r for r in rows if (r["model"], r["protocol"], r["k"]) == (m, p, k)), None)
+            oa = r["overall_accuracy"] if r else None
+            cells.append(f"{'-':>13}" if oa is None else
+                         f"{100 * oa['mean']:>6.1f} ± {100 * (oa['ci95'] or 0):>4.1f}")
+        lines.append(f"{m + ' / ' + p:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True) -> dict:
+    """Fine-tune on ``k`` labels per class of the training pool, score the hold-out, save the classifier."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if cfg.task == "segment":
+        return _finetune_segment(cfg, run_dir, device, progress)
+    chips = cfg.data.load()
+    if not chips.sensor:
+        raise ValueError("the chips name no sensor; set data.sensor")
+    sensor = load_sensor(chips.sensor)
+    wavelengths = sensor.wavelengths(chips.bands)
+    img = int(chips.images.shape[-1])
+    if cfg.weights is not None:
+        info = read_weights_info(cfg.weights)
+        backbone, mean, std = backbone_for_bands(cfg.weights, chips.bands, chips.sensor, img)
+        arch, source, gsd = info.arch, str(cfg.weights), info.gsd_m
+    else:
+        torch.manual_seed(cfg.seed)
+        backbone = create_backbone(cfg.arch, len(chips.bands), img_size=img)
+        mean, std = sensor.norm_stats(chips.bands)
+        arch, source, gsd = cfg.arch, "", float(min(sensor.band(b).gsd_m for b in chips.bands))
+    split = few_label_splits(chips.labels, [cfg.k], 1, cfg.test_fraction, cfg.seed, chips.classes)[0]
+    train = split.train[k_label(cfg.k)]
+    start = time.time()
+    model = finetune_classifier(backbone, chips.images, chips.labels, train, len(chips.classes), mean, std,
+                                cfg.finetune.settings(device), seed=cfg.seed, device=device, progress=progress)
+    seconds = round(time.time() - start, 1)
+    pred = predict_chips(model, chips.images[split.test], mean, std, device=device).argmax(1)
+    metrics = classification_metrics(chips.labels[split.test], pred, chips.classes)
+    info = ClassifierInfo(arch=arch, task="patch", bands=list(chips.bands), wavelengths_nm=list(wavelengths),
+                          gsd_m=gsd, normalization={"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()},
+                          classes=list(chips.classes), img_size=img, sensor=chips.sensor, source_weights=source,
+                          protocol="finetune" + (" (frozen backbone)" if cfg.finetune.freeze_backbone else ""))
+    save_classifier(model.cpu(), info, run_dir / "model")
+    save_confusion_matrix(run_dir / "confusion_matrix.png", metrics["confusion_matrix"], chips.classes,
+                          title=f"hold-out, {len(split.test)} chips")
+    out = {"metrics": metrics, "n_train": int(train.size), "n_test": int(split.test.size),
+           "train_indices": train.tolist(), "test_indices": split.test.tolist(), "seconds": seconds,
+           "model": str(run_dir / "model"), "environment": environment(device, cfg.seed)}
+    write_json(run_dir / "metrics.json", out)
+    return out
+
+
+def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress: bool) -> dict:
+    """Train backbone + decoder on the training blocks, score the test blocks per pixel, save the classifier."""
+    from eossl.finetune.segmentation import evaluate_segmentation, train_segmentation, window_block_split
+    from eossl.finetune.tasks import load_segment_chips, segment_backbone
+
+    s = cfg.segmentation
+    chips = load_segment_chips(s)
+    backbone, mean, std = segment_backbone(chips, cfg.weights, cfg.arch, cfg.seed)
+    train, test = window_block_split(chips.bounds, s.block_size_m, cfg.test_fraction, cfg.seed, crs=chips.crs)
+    if cfg.k != "all":
+        train = np.sort(np.random.default_rng(cfg.seed).permutation(train)[:cfg.k])
+    start = time.time()
+    model = train_segmentation(backbone, chips, train, mean=mean, std=std, epochs=s.epochs, lr=s.lr,
+                               batch_size=s.batch_size, freeze_backbone=cfg.finetune.freeze_backbone, seed=cfg.seed,
+                               device=device, progress=progress)
+    seconds = round(time.time() - start, 1)
+    metrics = evaluate_segmentation(model, chips, test, mean, std)
+    info = getattr(backbone, "weights_info", None)
+    arch = info.arch if info is not None else cfg.arch
+    classifier_info = ClassifierInfo(
+        arch=arch, task="segment", bands=list(chips.bands), wavelengths_nm=load_sensor(chips.sensor).wavelengths(
+            chips.bands), gsd_m=float(chips.gsd), normalization={"mean": np.asarray(mean).tolist(),
+                                                                 "std": np.asarray(std).tolist()},
+        classes=list(chips.classes), img_size=int(chips.images.shape[-1]), sensor=chips.sensor,
+        source_weights=str(cfg.weights or ""), protocol="segmentation decoder" + (
+            " (frozen backbone)" if cfg.finetune.freeze_backbone else ""),
+        extra={"label_values": {str(k): v for k, v in chips.label_values.items()}})
+    save_classifier(model.cpu(), classifier_info, run_dir / "model")
+    save_confusion_matrix(run_dir / "confusion_matrix.png", metrics["confusion_matrix"], chips.classes,
+                          title=f"test blocks, {len(test)} chips, per pixel")
+    out = {"metrics": metrics, "n_train": int(len(train)), "n_test": int(len(test)), "seconds": seconds,
+           "model": str(run_dir / "model"), "environment": environment(device, cfg.seed)}
+    write_json(run_dir / "metrics.json", out)
+    return out

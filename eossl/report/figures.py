@@ -1,0 +1,86 @@
+"""Evaluation figures: confusion matrix and few-label curve (PNG, written atomically)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["save_confusion_matrix", "save_few_label_curve"]
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def save_confusion_matrix(path: str | Path, matrix, classes: list[str], title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows = true class) with the counts written in the cells."""
+    cm = np.asarray(matrix, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j]:
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if frac[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    return _save(fig, path)
+
+
+def save_few_label_curve(path: str | Path, results: list[dict], score: str = "overall_accuracy",
+                         title: str = "") -> Path:
+    """One line per (model, protocol): mean ``score`` against labels per class, with its 95% CI as a band.
+
+    ``results``: rows as :func:`eossl.finetune.evaluation.evaluate_chips` returns them (``k`` "5"/"all", and
+    ``per_seed`` entries with ``n_train``); "all" is placed at its mean number of labels per class.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    lines: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    n_classes = None
+    for r in results:
+        if n_classes is None and "metrics_all_seeds" in r:
+            n_classes = len(r["metrics_all_seeds"]["classes"])
+    for r in results:
+        if r["k"] == "all":
+            x = float(np.mean([p["n_train"] for p in r["per_seed"]])) / (n_classes or 1)
+        else:
+            x = float(r["k"])
+        mean, ci = r[score]["mean"], r[score]["ci95"] or 0.0
+        lines.setdefault((r["model"], r["protocol"]), []).append((x, mean, ci))
+    ticks: set[float] = set()
+    for (model, protocol), pts in lines.items():
+        pts.sort()
+        x, y, c = (np.array(v) for v in zip(*pts))
+        style = "--" if model.startswith(("random", "band", "from scratch")) else "-"
+        (line,) = ax.plot(x, 100 * y, style, marker="o", label=f"{model} / {protocol}")
+        ax.fill_between(x, np.clip(100 * (y - c), 0, 100), np.clip(100 * (y + c), 0, 100), color=line.get_color(),
+                        alpha=0.15)
+        ticks.update(x.tolist())
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(ticks), [f"{t:g}" for t in sorted(ticks)])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled samples per class")
+    ax.set_ylabel(f"{score.replace('_', ' ')} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,234 @@
+"""Few-label protocols (splits, probe, kNN, fine-tuning with layer-wise LR decay), evaluation runs and the
+`eossl finetune` / `eossl evaluate` commands."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from eossl.catalog.sensors import load_sensor
+from eossl.cli import main
+from eossl.finetune.classifier import load_classifier
+from eossl.finetune.evaluation import EvaluationSettings, evaluate_chips
+from eossl.finetune.fewshot import few_label_splits, knn_predict, linear_probe
+from eossl.finetune.finetuning import (
+    FinetuneSettings,
+    _param_groups,
+    finetune_classifier,
+    layer_depths,
+    predict_chips,
+)
+from eossl.finetune.samples import LabelledChips, load_eurosat
+from eossl.models.backbones import create_backbone
+from eossl.train.export import WeightsInfo, export_backbone
+
+S2 = load_sensor("sentinel2-l1c")
+BANDS = ["B02", "B03", "B04", "B08"]
+
+
+def _toy_chips(per_class: int = 12, size: int = 32, seed: int = 0) -> LabelledChips:
+    """3 classes told apart by which band is bright (plus noise): learnable from spectra."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), per_class)
+    images = rng.normal(0.1, 0.02, (labels.size, 4, size, size)).astype(np.float32)
+    for i, y in enumerate(labels):
+        images[i, y] += 0.15
+    return LabelledChips(images=images, mask=np.ones((labels.size, size, size), bool), labels=labels,
+                         classes=["a", "b", "c"], bands=BANDS, paths=[f"chip{i}" for i in range(labels.size)],
+                         sensor="sentinel2-l1c")
+
+
+def _export(tmp_path, bands, arch="resnet18", img=32, seed=0):
+    torch.manual_seed(seed)
+    model = create_backbone(arch, len(bands), img)
+    mean, std = S2.norm_stats(bands)
+    info = WeightsInfo(arch=arch, in_chans=len(bands), bands=list(bands), wavelengths_nm=S2.wavelengths(bands),
+                       gsd_m=10.0, normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="test",
+                       pretrain_data="test", epochs=0, img_size=img)
+    return export_backbone(model, info, tmp_path / f"w-{arch}-{len(bands)}")
+
+
+# ------------------------------------------------------------------------------------------- splits
+
+
+def test_splits_are_stratified_nested_disjoint_and_seeded():
+    labels = np.repeat(np.arange(4), 20)
+    splits = few_label_splits(labels, [1, 5, 10, "all"], seeds=3, test_fraction=0.3)
+    for sp in splits:
+        assert np.bincount(labels[sp.test]).tolist() == [6] * 4
+        assert not set(sp.test) & set(sp.pool)
+        for k in (1, 5, 10):
+            assert np.bincount(labels[sp.train[str(k)]]).tolist() == [k] * 4
+        assert set(sp.train["1"]) <= set(sp.train["5"]) <= set(sp.train["10"]) <= set(sp.train["all"])
+        assert sp.train["all"].tolist() == sp.pool.tolist() and sp.pool.size == 56
+    again = few_label_splits(labels, [1, 5, 10, "all"], seeds=3, test_fraction=0.3)
+    assert all(a.test.tolist() == b.test.tolist() for a, b in zip(splits, again))
+    assert splits[0].test.tolist() != splits[1].test.tolist()
+
+
+def test_splits_name_a_class_with_fewer_samples_than_k():
+    labels = np.array([0] * 20 + [1] * 6)
+    with pytest.raises(ValueError, match=r"class 'rare' has only 4 training samples .* fewer than k = 5"):
+        few_label_splits(labels, [5], seeds=1, classes=["common", "rare"])
+    with pytest.raises(ValueError, match="positive integers"):
+        few_label_splits(labels, [0], seeds=1)
+    with pytest.raises(ValueError, match="test_fraction"):
+        few_label_splits(labels, [1], seeds=1, test_fraction=1.0)
+
+
+def test_knn_matches_a_plain_cosine_vote():
+    rng = np.random.default_rng(0)
+    tr, te = rng.normal(size=(30, 8)), rng.normal(size=(10, 8))
+    ytr = rng.integers(0, 3, 30)
+    pred = knn_predict(tr, ytr, te, n_neighbors=3)
+    for i, q in enumerate(te):
+        dist = 1 - tr @ q / (np.linalg.norm(tr, axis=1) * np.linalg.norm(q))
+        near = np.argsort(dist)[:3]
+        votes = np.zeros(3)
+        np.add.at(votes, ytr[near], 1 / dist[near])
+        assert pred[i] == votes.argmax()
+    assert knn_predict(tr[:2], ytr[:2], te, n_neighbors=5).shape == (10,)     # k capped at the training size
+
+
+def test_linear_probe_separates_separable_features():
+    labels = np.repeat(np.arange(3), 10)
+    feats = np.eye(3)[labels] + np.random.default_rng(0).normal(0, 0.05, (30, 3))
+    assert (linear_probe(feats[::2], labels[::2], feats[1::2]) == labels[1::2]).all()
+
+
+# ------------------------------------------------------------------------------------------- fine-tuning
+
+
+@pytest.mark.parametrize("arch, top", [("resnet18", 5), ("vit_tiny_patch16", 14)])
+def test_layer_depths_and_layer_decay(arch, top):
+    torch.manual_seed(0)
+    from eossl.finetune.classifier import Classifier
+    model = Classifier(create_backbone(arch, 4, 32), 3)
+    depths, n = layer_depths(model.backbone)
+    assert n == top and min(depths.values()) == 0 and max(depths.values()) == top - 1
+    groups = _param_groups(model, FinetuneSettings(lr=1.0, layer_decay=0.5))
+    head_ids = {id(p) for p in model.head.parameters()}
+    for g in groups:
+        if any(id(p) in head_ids for p in g["params"]):
+            assert g["lr"] == 1.0
+        assert g["weight_decay"] == 0.0 or all(p.ndim > 1 for p in g["params"])
+    assert min(g["lr"] for g in groups) == pytest.approx(0.5 ** top)
+
+
+def test_finetune_learns_is_seeded_and_freezing_keeps_the_backbone():
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    mean, std = np.full(4, 0.15, np.float32), np.full(4, 0.1, np.float32)
+    train, test = np.arange(0, 36, 2), np.arange(1, 36, 2)
+    s = FinetuneSettings(epochs=6, min_steps=12, batch_size=8, lr=3e-3)
+
+    def run(seed, **kw):
+        torch.manual_seed(100)
+        return finetune_classifier(create_backbone("resnet18", 4, 32), chips.images, chips.labels, train, 3,
+                                   mean, std, FinetuneSettings(**{**s.__dict__, **kw}), seed=seed)
+
+    a, b = run(0), run(0)
+    pa = predict_chips(a, chips.images[test], mean, std)
+    assert np.array_equal(pa, predict_chips(b, chips.images[test], mean, std))
+    assert (pa.argmax(1) == chips.labels[test]).mean() >= 0.8          # chance is 1/3
+    torch.manual_seed(100)
+    before = {k: v.clone() for k, v in create_backbone("resnet18", 4, 32).state_dict().items()}
+    frozen = run(0, freeze_backbone=True)
+    assert all(torch.equal(before[k], v) for k, v in frozen.backbone.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def test_evaluation_rows_share_splits_and_pretrained_equals_random_with_the_same_weights(tmp_path):
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    weights = _export(tmp_path, BANDS, seed=0)       # the random-init row's weights (seed 0) exported
+    s = EvaluationSettings(ks=[2, "all"], seeds=2, protocols=["linear", "knn"],
+                           baselines=["random_init", "band_statistics"])
+    out = evaluate_chips(chips, weights, s, cache_dir=tmp_path / "cache", progress=False)
+    rows = {(r["model"], r["protocol"], r["k"]): r for r in out["results"]}
+    assert set(rows) == {(m, p, k) for m, p in [("pretrained resnet18 test", "linear"),
+                                                ("pretrained resnet18 test", "knn"), ("random-init resnet18", "linear"),
+                                                ("random-init resnet18", "knn"), ("band statistics", "linear")]
+                         for k in ("2", "all")}
+    for p in ("linear", "knn"):    # same weights, same normalisation, same splits -> identical scores
+        assert rows[("pretrained resnet18 test", p, "2")]["per_seed"] == rows[("random-init resnet18", p, "2")]["per_seed"]
+    assert rows[("band statistics", "linear", "all")]["overall_accuracy"]["mean"] >= 0.9
+    assert all(r["per_seed"][0]["n_train"] == (6 if r["k"] == "2" else 24) for r in out["results"])
+    assert "metrics_all_seeds" in rows[("band statistics", "linear", "all")]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    json.dumps(out)
+
+
+def test_evaluation_errors(tmp_path):
+    chips = _toy_chips(per_class=4)
+    with pytest.raises(ValueError, match="fewer than k = 5"):
+        evaluate_chips(chips, None, EvaluationSettings(ks=[5], seeds=1, baselines=["band_statistics"]), progress=False)
+    far = _export(tmp_path, ["B09", "B10"])           # 945 and 1375 nm: nothing within 60 nm of the chips' bands
+    with pytest.raises(ValueError, match="B09|B10|nm"):
+        evaluate_chips(_toy_chips(), far, EvaluationSettings(ks=[2], seeds=1), progress=False)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        EvaluationSettings(protocols=["svm"])
+
+
+def _png_ok(path) -> bool:
+    img = np.asarray(Image.open(path).convert("L"))
+    return img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 5
+
+
+def test_cli_finetune_then_evaluate_on_the_builtin_sample(tmp_path, capsys):
+    torch.set_num_threads(1)
+    weights = _export(tmp_path, S2.band_names, img=64)
+    runs = tmp_path / "runs"
+    tiny = ["--set", "finetune.epochs=1", "--set", "finetune.min_steps=2", "--no-progress", "--runs", str(runs)]
+    assert main(["finetune", "--weights", str(weights), "--set", "k=3", *tiny]) == 0
+    (ft,) = runs.glob("finetune-*")
+    metrics = json.loads((ft / "metrics.json").read_text())
+    assert metrics["n_train"] == 30 and metrics["n_test"] == 60
+    assert set(metrics["metrics"]) >= {"overall_accuracy", "macro_f1", "kappa", "per_class", "confusion_matrix"}
+    clf = load_classifier(ft / "model")
+    assert clf.info.classes == load_eurosat().classes and clf.info.source_weights == str(weights)
+    assert _png_ok(ft / "confusion_matrix.png")
+
+    assert main(["evaluate", "--weights", str(weights), "--set", "ks=[2,5]", "--set", "seeds=2",
+                 "--set", "protocols=[linear,finetune]", *tiny]) == 0
+    (ev,) = runs.glob("evaluate-*")
+    out = json.loads((ev / "metrics.json").read_text())
+    models = {(r["model"], r["protocol"]) for r in out["results"]}
+    assert models == {("pretrained resnet18 test", "linear"), ("pretrained resnet18 test", "finetune"),
+                      ("random-init resnet18", "linear"), ("band statistics", "linear"),
+                      ("from scratch resnet18", "finetune")}
+    assert out["headline"] == {"model": "pretrained resnet18 test", "protocol": "linear", "k": "5"}
+    assert _png_ok(ev / "few_label_curve.png") and _png_ok(ev / "confusion_matrix.png")
+    assert "band statistics / linear" in (ev / "table.txt").read_text()
+    assert "done in" in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["evaluate", "--weights", str(tmp_path / "missing"), "--runs", str(tmp_path)]) == 2
+    assert "no weights.json" in capsys.readouterr().err
+    assert main(["finetune", "--set", "k=50", "--runs", str(tmp_path)]) == 2
+    assert "fewer than k = 50" in capsys.readouterr().err
+    assert main(["evaluate", "--set", "finetune.layer_decay=2", "--dry-run"]) == 2
+    assert "finetune.layer_decay" in capsys.readouterr().err
+
+
+def test_shipped_evaluate_finetune_predict_configs_load_and_eurosat_yaml_is_the_default():
+    from pathlib import Path
+
+    from eossl.config import to_dict
+    from eossl.finetune.config import EvaluateConfig, FinetuneConfig, load_config
+    from eossl.finetune.predict_config import load_predict_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    loaded = {}
+    for sub, load in (("evaluate", lambda p: load_config(EvaluateConfig, p)),
+                      ("finetune", lambda p: load_config(FinetuneConfig, p)), ("predict", load_predict_config)):
+        files = sorted((root / sub).glob("*.yaml"))
+        assert files, f"configs/{sub}/ ships examples"
+        loaded.update({f"{sub}/{f.name}": load(f) for f in files})
+    assert to_dict(loaded["evaluate/eurosat.yaml"]) == to_dict(EvaluateConfig())
+    assert {c.task for k, c in loaded.items() if k.startswith("evaluate/")} == {"patch", "crop", "segment"}
