@@ -232,3 +232,47 @@ def test_shipped_evaluate_finetune_predict_configs_load_and_eurosat_yaml_is_the_
         loaded.update({f"{sub}/{f.name}": load(f) for f in files})
     assert to_dict(loaded["evaluate/eurosat.yaml"]) == to_dict(EvaluateConfig())
     assert {c.task for k, c in loaded.items() if k.startswith("evaluate/")} == {"patch", "crop", "segment"}
+
+
+def test_data_in_other_units_than_the_weights_is_refused(tmp_path, caplog):
+    from eossl.finetune.evaluate import check_normalization
+
+    chips = _toy_chips()
+    weights = _export(tmp_path, BANDS)
+    dn = LabelledChips(chips.images * 10000, chips.mask, chips.labels, chips.classes, chips.bands, chips.paths,
+                       chips.sensor)
+    with pytest.raises(ValueError, match=r"far outside the normalisation .* B02 .*reflectance = DN x scale"):
+        evaluate_chips(dn, weights, EvaluationSettings(ks=[2], seeds=1), progress=False)
+    mean, std = np.zeros(4), np.ones(4)
+    z = check_normalization(np.full((2, 4, 3, 3), 0.5) + np.array([0, 0, 0, 5.0])[:, None, None], None, BANDS,
+                            mean, std, "toy")
+    assert z.round(3).tolist() == [0.5, 0.5, 0.5, 5.5] and "B08 (mean 5.5" in caplog.text
+
+
+def test_chips_from_label_points_over_an_indexed_scene(tiny_s2_scene, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from eossl.catalog.build import build_index
+    from eossl.data.reader import ChipReader
+    from eossl.finetune.config import EvaluateConfig, load_config
+    from eossl.finetune.samples import load_label_chips
+
+    index = build_index([str(tiny_s2_scene)], "sentinel2-l1c", progress=False)
+    x0, y1 = 399960.0, 5800020.0
+    pts = [Point(x0 + 200 + 100 * i, y1 - 300 - 80 * (i % 3)) for i in range(8)]
+    gpd.GeoDataFrame({"lc": ["crop", "forest"] * 4}, geometry=pts, crs="EPSG:32633").to_file(tmp_path / "p.gpkg")
+    chips = load_label_chips(index, tmp_path / "p.gpkg", "lc", size=16, gsd=10.0, bands=["B02", "B04", "B08"])
+    assert chips.images.shape == (8, 3, 16, 16) and chips.classes == ["crop", "forest"]
+    assert chips.labels.tolist() == [0, 1] * 4 and chips.sensor == "sentinel2-l1c"
+    reader = ChipReader(index, bands=["B02", "B04", "B08"])          # the chip is the window around the point
+    direct = reader.read(0, (x0 + 120, y1 - 380, x0 + 280, y1 - 220), gsd=10.0, size=16)
+    np.testing.assert_array_equal(chips.images[0], direct.image)
+    cfg = load_config(EvaluateConfig, None, [f"data={{labels: {tmp_path / 'p.gpkg'}, label_column: lc, "
+                                              f"scenes: {{roots: [{tiny_s2_scene.root}], sensor: sentinel2-l1c}}, "
+                                              f"chip_size: 16, bands: [B02, B04, B08]}}"])
+    assert cfg.data.load().images.shape == (8, 3, 16, 16)
+    with pytest.raises(ValueError, match="no label column 'landcover'"):
+        load_label_chips(index, tmp_path / "p.gpkg", "landcover", size=16)
+    with pytest.raises(Exception, match="need labels, label_column and scenes"):
+        load_config(EvaluateConfig, None, [f"data={{labels: {tmp_path / 'p.gpkg'}}}"])

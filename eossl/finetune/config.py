@@ -17,24 +17,6 @@ __all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig", "load_confi
 
 
 @dataclass
-class LabelledDataConfig:
-    root: str | None = field(None, help="class folders root/<class>/*.tif; null: the built-in EuroSAT-MS sample")
-    sensor: str = field("sentinel2-l1c", help="sensor of the chips (data_catalog/sensors)")
-    file_bands: list[str] | None = field(
-        None, help="band names in file order; null: the files' band descriptions. EuroSAT-MS files have none: "
-                 "[B01, B02, B03, B04, B05, B06, B07, B08, B09, B10, B11, B12, B8A]")
-    bands: list[str] | None = field(None, help="bands to use, in this order; null: every band of the files")
-
-    def load(self):
-        """The labelled chips (:class:`~eossl.finetune.samples.LabelledChips`)."""
-        from eossl.finetune.samples import load_class_folders, load_eurosat
-
-        if self.root is None:
-            return load_eurosat(bands=self.bands)
-        return load_class_folders(self.root, sensor=self.sensor, file_bands=self.file_bands, bands=self.bands)
-
-
-@dataclass
 class ScenesConfig:
     """Imagery for crop and segmentation tasks: an index made by ``eossl catalog``, or folders / datacubes to
     index now (``roots`` with ``sensor``)."""
@@ -58,6 +40,41 @@ class ScenesConfig:
             return open_index(self.index)
         return build_index(list(self.roots), self.sensor, IndexOptions(nodata=self.nodata, band_order=self.band_order),
                            progress=False)
+
+
+@dataclass
+class LabelledDataConfig:
+    """Labelled chips: class folders (``root``), chips centred on label geometries over scenes (``labels`` with
+    ``scenes``), or neither: the built-in EuroSAT-MS sample."""
+
+    root: str | None = field(None, help="class folders root/<class>/*.tif; null: the built-in EuroSAT-MS sample")
+    labels: str | None = field(None, help="label points/polygons (any file geopandas reads); chips centred on them")
+    label_column: str | None = field(None, help="with labels: the column holding each geometry's class")
+    scenes: ScenesConfig | None = field(None, help="with labels: the imagery the chips are read from")
+    chip_size: int = field(64, ge=8, help="with labels: chip side in px")
+    gsd: float | None = field(None, gt=0, help="with labels: chip GSD (default: the scenes')")
+    sensor: str = field("sentinel2-l1c", help="sensor of the chips (data_catalog/sensors)")
+    file_bands: list[str] | None = field(
+        None, help="band names in file order; null: the files' band descriptions. EuroSAT-MS files have none: "
+                 "[B01, B02, B03, B04, B05, B06, B07, B08, B09, B10, B11, B12, B8A]")
+    bands: list[str] | None = field(None, help="bands to use, in this order; null: every band of the files")
+
+    def __post_init__(self):
+        if self.labels is not None and (self.label_column is None or self.scenes is None or self.root is not None):
+            raise ConfigError("data: chips from label geometries need labels, label_column and scenes (and no root)")
+
+    def load(self):
+        """The labelled chips (:class:`~eossl.finetune.samples.LabelledChips`)."""
+        from eossl.finetune.samples import load_class_folders, load_eurosat
+
+        if self.labels is not None:
+            from eossl.finetune.samples import load_label_chips
+
+            return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
+                                    gsd=self.gsd, bands=self.bands)
+        if self.root is None:
+            return load_eurosat(bands=self.bands)
+        return load_class_folders(self.root, sensor=self.sensor, file_bands=self.file_bands, bands=self.bands)
 
 
 @dataclass

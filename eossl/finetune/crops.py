@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from eossl.catalog.sensors import load_sensor
+from eossl.finetune.evaluate import check_normalization
 from eossl.finetune.fields import FieldSeries
 from eossl.finetune.metrics import classification_metrics, mean_ci95, metrics_from_confusion
 from eossl.finetune.splits import check_block_split, few_label_subset, spatial_block_split
@@ -215,6 +216,7 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
     pos = [info.bands.index(b) for b in source]
     mean = np.asarray(info.normalization["mean"], dtype=np.float32)[pos]
     std = np.asarray(info.normalization["std"], dtype=np.float32)[pos]
+    check_normalization(used.images, used.valid, used.bands, mean, std, f"fields for {weights}")
     return model, used, mean, std, info.arch
 
 

@@ -139,11 +139,43 @@ def _weights_normalization(model, bands: list[str]) -> tuple[np.ndarray, np.ndar
     return mean, std
 
 
-def backbone_for_bands(weights: str | Path, bands: list[str], sensor: str, img_size: int):
+def backbone_for_bands(weights: str | Path, bands: list[str], sensor: str, img_size: int,
+                       images: np.ndarray | None = None, valid: np.ndarray | None = None):
     """Exported weights ready for data with ``bands`` of ``sensor``: ``(model, mean (C,), std (C,))``. The stem is
     adapted by band name and wavelength when the bands differ from the weights' (an error names a band with no
-    counterpart); mean/std come from ``weights.json`` (an adapted band takes its source band's)."""
+    counterpart); mean/std come from ``weights.json`` (an adapted band takes its source band's). With ``images``
+    ((..., C, H, W) reflectance, ``valid`` (..., H, W)) the data is checked against that normalisation
+    (:func:`check_normalization`)."""
     wavelengths = load_sensor(sensor).wavelengths(bands)
     model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size)
     mean, std = _weights_normalization(model, bands)
+    if images is not None:
+        check_normalization(images, valid, bands, mean, std, f"data for {weights}")
     return model, mean, std
+
+
+def check_normalization(images: np.ndarray, valid: np.ndarray | None, bands: list[str], mean, std, what: str,
+                        warn_at: float = 3.0, fail_at: float = 50.0) -> np.ndarray:
+    """Compare the data's per-band mean with the normalisation the model expects; returns |z| per band.
+
+    ``images``: (..., C, H, W) with ``valid`` (..., H, W). A band whose mean lies more than ``warn_at`` standard
+    deviations from ``mean`` is logged; beyond ``fail_at`` the values are in other units (DN instead of
+    reflectance, a wrong scale) and a ValueError names the bands."""
+    c = images.shape[-3]
+    x = np.moveaxis(np.asarray(images), -3, 0).reshape(c, -1)
+    if valid is not None:
+        x = x[:, np.asarray(valid).reshape(-1)]
+    if x.shape[1] == 0:
+        raise ValueError(f"{what}: no valid pixel to check the normalisation on")
+    data_mean = x.mean(axis=1, dtype=np.float64)
+    z = np.abs(data_mean - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)
+    far = [f"{b} (mean {m:.4g}, expected {mu:.4g} ± {sd:.3g})"
+           for b, m, mu, sd, zz in zip(bands, data_mean, mean, std, z) if zz > warn_at]
+    if far and z.max() > fail_at:
+        raise ValueError(f"{what}: the data's values are far outside the normalisation the model expects: "
+                         f"{', '.join(far)}. Are they in the reader's units (reflectance = DN x scale + offset)? "
+                         f"Check the sensor's scale/offset or the file's band order")
+    if far:
+        log.warning("%s: band means more than %g std from the model's normalisation: %s", what, warn_at,
+                    ", ".join(far))
+    return z

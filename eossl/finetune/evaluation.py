@@ -84,7 +84,8 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
 
     rows: list[tuple[str, str, object]] = []      # (model, protocol, features or backbone factory)
     if info is not None:
-        pretrained, pmean, pstd = backbone_for_bands(weights, chips.bands, chips.sensor, img)
+        pretrained, pmean, pstd = backbone_for_bands(weights, chips.bands, chips.sensor, img, chips.images,
+                                                     chips.mask)
         name = f"pretrained {arch} {info.ssl_method}"
         key = _file_digest(Path(weights) / WEIGHTS_FILE)
         feats = _cached(cache_dir, f"{name}-{s.pool}-{key}", chips,

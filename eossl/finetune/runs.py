@@ -114,7 +114,8 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
     img = int(chips.images.shape[-1])
     if cfg.weights is not None:
         info = read_weights_info(cfg.weights)
-        backbone, mean, std = backbone_for_bands(cfg.weights, chips.bands, chips.sensor, img)
+        backbone, mean, std = backbone_for_bands(cfg.weights, chips.bands, chips.sensor, img, chips.images,
+                                                 chips.mask)
         arch, source, gsd = info.arch, str(cfg.weights), info.gsd_m
     else:
         torch.manual_seed(cfg.seed)

@@ -154,3 +154,31 @@ def _file_band_names(ds, sensor: Sensor, file_bands: list[str] | None, path: Pat
     except ValueError as err:
         raise ValueError(f"{path}: band descriptions {list(ds.descriptions)}: {err}; pass file_bands to name the "
                          f"bands yourself") from err
+
+
+def load_label_chips(index, labels: str | Path, label_column: str, *, size: int = 64, gsd: float | None = None,
+                     bands: list[str] | None = None, classes: list[str] | None = None, id_column: str | None = None,
+                     per_label: str = "first", on_outside: str = "error") -> LabelledChips:
+    """Labelled chips centred on label geometries (points or polygons, any file geopandas reads) over the scenes
+    of ``index`` (a :class:`~eossl.catalog.index.SceneIndex`): one chip per label (``per_label="first"``: its
+    earliest acquisition; ``"all"``: one per acquisition over it), read at ``gsd`` in the acquisition's CRS.
+
+    The labels' class names come from ``label_column`` (``classes`` fixes their order); labels outside every
+    acquisition raise unless ``on_outside="skip"``.
+    """
+    from eossl.data.labels import LabelWindowSampler
+    from eossl.data.reader import ChipReader
+
+    sampler = LabelWindowSampler(index, size, labels, label_column, gsd, classes=classes, id_column=id_column,
+                                 per_label=per_label, on_outside=on_outside)
+    windows = sampler.global_windows(0)
+    reader = ChipReader(index, bands=bands)
+    try:
+        read = [reader.read(w.acquisitions[0], w.bounds, w.crs, w.gsd, w.size) for w in windows]
+    finally:
+        reader.close()
+    return LabelledChips(images=np.stack([c.image for c in read]), mask=np.stack([c.mask for c in read]),
+                         labels=np.array([w.label for w in windows], dtype=np.int64), classes=list(sampler.classes),
+                         bands=list(read[0].bands),
+                         paths=[f"{labels}#{w.label_id}@{c.acquisition}" for w, c in zip(windows, read)],
+                         sensor=index.sensor(windows[0].acquisitions[0]).name)

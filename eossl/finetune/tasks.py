@@ -88,7 +88,7 @@ def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):
     """(backbone, mean, std): exported weights adapted to the chips' bands, or a random ``arch`` (seeded)."""
     size = int(chips.images.shape[-1])
     if weights is not None:
-        return backbone_for_bands(weights, chips.bands, chips.sensor, size)
+        return backbone_for_bands(weights, chips.bands, chips.sensor, size, chips.images, chips.valid)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_backbone(arch, len(chips.bands), img_size=size)
