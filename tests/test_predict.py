@@ -15,6 +15,7 @@ from eossl import cli
 from eossl.catalog.build import build_index
 from eossl.cli import main
 from eossl.commands import predict as predict_cmd
+from eossl.finetune import cog as cog_mod
 from eossl.finetune import predict as predict_mod
 from eossl.finetune.classifier import Classifier, ClassifierInfo, save_classifier
 from eossl.finetune.predict import NODATA, PROB_SCALE, predict_map
@@ -230,7 +231,7 @@ def test_fallback_without_cog_driver(stack, tmp_path, monkeypatch):
     path, _ = stack
     model = threshold_classifier("segment")
     cog = read_map(predict_map(model, path, tmp_path / "cog.tif", progress=False))
-    monkeypatch.setattr(predict_mod, "_has_cog_driver", lambda: False)
+    monkeypatch.setattr(cog_mod, "has_cog_driver", lambda: False)
     out = predict_map(model, path, tmp_path / "gtiff.tif", progress=False)
     with rasterio.open(out) as ds:
         assert ds.profile["tiled"] and ds.colormap(1)[1] == (255, 127, 14, 255)

@@ -22,31 +22,33 @@ Outputs (both written to a temporary file in the output folder, then renamed; ex
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.enums import Resampling
-from rasterio.shutil import copy as gdal_copy
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
-from eossl import __version__
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import SceneIndex, open_index
 from eossl.catalog.sensors import load_sensor
 from eossl.data.reader import ChipReader
 from eossl.finetune.classifier import load_classifier
+from eossl.finetune.cog import (
+    NODATA,
+    PROB_SCALE,
+    check_output,
+    part_file,
+    probabilities_path,
+    tags,
+    to_cog,
+)
 from eossl.gdal_env import configure_gdal, is_remote, open_raster
 
 __all__ = ["NODATA", "PROB_SCALE", "Grid", "predict_map", "open_source", "prediction_grid", "window_starts",
@@ -54,8 +56,6 @@ __all__ = ["NODATA", "PROB_SCALE", "Grid", "predict_map", "open_source", "predic
 
 log = logging.getLogger(__name__)
 
-NODATA = 255
-PROB_SCALE = 254  # probabilities are stored as round(p * 254); 255 is nodata
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,6 @@ class Grid:
         """Bounds of pixel rows ``r0:r1`` and columns ``c0:c1`` (may lie outside the grid)."""
         g = self.gsd
         return (self.x0 + c0 * g, self.y0 - r1 * g, self.x0 + c1 * g, self.y0 - r0 * g)
-
-
-def probabilities_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(f"{out.stem}_probabilities{out.suffix}")
 
 
 def window_starts(n: int, size: int, stride: int) -> list[int]:
@@ -288,70 +283,6 @@ def _window_probs(plan: _Plan, x: np.ndarray) -> np.ndarray:
     return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
-# ------------------------------------------------------------------------------------------------ output
-
-
-@lru_cache(maxsize=1)
-def _has_cog_driver() -> bool:
-    with rasterio.Env() as env:
-        return "COG" in env.drivers()
-
-
-def _temp_name(out: Path, suffix: str) -> Path:
-    """A fresh hidden name beside ``out`` (same folder, so the final rename is atomic)."""
-    return out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.{suffix}")
-
-
-def _part_file(out: Path, grid: Grid, count: int, tags: dict, descriptions, colors=None, scale=None):
-    """``(path, dataset)``: a tiled GTiff beside ``out`` open for writing, to be filled tile by tile."""
-    name = _temp_name(out, "part.tif")
-    ds = rasterio.open(name, "w", driver="GTiff", width=grid.width, height=grid.height, count=count,
-                       dtype="uint8", crs=grid.crs, transform=grid.transform, nodata=NODATA, tiled=True,
-                       blockxsize=256, blockysize=256, compress="deflate", zlevel=1, bigtiff="if_safer")
-    ds.update_tags(**tags)
-    ds.descriptions = tuple(descriptions)
-    if colors is not None:
-        ds.write_colormap(1, {**{k: (*rgb, 255) for k, rgb in enumerate(colors)}, NODATA: (0, 0, 0, 0)})
-    if scale is not None:
-        ds.scales = (scale,) * count
-    return Path(name), ds
-
-
-def _to_cog(part: Path, out: Path, resampling: str) -> Path:
-    """Convert a filled part file to a hidden COG beside ``out`` (GDAL's COG driver, else tiled GTiff + overviews)."""
-    tmp = _temp_name(out, "tmp")
-    if _has_cog_driver():
-        gdal_copy(str(part), str(tmp), driver="COG", compress="deflate", overview_resampling=resampling,
-                  blocksize=512, bigtiff="if_safer")
-    else:
-        with rasterio.open(part, "r+") as ds:
-            factors = [2 ** k for k in range(1, 30) if max(ds.width, ds.height) / 2 ** k >= 256]
-            ds.build_overviews(factors, Resampling[resampling.lower()])
-        gdal_copy(str(part), str(tmp), driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
-                  compress="deflate", copy_src_overviews=True, bigtiff="if_safer")
-    return tmp
-
-
-def _check_output(out: Path, probabilities: bool) -> list[Path]:
-    """The output path(s); ValueError if one exists (outputs are never overwritten)."""
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"output {out} must be a .tif file (a Cloud-Optimised GeoTIFF is written)")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
-    outs = [out, probabilities_path(out)] if probabilities else [out]
-    for path in outs:
-        if path.exists():
-            raise ValueError(f"{path} exists; choose another --out (outputs are never overwritten)")
-    return outs
-
-
-def _tags(info, label: str, acquisition: str, overlap: float) -> dict:
-    return {"classes": json.dumps(list(info.classes)), "colors": json.dumps([list(c) for c in info.colors]),
-            "task": info.task, "arch": info.arch, "bands": json.dumps(list(info.bands)), "gsd_m": str(info.gsd_m),
-            "img_size": str(info.img_size), "overlap": str(overlap), "source": label, "acquisition": acquisition,
-            "nodata": f"{NODATA}: invalid input or not covered", "eossl_version": __version__}
-
-
 # ------------------------------------------------------------------------------------------------ public
 
 
@@ -379,27 +310,27 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
         raise ValueError(f"batch_size and tile must be >= 1, got {batch_size} and {tile}")
     if len(info.classes) > NODATA:
         raise ValueError(f"{len(info.classes)} classes do not fit a uint8 map with nodata {NODATA}")
-    outs = _check_output(Path(out), probabilities)
+    outs = check_output(Path(out), probabilities)
     index, row, label = open_source(source, info, acquisition=acquisition, bands=bands, sensor=sensor, nodata=nodata)
     configure_gdal()
     grid = prediction_grid(index, row, float(info.gsd_m), bounds, bounds_crs)
     plan = _make_plan(model, index, row, grid, overlap, batch_size, device, resampling)
     tile = max(plan.stride, math.ceil(tile / plan.stride) * plan.stride)
-    tags = _tags(info, label, index.ids[row], overlap)
+    meta = tags(info, label, index.ids[row], overlap)
     parts: list[tuple[Path, object]] = []  # (part file, open dataset)
     done: list[Path] = []                  # converted COGs, renamed once both are complete
     was_training = model.training
     try:
         model.to(plan.device).eval()
-        parts.append(_part_file(outs[0], grid, 1, tags, ["class"], colors=info.colors))
+        parts.append(part_file(outs[0], grid, 1, meta, ["class"], colors=info.colors))
         if probabilities:
-            parts.append(_part_file(outs[1], grid, len(info.classes), {**tags, "scale": f"p = value / {PROB_SCALE}"},
+            parts.append(part_file(outs[1], grid, len(info.classes), {**meta, "scale": f"p = value / {PROB_SCALE}"},
                                     info.classes, scale=1.0 / PROB_SCALE))
         _run_tiles(plan, tile, [ds for _, ds in parts], label=outs[0].name, progress=progress)
         for (part, ds), target, resampling_ in zip(parts, outs, ("MODE", "AVERAGE")):
             ds.close()
-            done.append(_to_cog(part, target, resampling_))
-        _check_output(outs[0], probabilities)  # nothing appeared meanwhile
+            done.append(to_cog(part, target, resampling_))
+        check_output(outs[0], probabilities)  # nothing appeared meanwhile
         for tmp, target in zip(done, outs):
             os.replace(tmp, target)
     finally:
