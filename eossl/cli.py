@@ -15,12 +15,14 @@ from eossl.commands import export as export_cmd
 from eossl.commands import finetune as finetune_cmd
 from eossl.commands import predict as predict_cmd
 from eossl.commands import pretrain as pretrain_cmd
+from eossl.commands import report as report_cmd
+from eossl.commands import run as run_cmd
 from eossl.commands import views as views_cmd
 from eossl.config import ConfigError
 from eossl.runtime import configure_allocator
 
 COMMANDS = (catalog_cmd, cache_cmd, views_cmd, pretrain_cmd, export_cmd, finetune_cmd, evaluate_cmd, predict_cmd,
-            demo_cmd)
+            report_cmd, run_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

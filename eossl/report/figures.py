@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["save_confusion_matrix", "save_few_label_curve"]
+__all__ = ["save_confusion_matrix", "save_few_label_curve", "save_figure", "save_training_curves"]
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -43,7 +43,7 @@ def save_confusion_matrix(path: str | Path, matrix, classes: list[str], title: s
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_few_label_curve(path: str | Path, results: list[dict], score: str = "overall_accuracy",
@@ -83,4 +83,28 @@ def save_few_label_curve(path: str | Path, results: list[dict], score: str = "ov
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def save_training_curves(path: str | Path, metrics_csvs: list[str | Path], title: str = "") -> Path:
+    """Loss, learning rate and the collapse monitors (std of normalised embeddings, effective rank) against the
+    step, from Lightning CSV logs (one file per attempt of a resumed run; later attempts win on shared steps)."""
+    import pandas as pd
+
+    frames = [pd.read_csv(p) for p in metrics_csvs if Path(p).is_file()]
+    if not frames:
+        raise FileNotFoundError(f"no training log among {[str(p) for p in metrics_csvs]}")
+    log = pd.concat(frames, ignore_index=True)
+    panels = [(c, label) for c, label in (("loss", "loss"), ("lr", "learning rate"),
+                                          ("embedding_std", "std of normalised embeddings"),
+                                          ("effective_rank", "effective rank")) if c in log.columns]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
+    for ax, (col, label) in zip(np.atleast_1d(axes), panels):
+        s = log[["step", col]].dropna().drop_duplicates("step", keep="last").sort_values("step")
+        ax.plot(s["step"], s[col], lw=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

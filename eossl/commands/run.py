@@ -1,0 +1,66 @@
+"""``eossl run [PIPELINE]``: run a pipeline's stages in order; unchanged stages are skipped, an interrupted one
+resumes. Without PIPELINE: the built-in demo pipeline on the sample data (pipelines/demo.yaml)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from eossl.config import to_dict
+
+DEMO = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="run a pipeline (default: the built-in demo: pretrain, evaluate, finetune, predict, report)",
+        description="Run the stages of a pipeline file in order. A stage whose config and inputs are unchanged "
+                    "since its last successful run is skipped; an interrupted pretraining stage resumes from its "
+                    "last checkpoint; the first failure stops the pipeline with the stage named. State and run "
+                    "directories live in RUNS/<pipeline name>/; report.md/report.html come from a report stage.")
+    p.add_argument("pipeline", nargs="?", help=f"pipeline YAML (default: {DEMO.relative_to(DEMO.parents[1])})")
+    p.add_argument("--runs", default="runs", help="parent folder of pipeline directories (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="print each stage's resolved config and exit")
+    p.set_defaults(func=run, command="run")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eossl.pipeline.runner import PipelineError, run_pipeline
+    from eossl.pipeline.spec import load_pipeline
+
+    path = Path(args.pipeline) if args.pipeline else DEMO
+    if not path.is_file():
+        raise FileNotFoundError(f"pipeline file not found: {path}" + (
+            "" if args.pipeline else " (the built-in demo ships in the source tree: run from a clone of eossl)"))
+    if args.dry_run:
+        _dry_run(path)
+        return 0
+    try:
+        state = run_pipeline(path, args.runs)
+    except PipelineError as err:
+        print(f"eossl run: {err}")
+        return 1
+    spec, _ = load_pipeline(path)
+    report = next((r["outputs"]["report"] for r in state["stages"].values() if "report" in r.get("outputs", {})),
+                  None)
+    actions = [r.get("action", "?") for r in state["stages"].values()]
+    print(f"done in {state['seconds']} s: {len(spec.stages)} stages ({actions.count('ran')} ran, "
+          f"{actions.count('resumed')} resumed, {actions.count('skipped')} skipped); state in "
+          f"{Path(args.runs) / spec.name / 'pipeline.json'}" + (f"; report: {report}" if report else ""))
+    return 0
+
+
+def _dry_run(path: Path) -> None:
+    """Print the stages with the configs they would run (artifacts of earlier stages shown as placeholders)."""
+    from eossl.pipeline.spec import PRODUCES, load_pipeline
+    from eossl.pipeline.stages import resolve
+
+    spec, base = load_pipeline(path)
+    artifacts = {}
+    for i, st in enumerate(spec.stages):
+        cfg = resolve(st, base, artifacts)
+        print(f"# [{i + 1}/{len(spec.stages)}] {st.name}: {st.command}")
+        print(yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
+        artifacts[st.name] = {a: f"<{st.name}.{a}>" for a in PRODUCES[st.command]}

@@ -1,0 +1,2 @@
+"""Pipelines: ordered stages (catalog -> pretrain -> export -> evaluate -> finetune -> predict -> report) run by
+``eossl run``, skipped when unchanged and resumed when interrupted (:mod:`eossl.pipeline.runner`)."""

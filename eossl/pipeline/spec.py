@@ -1,0 +1,109 @@
+"""Pipeline files (``pipelines/*.yaml``): an ordered set of stages, each a command with its config, overrides and
+the artifacts it takes from earlier stages. Typed and strict like every config.
+
+```yaml
+name: demo
+stages:
+  - {name: pretrain, command: pretrain, config: ../configs/pretrain/default.yaml}
+  - {name: evaluate, command: evaluate, config: ../configs/evaluate/eurosat.yaml, weights: pretrain}
+  - {name: finetune, command: finetune, config: ../configs/finetune/eurosat.yaml, weights: pretrain}
+  - {name: predict, command: predict, model: finetune, input: pretrain, set: [acquisition=0]}
+  - {name: report, command: report}
+```
+
+``config`` paths are relative to the pipeline file. ``weights``/``model``/``input``/``index`` name an earlier
+stage whose artifact is used (weights: a pretrain or export stage; model: a finetune stage; input and index: a
+catalog or pretrain stage's scene index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from eossl.config import ConfigError, field, from_dict, load_yaml
+
+__all__ = ["COMMANDS", "PipelineSpec", "StageSpec", "load_pipeline"]
+
+COMMANDS = ("catalog", "pretrain", "export", "evaluate", "finetune", "predict", "report")
+# what each command's stage produces, and which artifact references it accepts
+PRODUCES = {"catalog": {"index"}, "pretrain": {"weights", "index", "run"}, "export": {"weights"},
+            "evaluate": {"run", "metrics"}, "finetune": {"model", "run"}, "predict": {"map", "run"},
+            "report": {"report"}}
+ACCEPTS = {"catalog": set(), "pretrain": {"index"}, "export": {"run"}, "evaluate": {"weights"},
+           "finetune": {"weights"}, "predict": {"model", "input"}, "report": set()}
+_NEEDS = {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run"}
+
+
+@dataclass
+class StageSpec:
+    name: str = field(help="unique stage name (also its run directory prefix)")
+    command: Literal[COMMANDS] = field(help="what the stage runs")
+    config: str | None = field(None, help="the command's config YAML, relative to the pipeline file")
+    set: list[str] = field(default_factory=list, help="dotted overrides of that config")
+    roots: list[str] | None = field(None, help="catalog: folders / files / datacubes to index")
+    sensor: str | None = field(None, help="catalog: sensor of the files")
+    index: str | None = field(None, help="pretrain: the stage whose scene index is the corpus")
+    run: str | None = field(None, help="export: the pretrain stage to export")
+    weights: str | None = field(None, help="evaluate / finetune: the stage whose weights are used")
+    model: str | None = field(None, help="predict: the finetune stage whose classifier is used")
+    input: str | None = field(None, help="predict: the stage whose scene index is mapped, or a raster path")
+
+    def references(self) -> dict[str, str]:
+        """Artifact -> stage name, for the stage references this stage makes."""
+        refs = {k: getattr(self, k) for k in ("index", "run", "weights", "model") if getattr(self, k)}
+        if self.input and not _looks_like_path(self.input):
+            refs["input"] = self.input
+        return refs
+
+
+@dataclass
+class PipelineSpec:
+    name: str = field(help="the pipeline's name: its state and runs live in RUNS/<name>/")
+    stages: list[StageSpec] = field(help="in order")
+    description: str = ""
+
+    def __post_init__(self):
+        seen: dict[str, StageSpec] = {}
+        for i, st in enumerate(self.stages):
+            where = f"stages[{i}] ({st.name})"
+            if st.name in seen:
+                raise ConfigError(f"{where}: duplicate stage name {st.name!r}")
+            for artifact, ref in st.references().items():
+                if artifact not in ACCEPTS[st.command]:
+                    raise ConfigError(f"{where}: a {st.command} stage takes no {artifact!r}; it takes "
+                                      f"{sorted(ACCEPTS[st.command]) or 'no stage references'}")
+                if ref not in seen:
+                    raise ConfigError(f"{where}: {artifact}: {ref!r} is not an earlier stage; earlier stages: "
+                                      f"{list(seen) or 'none'}")
+                if _NEEDS[artifact] not in PRODUCES[seen[ref].command]:
+                    raise ConfigError(f"{where}: {artifact}: stage {ref!r} ({seen[ref].command}) produces no "
+                                      f"{_NEEDS[artifact]}")
+            if st.command == "catalog" and not st.roots:
+                raise ConfigError(f"{where}: a catalog stage needs roots (and sensor)")
+            if st.command == "predict" and not (st.model and st.input):
+                raise ConfigError(f"{where}: a predict stage needs model (a finetune stage) and input")
+            if st.command == "export" and not st.run:
+                raise ConfigError(f"{where}: an export stage needs run (a pretrain stage)")
+            seen[st.name] = st
+        if not self.stages:
+            raise ConfigError("stages: a pipeline needs at least one stage")
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or value.endswith((".tif", ".tiff", ".parquet", ".nc", ".zarr"))
+
+
+def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
+    """The pipeline of ``path`` and the folder its relative config paths resolve against."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pipeline file not found: {path}; see pipelines/ for examples")
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with name and stages")
+    try:
+        return from_dict(PipelineSpec, data), path.resolve().parent
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err

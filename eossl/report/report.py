@@ -1,0 +1,160 @@
+"""``report.md`` and ``report.html`` of a pipeline: what ran, the training curves and collapse monitors, the SSL
+views, the few-label curve against the baselines, confusion matrices and a quick look at the class map.
+
+The report directory is self-contained: every figure it shows is copied (or drawn) into it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+
+from eossl.report.figures import save_training_curves
+from eossl.runs import write_text
+
+__all__ = ["write_report"]
+
+
+def write_report(out_dir: str | Path, pipeline_dir: str | Path, state: dict) -> Path:
+    """Write ``out_dir/report.md`` and ``out_dir/report.html`` from the pipeline ``state`` (``pipeline.json``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks: list[tuple] = [("h1", f"eossl pipeline report: {state.get('name', Path(pipeline_dir).name)}"),
+                           ("table", ["stage", "command", "action", "seconds", "run directory"],
+                            [[n, r.get("command", ""), r.get("action", r.get("status", "")), str(r.get("seconds", "")),
+                              r.get("run_dir", "")] for n, r in state["stages"].items()])]
+    for name, rec in state["stages"].items():
+        if rec.get("status") != "done":
+            continue
+        section = _SECTIONS.get(rec.get("command"))
+        if section is not None:
+            blocks += section(name, rec, out_dir)
+    write_text(out_dir / "report.md", _markdown(blocks))
+    write_text(out_dir / "report.html", _html(blocks, state.get("name", "")))
+    return out_dir / "report.md"
+
+
+def _copy(src: Path, out_dir: Path, name: str) -> str | None:
+    if not src.is_file():
+        return None
+    shutil.copyfile(src, out_dir / name)
+    return name
+
+
+def _pretrain(name: str, rec: dict, out_dir: Path) -> list[tuple]:
+    run = Path(rec["run_dir"])
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    blocks = [("h2", f"Pretraining ({name})")]
+    if summary:
+        final = summary.get("final", {})
+        blocks.append(("p", f"{summary.get('method')} on {summary.get('arch')}, {summary.get('global_step')} steps "
+                            f"({summary.get('images_per_s')} images/s, effective batch "
+                            f"{summary.get('effective_batch')}, peak LR {summary.get('peak_lr')}); final loss "
+                            f"{final.get('loss')}, embedding std {final.get('embedding_std')}, effective rank "
+                            f"{final.get('effective_rank')}."))
+    csvs = sorted((run / "logs").glob("version_*/metrics.csv"))
+    if csvs:
+        save_training_curves(out_dir / f"{name}_training.png", csvs, title=f"{name}: training curves")
+        blocks.append(("img", f"{name}_training.png", "Loss, learning rate and collapse monitors per step"))
+    views = _views(run, out_dir / f"{name}_views.png")
+    if views:
+        blocks.append(("img", views, "Chips of the corpus and their SSL views (true and false colour)"))
+    return blocks
+
+
+def _views(run: Path, out: Path) -> str | None:
+    """The run's views grid, drawn now if the run has none."""
+    if _copy(run / "views.png", out.parent, out.name):
+        return out.name
+    if not (run / "index.parquet").is_file():
+        return None
+    from eossl.catalog.index import open_index
+    from eossl.commands.views import write_view_grid
+    from eossl.train.config import read_run_config
+    from eossl.train.pretrain import view_spec
+
+    cfg = read_run_config(run)
+    write_view_grid(out, open_index(run / "index.parquet"), view_spec(cfg.views, cfg.method.name), chips=4,
+                    size=cfg.corpus.sampler.size, seed=cfg.trainer.seed, title=f"{cfg.method.name} views")
+    return out.name
+
+
+def _evaluate(name: str, rec: dict, out_dir: Path) -> list[tuple]:
+    run = Path(rec["run_dir"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    head = metrics.get("headline", {})
+    blocks = [("h2", f"Few-label evaluation ({name}, task {metrics.get('task', 'patch')})"),
+              ("p", "Mean and 95% CI over seeds; every row is scored on the same splits.")]
+    if (run / "table.txt").is_file():
+        blocks.append(("pre", (run / "table.txt").read_text().rstrip()))
+    for fig, caption in (("few_label_curve.png", "Few-label curve against the baselines"),
+                         ("confusion_matrix.png", f"Confusion matrix: {head.get('model')} / {head.get('protocol')}, "
+                                                  f"k={head.get('k')}, seeds pooled")):
+        if _copy(run / fig, out_dir, f"{name}_{fig}"):
+            blocks.append(("img", f"{name}_{fig}", caption))
+    return blocks
+
+
+def _finetune(name: str, rec: dict, out_dir: Path) -> list[tuple]:
+    run = Path(rec["run_dir"])
+    m = json.loads((run / "metrics.json").read_text())
+    s = m["metrics"]
+    extra = f", mean IoU {100 * s['mean_iou']:.1f}%" if "mean_iou" in s else ""
+    blocks = [("h2", f"Fine-tuning ({name})"),
+              ("p", f"Trained on {m['n_train']} samples in {m['seconds']} s; hold-out ({m['n_test']}): overall "
+                    f"accuracy {100 * s['overall_accuracy']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, kappa "
+                    f"{s['kappa']:.3f}{extra}. Classifier: {m['model']}.")]
+    if _copy(run / "confusion_matrix.png", out_dir, f"{name}_confusion_matrix.png"):
+        blocks.append(("img", f"{name}_confusion_matrix.png", "Hold-out confusion matrix"))
+    return blocks
+
+
+def _predict(name: str, rec: dict, out_dir: Path) -> list[tuple]:
+    out = rec["outputs"]
+    blocks = [("h2", f"Class map ({name})"), ("p", f"Cloud-Optimised GeoTIFF: {out.get('map')}")]
+    if _copy(Path(out.get("preview", "")), out_dir, f"{name}_map.png"):
+        blocks.append(("img", f"{name}_map.png", "Quick look of the predicted class map"))
+    return blocks
+
+
+_SECTIONS = {"pretrain": _pretrain, "evaluate": _evaluate, "finetune": _finetune, "predict": _predict}
+
+
+def _markdown(blocks: list[tuple]) -> str:
+    lines = []
+    for b in blocks:
+        if b[0] in ("h1", "h2"):
+            lines += [("# " if b[0] == "h1" else "## ") + b[1], ""]
+        elif b[0] == "p":
+            lines += [b[1], ""]
+        elif b[0] == "pre":
+            lines += ["```", b[1], "```", ""]
+        elif b[0] == "img":
+            lines += [f"![{b[2]}]({b[1]})", "", f"*{b[2]}*", ""]
+        elif b[0] == "table":
+            lines += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in b[2]] + [""]
+    return "\n".join(lines)
+
+
+def _html(blocks: list[tuple], name: str) -> str:
+    e = html.escape
+    body = []
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            body.append(f"<{b[0]}>{e(b[1])}</{b[0]}>")
+        elif b[0] == "pre":
+            body.append(f"<pre>{e(b[1])}</pre>")
+        elif b[0] == "img":
+            body.append(f'<figure><img src="{e(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption></figure>')
+        elif b[0] == "table":
+            head = "".join(f"<th>{e(c)}</th>" for c in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}img{max-width:100%}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;font-size:90%}"
+             "pre{background:#f6f6f6;padding:8px;overflow-x:auto}figcaption{font-size:85%;color:#555}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>eossl report: {e(name)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
