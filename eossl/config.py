@@ -221,3 +221,15 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
                 raise ConfigError(f"override {key}: {part} is not a mapping")
         node[parts[-1]] = yaml.safe_load(raw)
     return result
+
+
+def config_from(cls: type[T], path: str | Path | None = None, flags: dict[str, Any] | None = None,
+                overrides: typing.Iterable[str] | None = None) -> T:
+    """``cls`` from the YAML ``path`` (None: defaults), updated by command-line ``flags`` (None values ignored),
+    then by ``key=value`` ``overrides``: the precedence every command uses."""
+    data = load_yaml(path) if path else {}
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = dict(data or {})
+    data.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return from_dict(cls, apply_overrides(data, overrides or []))

@@ -5,6 +5,7 @@ strict."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -151,3 +152,25 @@ def test_shipped_pipelines_load_and_dry_run(capsys):
     assert main(["run", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "# [5/5] report: report" in out and "weights: <pretrain.weights>" in out
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("pretrain", ["--set", "optim.name=adam"], "optim.name: got 'adam' .*allowed: 'sgd', 'adamw', 'lars'"),
+    ("pretrain", ["--set", "corpus.batch_size=1"], "corpus.batch_size: 1 is out of range; allowed: >= 2"),
+    ("pretrain", ["--set", "trainer.epochs=three"], "trainer.epochs: got 'three' .*expected an integer"),
+    ("pretrain", ["--set", "model.archh=resnet18"], "model.archh: unknown key; allowed keys: arch"),
+    ("evaluate", ["--set", "ks=[0]"], "ks: expected positive integers or 'all'"),
+    ("evaluate", ["--set", "task=crop"], "task 'crop' needs a fields: section"),
+    ("evaluate", ["--set", "test_fraction=1.5"], "test_fraction: 1.5 is out of range"),
+    ("finetune", ["--set", "k=many"], "k: got 'many'"),
+    ("finetune", ["--set", "finetune.precision=fp16"], "finetune.precision: got 'fp16'"),
+    ("predict", ["--model", "m", "--input", "i.tif"], "out: missing required field"),
+    ("predict", ["--model", "m", "--input", "i.tif", "--out", "o.tif", "--set", "overlap=1"],
+     "overlap: 1.0 is out of range"),
+    ("catalog build", ["/data", "--out", "x.parquet"], "sensor: missing required field"),
+    ("export", ["runs/x"], "out: missing required field"),
+    ("views", ["--set", "n_views=0"], "n_views"),
+])
+def test_bad_configs_fail_at_load_time_with_the_dotted_path(command, args, message, capsys):
+    assert main([*command.split(), *args, "--dry-run"]) == 2
+    assert re.search(message, capsys.readouterr().err), message

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import yaml
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import open_index
 from eossl.catalog.scan import DEFAULT_PATTERNS
 from eossl.catalog.sensors import list_sensors, load_sensor
+from eossl.config import config_from, field, to_dict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,13 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = csub.add_parser("build", help="scan folders of rasters / datacubes into an index",
                         description="Scan ROOT folders (or files, URLs, .nc/.zarr datacubes) into a GeoParquet "
                                     "index with one row per acquisition.")
-    b.add_argument("roots", nargs="+", metavar="ROOT")
-    b.add_argument("--sensor", required=True, help=f"sensor name ({', '.join(list_sensors())}) or a YAML path")
-    b.add_argument("--out", required=True, help="output .parquet path")
+    b.add_argument("roots", nargs="*", metavar="ROOT")
+    b.add_argument("--sensor", help=f"sensor name ({', '.join(list_sensors())}) or a YAML path")
+    b.add_argument("--out", help="output .parquet path")
+    b.add_argument("--config", help="YAML with the keys of these options (roots, sensor, out, band_order, ...)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override; repeatable")
+    b.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     b.add_argument("--band-order", help="comma-separated band order of multi-band files without band "
                                         "descriptions (default: the sensor's stack_band_order)")
-    b.add_argument("--datetime-source", default="filename,tags,sidecar",
-                   help="where to look for acquisition times, in order (default: %(default)s)")
+    b.add_argument("--datetime-source",
+                   help="where to look for acquisition times, in order (default: filename,tags,sidecar)")
     b.add_argument("--datetime-pattern", action="append", default=[],
                    help="extra file-name regex with a named group 'date' (or 'doy'); repeatable")
     b.add_argument("--datetime", help="one acquisition time for every file (ISO 8601)")
@@ -46,20 +54,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.set_defaults(func=run_sensors, command="sensors")
 
 
+@dataclass
+class CatalogBuildConfig:
+    """``eossl catalog build``: what to scan and how (flags fill it; --config / --set as for every command)."""
+
+    roots: list[str] = field(help="folders, files, URLs or .nc/.zarr datacubes to scan")
+    sensor: str = field(help="sensor name or a sensor YAML path")
+    out: str = field(help="output .parquet path")
+    band_order: list[str] | None = field(None, help="band order of multi-band files without band descriptions")
+    datetime_sources: list[Literal["filename", "tags", "sidecar"]] = field(
+        default_factory=lambda: ["filename", "tags", "sidecar"])
+    datetime_patterns: list[str] = field(default_factory=list)
+    datetime: str | None = None
+    nodata: float | None = None
+    include: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+    strict: bool = False
+    overwrite: bool = False
+
+
 def run_build(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    flags = {"roots": args.roots or None, "sensor": args.sensor, "out": args.out,
+             "band_order": [b.strip() for b in args.band_order.split(",")] if args.band_order else None,
+             "datetime_sources": [s.strip() for s in args.datetime_source.split(",") if s.strip()]
+             if args.datetime_source else None,
+             "datetime_patterns": args.datetime_pattern or None, "datetime": args.datetime, "nodata": args.nodata,
+             "include": args.include, "exclude": args.exclude or None, "strict": args.strict or None,
+             "overwrite": args.overwrite or None}
+    cfg = config_from(CatalogBuildConfig, args.config, flags, args.set)
+    if args.dry_run:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
-    sources = [s.strip() for s in args.datetime_source.split(",") if s.strip()]
-    bad = [s for s in sources if s not in ("filename", "tags", "sidecar")]
-    if bad:
-        raise ValueError(f"--datetime-source: unknown source(s) {bad}; allowed: filename, tags, sidecar")
     options = IndexOptions(
-        band_order=[b.strip() for b in args.band_order.split(",")] if args.band_order else None,
-        datetime_sources=sources, datetime_patterns=args.datetime_pattern, datetime=args.datetime,
-        nodata=args.nodata, patterns=tuple(args.include) if args.include else DEFAULT_PATTERNS,
-        exclude=tuple(args.exclude), strict=args.strict)
-    index = build_index(args.roots, args.sensor, options)
+        band_order=cfg.band_order, datetime_sources=list(cfg.datetime_sources),
+        datetime_patterns=list(cfg.datetime_patterns), datetime=cfg.datetime, nodata=cfg.nodata,
+        patterns=tuple(cfg.include) if cfg.include else DEFAULT_PATTERNS, exclude=tuple(cfg.exclude),
+        strict=cfg.strict)
+    index = build_index(list(cfg.roots), cfg.sensor, options)
     index.save(out)
     print(index.summary())
     print(f"\nwrote {len(index)} acquisitions to {out}")

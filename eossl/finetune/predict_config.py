@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
+from eossl.config import config_from, field
 
 __all__ = ["PredictConfig", "load_predict_config"]
 
@@ -45,9 +45,4 @@ class PredictConfig:
 def load_predict_config(path: str | Path | None = None, flags: dict[str, Any] | None = None,
                         overrides: list[str] | None = None) -> PredictConfig:
     """The config of ``path`` (YAML; None: defaults), updated by ``flags`` (None values ignored), then ``overrides``."""
-    data = load_yaml(path) if path else {}
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    data = dict(data or {})
-    data.update({k: v for k, v in (flags or {}).items() if v is not None})
-    return from_dict(PredictConfig, apply_overrides(data, overrides or []))
+    return config_from(PredictConfig, path, flags, overrides)
