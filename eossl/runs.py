@@ -23,6 +23,26 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
     raise RuntimeError(f"could not create a new run directory under {parent}")
 
 
+def environment(device: str, seed: int) -> dict:
+    """Versions, platform, device and seed of a run (``environment.json`` / ``metrics.json``)."""
+    import platform
+    import time
+
+    import torch
+
+    from eossl import __version__
+
+    env = {"eossl": __version__, "torch": torch.__version__, "python": platform.python_version(),
+           "platform": platform.platform(), "device": device, "seed": seed, "threads": torch.get_num_threads(),
+           "cuda_devices": torch.cuda.device_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for name in ("lightning", "timm", "kornia", "torchgeo", "rasterio"):
+        try:
+            env[name] = __import__(name).__version__
+        except Exception:  # an optional reader missing is not an error here
+            env[name] = None
+    return env
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write text atomically (temporary file, then rename)."""
     path = Path(path)

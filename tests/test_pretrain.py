@@ -41,9 +41,13 @@ def test_run_directory_checkpoint_logs_and_export(tiny_s2_scene, tmp_path):
     assert summary["global_step"] == 3 and summary["total_steps"] == 3
     assert summary["peak_lr"] == pytest.approx(0.3 * 8 / 256)
     for name in ("config.yaml", "data.json", "index.parquet", "cache/manifest.json", "checkpoints/last.ckpt",
-                 "summary.json", "weights/backbone.safetensors", "weights/weights.json"):
+                 "summary.json", "metrics.json", "environment.json", "weights/backbone.safetensors",
+                 "weights/weights.json"):
         assert (run / name).is_file(), name
     assert not list(run.rglob("*.tmp*")), "no temporary files are left behind"
+    env = json.loads((run / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["seed"] == 0 and env["torch"] == torch.__version__
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 3
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
     assert {"loss", "embedding_std", "effective_rank", "lr", "peak_lr"} <= set(metrics[0].split(","))
     assert list((run / "tensorboard" / "version_0").glob("events.out.tfevents.*"))

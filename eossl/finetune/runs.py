@@ -9,7 +9,6 @@ finetune: ``config.yaml``, ``model/`` (classifier.safetensors + classifier.json,
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 import yaml
 
-from eossl import __version__
 from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
 from eossl.finetune.classifier import ClassifierInfo, save_classifier
@@ -29,18 +27,12 @@ from eossl.finetune.finetuning import finetune_classifier, predict_chips
 from eossl.finetune.metrics import classification_metrics
 from eossl.models.backbones import create_backbone
 from eossl.report.figures import save_confusion_matrix, save_few_label_curve
-from eossl.runs import write_json, write_text
+from eossl.runs import environment, write_json, write_text
 from eossl.train.export import read_weights_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["environment", "results_table", "run_evaluate", "run_finetune"]
-
-
-def environment(device: str, seed: int) -> dict:
-    return {"eossl": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "device": device, "seed": seed,
-            "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+__all__ = ["results_table", "run_evaluate", "run_finetune"]
 
 
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path | None = None,

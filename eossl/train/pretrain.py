@@ -8,7 +8,8 @@ Run directory::
     checkpoints/last.ckpt  written atomically every ``trainer.checkpoint_every_n_steps`` and at the end
     logs/version_N/metrics.csv, tensorboard/version_N/   one version per attempt (first run, each resume)
     weights/               the exported backbone (backbone.safetensors + weights.json) once training finished
-    summary.json           throughput, final loss and collapse monitors
+    summary.json           throughput, final loss and collapse monitors (metrics.json: the final metrics)
+    environment.json       versions, platform, device, seed
 
 Under DDP with the subprocess launcher every rank runs the command again; ranks > 0 attach to the run
 directory rank 0 prepared (passed through ``EOSSL_RUN_DIR``) instead of making a new one.
@@ -38,7 +39,7 @@ from eossl.data.datamodule import ChipDataModule
 from eossl.data.reader import ChipReader
 from eossl.methods import build_method
 from eossl.models.backbones import create_backbone, is_vit
-from eossl.runs import write_json, write_text
+from eossl.runs import environment, write_json, write_text
 from eossl.sample_data import builtin_s2_root
 from eossl.train.checkpoint import CHECKPOINT_DIR, LAST, AtomicCheckpointIO, LoaderProgress, last_checkpoint
 from eossl.train.config import PretrainConfig, ViewsConfig
@@ -255,4 +256,6 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
         "final": {k: round(v, 5) for k, v in metrics.items()}, "weights": str(weights),
     }
     write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "metrics.json", {"global_step": trainer.global_step, **summary["final"]})
+    write_json(run_dir / "environment.json", environment(str(trainer.strategy.root_device), cfg.trainer.seed))
     return summary
