@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (install + main job on the built-in data) and `make test` (install + tests).
+# Two entry points: `make demo` (install + the demo pipeline on the built-in data) and `make test` (install + tests).
 # Both create .venv when it is missing and reinstall when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/eossl demo
+	$(VENV)/bin/eossl run
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider

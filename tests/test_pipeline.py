@@ -170,6 +170,8 @@ def test_shipped_pipelines_load_and_dry_run(capsys):
     ("catalog build", ["/data", "--out", "x.parquet"], "sensor: missing required field"),
     ("export", ["runs/x"], "out: missing required field"),
     ("views", ["--set", "n_views=0"], "n_views"),
+    ("run", ["--set", "stages=[]"], "stages: a pipeline needs at least one stage"),
+    ("run", ["--set", "stages[0]=x"], "stages\\[0\\]=x: unknown key|unknown key"),
 ])
 def test_bad_configs_fail_at_load_time_with_the_dotted_path(command, args, message, capsys):
     assert main([*command.split(), *args, "--dry-run"]) == 2

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "last checkpoint; the first failure stops the pipeline with the stage named. State and run "
                     "directories live in RUNS/<pipeline name>/; report.md/report.html come from a report stage.")
     p.add_argument("pipeline", nargs="?", help=f"pipeline YAML (default: {DEMO.relative_to(DEMO.parents[1])})")
+    p.add_argument("--config", help="the pipeline YAML (same as PIPELINE)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the pipeline file, e.g. --set name=demo-2 (a separate state); repeatable")
     p.add_argument("--runs", default="runs", help="parent folder of pipeline directories (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="print each stage's resolved config and exit")
     p.set_defaults(func=run, command="run")
@@ -30,19 +33,21 @@ def run(args: argparse.Namespace) -> int:
     from eossl.pipeline.runner import PipelineError, run_pipeline
     from eossl.pipeline.spec import load_pipeline
 
-    path = Path(args.pipeline) if args.pipeline else DEMO
+    if args.pipeline and args.config and args.pipeline != args.config:
+        raise ValueError("give the pipeline either as PIPELINE or as --config, not both")
+    path = Path(args.pipeline or args.config) if (args.pipeline or args.config) else DEMO
     if not path.is_file():
         raise FileNotFoundError(f"pipeline file not found: {path}" + (
             "" if args.pipeline else " (the built-in demo ships in the source tree: run from a clone of eossl)"))
     if args.dry_run:
-        _dry_run(path)
+        _dry_run(path, args.set)
         return 0
     try:
-        state = run_pipeline(path, args.runs)
+        state = run_pipeline(path, args.runs, overrides=args.set)
     except PipelineError as err:
         print(f"eossl run: {err}")
         return 1
-    spec, _ = load_pipeline(path)
+    spec, _ = load_pipeline(path, args.set)
     report = next((r["outputs"]["report"] for r in state["stages"].values() if "report" in r.get("outputs", {})),
                   None)
     actions = [r.get("action", "?") for r in state["stages"].values()]
@@ -52,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(path: Path) -> None:
+def _dry_run(path: Path, overrides: list[str]) -> None:
     """Print the stages with the configs they would run (artifacts of earlier stages shown as placeholders)."""
     from eossl.pipeline.spec import PRODUCES, load_pipeline
     from eossl.pipeline.stages import resolve
 
-    spec, base = load_pipeline(path)
+    spec, base = load_pipeline(path, overrides)
     artifacts = {}
     for i, st in enumerate(spec.stages):
         cfg = resolve(st, base, artifacts)

@@ -37,11 +37,11 @@ def read_state(pipeline_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"stages": {}}
 
 
-def run_pipeline(path: str | Path, runs: str | Path = "runs", *, callbacks: dict[str, list] | None = None,
-                 echo=print) -> dict:
+def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list[str] | None = None,
+                 callbacks: dict[str, list] | None = None, echo=print) -> dict:
     """Run the pipeline file ``path``; returns its state (stage name -> record with ``action``: ran, resumed,
     skipped). ``callbacks``: extra Lightning callbacks per pretrain stage name (tests use them to kill a run)."""
-    spec, base = load_pipeline(path)
+    spec, base = load_pipeline(path, overrides)
     pipeline_dir = Path(runs) / spec.name
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(pipeline_dir)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from eossl.config import ConfigError, field, from_dict, load_yaml
+from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
 
 __all__ = ["COMMANDS", "PipelineSpec", "StageSpec", "load_pipeline"]
 
@@ -95,8 +95,9 @@ def _looks_like_path(value: str) -> bool:
     return "/" in value or value.endswith((".tif", ".tiff", ".parquet", ".nc", ".zarr"))
 
 
-def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
-    """The pipeline of ``path`` and the folder its relative config paths resolve against."""
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> tuple[PipelineSpec, Path]:
+    """The pipeline of ``path`` (with ``key=value`` overrides, e.g. ``name=demo-2``) and the folder its relative
+    config paths resolve against."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pipeline file not found: {path}; see pipelines/ for examples")
@@ -104,6 +105,6 @@ def load_pipeline(path: str | Path) -> tuple[PipelineSpec, Path]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with name and stages")
     try:
-        return from_dict(PipelineSpec, data), path.resolve().parent
+        return from_dict(PipelineSpec, apply_overrides(data, overrides or [])), path.resolve().parent
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
