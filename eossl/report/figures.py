@@ -53,7 +53,7 @@ def save_few_label_curve(path: str | Path, results: list[dict], score: str = "ov
     ``results``: rows as :func:`eossl.finetune.evaluation.evaluate_chips` returns them (``k`` "5"/"all", and
     ``per_seed`` entries with ``n_train``); "all" is placed at its mean number of labels per class.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
     lines: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     n_classes = None
     for r in results:
@@ -81,7 +81,7 @@ def save_few_label_curve(path: str | Path, results: list[dict], score: str = "ov
     ax.set_xlabel("labelled samples per class")
     ax.set_ylabel(f"{score.replace('_', ' ')} (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
