@@ -96,8 +96,10 @@ def check_block_split(centroids: np.ndarray, train_idx, test_idx, block_size_m: 
         raise ValueError(f"{shared.size} block(s) of {block_size_m} m hold both train and test fields (e.g. "
                          f"train {train[np.isin(blocks[train], shared)][:5].tolist()}, test "
                          f"{test[np.isin(blocks[test], shared)][:5].tolist()}): the split leaks")
+    from scipy.spatial import cKDTree  # nearest train field of every test field, without an N x M matrix
+
     xy = np.asarray(centroids, dtype=np.float64)
-    d = np.sqrt(((xy[train][:, None, :] - xy[test][None, :, :]) ** 2).sum(axis=2))   # (n_train, n_test)
+    d, _ = cKDTree(xy[train]).query(xy[test])
     return {"n_train": int(train.size), "n_test": int(test.size), "n_blocks_train": int(np.unique(blocks[train]).size),
             "n_blocks_test": int(np.unique(blocks[test]).size), "min_distance_m": float(d.min())}
 

@@ -23,8 +23,8 @@ def write_report(out_dir: str | Path, pipeline_dir: str | Path, state: dict) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks: list[tuple] = [("h1", f"eossl pipeline report: {state.get('name', Path(pipeline_dir).name)}"),
                            ("table", ["stage", "command", "action", "seconds", "run directory"],
-                            [[n, r.get("command", ""), r.get("action", r.get("status", "")), str(r.get("seconds", "")),
-                              r.get("run_dir", "")] for n, r in state["stages"].items()])]
+                            [[n, r.get("command", ""), _action(r), str(r.get("seconds", "")), r.get("run_dir", "")]
+                             for n, r in state["stages"].items()])]
     for name, rec in state["stages"].items():
         if rec.get("status") != "done":
             continue
@@ -34,6 +34,12 @@ def write_report(out_dir: str | Path, pipeline_dir: str | Path, state: dict) -> 
     write_text(out_dir / "report.md", _markdown(blocks))
     write_text(out_dir / "report.html", _html(blocks, state.get("name", "")))
     return out_dir / "report.md"
+
+
+def _action(rec: dict) -> str:
+    if rec.get("command") == "report" and rec.get("status") == "running":
+        return "this report"
+    return rec.get("action", rec.get("status", ""))
 
 
 def _copy(src: Path, out_dir: Path, name: str) -> str | None:
