@@ -66,6 +66,14 @@ def test_pipeline_runs_skips_reruns_what_changed_and_reports(tiny_s2_scene, tmp_
         assert f"]({fig})" in md and _nontrivial(report_dir / fig), fig
     assert all(f'src="{fig}"' in (report_dir / "report.html").read_text() for fig in figures)
     assert "0 skipped" in capsys.readouterr().out
+    pretrain_run = state["stages"]["pretrain"]["run_dir"]               # a report of one run, or the pipeline
+    assert main(["report", pretrain_run]) == 0 and main(["report", str(runs / "tiny")]) == 0
+    (single,) = (tmp_path / "runs" / "tiny").joinpath(pretrain_run.split("/")[-1]).glob("report-*")
+    (curves,) = single.glob("*_training.png")
+    assert _nontrivial(curves)
+    single_md = (single / "report.md").read_text()
+    assert "## Pretraining" in single_md and "Few-label" not in single_md
+    assert main(["report", str(tmp_path)]) == 2                          # neither a pipeline nor a run
 
     assert main(["run", str(path), "--runs", str(runs)]) == 0          # nothing changed: everything skipped
     assert set(_actions(runs)[0].values()) == {"skipped"}

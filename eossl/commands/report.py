@@ -1,4 +1,5 @@
-"""``eossl report PIPELINE_DIR``: (re)write report.md and report.html of a pipeline's runs."""
+"""``eossl report DIR``: write report.md and report.html of a pipeline's runs (DIR holds pipeline.json) or of
+one run directory (pretrain, evaluate, finetune or predict)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write report.md / report.html of a pipeline's runs",
+    p = sub.add_parser("report", help="write report.md / report.html of a pipeline or of one run",
                        description="Write a report (training curves, collapse monitors, views, few-label curve, "
                                    "confusion matrices, class-map quick look) of the runs recorded in "
-                                   "PIPELINE_DIR/pipeline.json into a new directory PIPELINE_DIR/report-<time>.")
-    p.add_argument("pipeline_dir", help="a pipeline directory (RUNS/<pipeline name>, holding pipeline.json)")
+                                   "DIR/pipeline.json, or of the single run DIR, into a new directory "
+                                   "DIR/report-<time>.")
+    p.add_argument("pipeline_dir", metavar="DIR", help="a pipeline directory (RUNS/<name>, holding pipeline.json) "
+                                                        "or a run directory")
     p.set_defaults(func=run, command="report")
 
 
@@ -21,8 +24,27 @@ def run(args: argparse.Namespace) -> int:
     from eossl.runs import new_run_dir
 
     pipeline_dir = Path(args.pipeline_dir)
-    if not (pipeline_dir / "pipeline.json").is_file():
-        raise FileNotFoundError(f"no pipeline.json in {pipeline_dir}; run a pipeline with `eossl run` first")
-    out = write_report(new_run_dir(pipeline_dir, "report"), pipeline_dir, read_state(pipeline_dir))
+    if not pipeline_dir.is_dir():
+        raise FileNotFoundError(f"{pipeline_dir} is not a directory; give a pipeline or run directory")
+    state = read_state(pipeline_dir) if (pipeline_dir / "pipeline.json").is_file() else _single_run(pipeline_dir)
+    out = write_report(new_run_dir(pipeline_dir, "report"), pipeline_dir, state)
     print(f"report: {out} and {out.with_suffix('.html')}")
     return 0
+
+
+def _single_run(run_dir: Path) -> dict:
+    """A one-stage state for a run directory, its kind told by what it holds."""
+    if (run_dir / "summary.json").is_file() and (run_dir / "checkpoints").is_dir():
+        command, outputs = "pretrain", {"run": str(run_dir)}
+    elif (run_dir / "model" / "classifier.json").is_file():
+        command, outputs = "finetune", {"model": str(run_dir / "model")}
+    elif (run_dir / "metrics.json").is_file() and (run_dir / "few_label_curve.png").is_file():
+        command, outputs = "evaluate", {"metrics": str(run_dir / "metrics.json")}
+    elif (run_dir / "map.tif").is_file():
+        command, outputs = "predict", {"map": str(run_dir / "map.tif"), "preview": str(run_dir / "map_preview.png")}
+    else:
+        raise ValueError(f"{run_dir} holds no pipeline.json and is not a pretrain, evaluate, finetune or predict run "
+                         f"directory (no summary.json + checkpoints/, model/, metrics.json + few_label_curve.png "
+                         f"or map.tif)")
+    return {"name": run_dir.name, "stages": {run_dir.name: {"command": command, "status": "done", "action": "ran",
+                                                            "run_dir": str(run_dir), "outputs": outputs}}}
