@@ -192,6 +192,8 @@ def test_cli_finetune_then_evaluate_on_the_builtin_sample(tmp_path, capsys):
     clf = load_classifier(ft / "model")
     assert clf.info.classes == load_eurosat().classes and clf.info.source_weights == str(weights)
     assert _png_ok(ft / "confusion_matrix.png")
+    log = (ft / "logs" / "metrics.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr" and len(log) == 1 + 2                # min_steps=2 optimiser steps
 
     assert main(["evaluate", "--weights", str(weights), "--set", "ks=[2,5]", "--set", "seeds=2",
                  "--set", "protocols=[linear,finetune]", *tiny]) == 0

@@ -321,6 +321,7 @@ def test_cli_finetune_segment_then_predict_a_class_map(scene, tmp_path, capsys):
     out = json.loads((run / "metrics.json").read_text())
     assert out["n_train"] > 0 and out["n_test"] > 0 and 0 <= out["metrics"]["mean_iou"] <= 1
     assert out["metrics"]["n"] + out["metrics"]["n_ignored"] == out["n_test"] * CHIP * CHIP
+    assert (run / "logs" / "metrics.csv").read_text().splitlines()[0] == "epoch,loss"
     clf = load_classifier(run / "model")
     assert clf.info.task == "segment" and clf.info.classes == ["water", "forest", "crop"]
     assert clf.info.gsd_m == RES and clf.info.img_size == CHIP

@@ -110,7 +110,7 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
     if s.freeze_backbone:
         model.backbone.eval()      # frozen BN statistics too
     bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not progress, leave=False)
-    step = 0
+    step, history = 0, []
     while step < total:
         order = torch.randperm(len(train_idx), generator=gen)
         for start in range(0, len(order), s.batch_size):
@@ -131,9 +131,11 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            history.append((step, float(loss.detach()), opt.param_groups[-1]["lr"]))
             step += 1
             bar.update(1)
     bar.close()
+    model.history = history        # (step, loss, lr of the last parameter group) per optimiser step
     return model.eval()
 
 

@@ -3,7 +3,7 @@
 evaluate: ``config.yaml``, ``metrics.json`` (every row x k, per seed and mean / 95% CI), ``few_label_curve.png``,
 ``confusion_matrix.png`` (the headline row at the largest k), ``table.txt``.
 finetune: ``config.yaml``, ``model/`` (classifier.safetensors + classifier.json, for ``eossl predict``),
-``metrics.json`` (hold-out metrics), ``confusion_matrix.png``.
+``metrics.json`` (hold-out metrics), ``confusion_matrix.png``, ``logs/metrics.csv`` (loss and LR per step).
 """
 
 from __future__ import annotations
@@ -127,6 +127,9 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
                           classes=list(chips.classes), img_size=img, sensor=chips.sensor, source_weights=source,
                           protocol="finetune" + (" (frozen backbone)" if cfg.finetune.freeze_backbone else ""))
     save_classifier(model.cpu(), info, run_dir / "model")
+    (run_dir / "logs").mkdir(exist_ok=True)
+    write_text(run_dir / "logs" / "metrics.csv", "step,loss,lr\n" + "".join(f"{s},{loss:.6g},{lr:.6g}\n"
+                                                                       for s, loss, lr in model.history))
     save_confusion_matrix(run_dir / "confusion_matrix.png", metrics["confusion_matrix"], chips.classes,
                           title=f"hold-out, {len(split.test)} chips")
     out = {"metrics": metrics, "n_train": int(train.size), "n_test": int(split.test.size),
@@ -164,6 +167,9 @@ def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress:
             " (frozen backbone)" if cfg.finetune.freeze_backbone else ""),
         extra={"label_values": {str(k): v for k, v in chips.label_values.items()}})
     save_classifier(model.cpu(), classifier_info, run_dir / "model")
+    (run_dir / "logs").mkdir(exist_ok=True)
+    write_text(run_dir / "logs" / "metrics.csv", "epoch,loss\n" + "".join(
+        f"{e},{loss:.6g}\n" for e, loss in enumerate(model.history["loss"])))
     save_confusion_matrix(run_dir / "confusion_matrix.png", metrics["confusion_matrix"], chips.classes,
                           title=f"test blocks, {len(test)} chips, per pixel")
     out = {"metrics": metrics, "n_train": int(len(train)), "n_test": int(len(test)), "seconds": seconds,

@@ -88,7 +88,7 @@ def save_few_label_curve(path: str | Path, results: list[dict], score: str = "ov
 
 def save_training_curves(path: str | Path, metrics_csvs: list[str | Path], title: str = "") -> Path:
     """Loss, learning rate and the collapse monitors (std of normalised embeddings, effective rank) against the
-    step, from Lightning CSV logs (one file per attempt of a resumed run; later attempts win on shared steps)."""
+    step (or epoch, for logs without steps), from Lightning CSV logs (one file per attempt of a resumed run; later attempts win on shared steps)."""
     import pandas as pd
 
     frames = [pd.read_csv(p) for p in metrics_csvs if Path(p).is_file()]
@@ -98,11 +98,12 @@ def save_training_curves(path: str | Path, metrics_csvs: list[str | Path], title
     panels = [(c, label) for c, label in (("loss", "loss"), ("lr", "learning rate"),
                                           ("embedding_std", "std of normalised embeddings"),
                                           ("effective_rank", "effective rank")) if c in log.columns]
+    x = "step" if "step" in log.columns else "epoch"
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
     for ax, (col, label) in zip(np.atleast_1d(axes), panels):
-        s = log[["step", col]].dropna().drop_duplicates("step", keep="last").sort_values("step")
-        ax.plot(s["step"], s[col], lw=1.2)
-        ax.set_xlabel("step")
+        s = log[[x, col]].dropna().drop_duplicates(x, keep="last").sort_values(x)
+        ax.plot(s[x], s[col], lw=1.2)
+        ax.set_xlabel(x)
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)

@@ -112,6 +112,10 @@ def _finetune(name: str, rec: dict, out_dir: Path) -> list[tuple]:
               ("p", f"Trained on {m['n_train']} samples in {m['seconds']} s; hold-out ({m['n_test']}): overall "
                     f"accuracy {100 * s['overall_accuracy']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, kappa "
                     f"{s['kappa']:.3f}{extra}. Classifier: {m['model']}.")]
+    if (run / "logs" / "metrics.csv").is_file():
+        save_training_curves(out_dir / f"{name}_training.png", [run / "logs" / "metrics.csv"],
+                             title=f"{name}: fine-tuning loss and learning rate")
+        blocks.append(("img", f"{name}_training.png", "Fine-tuning loss and learning rate per step"))
     if _copy(run / "confusion_matrix.png", out_dir, f"{name}_confusion_matrix.png"):
         blocks.append(("img", f"{name}_confusion_matrix.png", "Hold-out confusion matrix"))
     return blocks
