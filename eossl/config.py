@@ -167,7 +167,12 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{sub}: missing required field ({_type_name(hints[name])})")
             continue
-        value = _convert(data[name], hints[name], sub)
+        given = data[name]
+        if isinstance(given, dict) and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):   # a partial mapping keeps the field's own defaults
+                given = _deep_merge(to_dict(default), given)
+        value = _convert(given, hints[name], sub)
         _check_range(value, f.metadata, sub)
         kwargs[name] = value
     try:
@@ -177,6 +182,14 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
             raise
         raise ConfigError(f"{where}: {err}") from err
     return obj
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` laid over it, nested mappings merged key by key (lists are replaced)."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def to_dict(obj: Any) -> Any:

@@ -191,3 +191,15 @@ def test_apply_overrides_parses_values_as_yaml_and_copies():
         apply_overrides(base, ["sampler.size"])
     with pytest.raises(ConfigError, match="name is not a mapping"):
         apply_overrides(base, ["name.first=b"])
+
+
+def test_a_partial_nested_override_keeps_the_fields_own_defaults():
+    """corpus.sampler defaults to 8192 chips of 64 px (its default_factory), not SamplerConfig's class defaults:
+    overriding one key of it must keep the others (a bug that once cut a run to 1024 chips)."""
+    from eossl.train.config import PretrainConfig, load_pretrain_config
+
+    default = PretrainConfig().corpus.sampler
+    cfg = load_pretrain_config(None, ["corpus.sampler.roi_crs=EPSG:32618", "corpus.sampler.size=96"])
+    assert cfg.corpus.sampler.num_samples == default.num_samples == 8192
+    assert cfg.corpus.sampler.size == 96 and cfg.corpus.sampler.roi_crs == "EPSG:32618"
+    assert cfg.corpus.batch_size == PretrainConfig().corpus.batch_size
