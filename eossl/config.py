@@ -171,7 +171,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         if isinstance(given, dict) and f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
             if dataclasses.is_dataclass(default):   # a partial mapping keeps the field's own defaults
-                given = _deep_merge(to_dict(default), given)
+                given = _over_defaults(default, given)
         value = _convert(given, hints[name], sub)
         _check_range(value, f.metadata, sub)
         kwargs[name] = value
@@ -184,11 +184,13 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     return obj
 
 
-def _deep_merge(base: dict, update: dict) -> dict:
-    """``base`` with ``update`` laid over it, nested mappings merged key by key (lists are replaced)."""
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+def _over_defaults(default: Any, given: dict) -> dict:
+    """The plain form of dataclass ``default`` with ``given`` laid over it: nested config dataclasses are merged
+    key by key; any other value (a list, a plain mapping such as a method's params) is replaced as a whole."""
+    out = to_dict(default)
+    for k, v in given.items():
+        current = getattr(default, k, None)
+        out[k] = _over_defaults(current, v) if isinstance(v, dict) and dataclasses.is_dataclass(current) else v
     return out
 
 
