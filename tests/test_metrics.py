@@ -51,3 +51,14 @@ def test_mean_ci95():
     s = mean_ci95([0.5, 0.7, 0.6])
     assert s["mean"] == pytest.approx(0.6) and s["ci95"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
     assert mean_ci95([0.5])["ci95"] is None
+
+
+def test_iou_from_confusion_matches_set_counts():
+    from eossl.finetune.metrics import iou_from_confusion
+
+    y = np.array([0, 0, 1, 1, 1, 2])
+    p = np.array([0, 1, 1, 1, 0, 0])
+    iou, miou = iou_from_confusion(confusion_matrix(y, p, 4))
+    for c in range(3):   # |pred == c and y == c| / |pred == c or y == c|
+        assert iou[c] == pytest.approx(((p == c) & (y == c)).sum() / ((p == c) | (y == c)).sum())
+    assert np.isnan(iou[3]) and miou == pytest.approx(np.mean(iou[:3]))

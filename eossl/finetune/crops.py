@@ -15,19 +15,15 @@ kernel came from); the random-init backbone uses the sensor catalog's.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from eossl.catalog.sensors import load_sensor
 from eossl.finetune.evaluate import check_normalization
+from eossl.finetune.fewshot import fit_logreg
 from eossl.finetune.fields import FieldSeries
 from eossl.finetune.metrics import classification_metrics, mean_ci95, metrics_from_confusion
 from eossl.finetune.splits import check_block_split, few_label_subset, spatial_block_split
@@ -141,23 +137,8 @@ def _run(fs: dict, agg: str, series: FieldSeries, train, test, s: int, *, positi
         pred, converged = predict_attention(model, feats[test], valid[test], positions), True
     else:
         x = fs["x"] if fs["kind"] == "static" else mean_over_dates(*fs["x"])
-        pred, converged = _logreg_predict(x[train], y[train], x[test], C, max_iter)
+        pred, converged = fit_logreg(x[train], y[train], x[test], C, max_iter)
     return {**classification_metrics(y[test], pred, series.classes), "converged": converged}
-
-
-def _logreg_predict(x_train, y_train, x_test, C: float, max_iter: int) -> tuple[np.ndarray, bool]:
-    """Predictions of StandardScaler + multinomial LogisticRegression (lbfgs), and whether the fit converged."""
-    scaler = StandardScaler().fit(x_train)
-    clf = LogisticRegression(C=C, max_iter=max_iter)
-    # tiny fits: multi-threaded BLAS only adds overhead on busy cores (as in eossl.finetune.probe)
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        clf.fit(scaler.transform(x_train), y_train)
-    for w in caught:   # let anything other than non-convergence through
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return clf.predict(scaler.transform(x_test)), converged
 
 
 def _feature_sets(series: FieldSeries, weights, arch, random_init, band_stats, over_dates, seed,

@@ -20,7 +20,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-__all__ = ["FewLabelSplit", "few_label_splits", "k_label", "knn_predict", "linear_probe"]
+__all__ = ["FewLabelSplit", "few_label_splits", "fit_logreg", "k_label", "knn_predict", "linear_probe"]
 
 
 def k_label(k: int | str) -> str:
@@ -86,12 +86,25 @@ def _name(value, classes):
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, C: float = 1.0,
                  max_iter: int = 2000) -> np.ndarray:
     """Logistic regression on standardised features (scaler fitted on the training rows); predicted labels."""
+    return fit_logreg(train_x, train_y, test_x, C, max_iter)[0]
+
+
+def fit_logreg(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, C: float = 1.0,
+               max_iter: int = 2000) -> tuple[np.ndarray, bool]:
+    """Predictions of StandardScaler + multinomial LogisticRegression (lbfgs) and whether the fit converged.
+
+    The fits are tiny: multi-threaded BLAS only adds wake-up overhead on busy cores, so it is limited to one
+    thread. Warnings other than non-convergence pass through."""
     scaler = StandardScaler().fit(train_x)
     clf = LogisticRegression(C=C, max_iter=max_iter)
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(scaler.transform(train_x), train_y)
-    return clf.predict(scaler.transform(test_x))
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return clf.predict(scaler.transform(test_x)), converged
 
 
 def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, n_neighbors: int = 5) -> np.ndarray:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["classification_metrics", "confusion_matrix", "mean_ci95", "metrics_from_confusion"]
+__all__ = ["classification_metrics", "confusion_matrix", "iou_from_confusion", "mean_ci95", "metrics_from_confusion"]
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -56,6 +56,15 @@ def metrics_from_confusion(cm, classes: list[str]) -> dict:
     return {"overall_accuracy": accuracy, "macro_f1": float(np.nanmean(np.where(present, f1, np.nan))),
             "kappa": float(kappa), "n": n, "per_class": per_class, "classes": list(classes),
             "confusion_matrix": cm.tolist()}
+
+
+def iou_from_confusion(cm) -> tuple[np.ndarray, float]:
+    """Per-class intersection over union (NaN for a class neither labelled nor predicted) and their mean over
+    the classes present in the labels (as macro-F1). ``cm``: (K, K), rows = true class."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
+    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    return iou, float(iou[cm.sum(1) > 0].mean())
 
 
 def mean_ci95(values) -> dict:

@@ -31,7 +31,7 @@ from eossl.catalog.index import SceneIndex
 from eossl.data.reader import ChipReader
 from eossl.data.samplers import GridWindowSampler
 from eossl.finetune.classifier import Classifier
-from eossl.finetune.metrics import classification_metrics
+from eossl.finetune.metrics import classification_metrics, iou_from_confusion
 from eossl.gdal_env import open_raster
 
 __all__ = ["SegmentationChips", "load_segmentation_chips", "window_block_split", "train_segmentation",
@@ -308,12 +308,8 @@ def evaluate_segmentation(model: nn.Module, chips: SegmentationChips, test_idx, 
     pred = predict_segmentation(model, chips.images[idx], chips.valid[idx], mean, std, batch_size)
     y = chips.labels[idx]
     metrics = classification_metrics(y.ravel(), np.where(y >= 0, pred, 0).ravel(), chips.classes)
-    cm = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
-    tp, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
-    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    iou, metrics["mean_iou"] = iou_from_confusion(metrics["confusion_matrix"])
     for k, name in enumerate(chips.classes):
         metrics["per_class"][name]["iou"] = None if math.isnan(iou[k]) else float(iou[k])
-    present = cm.sum(1) > 0
-    metrics["mean_iou"] = float(iou[present].mean())
     metrics["n_ignored"] = int((y < 0).sum())
     return metrics

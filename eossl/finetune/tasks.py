@@ -13,17 +13,20 @@ import logging
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
 from eossl.finetune.config import FieldsConfig, SegmentationConfig
 from eossl.finetune.crops import evaluate_crops
 from eossl.finetune.evaluate import backbone_for_bands
+from eossl.finetune.fewshot import fit_logreg
 from eossl.finetune.fields import load_fields
-from eossl.finetune.metrics import mean_ci95, metrics_from_confusion
+from eossl.finetune.metrics import (
+    classification_metrics,
+    iou_from_confusion,
+    mean_ci95,
+    metrics_from_confusion,
+)
 from eossl.finetune.segmentation import (
     SegmentationChips,
     evaluate_segmentation,
@@ -158,21 +161,13 @@ def _segment_rows(name, protocol, fit, chips, splits, ks, bar) -> list[dict]:
 
 def _pixel_probe(chips: SegmentationChips, train, test, seed: int, max_pixels: int = 20000) -> dict:
     """Logistic regression on the band values of single labelled pixels (a per-pixel spectral baseline)."""
-    from eossl.finetune.metrics import classification_metrics
-
     x = np.moveaxis(chips.images[train], 1, -1).reshape(-1, chips.images.shape[1])
     y = chips.labels[train].ravel()
     keep = np.flatnonzero((y >= 0) & chips.valid[train].ravel())
     keep = np.random.default_rng(seed).permutation(keep)[:max_pixels]
-    scaler = StandardScaler().fit(x[keep])
-    with threadpool_limits(limits=1, user_api="blas"):
-        clf = LogisticRegression(max_iter=2000).fit(scaler.transform(x[keep]), y[keep])
     xt = np.moveaxis(chips.images[test], 1, -1).reshape(-1, chips.images.shape[1])
     yt = chips.labels[test].ravel()
-    pred = clf.predict(scaler.transform(xt))
+    pred = fit_logreg(x[keep], y[keep], xt)[0]
     m = classification_metrics(yt, np.where(yt >= 0, pred, 0), chips.classes)
-    cm = np.asarray(m["confusion_matrix"], dtype=np.float64)
-    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
-    present = cm.sum(1) > 0
-    m["mean_iou"] = float((np.diag(cm) / np.maximum(union, 1))[present].mean())
+    m["mean_iou"] = iou_from_confusion(m["confusion_matrix"])[1]
     return m
