@@ -43,12 +43,22 @@ def environment(device: str, seed: int) -> dict:
     return env
 
 
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp)`` on a hidden temporary file beside ``path`` (same suffix, so writers that infer the
+    format from it work), then rename it into place: readers never see a partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write text atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from eossl import __version__
 from eossl.models.backbones import RESNET_STAGES, create_backbone, feature_maps, is_vit
-from eossl.runs import write_text
+from eossl.runs import atomic_write, write_text
 
 __all__ = ["TASKS", "Classifier", "ClassifierInfo", "SegmentationDecoder", "default_colors", "load_classifier",
            "save_classifier"]
@@ -158,9 +158,8 @@ def save_classifier(model: Classifier, info: ClassifierInfo, out: str | Path, ov
                          f"({info.task}, {len(info.classes)} classes)")
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{MODEL_FILE}.tmp"
-    save_file(state, str(tmp), metadata={"arch": info.arch, "task": info.task})
-    tmp.replace(out / MODEL_FILE)
+    atomic_write(out / MODEL_FILE, lambda tmp: save_file(state, str(tmp), metadata={"arch": info.arch,
+                                                                                  "task": info.task}))
     write_text(out / INFO_FILE, json.dumps(asdict(info), indent=2))
     return out
 

@@ -33,6 +33,7 @@ from eossl.finetune.finetuning import FinetuneSettings, finetune_classifier, pre
 from eossl.finetune.metrics import classification_metrics, mean_ci95
 from eossl.finetune.samples import LabelledChips
 from eossl.models.backbones import create_backbone, is_vit
+from eossl.runs import atomic_write
 from eossl.train.export import WEIGHTS_FILE, read_weights_info
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,5 @@ def _cached(cache_dir, name: str, chips: LabelledChips, compute) -> np.ndarray:
         return np.load(path)
     feats = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, feats)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: np.save(tmp, feats))
     return feats

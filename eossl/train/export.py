@@ -9,7 +9,6 @@ those of ``timm.create_model(arch_timm_name, in_chans=..., num_classes=0)``, so 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 from eossl import __version__
 from eossl.models.adapt import BandMatch, adapt_stem_weight
 from eossl.models.backbones import create_backbone, stem_key
+from eossl.runs import atomic_write
 
 __all__ = ["WeightsInfo", "export_backbone", "export_run", "read_weights_info", "load_backbone"]
 
@@ -51,12 +51,6 @@ class WeightsInfo:
             raise ValueError(f"weights info: in_chans is {n} but {', '.join(f'{k} has {v}' for k, v in bad.items())}")
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwrite: bool = False) -> Path:
     """Write ``out/backbone.safetensors`` and ``out/weights.json`` (each atomically)."""
     out = Path(out)
@@ -67,8 +61,8 @@ def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwr
     if key not in state or state[key].shape[1] != info.in_chans:
         raise ValueError(f"the model's stem {key} does not take {info.in_chans} bands; is arch {info.arch!r} right?")
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"arch": info.arch}))
-    _atomic(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
+    atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"arch": info.arch}))
+    atomic_write(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
     return out
 
 
