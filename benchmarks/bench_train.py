@@ -193,8 +193,8 @@ def lightning_run(cfg: PretrainConfig, data_cfg, info, run_dir: Path, warmup: in
 def bare_optimiser(method, cfg: PretrainConfig, total: int):
     """What ``SSLModule.configure_optimizers`` builds, for one device without accumulation."""
     o = cfg.optim
-    lr = optim.scaled_lr(o.base_lr, cfg.corpus.batch_size)
-    opt = optim.build_optimizer(method, o.name, lr, o.weight_decay, o.momentum)
+    lr = optim.scaled_lr(o.base_lr, cfg.corpus.batch_size, rule=o.lr_scaling)
+    opt = optim.build_optimizer(method, o.name, lr, o.weight_decay, o.momentum, trust_coefficient=o.trust_coefficient)
     warm = min(o.warmup_steps, total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: optim.cosine_with_warmup(step, total, warm))
     return opt, sched, lr

@@ -92,32 +92,41 @@ def few_shot_splits(labels: np.ndarray, per_class: int, draws: int, seed: int = 
     return splits
 
 
-def few_shot_probe(features: np.ndarray, labels: np.ndarray, per_class: int = 10, draws: int = 20, seed: int = 0,
+def few_shot_probe(features, labels: np.ndarray, per_class: int = 10, draws: int = 20, seed: int = 0,
                    C: float = 1.0, max_iter: int = 2000, classes: list[str] | None = None) -> ProbeResult:
     """Linear-probe accuracy of (N, D) ``features`` with (N,) int ``labels`` over ``draws`` few-label splits.
+
+    ``features`` may also be a callable ``train_indices -> (N, D)`` for features that depend on the training
+    split (random convolutional features whose filters come from the training chips).
 
     Each draw: StandardScaler fitted on the training chips only, multinomial LogisticRegression (lbfgs, ``C``,
     ``max_iter``) fitted on them, accuracy on all remaining chips. Fits that hit ``max_iter`` are counted in
     ``n_not_converged`` instead of warning. ``classes`` (label -> name) only improves error messages.
     """
-    features = np.asarray(features)
     labels = np.asarray(labels)
-    if features.ndim != 2 or features.shape[0] != labels.shape[0]:
-        raise ValueError(f"features must be (N, D) with N = len(labels) = {labels.shape[0]}, got {features.shape}")
-    if not np.isfinite(features).all():
-        raise ValueError("features hold NaN or infinite values; check the inputs and normalisation")
     splits = few_shot_splits(labels, per_class, draws, seed, classes)
+    per_split = callable(features)
     accuracies, not_converged = [], 0
     # These fits are tiny (a few hundred samples): multi-threaded BLAS only adds wake-up overhead, and made L-BFGS
     # 5-10x slower on 2 busy cores. Results are the same.
     with threadpool_limits(limits=1, user_api="blas"):
         for train in splits:
-            acc, converged = _fit_and_score(features, labels, train, C, max_iter)
+            acc, converged = _fit_and_score(_checked(features(train) if per_split else features, labels), labels,
+                                            train, C, max_iter)
             accuracies.append(acc)
             not_converged += not converged
     return ProbeResult(accuracies=accuracies, mean=float(np.mean(accuracies)), ci95=ci95_half_width(accuracies),
                        per_class=per_class, draws=draws, seed=seed, n_not_converged=int(not_converged),
                        train_indices=[s.tolist() for s in splits])
+
+
+def _checked(features, labels: np.ndarray) -> np.ndarray:
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[0] != labels.shape[0]:
+        raise ValueError(f"features must be (N, D) with N = len(labels) = {labels.shape[0]}, got {features.shape}")
+    if not np.isfinite(features).all():
+        raise ValueError("features hold NaN or infinite values; check the inputs and normalisation")
+    return features
 
 
 def _fit_and_score(features: np.ndarray, labels: np.ndarray, train: np.ndarray, C: float, max_iter: int

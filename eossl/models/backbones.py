@@ -36,7 +36,8 @@ def is_vit(arch: str) -> bool:
 
 
 def create_backbone(arch: str, in_chans: int, img_size: int = 224) -> nn.Module:
-    """A randomly initialised backbone for ``in_chans`` bands (``img_size`` matters for ViTs only).
+    """A randomly initialised backbone for ``in_chans`` bands (``img_size`` matters for ViTs only). ResNets are
+    built with every residual branch active (timm's ``zero_init_last=False``).
 
     The timm model carries ``eossl_arch`` so checkpoints can describe themselves.
     """
@@ -44,6 +45,11 @@ def create_backbone(arch: str, in_chans: int, img_size: int = 224) -> nn.Module:
         raise ValueError(f"in_chans must be >= 1, got {in_chans}")
     timm_name, extra = ARCHS.get(arch)
     kwargs = dict(pretrained=False, in_chans=in_chans, num_classes=0, **extra)
+    if not is_vit(arch):
+        # timm zero-initialises the last BN of every residual block (Goyal et al., 2017): every residual branch
+        # then starts as zero and passes no gradient to its convolutions, so under SSL's small steps they barely
+        # train (BENCHMARKS.md, 'the backbone did not move'). Active branches from the start.
+        kwargs["zero_init_last"] = False
     if is_vit(arch):
         patch = extra.get("patch_size", 16)
         if img_size % patch:

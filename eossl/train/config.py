@@ -79,6 +79,10 @@ class ViewsConfig:
 class OptimConfig:
     name: Literal["sgd", "adamw", "lars"] = "lars"
     base_lr: float = field(0.3, gt=0, help="per 256 samples of effective batch; the peak LR is scaled from it")
+    lr_scaling: Literal["linear", "sqrt"] = field(
+        "linear", help="peak LR = base_lr * (effective batch / 256) (linear, Goyal et al.) or * sqrt(effective "
+                       "batch / 256) (sqrt: larger steps for small batches, as in the SimCLR paper)")
+    trust_coefficient: float = field(0.001, gt=0, help="LARS: eta of the layer-wise trust ratio eta*||w||/||g||")
     weight_decay: float = field(1e-4, ge=0)
     momentum: float = field(0.9, ge=0, lt=1)
     warmup_steps: int = field(20, ge=0)
@@ -99,6 +103,8 @@ class TrainerConfig:
     log_every_n_steps: int = field(10, ge=1)
     progress_bar: bool = True
     threads: int | None = field(None, ge=1, help="CPU threads for torch (default: torch's)")
+    min_movement: float = field(0.01, ge=0, help="the run summary warns about backbone stages whose weights moved "
+                                                 "less than this relative change ||w - w0|| / ||w0||")
     precision: Literal["auto", "fp32", "bf16"] = field(
         "auto", help="auto: bf16 autocast on GPU, float32 on CPU; bf16: autocast on any device (fast on CPUs with "
                      "AMX/AVX512-BF16); fp32: never autocast")

@@ -77,8 +77,9 @@ class SSLModule(L.LightningModule):
         cfg = self.optim_cfg
         if self.total_steps is None:
             self.total_steps = int(self.trainer.estimated_stepping_batches)
-        self.lr = scaled_lr(cfg.base_lr, self.effective_batch())
-        opt = build_optimizer(self.method, cfg.name, self.lr, cfg.weight_decay, cfg.momentum)
+        self.lr = scaled_lr(cfg.base_lr, self.effective_batch(), rule=cfg.lr_scaling)
+        opt = build_optimizer(self.method, cfg.name, self.lr, cfg.weight_decay, cfg.momentum,
+                              trust_coefficient=cfg.trust_coefficient)
         total, warmup = self.total_steps, min(cfg.warmup_steps, self.total_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_with_warmup(step, total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

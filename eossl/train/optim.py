@@ -64,7 +64,8 @@ class LARS(torch.optim.Optimizer):
 
 
 def build_optimizer(model: nn.Module, name: Literal["sgd", "adamw", "lars"], lr: float, weight_decay: float,
-                    momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.Optimizer:
+                    momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.95),
+                    trust_coefficient: float = 0.001) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay)
     if name == "sgd":
         return torch.optim.SGD([{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups], lr=lr,
@@ -73,15 +74,21 @@ def build_optimizer(model: nn.Module, name: Literal["sgd", "adamw", "lars"], lr:
         return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups], lr=lr,
                                  betas=betas)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=trust_coefficient)
     raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, adamw, lars")
 
 
-def scaled_lr(base_lr: float, effective_batch: int, reference: int = 256) -> float:
-    """Linear scaling rule: ``base_lr * effective_batch / reference``."""
+def scaled_lr(base_lr: float, effective_batch: int, reference: int = 256,
+              rule: Literal["linear", "sqrt"] = "linear") -> float:
+    """Linear scaling rule ``base_lr * effective_batch / reference`` (Goyal et al., 2017), or square-root scaling
+    ``base_lr * sqrt(effective_batch / reference)`` (SimCLR, Chen et al., 2020: better for small batches)."""
     if effective_batch < 1:
         raise ValueError(f"effective batch size must be >= 1, got {effective_batch}")
-    return base_lr * effective_batch / reference
+    if rule == "linear":
+        return base_lr * effective_batch / reference
+    if rule == "sqrt":
+        return base_lr * math.sqrt(effective_batch / reference)
+    raise ValueError(f"unknown LR scaling rule {rule!r}; allowed: linear, sqrt")
 
 
 def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:

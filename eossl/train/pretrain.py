@@ -45,6 +45,7 @@ from eossl.train.checkpoint import CHECKPOINT_DIR, LAST, AtomicCheckpointIO, Loa
 from eossl.train.config import PretrainConfig, ViewsConfig
 from eossl.train.export import export_run
 from eossl.train.module import SSLModule
+from eossl.train.movement import INIT_FILE, WeightMovement, relative_change, slow_stages
 
 __all__ = ["pretrain", "prepare_corpus", "view_spec", "build_views", "CorpusInfo", "RUN_ENV"]
 
@@ -161,7 +162,8 @@ def _trainer(cfg: PretrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
         max_epochs=t.epochs if t.max_steps is None else -1, max_steps=t.max_steps or -1,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar, enable_model_summary=False, use_distributed_sampler=False,
-        callbacks=[LoaderProgress(), checkpoints, _FinalCheckpoint(run_dir / CHECKPOINT_DIR / LAST), *callbacks],
+        callbacks=[LoaderProgress(), WeightMovement(run_dir / CHECKPOINT_DIR / INIT_FILE, t.log_every_n_steps),
+                   checkpoints, _FinalCheckpoint(run_dir / CHECKPOINT_DIR / LAST), *callbacks],
         plugins=[AtomicCheckpointIO()], logger=loggers, default_root_dir=run_dir, num_sanity_val_steps=0)
 
 
@@ -209,6 +211,28 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     return _finish(cfg, run_dir, trainer, info, seconds, step0)
 
 
+def _movement(cfg: PretrainConfig, run_dir: Path, ckpt: dict) -> tuple[dict[str, float], list[str]]:
+    """Per-stage relative change of the final backbone from its initialisation, and a warning for every stage
+    that moved less than ``trainer.min_movement`` (a backbone that did not train)."""
+    from safetensors.torch import load_file
+
+    init_path = run_dir / CHECKPOINT_DIR / INIT_FILE
+    if not init_path.is_file():
+        return {}, [f"{init_path} is missing: backbone movement not measured"]
+    prefix = "method.backbone."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    movement = {k: round(v, 5) for k, v in relative_change(state, load_file(str(init_path))).items()}
+    slow = slow_stages(movement, cfg.trainer.min_movement)
+    warnings = []
+    if slow:
+        warnings.append(f"backbone stage(s) {', '.join(slow)} moved less than trainer.min_movement = "
+                        f"{cfg.trainer.min_movement} (relative weight change from initialisation): the backbone "
+                        f"hardly trained; raise optim.base_lr, use optim.lr_scaling=sqrt or train longer")
+        for w in warnings:
+            log.warning(w)
+    return movement, warnings
+
+
 def _join_rank0(run_dir: Path, timeout_s: float = 3600.0) -> bool:
     """A process of rank > 0 joins the run directory rank 0 prepares. Started by Lightning (single node), it
     finds ``EOSSL_RUN_DIR``; started by a cluster launcher on another node (same ``--run-dir`` on a shared
@@ -246,6 +270,7 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
     weights = run_dir / "weights"
     if not (weights / "weights.json").exists():
         export_run(run_dir, weights)
+    movement, warnings = _movement(cfg, run_dir, ckpt)
     summary = {
         "run_dir": str(run_dir), "method": cfg.method.name, "arch": cfg.model.arch, "bands": info.bands,
         "global_step": trainer.global_step, "epochs_completed": trainer.current_epoch,
@@ -253,7 +278,8 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
         "images_per_s": round(images / seconds, 1) if seconds > 0 and steps else None,
         "peak_lr": derived.get("peak_lr"), "effective_batch": derived.get("effective_batch"),
         "total_steps": derived.get("total_steps"), "world_size": trainer.world_size,
-        "final": {k: round(v, 5) for k, v in metrics.items()}, "weights": str(weights),
+        "final": {k: round(v, 5) for k, v in metrics.items() if not k.startswith(("move/", "grad/"))},
+        "backbone_movement": movement, "warnings": warnings, "weights": str(weights),
     }
     write_json(run_dir / "summary.json", summary)
     write_json(run_dir / "metrics.json", {"global_step": trainer.global_step, **summary["final"]})

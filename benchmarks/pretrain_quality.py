@@ -1,0 +1,132 @@
+"""Does pretraining pay off? Frozen features of exported weights against the cheap baselines, paired draw by draw.
+
+For each k (labels per class) and each pool, on the same ``--draws`` few-label splits of EuroSAT-MS (default: the
+built-in 200-chip sample):
+
+* ``band statistics``: per-band mean, std and percentiles (65 numbers for 13 bands);
+* ``RCF``: 512 random convolutional features (MOSAIKS, torchgeo's ``RCF``), filters drawn from the training
+  chips of each draw (never from test chips);
+* ``random init (pool)``: the same architecture randomly initialised, ``--random-inits`` init seeds, the
+  accuracy of each draw averaged over them;
+* ``pretrained (pool)``: each ``--weights`` folder (e.g. training seeds of one recipe) and their draw-wise mean;
+* fusion rows: band statistics concatenated with the pretrained / random-init features.
+
+Paired differences (pretrained mean over weights folders minus a baseline, draw by draw) come with t-based 95%
+CIs over the draws. The pool recorded in the weights (``feature_pool``) is marked; choose pools before looking.
+
+    .venv/bin/python benchmarks/pretrain_quality.py --weights RUN1/weights [RUN2/weights ...] \\
+        [--pools last multi stats0 stats1 stats2] [--ks 5 10] [--draws 20] [--random-inits 3] [--out q.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing eossl
+
+from eossl.catalog.sensors import load_sensor  # noqa: E402
+from eossl.finetune.baselines import band_statistics, rcf_features  # noqa: E402
+from eossl.finetune.evaluate import backbone_for_bands  # noqa: E402
+from eossl.finetune.features import extract_features  # noqa: E402
+from eossl.finetune.probe import ci95_half_width, few_shot_probe  # noqa: E402
+from eossl.finetune.samples import load_eurosat  # noqa: E402
+from eossl.models.backbones import create_backbone  # noqa: E402
+from eossl.train.export import read_weights_info  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", type=Path, nargs="+", required=True, help="exported weights folders (same arch)")
+    p.add_argument("--pools", nargs="+", default=None, help="feature pools (default: last multi stats0 stats1 "
+                   "stats2 and the weights' recorded feature_pool)")
+    p.add_argument("--ks", type=int, nargs="+", default=[5, 10])
+    p.add_argument("--draws", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random-inits", type=int, default=3)
+    p.add_argument("--root", type=Path, help="EuroSAT-MS class folders (default: the built-in sample)")
+    p.add_argument("--out", type=Path, help="write all figures as JSON here")
+    return p.parse_args(argv)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    d = 100 * (np.asarray(a) - np.asarray(b))
+    return float(d.mean()), ci95_half_width(d)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    infos = [read_weights_info(w) for w in args.weights]
+    arch, bands = infos[0].arch, infos[0].bands
+    if any(i.arch != arch or i.bands != bands for i in infos):
+        raise SystemExit("every --weights folder must hold the same architecture and bands")
+    recorded = {getattr(i, "feature_pool", None) for i in infos} - {None}
+    pools = args.pools or list(dict.fromkeys(["last", "multi", "stats0", "stats1", "stats2", *sorted(recorded)]))
+    chips = load_eurosat(args.root, bands=bands)
+    size = int(chips.images.shape[-1])
+    mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
+    stats = band_statistics(chips.images, chips.mask)
+    models = [backbone_for_bands(w, chips.bands, chips.sensor, size) for w in args.weights]
+    randoms = []
+    for s in range(args.seed, args.seed + args.random_inits):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            randoms.append(create_backbone(arch, len(bands), img_size=size))
+
+    def probe(features, k):
+        return np.asarray(few_shot_probe(features, chips.labels, per_class=k, draws=args.draws, seed=args.seed,
+                                         classes=chips.classes).accuracies)
+
+    out = {"weights": [str(w) for w in args.weights], "arch": arch, "pools": pools, "recorded_pool":
+           sorted(recorded), "draws": args.draws, "seed": args.seed, "random_inits": args.random_inits, "k": {}}
+    feats = {p: ([extract_features(m, chips.images, mu, sd, pool=p) for m, mu, sd in models],
+                 [extract_features(r, chips.images, mean, std, pool=p) for r in randoms]) for p in pools}
+    for k in args.ks:
+        acc = {"band statistics": probe(stats, k),
+               "RCF 512 (training-split filters)": probe(
+                   lambda train: rcf_features(chips.images, chips.images[train], mean, std, seed=args.seed), k)}
+        rows = {}
+        for p in pools:
+            pre, rnd = feats[p]
+            per_w = [probe(f, k) for f in pre]
+            acc[f"pretrained ({p})"] = np.mean(per_w, axis=0)
+            acc[f"random init ({p})"] = np.mean([probe(f, k) for f in rnd], axis=0)
+            acc[f"band stats + pretrained ({p})"] = np.mean([probe(np.hstack([stats, f]), k) for f in pre], axis=0)
+            acc[f"band stats + random init ({p})"] = np.mean([probe(np.hstack([stats, f]), k) for f in rnd], axis=0)
+            rows[p] = {"per_weights": [float(100 * a.mean()) for a in per_w],
+                       "vs band statistics": paired(acc[f"pretrained ({p})"], acc["band statistics"]),
+                       "vs RCF": paired(acc[f"pretrained ({p})"], acc["RCF 512 (training-split filters)"]),
+                       "vs random init": paired(acc[f"pretrained ({p})"], acc[f"random init ({p})"]),
+                       "fusion vs band statistics": paired(acc[f"band stats + pretrained ({p})"],
+                                                           acc["band statistics"]),
+                       "fusion vs random fusion": paired(acc[f"band stats + pretrained ({p})"],
+                                                         acc[f"band stats + random init ({p})"])}
+        out["k"][k] = {"accuracy": {n: (float(100 * a.mean()), ci95_half_width(100 * a)) for n, a in acc.items()},
+                       "paired": rows}
+        print(f"\n## k = {k} labels per class ({args.draws} draws, seed {args.seed}; {len(args.weights)} weights, "
+              f"{args.random_inits} random inits)\n")
+        print("| features | accuracy % (95% CI) |\n|---|---:|")
+        for n, (m, ci) in out["k"][k]["accuracy"].items():
+            print(f"| {n} | {m:.1f} ± {ci:.1f} |")
+        print("\n| pool | pretrained per weights | - band stats | - RCF | - random init | fusion - band stats | "
+              "fusion - random fusion |\n|---|---|---:|---:|---:|---:|---:|")
+        for p, r in rows.items():
+            mark = " (recorded)" if p in recorded else ""
+            cells = " | ".join(f"{m:+.1f} ± {ci:.1f}" for m, ci in list(r.values())[1:])
+            print(f"| {p}{mark} | {' / '.join(f'{v:.1f}' for v in r['per_weights'])} | {cells} |")
+    print(f"\n({time.perf_counter() - t0:.0f} s)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
