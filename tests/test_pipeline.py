@@ -22,7 +22,7 @@ from eossl.pipeline.spec import load_pipeline
 PRETRAIN = ["corpus.sampler.size=32", "corpus.sampler.num_samples=32", "corpus.batch_size=8",
             "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
             "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
-            "trainer.max_steps=4"]
+            "trainer.max_steps=4", "probe.data=null"]
 
 
 def _write(tmp_path, scene, eval_seeds=1, finetune_epochs=1):

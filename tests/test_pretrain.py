@@ -27,7 +27,7 @@ def _config(scene, **trainer) -> PretrainConfig:
         f"corpus.roots=[{scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=32",
         "corpus.batch_size=8", "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
         "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
-        *(f"trainer.{k}={v}" for k, v in trainer.items())])
+        "probe.data=null", *(f"trainer.{k}={v}" for k, v in trainer.items())])
 
 
 def _backbone_state(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -57,7 +57,7 @@ def test_run_directory_checkpoint_logs_and_export(tiny_s2_scene, tmp_path):
     assert info["bands"] == tiny_s2_scene.bands and info["in_chans"] == 13 and info["ssl_method"] == "vicreg"
     assert info["extra"]["global_step"] == 3 and len(info["normalization"]["mean"]) == 13
     # the exported backbone is the checkpoint's, and `eossl export` writes the same
-    model = eossl.load_backbone(run / "weights")
+    model = eossl.load_backbone(run / "weights", pool="last")
     ckpt = _backbone_state(run / "checkpoints" / "last.ckpt")
     assert torch.equal(model.conv1.weight, ckpt["method.backbone.conv1.weight"])
     assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
@@ -175,7 +175,8 @@ def test_bad_input(tiny_s2_scene, tmp_path, capsys):
     with pytest.raises(ConfigError, match="method.params: .*unexpected keyword argument 'bogus'"):
         pretrain(load_pretrain_config(None, [f"corpus.roots=[{tiny_s2_scene}]", "corpus.sampler.size=32",
                                              "corpus.sampler.num_samples=8", "corpus.num_workers=0",
-                                             "trainer.progress_bar=false", "method.params={bogus: 1}"]),
+                                             "trainer.progress_bar=false", "method.params={bogus: 1}",
+                                             "probe.data=null"]),
                  tmp_path / "bogus")
 
 
@@ -196,7 +197,7 @@ def test_cli_pretrain_under_lightning_ddp_with_two_cpu_processes(tiny_s2_scene, 
     args = [f"corpus.roots=[{tiny_s2_scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=32",
             "corpus.batch_size=4", "corpus.num_workers=0", "method.params={proj_dim: 32}", "trainer.max_steps=3",
             "trainer.progress_bar=false", "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-            "trainer.threads=1"]
+            "trainer.threads=1", "probe.data=null"]
     cmd = [sys.executable, "-m", "eossl", "pretrain", "--run-dir", str(run)] + [a for s in args for a in ("--set", s)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -223,7 +224,7 @@ def test_seasonal_pairs_from_a_datacube(worldcereal_nc, tmp_path):
         f"corpus.roots=[{worldcereal_nc}]", "corpus.sensor=sentinel2-l2a", "corpus.sampler.kind=seasonal_pair",
         "corpus.sampler.size=32", "corpus.sampler.num_samples=16", "corpus.batch_size=8", "corpus.num_workers=0",
         "method.name=moco_v3", "method.params={proj_dim: 16, hidden: 32}", "trainer.max_steps=2",
-        "trainer.progress_bar=false"])
+        "trainer.progress_bar=false", "probe.data=null"])
     summary = pretrain(cfg, tmp_path / "run")
     assert summary["global_step"] == 2 and summary["method"] == "moco_v3"
     manifest = json.loads((tmp_path / "run" / "cache" / "manifest.json").read_text())

@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 
 from eossl.catalog.sensors import load_sensor
-from eossl.finetune.baselines import band_statistics
+from eossl.finetune.baselines import band_statistics, rcf_features, rcf_maps, rcf_model, rcf_pooled
 from eossl.finetune.evaluate import probe_report
 from eossl.finetune.features import extract_features
 from eossl.finetune.probe import few_shot_probe, few_shot_splits
@@ -158,6 +158,55 @@ def test_band_statistics_refuse_an_all_invalid_chip():
     mask[2] = False
     with pytest.raises(ValueError, match=r"chip\(s\) \[2\] have no valid pixel"):
         band_statistics(np.zeros((4, 1, 3, 3), np.float32), mask)
+
+
+# ------------------------------------------------------------------------------------------- RCF
+
+MEAN3, STD3 = np.full(3, 0.2, np.float32), np.full(3, 0.1, np.float32)
+
+
+def _rcf_images(n: int = 6, size: int = 12, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 0.4, (n, 3, size, size)).astype(np.float32)
+
+
+def test_rcf_pooling_matches_torchgeo_and_a_plain_loop_over_a_field():
+    images = _rcf_images()
+    model = rcf_model(images, MEAN3, STD3, features=8, seed=3)
+    x = torch.as_tensor((images - 0.2) / 0.1)
+    np.testing.assert_allclose(rcf_pooled(model, images, MEAN3, STD3), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    maps = rcf_maps(model, x)
+    assert maps.shape == (6, 8, 10, 10)
+    torch.testing.assert_close(rcf_maps(model, x, same_size=True)[..., 1:-1, 1:-1], maps)   # centred, padded
+    weights = np.zeros((6, 12, 12))
+    weights[:, 3:8, 2:9] = 1                                       # a field
+    weights[5] = 0
+    weights[5, 4, 4] = 1                                           # a one-pixel field: no 3 x 3 window half in it
+    got = rcf_pooled(model, images, MEAN3, STD3, weights=weights)
+    for i in range(6):
+        share = np.array([[weights[i, r:r + 3, c:c + 3].mean() for c in range(10)] for r in range(10)])
+        w = (share >= 0.5).astype(float) if (share >= 0.5).any() else share
+        np.testing.assert_allclose(got[i], (maps[i].numpy() * w).sum(axis=(1, 2)) / w.sum(), rtol=1e-5, atol=1e-6)
+    # invalid pixels count as the band mean
+    mask = np.random.default_rng(1).random((6, 12, 12)) > 0.2
+    filled = np.where(mask[:, None], images, MEAN3[:, None, None])
+    np.testing.assert_allclose(rcf_pooled(model, images, MEAN3, STD3, mask), rcf_pooled(model, filled, MEAN3, STD3),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_rcf_features_are_seeded_and_filters_come_only_from_the_source_rows():
+    images = _rcf_images(8)
+    a = rcf_features(images, images, MEAN3, STD3, features=16, seed=0)
+    assert a.shape == (8, 16) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, rcf_features(images, images, MEAN3, STD3, features=16, seed=0))
+    assert not np.allclose(a, rcf_features(images, images, MEAN3, STD3, features=16, seed=1))
+    poisoned = images.copy()
+    poisoned[4:] = np.nan                       # a filter drawn from these rows would make every filter NaN
+    model = rcf_model(poisoned, MEAN3, STD3, features=64, seed=0, source_index=np.arange(4))
+    assert bool(torch.isfinite(model.weights).all())
+    with pytest.raises(ValueError, match="at least one chip to draw from"):
+        rcf_model(images, MEAN3, STD3, source_index=np.array([], dtype=int))
+    with pytest.raises(ValueError, match="even number"):
+        rcf_features(images, images, MEAN3, STD3, features=7)
 
 
 # ------------------------------------------------------------------------------------------- probe

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Literal
 
 import yaml
 
 from eossl.config import config_from, field, to_dict
+from eossl.models.pooling import POOLS
 from eossl.train.export import export_run, read_weights_info
 
 
@@ -16,17 +18,23 @@ class ExportConfig:
     run_dir: str = field(help="a directory written by `eossl pretrain`")
     out: str = field(help="output directory (must not hold weights already)")
     checkpoint: str | None = field(None, help="a specific checkpoint instead of checkpoints/last.ckpt")
+    feature_pool: Literal[POOLS] | None = field(
+        None, help="pool recorded in weights.json for frozen features; null: the online probe's best pool "
+                   "(RUN_DIR/probe/history.json), else last")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a pretraining run's backbone as portable weights",
                        description="Write DIR/backbone.safetensors (timm keys) and DIR/weights.json (arch, bands, "
-                                   "wavelengths, GSD, normalisation, method, data, epochs) from RUN_DIR's last "
-                                   "checkpoint.")
+                                   "wavelengths, GSD, normalisation, method, data, epochs, feature pool) from "
+                                   "RUN_DIR's last checkpoint. The feature pool is the online probe's best "
+                                   "(RUN_DIR/probe/history.json), else last, unless --feature-pool sets it.")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a directory written by `eossl pretrain`")
     p.add_argument("--out", metavar="DIR", help="output directory (must not hold weights already)")
     p.add_argument("--checkpoint", help="a specific checkpoint file instead of checkpoints/last.ckpt")
-    p.add_argument("--config", help="YAML with run_dir, out, checkpoint")
+    p.add_argument("--feature-pool", metavar="POOL",
+                   help=f"record this pool in weights.json instead of the probe's choice ({', '.join(POOLS)})")
+    p.add_argument("--config", help="YAML with run_dir, out, checkpoint, feature_pool")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override; repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run, command="export")
@@ -34,12 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(ExportConfig, args.config, {"run_dir": args.run_dir, "out": args.out,
-                                                  "checkpoint": args.checkpoint}, args.set)
+                                                  "checkpoint": args.checkpoint,
+                                                  "feature_pool": args.feature_pool}, args.set)
     if args.dry_run:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    out = export_run(cfg.run_dir, cfg.out, checkpoint=cfg.checkpoint)
+    out = export_run(cfg.run_dir, cfg.out, checkpoint=cfg.checkpoint, feature_pool=cfg.feature_pool)
     info = read_weights_info(out)
+    chosen = (info.feature_pool_source or {}).get("chosen_by", "no probe history")
     print(f"exported {info.arch} ({info.in_chans} bands: {', '.join(info.bands)}), {info.ssl_method}, "
-          f"{info.epochs} epochs, step {info.extra.get('global_step')} -> {out}")
+          f"{info.epochs} epochs, step {info.extra.get('global_step')}, feature pool {info.feature_pool} "
+          f"({chosen}) -> {out}")
     return 0

@@ -2,6 +2,9 @@
 
 A linear probe on these is the floor any learned representation must beat: on EuroSAT much of the class signal is
 in the spectrum alone, and random convolutional features with filters drawn from the data (MOSAIKS) add texture.
+RCF: :func:`rcf_model` draws the filters (torchgeo's ``RCF``), :func:`rcf_maps` gives their response maps before
+pooling (per pixel, for segmentation), :func:`rcf_pooled` averages them over a chip or a field mask, and
+:func:`rcf_features` does both for whole chips.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["band_statistics", "rcf_features", "RCF_FEATURES"]
+__all__ = ["band_statistics", "rcf_features", "rcf_model", "rcf_maps", "rcf_pooled", "RCF_FEATURES"]
 
 RCF_FEATURES = 512   # MOSAIKS-style feature count of GEO-Bench's random-convolution baseline
 
@@ -56,30 +59,118 @@ def _stats(x: np.ndarray, percentiles, mean, std, percentile) -> np.ndarray:
 
 
 def rcf_features(images: np.ndarray, source: np.ndarray, mean, std, features: int = RCF_FEATURES,
-                 kernel_size: int = 3, bias: float = -1.0, seed: int = 0, batch_size: int = 64) -> np.ndarray:
+                 kernel_size: int = 3, bias: float = -1.0, seed: int = 0, batch_size: int = 64,
+                 mask: np.ndarray | None = None, source_mask: np.ndarray | None = None,
+                 source_index: np.ndarray | None = None, device: str | torch.device = "cpu") -> np.ndarray:
     """Random convolutional features (MOSAIKS; Rolf et al., Nature Communications 2021) with torchgeo's ``RCF``.
 
     ``images`` (N, C, H, W) and ``source`` (M, C, H, W) are reflectance; both are standardised with ``mean`` /
-    ``std`` (C,). The ``features // 2`` filters are ``kernel_size`` patches drawn from ``source`` (ZCA-whitened by
-    torchgeo): pass unlabeled corpus chips or the training split, never test chips. Each filter gives the mean of
-    ``relu(conv - bias)`` and of its negative part: (N, features) float32. Deterministic for a ``seed``.
+    ``std`` (C,), invalid pixels (``mask`` / ``source_mask`` (N, H, W) False) set to 0, the band mean. The
+    ``features // 2`` filters are ``kernel_size`` patches drawn from ``source`` (ZCA-whitened by torchgeo): pass
+    unlabeled corpus chips or the training split, never test chips; ``source_index``: draw from these rows of
+    ``source`` only (read when drawn, never copied). Each filter gives the mean of ``relu(conv + bias)`` and of
+    its negative part: (N, features) float32. Deterministic for a ``seed``.
     """
+    model = rcf_model(source, mean, std, features, kernel_size, bias, seed, source_mask, source_index)
+    return rcf_pooled(model, images, mean, std, mask, batch_size=batch_size, device=device)
+
+
+def rcf_model(source: np.ndarray, mean, std, features: int = RCF_FEATURES, kernel_size: int = 3,
+              bias: float = -1.0, seed: int = 0, source_mask: np.ndarray | None = None,
+              source_index: np.ndarray | None = None):
+    """torchgeo's empirical ``RCF`` with its ``features // 2`` filters drawn from ``source`` (M, C, H, W)
+    reflectance, or its rows ``source_index`` (see :func:`rcf_features`); a chip is standardised only when
+    torchgeo draws from it."""
     from torchgeo.models import RCF
 
-    if images.ndim != 4 or source.ndim != 4 or images.shape[1] != source.shape[1]:
-        raise ValueError(f"images and source must be (N, C, H, W) with the same C, got {images.shape} and "
-                         f"{source.shape}")
+    index = np.arange(len(source)) if source_index is None else np.asarray(source_index, dtype=np.int64)
+    if source.ndim != 4 or index.size == 0:
+        raise ValueError(f"source must be (M, C, H, W) with at least one chip to draw from, got {source.shape} "
+                         f"and {index.size} rows")
     if features < 2 or features % 2:
         raise ValueError(f"features must be an even number >= 2, got {features}")
     if min(source.shape[-2:]) <= kernel_size:
         raise ValueError(f"source chips of {source.shape[-2:]} px are too small for {kernel_size} px filters")
-    c = images.shape[1]
-    m = torch.as_tensor(np.asarray(mean, np.float32)).view(1, c, 1, 1)
-    s = torch.as_tensor(np.asarray(std, np.float32)).view(1, c, 1, 1)
-    norm = [{"image": ((torch.as_tensor(x[None], dtype=torch.float32) - m) / s)[0]} for x in source]
+    norm = _Standardised(source, source_mask, index, mean, std)
     # torchgeo seeds its generator only for a non-zero seed; seed + 1 keeps seed 0 distinct from "unseeded"
-    model = RCF(in_channels=c, features=features, kernel_size=kernel_size, bias=bias, seed=seed + 1,
-                mode="empirical", dataset=norm)
-    out = [model((torch.as_tensor(images[i:i + batch_size], dtype=torch.float32) - m) / s).numpy()
-           for i in range(0, images.shape[0], batch_size)]
-    return np.concatenate(out).astype(np.float32)
+    return RCF(in_channels=source.shape[1], features=features, kernel_size=kernel_size, bias=bias, seed=seed + 1,
+               mode="empirical", dataset=norm)
+
+
+def rcf_maps(model, x: torch.Tensor, same_size: bool = False) -> torch.Tensor:
+    """(B, C, H, W) standardised -> (B, F, H', W') response maps of ``model``'s filters before pooling: the
+    positive parts of ``conv + bias`` then of its negation, in torchgeo's feature order, so their mean over
+    positions is ``model(x)``. ``H' = H - k + 1`` (no padding, as torchgeo); ``same_size``: zero padding (the
+    band mean) of ``k // 2`` px, H' = H for an odd ``k``, each position centred on its pixel."""
+    y = _conv(model, x, model.weights.shape[-1] // 2 if same_size else 0)
+    return torch.cat([y.clamp_min(0), y.clamp_max(0).neg()], dim=1)
+
+
+def _conv(model, x: torch.Tensor, padding: int = 0) -> torch.Tensor:
+    """(B, C, H, W) -> (B, F / 2, H', W'): ``conv + bias`` with the RCF's filters (no activation)."""
+    return torch.nn.functional.conv2d(x, model.weights, bias=model.biases, stride=1, padding=padding)
+
+
+def rcf_pooled(model, images: np.ndarray, mean, std, mask: np.ndarray | None = None,
+               weights: np.ndarray | None = None, batch_size: int = 64,
+               device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, C, H, W) reflectance -> (N, F) float32 averages of :func:`rcf_maps` over positions.
+
+    ``weights`` (N, H, W) in [0, 1] (e.g. a field mask): a position counts in proportion to the share of its
+    ``k x k`` receptive field they cover; positions covered at least half count 1 and the rest 0, unless none
+    is (a field thinner than a filter), then every touched position counts by its share. A chip without any
+    weight gives zeros. Without ``weights``: the plain mean, torchgeo's ``model(x)``.
+    """
+    if images.ndim != 4 or images.shape[1] != model.weights.shape[1]:
+        raise ValueError(f"images must be (N, C, H, W) with C = {model.weights.shape[1]}, got {images.shape}")
+    k = model.weights.shape[-1]
+    model = model.to(device)
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        sl = slice(i, i + batch_size)
+        x = _standardise(images[sl], None if mask is None else mask[sl], mean, std).to(device)
+        with torch.no_grad():
+            y = _conv(model, x).flatten(2)                                         # (B, F / 2, P)
+            if weights is None:
+                w = torch.full(y.shape[::2], 1.0 / y.shape[2], device=y.device)
+            else:
+                share = torch.nn.functional.avg_pool2d(torch.as_tensor(weights[sl], dtype=torch.float32)[:, None],
+                                                       k, stride=1).flatten(1).to(device)   # (B, P)
+                w = (share >= 0.5).float()
+                thin = w.sum(dim=1) == 0
+                w[thin] = share[thin]
+                w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            # the maps' average without building them: relu(-y) = relu(y) - y
+            pos, lin = torch.einsum("bfp,bp->bf", y.clamp_min(0), w), torch.einsum("bfp,bp->bf", y, w)
+            out.append(torch.cat([pos, pos - lin], dim=1).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def _standardise(images: np.ndarray, mask: np.ndarray | None, mean, std) -> torch.Tensor:
+    """(B, C, H, W) reflectance -> float32 ``(x - mean) / std``, invalid pixels (``mask`` False) 0.
+
+    In numpy: torchgeo standardises one chip per filter, and torch's intra-op threads make such small operations
+    slow on busy cores."""
+    c = images.shape[1]
+    m = np.asarray(mean, np.float32).reshape(-1)
+    s = np.asarray(std, np.float32).reshape(-1)
+    if m.size != c or s.size != c or not (s > 0).all():
+        raise ValueError(f"mean and std need one value per band ({c}) and std > 0; got {m.size} and {s.tolist()}")
+    x = (np.asarray(images, np.float32) - m[:, None, None]) / s[:, None, None]
+    return torch.from_numpy(x if mask is None else x * np.asarray(mask, bool)[:, None])
+
+
+class _Standardised:
+    """The dataset torchgeo's ``RCF`` draws filters from: rows ``index`` of ``images`` as ``{"image": (C, H, W)}``,
+    standardised on access, so a large source is never copied whole."""
+
+    def __init__(self, images: np.ndarray, mask: np.ndarray | None, index: np.ndarray, mean, std):
+        self.images, self.mask, self.index, self.mean, self.std = images, mask, index, mean, std
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        j = int(self.index[i])
+        mask = None if self.mask is None else self.mask[j:j + 1]
+        return {"image": _standardise(self.images[j:j + 1], mask, self.mean, self.std)[0]}

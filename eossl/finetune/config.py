@@ -12,6 +12,7 @@ from eossl.config import ConfigError, apply_overrides, field, from_dict, load_ya
 from eossl.finetune.evaluation import BASELINES, PROTOCOLS, EvaluationSettings
 from eossl.finetune.features import POOLS
 from eossl.finetune.finetuning import FinetuneSettings
+from eossl.train.export import read_weights_info
 
 __all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig", "load_config"]
 
@@ -147,9 +148,14 @@ class EvaluateConfig:
     weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors); "
                                            "null: baselines only")
     arch: str = field("resnet18", help="architecture of the baselines when no weights are given")
-    pool: Literal[POOLS] = field("last", help="frozen features for the linear probe and kNN")
+    pool: Literal[POOLS] | None = field(None, help="frozen features for the linear probe and kNN (the random-init "
+                                                   "row too); null: the weights' recorded feature_pool, else last")
     protocols: list[Literal[PROTOCOLS]] = field(default_factory=lambda: list(PROTOCOLS))
-    baselines: list[Literal[BASELINES]] = field(default_factory=lambda: list(BASELINES))
+    baselines: list[Literal[BASELINES]] = field(
+        default_factory=lambda: list(BASELINES),
+        help="rows beside the pretrained ones, on the same splits: random_init (same arch, frozen), band_statistics, "
+             "rcf (random convolutional features, filters from each seed's training split), fusion (band "
+             "statistics + pretrained / random-init features), scratch (fine-tuned from a random init)")
     ks: list[int | Literal["all"]] = field(default_factory=lambda: [5, 10, "all"],
                                            help="labelled samples per class; 'all' = the whole training pool")
     seeds: int = field(5, ge=1, help="repeats (splits and inits), reported as mean and 95% CI")
@@ -167,9 +173,17 @@ class EvaluateConfig:
 
     def settings(self, device: str) -> EvaluationSettings:
         return EvaluationSettings(ks=list(self.ks), seeds=self.seeds, seed=self.seed, test_fraction=self.test_fraction,
-                                  protocols=list(self.protocols), baselines=list(self.baselines), pool=self.pool,
-                                  arch=self.arch, C=self.C, knn_neighbors=self.knn_neighbors,
+                                  protocols=list(self.protocols), baselines=list(self.baselines),
+                                  pool=self.resolved_pool(), arch=self.arch, C=self.C, knn_neighbors=self.knn_neighbors,
                                   finetune=self.finetune.settings(device))
+
+    def resolved_pool(self) -> str:
+        """``pool``, or when null the feature_pool recorded in the weights' weights.json ("last" without weights)."""
+        if self.pool is not None:
+            return self.pool
+        if self.weights is None:
+            return "last"
+        return read_weights_info(self.weights).feature_pool
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Few-label crop classification of field time series: pretrained vs random-init backbone vs band statistics, on
-identical spatial-block splits.
+"""Few-label crop classification of field time series: pretrained vs random-init backbone vs band statistics vs
+random convolutional features (RCF), and band statistics fused with each backbone's features, on identical
+spatial-block splits.
 
 >>> series = load_fields(index, "fields.gpkg", "crop")
 >>> result = evaluate_crops(series, weights="runs/x/export", block_size_m=2000, ks=(1, 5, 10, "all"), seeds=5)
@@ -9,7 +10,13 @@ For each seed ``s`` in ``seed .. seed + seeds - 1``: one :func:`spatial_block_sp
 ``k`` one :func:`few_label_subset` of it (seed ``s``); every method is trained on that subset and scored on the
 whole test side. Scores are the mean and 95% CI (t-distribution) over seeds of overall accuracy and macro-F1.
 Normalisation: pretrained weights use their ``weights.json`` statistics (an adapted band those of the band its
-kernel came from); the random-init backbone uses the sensor catalog's.
+kernel came from); the random-init backbone and RCF use the sensor catalog's.
+
+RCF (``rcf=True``): per seed, torchgeo's empirical RCF draws its filters from the valid dates of that seed's
+training fields (never a test field); the response maps of every (field, date) chip are averaged over the
+positions whose 3 px receptive field is at least half inside the field's valid pixels, then over the field's
+valid dates -> (N, 512), logistic regression. Fusion (``fusion=True``): the band statistics concatenated with
+the date-averaged features of the random-init and the pretrained backbone, logistic regression.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 import torch
 
 from eossl.catalog.sensors import load_sensor
+from eossl.finetune.baselines import RCF_FEATURES, rcf_model, rcf_pooled
 from eossl.finetune.evaluate import check_normalization
 from eossl.finetune.fewshot import fit_logreg
 from eossl.finetune.fields import FieldSeries
@@ -40,7 +48,7 @@ from eossl.train.export import load_backbone, read_weights_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AGGREGATIONS", "evaluate_crops", "backbone_for_series", "crops_table"]
+__all__ = ["AGGREGATIONS", "evaluate_crops", "backbone_for_series", "crops_table", "field_rcf"]
 
 AGGREGATIONS = ("mean", "attention")
 
@@ -49,8 +57,9 @@ def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, ar
                    ks=(1, 5, 10, "all"), seeds: int = 5, seed: int = 0, block_size_m: float = 2000.0,
                    test_fraction: float = 0.3, aggregation=AGGREGATIONS, pool: str = "mean",
                    level: int | None = None, random_init: bool = True, band_stats: bool = True,
-                   stats_over_dates: str = "concat", attention_epochs: int = 150, C: float = 1.0,
-                   max_iter: int = 2000, batch_size: int = 64, device: str = "cpu") -> dict:
+                   rcf: bool = False, fusion: bool = False, stats_over_dates: str = "concat",
+                   attention_epochs: int = 150, C: float = 1.0, max_iter: int = 2000, batch_size: int = 64,
+                   device: str = "cpu") -> dict:
     """Scores of every method per k (see the module docstring); a JSON-ready dict with ``settings``, ``data``,
     ``splits`` (per seed: sizes, smallest train-test centroid distance, test field ids), ``methods`` (name ->
     ``by_k`` -> metric -> ``{"mean", "ci95", "n", "values"}``, plus ``n_not_converged`` logistic-regression fits
@@ -74,23 +83,31 @@ def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, ar
                        "test_ids": [series.field_ids[i] for i in test]})
     subsets, skipped = _subsets(series, splits, ks)
     extract = dict(pool=pool, level=level, batch_size=batch_size, device=device)
-    feature_sets, arch = _feature_sets(series, weights, arch, random_init, band_stats, stats_over_dates, seed,
-                                       extract)
+    feature_sets, arch = _feature_sets(series, weights, arch, dict(random_init=random_init, band_stats=band_stats,
+                                                                   rcf=rcf, fusion=fusion), stats_over_dates,
+                                       seed, extract)
     fit = dict(positions=date_positions(series.dates), epochs=attention_epochs, C=C, max_iter=max_iter)
-    methods = _score_methods(series, feature_sets, aggregation, subsets, fit)
+    methods = _score_methods(series, feature_sets, aggregation, subsets, splits, fit)
     settings = dict(weights=None if weights is None else str(weights), arch=arch, level=level,
                     ks=[str(k) for k in ks], seeds=seeds, seed=seed, block_size_m=block_size_m,
                     test_fraction=test_fraction, aggregation=list(aggregation), pool=pool,
+                    baselines={"random_init": random_init, "band_statistics": band_stats, "rcf": rcf,
+                               "fusion": fusion},
                     stats_over_dates=stats_over_dates, attention_epochs=attention_epochs, C=C, max_iter=max_iter)
     return {"settings": settings, "data": series.describe(), "splits": checks, "methods": methods,
             "skipped_k": skipped}
 
 
-def _score_methods(series: FieldSeries, feature_sets: list[dict], aggregation, subsets: dict, fit: dict) -> dict:
+def _score_methods(series: FieldSeries, feature_sets: list[dict], aggregation, subsets: dict, splits,
+                   fit: dict) -> dict:
     """Method name -> its description, ``by_k`` -> metric -> mean, CI and per-seed values, and the metrics of all
-    seeds' test predictions pooled (``metrics_all_seeds``: per class, confusion matrix) at the last k."""
+    seeds' test predictions pooled (``metrics_all_seeds``: per class, confusion matrix) at the last k.
+    A ``"split"`` feature set is computed once per seed from that seed's whole training side (``splits``)."""
     methods = {}
     for fs in feature_sets:
+        if fs["kind"] == "split":
+            by_seed = {s: fs["x"](train, s) for s, train, _ in splits}
+            fs = {**fs, "kind": "static", "x": None, "by_seed": by_seed}
         for agg in (("logreg",) if fs["kind"] == "static" else aggregation):
             scores = {}
             for k, per_seed in subsets.items():
@@ -136,35 +153,64 @@ def _run(fs: dict, agg: str, series: FieldSeries, train, test, s: int, *, positi
                               epochs=epochs)
         pred, converged = predict_attention(model, feats[test], valid[test], positions), True
     else:
-        x = fs["x"] if fs["kind"] == "static" else mean_over_dates(*fs["x"])
+        x = fs["by_seed"][s] if "by_seed" in fs else fs["x"] if fs["kind"] == "static" else mean_over_dates(*fs["x"])
         pred, converged = fit_logreg(x[train], y[train], x[test], C, max_iter)
     return {**classification_metrics(y[test], pred, series.classes), "converged": converged}
 
 
-def _feature_sets(series: FieldSeries, weights, arch, random_init, band_stats, over_dates, seed,
-                  extract: dict) -> tuple[list[dict], str]:
-    """Band statistics (N, F), random-init and pretrained backbone features ((N, T, D), (N, T)); the arch."""
-    out = []
-    if band_stats:
-        x = field_band_statistics(series, over_dates=over_dates)
-        out.append({"name": "band statistics", "kind": "static", "x": x, "dim": x.shape[1], "normalization": "none"})
+def _feature_sets(series: FieldSeries, weights, arch, use: dict, over_dates, seed, extract: dict
+                  ) -> tuple[list[dict], str]:
+    """Band statistics (N, F), random-init and pretrained backbone features ((N, T, D), (N, T)), RCF (a function
+    of a seed's training fields) and fusion rows (N, F + D), as ``use`` selects; the arch."""
+    out, backbones = [], []
+    stats = field_band_statistics(series, over_dates=over_dates) if use["band_stats"] or use["fusion"] else None
+    if use["band_stats"]:
+        out.append({"name": "band statistics", "kind": "static", "x": stats, "dim": stats.shape[1],
+                    "normalization": "none"})
     model, used, mean, std, arch = backbone_for_series(series, weights, arch) if weights is not None else (
         None, series, None, None, arch or "resnet18")
-    if random_init:
+    if use["random_init"] or use["fusion"]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             rand = create_backbone(arch, len(used.bands), img_size=int(series.images.shape[-1]))
         r_mean, r_std = load_sensor(series.sensor).norm_stats(used.bands)
         x = field_features(rand, used, r_mean, r_std, **extract)
-        out.append({"name": f"random-init {arch}", "kind": "temporal", "x": x, "dim": x[0].shape[-1],
-                    "normalization": f"sensor catalog ({series.sensor})"})
+        backbones.append({"name": f"random-init {arch}", "kind": "temporal", "x": x, "dim": x[0].shape[-1],
+                          "normalization": f"sensor catalog ({series.sensor})"})
     if model is not None:
         x = field_features(model, used, mean, std, **extract)
-        out.append({"name": f"pretrained {arch} {model.weights_info.ssl_method}", "kind": "temporal", "x": x,
-                    "dim": x[0].shape[-1], "normalization": "weights.json"})
+        backbones.append({"name": f"pretrained {arch} {model.weights_info.ssl_method}", "kind": "temporal", "x": x,
+                          "dim": x[0].shape[-1], "normalization": "weights.json"})
+    out += [b for b in backbones if use["random_init"] or b["name"].startswith("pretrained")]
+    if use["rcf"]:
+        out.append({"name": f"RCF {RCF_FEATURES}", "kind": "split", "dim": RCF_FEATURES,
+                    "x": lambda train, s: field_rcf(series, train, s, extract["device"]),
+                    "normalization": f"sensor catalog ({series.sensor})"})
+    if use["fusion"]:
+        out += [{"name": f"band stats + {b['name']}", "kind": "static", "dim": stats.shape[1] + b["dim"],
+                 "x": np.hstack([stats, mean_over_dates(*b["x"])]), "normalization": f"none + {b['normalization']}"}
+                for b in backbones]
     if not out:
-        raise ValueError("nothing to evaluate: give weights, or enable random_init or band_stats")
+        raise ValueError("nothing to evaluate: give weights, or enable random_init, band_stats, rcf or fusion")
     return out, arch
+
+
+def field_rcf(series: FieldSeries, train, seed: int, device: str = "cpu") -> np.ndarray:
+    """(N, 512) RCF features of every field: filters drawn (seed ``seed``) from the valid dates of the ``train``
+    fields only; per (field, date) chip the response maps are averaged over the field's valid pixels
+    (:func:`eossl.finetune.baselines.rcf_pooled`), then over the field's valid dates. Sensor catalog statistics."""
+    n, t, c, h, w = series.images.shape
+    flat, valid = series.images.reshape(n * t, c, h, w), series.valid.reshape(n * t, h, w)
+    is_train = np.zeros(n, bool)
+    is_train[np.asarray(train, dtype=np.int64)] = True
+    source = np.flatnonzero(np.repeat(is_train, t) & series.date_valid.reshape(-1))
+    if source.size == 0:
+        raise ValueError("RCF: the training fields have no valid date to draw filters from")
+    mean, std = load_sensor(series.sensor).norm_stats(series.bands)
+    model = rcf_model(flat, mean, std, seed=seed, source_mask=valid, source_index=source)
+    cover = (series.field_mask[:, None] & series.valid).reshape(n * t, h, w)
+    feats = rcf_pooled(model, flat, mean, std, valid, weights=cover, device=device).reshape(n, t, -1)
+    return mean_over_dates(feats, series.date_valid)
 
 
 def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | None = None):
@@ -184,14 +230,15 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
     if set(info.bands) <= set(series.bands):
         idx = [series.bands.index(b) for b in info.bands]
         used = replace(series, images=series.images[:, :, idx], bands=list(info.bands))
-        model = load_backbone(weights, img_size=size)
+        model = load_backbone(weights, img_size=size, pool="last")
         source = list(info.bands)
     else:
         missing = sorted(set(info.bands) - set(series.bands))
         log.info("the data lacks bands %s of %s: adapting the stem to the data's bands", missing, weights)
         used = series
         wavelengths = load_sensor(series.sensor).wavelengths(series.bands)
-        model = load_backbone(weights, bands=list(zip(series.bands, wavelengths)), img_size=size)
+        model = load_backbone(weights, bands=list(zip(series.bands, wavelengths)), img_size=size,
+                              pool="last")
         by_target = {m.target: m.source for m in model.band_matches}
         source = [by_target[b] for b in series.bands]
     pos = [info.bands.index(b) for b in source]

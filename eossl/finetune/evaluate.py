@@ -64,14 +64,17 @@ class ProbeReport:
 
 
 def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arch: str | None = None,
-                 random_init: bool = True, pool: str = "last", per_class: int = 10, draws: int = 20, seed: int = 0,
+                 random_init: bool = True, pool: str | None = None, per_class: int = 10, draws: int = 20, seed: int = 0,
                  C: float = 1.0, max_iter: int = 2000, batch_size: int = 64, device: str = "cpu",
                  random_inits: int = 1) -> ProbeReport:
     """Probe band statistics, ``random_inits`` random-init ``arch`` models (init seeds ``seed``, ``seed + 1``, ...)
     if ``random_init``, and the exported ``weights`` if given, with :func:`few_shot_probe` on the same splits.
     ``arch`` defaults to the weights' architecture (resnet18 without weights); with weights it must match them.
-    Several random inits show how much of a difference the init alone makes (often more than the split CI)."""
+    Several random inits show how much of a difference the init alone makes (often more than the split CI).
+    ``pool`` (every backbone row uses the same): None means the weights' recorded ``feature_pool`` (else "last")."""
     info = read_weights_info(weights) if weights is not None else None
+    if pool is None:
+        pool = info.feature_pool if info is not None else "last"
     if info is not None and arch is not None and arch != info.arch:
         raise ValueError(f"arch {arch!r} differs from the weights' architecture {info.arch!r}; the random-init "
                          f"baseline must use the same architecture (leave arch unset)")
@@ -106,7 +109,8 @@ def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arc
 
     if info is not None:
         wavelengths = load_sensor(chips.sensor).wavelengths(chips.bands)
-        model = load_backbone(weights, bands=list(zip(chips.bands, wavelengths)), img_size=img_size)
+        model = load_backbone(weights, bands=list(zip(chips.bands, wavelengths)), img_size=img_size,
+                              pool="last")
         mean, std = _weights_normalization(model, chips.bands)
         feats = extract_features(model, chips.images, mean, std, **extract)
         rows.append(ReportRow(f"pretrained {arch} {info.ssl_method} ({pool})", feats.shape[1], "weights.json",
@@ -145,9 +149,10 @@ def backbone_for_bands(weights: str | Path, bands: list[str], sensor: str, img_s
     adapted by band name and wavelength when the bands differ from the weights' (an error names a band with no
     counterpart); mean/std come from ``weights.json`` (an adapted band takes its source band's). With ``images``
     ((..., C, H, W) reflectance, ``valid`` (..., H, W)) the data is checked against that normalisation
-    (:func:`check_normalization`)."""
+    (:func:`check_normalization`). The model is the plain timm backbone (pooled as "last"; feature maps,
+    fine-tuning and :func:`~eossl.finetune.features.extract_features` in any pool)."""
     wavelengths = load_sensor(sensor).wavelengths(bands)
-    model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size)
+    model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size, pool="last")
     mean, std = _weights_normalization(model, bands)
     if images is not None:
         check_normalization(images, valid, bands, mean, std, f"data for {weights}")

@@ -5,11 +5,16 @@ Rows (model x protocol), each scored at every k of :func:`few_label_splits` and 
 * pretrained weights: linear probe, kNN (frozen features, extracted once and cached) and full fine-tuning;
 * the same architecture randomly initialised: linear probe and kNN on its frozen features;
 * per-band statistics (mean, std, percentiles per band) with the linear probe;
+* random convolutional features (``rcf``: MOSAIKS, torchgeo's ``RCF``, 512 features of 3 px filters) with the
+  linear probe; the filters are drawn from the training pool (every non-test chip) of each seed, never from its
+  test chips, and the chips are standardised with the sensor catalog's statistics, as for the random-init row;
+* fusion (``fusion``): the band statistics concatenated with the frozen features of the pretrained and of the
+  random-init model, linear probe (does the model add anything to the spectrum?);
 * supervised training from scratch: the fine-tuning protocol from a random init, at the same label budget.
 
-The result is a JSON-ready dict: per row and k, the per-seed overall accuracy / macro-F1 / kappa and their mean and
-95% CI, plus full metrics (per-class, confusion matrix over all seeds' test predictions) of every row at the
-largest k.
+The result is a JSON-ready dict: per row and k, the feature dimension (``dim``, frozen-feature rows), the
+per-seed overall accuracy / macro-F1 / kappa and their mean and 95% CI, plus full metrics (per-class, confusion
+matrix over all seeds' test predictions) of every row at the largest k.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ import torch
 from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
-from eossl.finetune.baselines import band_statistics
+from eossl.finetune.baselines import RCF_FEATURES, band_statistics, rcf_features
 from eossl.finetune.evaluate import backbone_for_bands
 from eossl.finetune.features import extract_features
-from eossl.finetune.fewshot import few_label_splits, knn_predict, linear_probe
+from eossl.finetune.fewshot import FewLabelSplit, few_label_splits, knn_predict, linear_probe
 from eossl.finetune.finetuning import FinetuneSettings, finetune_classifier, predict_chips
 from eossl.finetune.metrics import classification_metrics, mean_ci95
 from eossl.finetune.samples import LabelledChips
@@ -41,7 +46,7 @@ log = logging.getLogger(__name__)
 __all__ = ["EvaluationSettings", "evaluate_chips"]
 
 PROTOCOLS = ("linear", "knn", "finetune")
-BASELINES = ("random_init", "band_statistics", "scratch")
+BASELINES = ("random_init", "band_statistics", "rcf", "fusion", "scratch")
 _SCORES = ("overall_accuracy", "macro_f1", "kappa")
 
 
@@ -76,6 +81,49 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
     if info is not None and is_vit(arch) and info.img_size != img:
         raise ValueError(f"{weights}: a {arch} trained on {info.img_size} px images cannot take {img} px chips")
     splits = few_label_splits(chips.labels, s.ks, s.seeds, s.test_fraction, s.seed, chips.classes)
+    rows = _rows(chips, weights, info, arch, s, cache_dir, device)
+    if not rows:
+        raise ValueError("nothing to evaluate: give weights or at least one baseline")
+
+    results = []
+    bar = tqdm(total=len(rows) * len(splits) * len(s.ks), desc="evaluate", unit="fit", disable=not progress)
+    for model_name, protocol, what in rows:
+        per_k = {k: [] for k in splits[0].train}
+        preds_top = []
+        for split in splits:
+            x = what(split) if callable(what) else what           # split-dependent features (RCF) per seed
+            for k, train in split.train.items():
+                pred = _predict(protocol, x, chips, train, split.test, s, split.seed, device)
+                m = classification_metrics(chips.labels[split.test], pred, chips.classes)
+                per_k[k].append({"seed": split.seed, "n_train": int(train.size),
+                                 **{sc: m[sc] for sc in _SCORES}})
+                if k == list(split.train)[-1]:
+                    preds_top.append((split.test, pred))
+                bar.update(1)
+        dim = {"dim": int(x.shape[1])} if isinstance(x, np.ndarray) else {}     # frozen-feature rows
+        for k, per_seed in per_k.items():
+            results.append({"model": model_name, "protocol": protocol, "k": k, **dim, "per_seed": per_seed,
+                            **{sc: mean_ci95([r[sc] for r in per_seed]) for sc in _SCORES}})
+            log.info("%s / %s / k=%s: OA %.1f%% ± %.1f", model_name, protocol, k,
+                     100 * results[-1]["overall_accuracy"]["mean"],
+                     100 * (results[-1]["overall_accuracy"]["ci95"] or 0))
+        y = np.concatenate([chips.labels[t] for t, _ in preds_top])
+        p = np.concatenate([q for _, q in preds_top])
+        results[-1]["metrics_all_seeds"] = classification_metrics(y, p, chips.classes)
+    bar.close()
+    settings = {**asdict(s), "weights": None if weights is None else str(weights), "arch": arch}
+    if "rcf" in s.baselines:
+        settings["rcf"] = {"features": RCF_FEATURES, "kernel_size": 3, "filters_from": "training pool of each seed",
+                           "normalization": f"sensor catalog ({chips.sensor})"}
+    data = {"n": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
+            "class_counts": np.bincount(chips.labels, minlength=len(chips.classes)).tolist()}
+    return {"settings": settings, "data": data, "results": results}
+
+
+def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluationSettings, cache_dir, device) -> list:
+    """(model, protocol, what) per row; ``what``: (N, D) features, a function of the split giving them (RCF),
+    or ``(backbone factory, mean, std)`` for fine-tuning."""
+    img = int(chips.images.shape[-1])
     cmean, cstd = load_sensor(chips.sensor).norm_stats(chips.bands)
 
     def random_backbone():
@@ -83,7 +131,8 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
             torch.manual_seed(s.seed)
             return create_backbone(arch, len(chips.bands), img_size=img)
 
-    rows: list[tuple[str, str, object]] = []      # (model, protocol, features or backbone factory)
+    rows, fused = [], []
+    stats = band_statistics(chips.images, chips.mask) if {"band_statistics", "fusion"} & set(s.baselines) else None
     if info is not None:
         pretrained, pmean, pstd = backbone_for_bands(weights, chips.bands, chips.sensor, img, chips.images,
                                                      chips.mask)
@@ -94,44 +143,24 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
         rows += [(name, p, feats) for p in ("linear", "knn") if p in s.protocols]
         if "finetune" in s.protocols:
             rows.append((name, "finetune", (lambda: copy.deepcopy(pretrained), pmean, pstd)))
-    if "random_init" in s.baselines:
+        fused.append((name, feats))
+    if {"random_init", "fusion"} & set(s.baselines):
         feats = extract_features(random_backbone(), chips.images, cmean, cstd, pool=s.pool, device=device)
-        rows += [(f"random-init {arch}", p, feats) for p in ("linear", "knn") if p in s.protocols]
+        if "random_init" in s.baselines:
+            rows += [(f"random-init {arch}", p, feats) for p in ("linear", "knn") if p in s.protocols]
+        fused.append((f"random-init {arch}", feats))
     if "band_statistics" in s.baselines:
-        rows.append(("band statistics", "linear", band_statistics(chips.images, chips.mask)))
+        rows.append(("band statistics", "linear", stats))
+    if "rcf" in s.baselines:
+        def rcf(split: FewLabelSplit) -> np.ndarray:
+            return rcf_features(chips.images, chips.images, cmean, cstd, seed=split.seed, mask=chips.mask,
+                                source_mask=chips.mask, source_index=split.pool, device=device)
+        rows.append((f"RCF {RCF_FEATURES}", "linear", rcf))
+    if "fusion" in s.baselines:
+        rows += [(f"band stats + {name}", "linear", np.hstack([stats, feats])) for name, feats in fused]
     if "scratch" in s.baselines:
         rows.append((f"from scratch {arch}", "finetune", (random_backbone, cmean, cstd)))
-    if not rows:
-        raise ValueError("nothing to evaluate: give weights or at least one baseline")
-
-    results = []
-    bar = tqdm(total=len(rows) * len(splits) * len(s.ks), desc="evaluate", unit="fit", disable=not progress)
-    for model_name, protocol, what in rows:
-        per_k = {k: [] for k in splits[0].train}
-        preds_top = []
-        for split in splits:
-            for k, train in split.train.items():
-                pred = _predict(protocol, what, chips, train, split.test, s, split.seed, device)
-                m = classification_metrics(chips.labels[split.test], pred, chips.classes)
-                per_k[k].append({"seed": split.seed, "n_train": int(train.size),
-                                 **{sc: m[sc] for sc in _SCORES}})
-                if k == list(split.train)[-1]:
-                    preds_top.append((split.test, pred))
-                bar.update(1)
-        for k, per_seed in per_k.items():
-            results.append({"model": model_name, "protocol": protocol, "k": k, "per_seed": per_seed,
-                            **{sc: mean_ci95([r[sc] for r in per_seed]) for sc in _SCORES}})
-            log.info("%s / %s / k=%s: OA %.1f%% ± %.1f", model_name, protocol, k,
-                     100 * results[-1]["overall_accuracy"]["mean"],
-                     100 * (results[-1]["overall_accuracy"]["ci95"] or 0))
-        y = np.concatenate([chips.labels[t] for t, _ in preds_top])
-        p = np.concatenate([q for _, q in preds_top])
-        results[-1]["metrics_all_seeds"] = classification_metrics(y, p, chips.classes)
-    bar.close()
-    settings = {**asdict(s), "weights": None if weights is None else str(weights), "arch": arch}
-    data = {"n": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
-            "class_counts": np.bincount(chips.labels, minlength=len(chips.classes)).tolist()}
-    return {"settings": settings, "data": data, "results": results}
+    return rows
 
 
 def _predict(protocol, what, chips, train, test, s: EvaluationSettings, seed: int, device) -> np.ndarray:

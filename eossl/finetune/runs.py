@@ -1,7 +1,8 @@
 """What ``eossl evaluate`` and ``eossl finetune`` do in a run directory (the commands only parse and call these).
 
-evaluate: ``config.yaml``, ``metrics.json`` (every row x k, per seed and mean / 95% CI), ``few_label_curve.png``,
-``confusion_matrix.png`` (the headline row at the largest k), ``table.txt``.
+evaluate: ``config.yaml``, ``metrics.json`` (every row x k, per seed and mean / 95% CI; with weights also the
+paired differences pretrained minus each baseline), ``few_label_curve.png``, ``confusion_matrix.png`` (the
+headline row at the largest k), ``table.txt`` (both tables).
 finetune: ``config.yaml``, ``model/`` (classifier.safetensors + classifier.json, for ``eossl predict``),
 ``metrics.json`` (hold-out metrics), ``confusion_matrix.png``, ``logs/metrics.csv`` (loss and LR per step).
 """
@@ -24,7 +25,7 @@ from eossl.finetune.evaluate import backbone_for_bands
 from eossl.finetune.evaluation import evaluate_chips
 from eossl.finetune.fewshot import few_label_splits, k_label
 from eossl.finetune.finetuning import finetune_classifier, predict_chips
-from eossl.finetune.metrics import classification_metrics
+from eossl.finetune.metrics import classification_metrics, mean_ci95
 from eossl.models.backbones import create_backbone
 from eossl.report.figures import save_confusion_matrix, save_few_label_curve
 from eossl.runs import environment, write_json, write_text
@@ -32,7 +33,9 @@ from eossl.train.export import read_weights_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["results_table", "run_evaluate", "run_finetune"]
+__all__ = ["paired_differences", "paired_table", "results_table", "run_evaluate", "run_finetune"]
+
+FROZEN_PROTOCOLS = ("linear", "mean + linear", "frozen + decoder")   # each task's frozen-feature protocol
 
 
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path | None = None,
@@ -50,7 +53,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
         what = f"{len(chips)} chips"
     elif cfg.task == "crop":
         out = evaluate_crop_task(cfg.fields, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed, cfg.test_fraction,
-                                 cfg.C, device)
+                                 cfg.C, cfg.baselines, device)
         what = f"{out['data']['n_fields']} fields"
     else:
         out = evaluate_segment_task(cfg.segmentation, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed,
@@ -69,8 +72,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
                                          f"{cfg.seeds} seeds pooled")
     save_few_label_curve(run_dir / "few_label_curve.png", rows,
                          title=f"{cfg.task}: {what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} seeds")
+    out["paired_differences"] = paired_differences(rows)
     write_json(run_dir / "metrics.json", out)
-    write_text(run_dir / "table.txt", results_table(rows) + "\n")
+    paired = paired_table(out["paired_differences"])
+    write_text(run_dir / "table.txt", results_table(rows) + "\n" + (f"\n{paired}\n" if paired else ""))
     return out
 
 
@@ -88,6 +93,61 @@ def results_table(rows: list[dict]) -> str:
             cells.append(f"{'-':>13}" if oa is None else
                          f"{100 * oa['mean']:>6.1f} ± {100 * (oa['ci95'] or 0):>4.1f}")
         lines.append(f"{m + ' / ' + p:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def paired_differences(rows: list[dict]) -> list[dict]:
+    """Pretrained minus each baseline row, seed by seed (identical splits): per k and score the per-seed
+    differences, their mean and 95% CI (t-interval). A baseline is compared with the pretrained row of its
+    protocol; a fusion row ``X + random-init ...`` with ``X + pretrained ...``; a baseline whose protocol the
+    pretrained model was not scored with (band statistics, RCF of the crop and segment tasks) with the pretrained
+    row of the task's frozen-feature protocol (:data:`FROZEN_PROTOCOLS`). Empty without a pretrained row."""
+    pretrained = next((r["model"] for r in rows if r["model"].startswith("pretrained ")), None)
+    if pretrained is None:
+        return []
+    by_key = {(r["model"], r["protocol"], r["k"]): r for r in rows}
+    protocols = [p for m, p, _ in by_key if m == pretrained]
+    out = []
+    for b in rows:
+        model, protocol = b["model"], b["protocol"]
+        if "pretrained " in model:
+            continue
+        if " + random-init " in model:
+            ref = (model.split(" + random-init ")[0] + " + " + pretrained, protocol)
+        elif protocol in protocols:
+            ref = (pretrained, protocol)
+        else:
+            ref = (pretrained, next((p for p in FROZEN_PROTOCOLS if p in protocols), None))
+        a = by_key.get((*ref, b["k"]))
+        if a is None:
+            continue
+        theirs = {r["seed"]: r for r in b["per_seed"]}
+        scores = [sc for sc in a["per_seed"][0] if sc not in ("seed", "n_train")]
+        per_seed = [{"seed": r["seed"], **{sc: r[sc] - theirs[r["seed"]][sc] for sc in scores}}
+                    for r in a["per_seed"] if r["seed"] in theirs]
+        out.append({"pretrained": {"model": ref[0], "protocol": ref[1]}, "baseline": {"model": model, "protocol":
+                    protocol}, "k": b["k"], "per_seed": per_seed,
+                    **{sc: mean_ci95([r[sc] for r in per_seed]) for sc in scores}})
+    return out
+
+
+def paired_table(pairs: list[dict]) -> str:
+    """Text table of :func:`paired_differences`: overall accuracy, pretrained minus baseline in points, per k."""
+    if not pairs:
+        return ""
+    ks = list(dict.fromkeys(p["k"] for p in pairs))
+    label = {}
+    for p in pairs:
+        a, b = p["pretrained"], p["baseline"]
+        label.setdefault(f"{a['model']} / {a['protocol']} - {b['model']} / {b['protocol']}", {})[p["k"]] = p
+    width = max(len(n) for n in label)
+    lines = [f"{'pretrained - baseline, OA points (paired, 95% CI)':<{width}}  " +
+             "  ".join(f"{'k=' + k:>13}" for k in ks)]
+    for name, by_k in label.items():
+        cells = [f"{'-':>13}" if k not in by_k else
+                 f"{round(100 * by_k[k]['overall_accuracy']['mean'], 1) + 0.0:>+6.1f} ± "   # + 0.0: no "-0.0"
+                 f"{100 * (by_k[k]['overall_accuracy']['ci95'] or 0):>4.1f}" for k in ks]
+        lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
 

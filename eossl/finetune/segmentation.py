@@ -34,8 +34,8 @@ from eossl.finetune.classifier import Classifier
 from eossl.finetune.metrics import classification_metrics, iou_from_confusion
 from eossl.gdal_env import open_raster
 
-__all__ = ["SegmentationChips", "load_segmentation_chips", "window_block_split", "train_segmentation",
-           "evaluate_segmentation", "predict_segmentation"]
+__all__ = ["SegmentationChips", "load_segmentation_chips", "normalise_chips", "window_block_split",
+           "train_segmentation", "evaluate_segmentation", "predict_segmentation"]
 
 
 @dataclass
@@ -204,7 +204,7 @@ def window_block_split(bounds_list, block_size_m: float, test_fraction: float = 
     return np.flatnonzero(~is_test & ~overlap), test
 
 
-def _normalise(images: np.ndarray, valid: np.ndarray, mean, std) -> torch.Tensor:
+def normalise_chips(images: np.ndarray, valid: np.ndarray, mean, std) -> torch.Tensor:
     """(N, C, H, W) reflectance -> standardised tensor, invalid pixels 0 (the mean)."""
     mean = np.asarray(mean, dtype=np.float32).reshape(-1)
     std = np.asarray(std, dtype=np.float32).reshape(-1)
@@ -245,7 +245,7 @@ def train_segmentation(backbone: nn.Module, chips: SegmentationChips, train_idx,
     idx = _check_idx(train_idx, len(chips), "train_idx")
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-    x_all = _normalise(chips.images[idx], chips.valid[idx], mean, std)
+    x_all = normalise_chips(chips.images[idx], chips.valid[idx], mean, std)
     y_all = torch.from_numpy(chips.labels[idx])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -294,7 +294,7 @@ def predict_segmentation(model: nn.Module, images: np.ndarray, valid: np.ndarray
     """(N, C, H, W) reflectance + (N, H, W) valid -> (N, H, W) int64 class indices (model in eval mode)."""
     model.eval()
     device = next(model.parameters()).device
-    x = _normalise(images, valid, mean, std)
+    x = normalise_chips(images, valid, mean, std)
     out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy().astype(np.int64)
 

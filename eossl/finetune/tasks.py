@@ -10,12 +10,14 @@ predictions pooled).
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
+from eossl.finetune.baselines import RCF_FEATURES, rcf_maps, rcf_model
 from eossl.finetune.config import FieldsConfig, SegmentationConfig
 from eossl.finetune.crops import evaluate_crops
 from eossl.finetune.evaluate import backbone_for_bands
@@ -31,10 +33,11 @@ from eossl.finetune.segmentation import (
     SegmentationChips,
     evaluate_segmentation,
     load_segmentation_chips,
+    normalise_chips,
     train_segmentation,
     window_block_split,
 )
-from eossl.models.backbones import create_backbone
+from eossl.models.backbones import create_backbone, feature_maps
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +50,18 @@ _SCORES = ("overall_accuracy", "macro_f1", "kappa")
 
 
 def evaluate_crop_task(f: FieldsConfig, weights, arch: str, ks, seeds: int, seed: int, test_fraction: float,
-                       C: float, device: str) -> dict:
+                       C: float, baselines: list[str], device: str) -> dict:
+    """Rows of :func:`evaluate_crops`; ``baselines`` picks random_init, band_statistics, rcf and fusion (there is
+    no fine-tuning of field series, so no scratch row)."""
     index = f.scenes.open()
     series = load_fields(index, f.labels, f.class_column, chip_size=f.chip_size, gsd=f.gsd, bands=f.bands,
                          classes=f.classes, min_valid=f.min_valid, id_column=f.id_column)
     raw = evaluate_crops(series, weights=weights, arch=None if weights else arch, ks=tuple(ks), seeds=seeds,
                          seed=seed, block_size_m=f.block_size_m, test_fraction=test_fraction,
                          aggregation=tuple(f.aggregation), pool=f.pool, level=f.level,
-                         attention_epochs=f.attention_epochs, C=C, device=device)
+                         attention_epochs=f.attention_epochs, C=C, device=device,
+                         random_init="random_init" in baselines, band_stats="band_statistics" in baselines,
+                         rcf="rcf" in baselines, fusion="fusion" in baselines)
     return {"settings": raw["settings"], "data": raw["data"], "splits": raw["splits"],
             "skipped_k": raw["skipped_k"], "results": crop_rows(raw)}
 
@@ -70,7 +77,7 @@ def crop_rows(raw: dict) -> list[dict]:
             per_seed = [{"seed": raw["settings"]["seed"] + i, "n_train": n,
                          **{sc: scores[sc]["values"][i] for sc in _SCORES}}
                         for i, n in enumerate(scores["n_train"])]
-            row = {"model": m["features"], "protocol": protocol, "k": k, "per_seed": per_seed,
+            row = {"model": m["features"], "protocol": protocol, "k": k, "dim": m["dim"], "per_seed": per_seed,
                    **{sc: {key: scores[sc][key] for key in ("mean", "ci95", "n")} for sc in _SCORES}}
             if k == ks[-1]:
                 row["metrics_all_seeds"] = m["metrics_all_seeds"]
@@ -102,24 +109,28 @@ def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):
 def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: int, seed: int,
                           test_fraction: float, baselines: list[str], device: str, progress: bool) -> dict:
     """Rows: pretrained (fine-tuned, and frozen backbone + decoder), random-init frozen + decoder, from scratch,
-    and per-pixel band values with logistic regression; k = labelled training chips ("all": every training chip
-    of the split). Splits: whole spatial blocks of windows, per seed."""
+    and per-pixel logistic regressions (:func:`_pixel_probes`: band values, RCF maps, band values + frozen
+    features); k = labelled training chips ("all": every training chip of the split). Splits: whole spatial
+    blocks of windows, per seed."""
     chips = load_segment_chips(s)
-    models = []
+    models, backbones = [], []
     if weights is not None:
         pre = segment_backbone(chips, weights, arch, seed)
         name = f"pretrained {pre[0].weights_info.arch} {pre[0].weights_info.ssl_method}"
         models += [(name, "finetune", pre, False), (name, "frozen + decoder", pre, True)]
         arch = pre[0].weights_info.arch
+        backbones.append((name, pre))
     rand = segment_backbone(chips, None, arch, seed)
+    backbones.insert(0, (f"random-init {arch}", rand))
     if "random_init" in baselines:
         models.append((f"random-init {arch}", "frozen + decoder", rand, True))
     if "scratch" in baselines:
         models.append((f"from scratch {arch}", "finetune", rand, False))
     splits = [(sd, *window_block_split(chips.bounds, s.block_size_m, test_fraction, sd, crs=chips.crs))
               for sd in range(seed, seed + seeds)]
+    probes = _pixel_probes(chips, splits, baselines, backbones, device)
     rows = []
-    total = (len(models) + ("band_statistics" in baselines)) * len(ks) * seeds
+    total = (len(models) + len(probes)) * len(ks) * seeds
     bar = tqdm(total=total, desc="evaluate segmentation", unit="fit", disable=not progress)
     for name, protocol, (backbone, mean, std), frozen in models:
         def fit(train, test, sd, backbone=backbone, mean=mean, std=std, frozen=frozen):
@@ -128,9 +139,8 @@ def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: 
                                        progress=False)
             return evaluate_segmentation(model, chips, test, mean, std)
         rows += _segment_rows(name, protocol, fit, chips, splits, ks, bar)
-    if "band_statistics" in baselines:
-        rows += _segment_rows("band values per pixel", "linear", lambda tr, te, sd: _pixel_probe(chips, tr, te, sd),
-                              chips, splits, ks, bar)
+    for name, fit in probes:
+        rows += _segment_rows(name, "linear", fit, chips, splits, ks, bar)
     bar.close()
     data = {"n_chips": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
             "chip_size": int(chips.images.shape[-1]), "label_values": {str(k): v for k, v in chips.label_values.items()}}
@@ -159,15 +169,95 @@ def _segment_rows(name, protocol, fit, chips, splits, ks, bar) -> list[dict]:
     return rows
 
 
-def _pixel_probe(chips: SegmentationChips, train, test, seed: int, max_pixels: int = 20000) -> dict:
-    """Logistic regression on the band values of single labelled pixels (a per-pixel spectral baseline)."""
-    x = np.moveaxis(chips.images[train], 1, -1).reshape(-1, chips.images.shape[1])
-    y = chips.labels[train].ravel()
-    keep = np.flatnonzero((y >= 0) & chips.valid[train].ravel())
-    keep = np.random.default_rng(seed).permutation(keep)[:max_pixels]
-    xt = np.moveaxis(chips.images[test], 1, -1).reshape(-1, chips.images.shape[1])
-    yt = chips.labels[test].ravel()
-    pred = fit_logreg(x[keep], y[keep], xt)[0]
-    m = classification_metrics(yt, np.where(yt >= 0, pred, 0), chips.classes)
+def _pixel_probes(chips: SegmentationChips, splits, baselines: list[str], backbones, device: str) -> list:
+    """(name, fit(train, test, seed) -> metrics) of the per-pixel logistic-regression rows: band values
+    (``band_statistics``); RCF response maps (``rcf``: 3 px filters drawn from each seed's training windows,
+    zero-padded so every pixel has its 512 values); band values + a frozen backbone's last feature map upsampled
+    bilinearly to the pixels (``fusion``: random-init and pretrained, ``backbones`` = [(name, (model, mean, std))])."""
+    out = []
+    if "band_statistics" in baselines:
+        out.append(("band values per pixel", lambda tr, te, sd: _pixel_probe(chips, tr, te, sd, _band_values(chips))))
+    if "rcf" in baselines:
+        pools, models = {sd: train for sd, train, _ in splits}, {}
+
+        def rcf(tr, te, sd):
+            if sd not in models:
+                models[sd] = rcf_model(chips.images, *_catalog_stats(chips), seed=sd, source_mask=chips.valid,
+                                       source_index=pools[sd])
+            return _pixel_probe(chips, tr, te, sd, _rcf_values(chips, models[sd], device))
+        out.append((f"RCF {RCF_FEATURES} per pixel", rcf))
+    if "fusion" in baselines:
+        out += [(f"band values + {name}", lambda tr, te, sd, b=b: _pixel_probe(chips, tr, te, sd,
+                                                                            _fused_values(chips, *b, device)))
+                for name, b in backbones]
+    return out
+
+
+def _catalog_stats(chips: SegmentationChips):
+    return load_sensor(chips.sensor).norm_stats(chips.bands)
+
+
+def _band_values(chips: SegmentationChips):
+    return lambda idx: chips.images[idx]
+
+
+def _rcf_values(chips: SegmentationChips, model, device: str):
+    """chip indices -> (n, 512, H, W) RCF response maps, each position centred on its pixel."""
+    mean, std = _catalog_stats(chips)
+    model = model.to(device)
+
+    def maps(idx):
+        with torch.no_grad():
+            x = normalise_chips(chips.images[idx], chips.valid[idx], mean, std).to(device)
+            return rcf_maps(model, x, same_size=True).cpu().numpy()
+    return maps
+
+
+def _fused_values(chips: SegmentationChips, backbone, mean, std, device: str):
+    """chip indices -> (n, C + D, H, W): band values, then the backbone's last map upsampled to the pixels."""
+    backbone = backbone.to(device).eval()
+    h, w = chips.images.shape[-2:]
+
+    def maps(idx):
+        with torch.no_grad():
+            f = feature_maps(backbone, normalise_chips(chips.images[idx], chips.valid[idx], mean, std).to(device))
+            if f.ndim == 3:                                      # ViT patch tokens (B, L, D) -> (B, D, g, g)
+                b, length, d = f.shape
+                g = math.isqrt(length)
+                if g * g != length:
+                    raise ValueError(f"cannot lay {length} patch tokens onto a square grid")
+                f = f.transpose(1, 2).reshape(b, d, g, g)
+            f = torch.nn.functional.interpolate(f.float(), size=(h, w), mode="bilinear", align_corners=False)
+        return np.concatenate([chips.images[idx], f.cpu().numpy()], axis=1)
+    return maps
+
+
+def _pixel_probe(chips: SegmentationChips, train, test, seed: int, maps, max_pixels: int = 20000,
+                 batch: int = 16, budget: int = 2 ** 26) -> dict:
+    """Logistic regression on per-pixel features ``maps(idx)`` -> (n, F, H, W) of chips ``idx``: trained on up to
+    ``max_pixels`` labelled pixels of the ``train`` chips (seeded draw), scored on every labelled pixel of the
+    ``test`` chips. :func:`fit_logreg` returns predictions only, so test chips beyond ``budget`` feature values
+    are predicted in chunks, each refitting the same (deterministic) model."""
+    hw = chips.labels.shape[1] * chips.labels.shape[2]
+    labelled = (chips.labels[train] >= 0) & chips.valid[train]
+    keep = np.random.default_rng(seed).permutation(np.flatnonzero(labelled.ravel()))[:max_pixels]
+    chip, pix = np.divmod(keep, hw)
+    x = None
+    for lo in range(0, len(train), batch):
+        sel = np.flatnonzero((chip >= lo) & (chip < lo + batch))
+        if sel.size:
+            f = maps(train[lo:lo + batch])
+            x = np.empty((keep.size, f.shape[1]), np.float32) if x is None else x
+            x[sel] = f.reshape(f.shape[0], f.shape[1], hw)[chip[sel] - lo, :, pix[sel]]
+    y = chips.labels[train].ravel()[keep]
+    step = max(1, budget // (x.shape[1] * hw))
+    truth, pred = [], []
+    for lo in range(0, len(test), step):
+        idx = test[lo:lo + step]
+        lab = chips.labels[idx].ravel() >= 0
+        f = np.concatenate([maps(idx[i:i + batch]) for i in range(0, len(idx), batch)])
+        pred.append(fit_logreg(x, y, np.moveaxis(f, 1, -1).reshape(-1, x.shape[1])[lab])[0])
+        truth.append(chips.labels[idx].ravel()[lab])
+    m = classification_metrics(np.concatenate(truth), np.concatenate(pred), chips.classes)
     m["mean_iou"] = iou_from_confusion(m["confusion_matrix"])[1]
     return m

@@ -1,4 +1,5 @@
-"""Evaluation figures: confusion matrix and few-label curve (PNG, written atomically)."""
+"""Evaluation figures: confusion matrix, few-label curve, training curves and the online probe (PNG, written
+atomically)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np  # noqa: E402
 
 from eossl.runs import atomic_write  # noqa: E402
 
-__all__ = ["save_confusion_matrix", "save_few_label_curve", "save_figure", "save_training_curves"]
+__all__ = ["save_confusion_matrix", "save_few_label_curve", "save_figure", "save_probe_curves",
+           "save_training_curves"]
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -70,7 +72,8 @@ def save_few_label_curve(path: str | Path, results: list[dict], score: str = "ov
     for (model, protocol), pts in lines.items():
         pts.sort()
         x, y, c = (np.array(v) for v in zip(*pts))
-        style = "--" if model.startswith(("random", "band", "from scratch")) else "-"
+        # pretrained solid; fusion (band statistics + a model's features) dotted; every other baseline dashed
+        style = ":" if " + " in model else "-" if model.startswith("pretrained") else "--"
         (line,) = ax.plot(x, 100 * y, style, marker="o", label=f"{model} / {protocol}")
         ax.fill_between(x, np.clip(100 * (y - c), 0, 100), np.clip(100 * (y + c), 0, 100), color=line.get_color(),
                         alpha=0.15)
@@ -98,6 +101,8 @@ def save_training_curves(path: str | Path, metrics_csvs: list[str | Path], title
     panels = [(c, label) for c, label in (("loss", "loss"), ("lr", "learning rate"),
                                           ("embedding_std", "std of normalised embeddings"),
                                           ("effective_rank", "effective rank")) if c in log.columns]
+    if not panels:   # e.g. a run shorter than trainer.log_every_n_steps whose log holds only its online probe
+        raise ValueError(f"no loss, learning rate or monitor column in {[str(p) for p in metrics_csvs]}")
     x = "step" if "step" in log.columns else "epoch"
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
     for ax, (col, label) in zip(np.atleast_1d(axes), panels):
@@ -107,5 +112,47 @@ def save_training_curves(path: str | Path, metrics_csvs: list[str | Path], title
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_probe_curves(path: str | Path, history: dict, title: str = "") -> Path:
+    """The online probe of a pretraining run (``probe/history.json``, :mod:`eossl.train.probe_history`): accuracy
+    at the largest k against optimiser steps and against training minutes (without the probe's time), one line
+    per pool; the baselines as horizontal bands (mean +- 95% CI), a random init in a pool in that pool's colour
+    (dashed), the others grey; the step where ``trainer.stop_when`` stopped training as a dotted line."""
+    k = max(int(v) for v in history["settings"]["ks"])
+    key = f"k{k}"
+    evals = history["evaluations"]
+    if not evals:
+        raise ValueError("the probe history holds no evaluation to plot")
+    pools = list(evals[0][key])
+    colour = {p: f"C{i % 10}" for i, p in enumerate(pools)}
+    baselines = history.get("baselines", {}).get(key, {})
+    greys = iter(["0.3", "0.6", "0.1", "0.8"] * (1 + len(baselines) // 4))
+    shade = {n: colour.get(n[n.find("(") + 1:-1] if n.endswith(")") else "") or next(greys) for n in baselines}
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0), sharey=True)
+    for ax, x, label in zip(axes, ("step", "minutes"), ("optimiser step", "training minutes (probe time excluded)")):
+        xs = [e[x] for e in evals]
+        for pool in pools:
+            ax.plot(xs, [100 * e[key][pool]["mean"] for e in evals], "-", marker="o", ms=3, color=colour[pool],
+                    label=pool)
+        for name, b in baselines.items():
+            m, ci = 100 * b["mean"], 100 * (b.get("ci95") or 0.0)
+            ax.axhspan(m - ci, m + ci, color=shade[name], alpha=0.08 if shade[name] in colour.values() else 0.15,
+                       lw=0)
+            ax.axhline(m, ls="--", lw=1.0, color=shade[name], label=name)
+        if history.get("stopped"):
+            ax.axvline(history["stopped"][x], ls=":", color="k", lw=1.0, label="stopped (trainer.stop_when)")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    means = [100 * e[key][p]["mean"] for e in evals for p in pools]
+    means += [100 * b["mean"] for b in baselines.values()]
+    axes[0].set_ylim(max(0.0, min(means) - 5), min(100.0, max(means) + 5))   # the means, not the widest CI
+    axes[0].set_ylabel(f"probe accuracy at k={k} (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.suptitle(title or f"online probe, k={k} labelled chips per class "
+                          f"({history['settings'].get('draws')} draws; bands: baselines, mean ± 95% CI)", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

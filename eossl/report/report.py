@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from eossl.report.figures import save_training_curves
+from eossl.report.figures import save_probe_curves, save_training_curves
 from eossl.runs import write_text
 
 __all__ = ["write_report"]
@@ -61,13 +61,45 @@ def _pretrain(name: str, rec: dict, out_dir: Path) -> list[tuple]:
                             f"{final.get('loss')}, embedding std {final.get('embedding_std')}, effective rank "
                             f"{final.get('effective_rank')}."))
     csvs = sorted((run / "logs").glob("version_*/metrics.csv"))
-    if csvs:
-        save_training_curves(out_dir / f"{name}_training.png", csvs, title=f"{name}: training curves")
+    if csvs and _training_curves(out_dir / f"{name}_training.png", csvs, title=f"{name}: training curves"):
         blocks.append(("img", f"{name}_training.png", "Loss, learning rate and collapse monitors per step"))
+    blocks += _probe(name, run, out_dir)
     views = _views(run, out_dir / f"{name}_views.png")
     if views:
         blocks.append(("img", views, "Chips of the corpus and their SSL views (true and false colour)"))
     return blocks
+
+
+def _training_curves(out: Path, csvs: list[Path], title: str) -> bool:
+    try:
+        save_training_curves(out, csvs, title=title)
+    except ValueError:      # logs without training metrics (a run shorter than its logging interval)
+        return False
+    return True
+
+
+def _probe(name: str, run: Path, out_dir: Path) -> list[tuple]:
+    """The online probe of a pretraining run (``RUN_DIR/probe/history.json``): what it found, and its curves."""
+    path = run / "probe" / "history.json"
+    if not path.is_file():
+        return []
+    history = json.loads(path.read_text())
+    if not history.get("evaluations"):
+        return []
+    s = history["settings"]
+    k = max(int(v) for v in s["ks"])
+    best, stopped = history.get("best_pool") or {}, history.get("stopped")
+    base = sorted(history.get("baselines", {}).get(f"k{k}", {}).items(), key=lambda item: -item[1]["mean"])
+    text = (f"Online probe: {s.get('n_chips')} labelled chips ({s.get('data')}), {s.get('draws')} few-label draws at "
+            f"k = {k} per class, every {s.get('every_n_steps')} steps. Best pool at step {best.get('step')}: "
+            f"{best.get('pool')} {100 * best.get('mean', float('nan')):.1f}%")
+    if base:
+        text += "; baselines: " + ", ".join(f"{n} {100 * b['mean']:.1f}%" for n, b in base[:3])
+    text += "." + (f" Training stopped at step {stopped['step']} ({stopped['minutes']:.1f} min): {stopped['reason']}."
+                   if stopped else "")
+    save_probe_curves(out_dir / f"{name}_probe.png", history)
+    return [("p", text), ("img", f"{name}_probe.png", f"Online probe accuracy at k = {k} per pool against steps and "
+                                                      f"training minutes; baselines as bands (mean ± 95% CI)")]
 
 
 def _views(run: Path, out: Path) -> str | None:

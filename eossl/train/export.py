@@ -2,13 +2,17 @@
 
 ``weights.json`` holds at least ``arch``, ``in_chans``, ``bands`` (input order), ``wavelengths_nm``, ``gsd_m``,
 ``normalization`` ({"mean": [...], "std": [...]} per band, reflectance units as the reader produces them),
-``ssl_method``, ``pretrain_data``, ``epochs``, ``eossl_version`` and ``img_size``. The safetensors keys are
-those of ``timm.create_model(arch_timm_name, in_chans=..., num_classes=0)``, so a plain timm model loads them.
+``ssl_method``, ``pretrain_data``, ``epochs``, ``eossl_version`` and ``img_size``, plus ``feature_pool`` (the pool of
+:mod:`eossl.models.pooling` that frozen features should use; "last" when weights.json predates it) and
+``feature_pool_source`` (the online-probe figures that chose it, ``{"chosen_by": "user"}``, or null). The
+safetensors keys are those of ``timm.create_model(arch_timm_name, in_chans=..., num_classes=0)``, so a plain timm
+model loads them (strict), whatever the feature pool.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,12 +22,17 @@ from torch import nn
 from eossl import __version__
 from eossl.models.adapt import BandMatch, adapt_stem_weight
 from eossl.models.backbones import create_backbone, stem_key
+from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
 from eossl.runs import atomic_write
 
-__all__ = ["WeightsInfo", "export_backbone", "export_run", "read_weights_info", "load_backbone"]
+log = logging.getLogger(__name__)
+
+__all__ = ["WeightsInfo", "export_backbone", "export_run", "probe_feature_pool", "read_weights_info",
+           "load_backbone"]
 
 WEIGHTS_FILE = "backbone.safetensors"
 INFO_FILE = "weights.json"
+PROBE_HISTORY = "probe/history.json"     # written into a pretraining run by its online probe
 
 
 @dataclass
@@ -38,6 +47,8 @@ class WeightsInfo:
     pretrain_data: str
     epochs: int
     img_size: int = 224
+    feature_pool: str = "last"
+    feature_pool_source: dict | None = None
     eossl_version: str = __version__
     extra: dict = field(default_factory=dict)
 
@@ -49,13 +60,20 @@ class WeightsInfo:
         bad = {k: v for k, v in lengths.items() if v != n}
         if bad:
             raise ValueError(f"weights info: in_chans is {n} but {', '.join(f'{k} has {v}' for k, v in bad.items())}")
+        if self.feature_pool not in POOLS:
+            raise ValueError(f"weights info: unknown feature_pool {self.feature_pool!r}; choose one of "
+                             f"{', '.join(POOLS)}")
 
 
 def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``out/backbone.safetensors`` and ``out/weights.json`` (each atomically)."""
+    """Write ``out/backbone.safetensors`` and ``out/weights.json`` (each atomically). A :class:`PooledBackbone` is
+    saved as its timm backbone; ``info.feature_pool`` must be a pool the model supports."""
     out = Path(out)
     if (out / INFO_FILE).exists() and not overwrite:
         raise ValueError(f"{out} already holds exported weights; choose another directory")
+    if isinstance(model, PooledBackbone):
+        model = model.backbone
+    pool_dim(model, info.feature_pool)      # a pool the architecture does not have is an error listing those it has
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     key = stem_key(info.arch)
     if key not in state or state[key].shape[1] != info.in_chans:
@@ -81,13 +99,25 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
 
 
 def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
-                  img_size: int | None = None) -> nn.Module:
+                  img_size: int | None = None, pool: str | None = None) -> nn.Module:
     """Rebuild the exported backbone; with ``bands`` ([(name, wavelength_nm), ...] of the target data, in input
     order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`).
 
     The returned module maps a normalised (B, C, H, W) batch to (B, D) features and carries ``weights_info`` and
-    ``band_matches``. Loading is strict: a missing or unexpected key is an error.
+    ``band_matches``. Its type depends on ``pool`` only, never on what the file records:
+
+    * ``pool=None`` (default): a :class:`~eossl.models.pooling.PooledBackbone` in the weights' recorded
+      ``feature_pool`` ("last" for weights.json files that predate it): the features the weights are best used
+      with. ``.backbone`` is the timm model, ``.pool`` the pool, ``.num_features`` the width D.
+    * ``pool="last"``: the plain timm model (``timm.create_model(..., num_classes=0)``), whose own forward is the
+      "last" pool. Fine-tuning, decoders and anything that needs feature maps use this.
+    * any other pool of :data:`~eossl.models.pooling.POOLS`: a PooledBackbone in that pool.
+
+    Loading is strict: a missing or unexpected key is an error; so is a pool the architecture does not have.
     """
+    if pool is not None and pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)} (or None: the weights' "
+                         f"recorded feature_pool)")
     path = Path(path)
     info = read_weights_info(path)
     if not (path / WEIGHTS_FILE).is_file():
@@ -104,15 +134,44 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
     model.load_state_dict(state, strict=True)
     model.weights_info = info
     model.band_matches = matches
-    return model
+    return model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
 
 
 BACKBONE_PREFIX = "method.backbone."
 
 
+def probe_feature_pool(run_dir: str | Path) -> tuple[str, dict | None]:
+    """``(feature_pool, feature_pool_source)`` chosen by the online probe of a pretraining run: the best pool of
+    ``RUN_DIR/probe/history.json`` with the figures that chose it (the best_pool record, that evaluation's score of
+    every pool and the baselines at the same k). ``("last", None)`` when the run has no probe history."""
+    path = Path(run_dir) / PROBE_HISTORY
+    if not path.is_file():
+        return "last", None
+    history = json.loads(path.read_text())
+    best = history.get("best_pool")
+    if not best:
+        log.warning("%s names no best pool (no probe evaluation finished?): feature_pool 'last'", path)
+        return "last", None
+    hint = "; fix the file or choose the pool with `eossl export --feature-pool POOL`"
+    if "pool" not in best or "k" not in best or "step" not in best:
+        raise ValueError(f"{path}: best_pool {best} lacks pool, k or step{hint}")
+    k = str(best["k"]) if str(best["k"]).startswith("k") else f"k{best['k']}"
+    evaluation = next((e for e in history.get("evaluations", []) if e.get("step") == best["step"]), None)
+    if evaluation is None or k not in evaluation:
+        raise ValueError(f"{path}: no evaluation at step {best['step']} with {k} scores for the best pool{hint}")
+    source = {"chosen_by": "online probe", "history": str(path), "best_pool": best, "k": k,
+              "step": evaluation["step"], "minutes": evaluation.get("minutes"), "pools": evaluation[k],
+              "baselines": history.get("baselines", {}).get(k, {})}
+    return str(best["pool"]), source
+
+
 def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None,
-               overwrite: bool = False) -> Path:
-    """Export the backbone of a pretraining run (its ``last.ckpt``, or ``checkpoint``) to ``out``."""
+               overwrite: bool = False, feature_pool: str | None = None) -> Path:
+    """Export the backbone of a pretraining run (its ``last.ckpt``, or ``checkpoint``) to ``out``.
+
+    ``feature_pool``: the pool recorded in weights.json (``feature_pool_source`` ``{"chosen_by": "user"}``);
+    None: the online probe's best pool (:func:`probe_feature_pool`), "last" without a probe history.
+    """
     import torch
 
     from eossl.config import to_dict
@@ -140,5 +199,15 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | No
         gsd_m=data["gsd_m"], normalization={"mean": data["mean"], "std": data["std"]}, ssl_method=cfg.method.name,
         pretrain_data=data["description"], epochs=int(state["epoch"]), img_size=img_size,
         extra={"global_step": int(state["global_step"]), "checkpoint": str(ckpt), "sensor": data["sensor"],
-               "config": to_dict(cfg)})
+               "config": to_dict(cfg)},
+        **_pool_fields(run_dir, feature_pool))
+    log.info("feature pool %r (%s)", info.feature_pool,
+             (info.feature_pool_source or {}).get("chosen_by", "default: no probe history"))
     return export_backbone(model, info, out, overwrite=overwrite)
+
+
+def _pool_fields(run_dir: Path, feature_pool: str | None) -> dict:
+    if feature_pool is not None:
+        return {"feature_pool": feature_pool, "feature_pool_source": {"chosen_by": "user"}}
+    pool, source = probe_feature_pool(run_dir)
+    return {"feature_pool": pool, "feature_pool_source": source}

