@@ -361,3 +361,20 @@ def test_registry_duplicate_name_raises_and_lists_what_exists():
     assert reg.get("alpha") is int, "a failed registration must not replace the original"
     # house style (STYLE.md 3): a duplicate name raises an error that lists what exists
     assert "beta" in str(err.value), f"message does not list the registered names: {err.value}"
+
+
+def test_native_preset_crops_at_the_chip_resolution(bands):
+    """`native` views are crop_size px boxes of the chip with its own pixel spacing (no zoom): on a ramp image whose
+    value grows by 1 per pixel, neighbouring view pixels still differ by 1 (up to rotation/flip)."""
+    spec = ViewSpec(ops=[op for op in preset("native").ops if op.name != "spectral_shift"], crop_size=8)
+    gen = ViewGenerator(spec, bands.names, bands.wavelengths, [0.0] * len(bands.names), [1.0] * len(bands.names),
+                        chip_size=16, seed=0)
+    ramp = torch.arange(16, dtype=torch.float32).view(1, 1, 1, 16).expand(4, len(bands.names), 16, 16).clone()
+    for view in gen(ramp, torch.ones(4, 16, 16, dtype=torch.bool)):
+        img = view["image"][:, 0]
+        assert img.shape == (4, 8, 8)
+        steps = torch.maximum((img[:, :, 1:] - img[:, :, :-1]).abs().amax(dim=(1, 2)),
+                              (img[:, 1:, :] - img[:, :-1, :]).abs().amax(dim=(1, 2)))
+        assert torch.allclose(steps, torch.ones(4), atol=1e-3), steps   # a zoomed crop would step by != 1
+    with pytest.raises(ConfigError, match="does not fit"):
+        _gen(bands, preset("native", crop_size=32), chip=16)

@@ -76,6 +76,10 @@ PRESETS: dict[str, list[OpSpec]] = {
     "light": [OpSpec("resized_crop", {"scale": [0.5, 1.0]}), OpSpec("rot90_flip")],
     # geometry only: keeps the spectra, which is what few-label land-cover probes need (BENCHMARKS.md)
     "spatial": [OpSpec("resized_crop", {"scale": [0.2, 1.0]}), OpSpec("rot90_flip")],
+    # the ground sampling distance kept: crops of crop_size px at native resolution (no zoom: texture scale tells
+    # land covers apart), exact rotations/flips, a small per-band gain/offset (BENCHMARKS.md, issue 11)
+    "native": [OpSpec("spectral_shift", {"p": 0.8}), OpSpec("resized_crop", {"scale": "native"}),
+               OpSpec("rot90_flip")],
     "none": [],
 }
 METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong", "simclr": "strong",
@@ -113,6 +117,13 @@ def _build_op(spec: OpSpec, i: int, wavelengths: list[float], chip_size: int, cr
         kwargs["wavelengths_nm"] = wavelengths
     if spec.name == "resized_crop":
         kwargs.setdefault("size", crop_size or chip_size)
+        if kwargs.get("scale") == "native":   # a crop_size box at the chip's own resolution: no zoom (sub-pixel shifts only)
+            side = kwargs["size"] if isinstance(kwargs["size"], int) else kwargs["size"][0]
+            if side > chip_size:
+                raise ConfigError(f"{where}: a native-resolution crop of {side} px does not fit in {chip_size} px "
+                                  f"chips; lower views.crop_size or raise corpus.sampler.size")
+            kwargs["scale"] = ((side / chip_size) ** 2,) * 2
+            kwargs["ratio"] = (1.0, 1.0)
     try:
         return cls(seed=seed, **kwargs)
     except (TypeError, ValueError) as err:

@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="few-label evaluation: linear probe, kNN, fine-tuning, with baselines",
         description="Score exported weights with few labels (k per class, several seeds, mean and 95%% CI) beside "
-                    "the same architecture randomly initialised, per-band statistics and supervised training from "
-                    "scratch, all on identical splits. Without --config: the built-in EuroSAT-MS sample. Writes "
+                    "the same architecture randomly initialised, per-band statistics, random convolutional features "
+                    "(RCF), band statistics fused with the features and supervised training from scratch, all on "
+                    "identical splits, with paired differences. Without --config: the built-in EuroSAT-MS sample. Writes "
                     "metrics.json, few_label_curve.png, confusion_matrix.png and table.txt into a new run directory.")
     p.add_argument("--config", help="evaluation config YAML (see configs/evaluate/)")
     p.add_argument("--weights", help="exported weights directory (same as --set weights=DIR)")
