@@ -13,8 +13,8 @@ from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from eossl.models.backbones import ARCHS, RESNET_STAGES, VIT_LAST_BLOCKS, create_backbone, is_vit
-from eossl.models.pooling import POOLS, check_pool, pool_features
+from eossl.models.backbones import ARCHS, RESNET_STAGES, create_backbone, is_vit
+from eossl.models.pooling import POOLS, check_pool, pool_features, pool_features_many
 
 __all__ = ["POOLS", "candidate_pools", "extract_features", "extract_pools"]
 
@@ -85,38 +85,11 @@ def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std
         with torch.no_grad():
             for start in range(0, images.shape[0], batch_size):
                 x = torch.as_tensor(images[start:start + batch_size]).to(device=device, dtype=torch.float32)
-                for pool, feats in _one_pass(model, (x - mean_t) / std_t, pools).items():
+                for pool, feats in pool_features_many(model, (x - mean_t) / std_t, pools).items():
                     out[pool].append(feats.float().cpu().numpy())
     finally:
         model.train(was_training)
     return {p: np.concatenate(v) for p, v in out.items()}
-
-
-def _one_pass(model: nn.Module, x: torch.Tensor, pools: list[str]) -> dict[str, torch.Tensor]:
-    """Every pool of ``pools`` from one ``forward_intermediates`` call, as :mod:`eossl.models.pooling` defines
-    them: ``last`` = the model's head on the final features; ``multi`` = averages over positions of the stages
-    (ResNet layer1..4) or the last blocks (ViT); ``statsK`` = mean and population std over positions at depth K
-    (ResNet index K, ViT block K = index K - 1)."""
-    vit = isinstance(model, VisionTransformer)
-    multi = (list(range(len(model.blocks) - VIT_LAST_BLOCKS, len(model.blocks))) if vit else list(RESNET_STAGES))
-    depth = {p: int(p[len("stats"):]) - (1 if vit else 0) for p in pools if p.startswith("stats")}
-    need = sorted(set(depth.values()) | (set(multi) if "multi" in pools else set())) or [multi[-1]]
-    if vit:
-        final, tokens = model.forward_intermediates(x, indices=need, norm=True, output_fmt="NLC")
-        flat = {i: t.transpose(1, 2) for i, t in zip(need, tokens)}          # (B, D, L) patch tokens
-    else:
-        final, maps = model.forward_intermediates(x, indices=need)
-        flat = {i: m.flatten(2) for i, m in zip(need, maps)}                  # (B, D, h*w)
-    out = {}
-    for pool in pools:
-        if pool == "last":
-            out[pool] = model.forward_head(final)
-        elif pool == "multi":
-            out[pool] = torch.cat([flat[i].mean(dim=2) for i in multi], dim=1)
-        else:
-            f = flat[depth[pool]]
-            out[pool] = torch.cat([f.mean(dim=2), f.std(dim=2, correction=0)], dim=1)
-    return out
 
 
 def _per_band(values, c: int, label: str, device) -> torch.Tensor:

@@ -21,9 +21,9 @@ from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from eossl.models.backbones import RESNET_STAGES, multi_level, multi_level_dim
+from eossl.models.backbones import RESNET_STAGES, VIT_LAST_BLOCKS, multi_level, multi_level_dim
 
-__all__ = ["POOLS", "model_pools", "check_pool", "pool_features", "pool_dim", "PooledBackbone"]
+__all__ = ["POOLS", "model_pools", "check_pool", "pool_features", "pool_features_many", "pool_dim", "PooledBackbone"]
 
 POOLS = ("last", "multi", *(f"stats{k}" for k in range(13)))   # statsK: K up to 12 (ViT blocks)
 _KEEP = ("weights_info", "band_matches")                         # attributes of loaded weights a wrapper keeps
@@ -121,3 +121,30 @@ def _statistics(model: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
                                                 intermediates_only=True)
         flat = tokens.transpose(1, 2)                             # (B, D, L)
     return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)
+
+
+def pool_features_many(model: nn.Module, x: torch.Tensor, pools: list[str]) -> dict[str, torch.Tensor]:
+    """Normalised (B, C, H, W) -> ``{pool: (B, D)}`` for timm ResNets and ViTs, from one ``forward_intermediates``
+    call (equal to :func:`pool_features` per pool, several times cheaper): ``last`` = the model's head on the final
+    features; ``multi`` = averages over positions of the stages (ResNet layer1..4) or the last blocks (ViT); ``statsK`` = mean and population std over positions at depth K
+    (ResNet index K, ViT block K = index K - 1)."""
+    vit = isinstance(model, VisionTransformer)
+    multi = (list(range(len(model.blocks) - VIT_LAST_BLOCKS, len(model.blocks))) if vit else list(RESNET_STAGES))
+    depth = {p: int(p[len("stats"):]) - (1 if vit else 0) for p in pools if p.startswith("stats")}
+    need = sorted(set(depth.values()) | (set(multi) if "multi" in pools else set())) or [multi[-1]]
+    if vit:
+        final, tokens = model.forward_intermediates(x, indices=need, norm=True, output_fmt="NLC")
+        flat = {i: t.transpose(1, 2) for i, t in zip(need, tokens)}          # (B, D, L) patch tokens
+    else:
+        final, maps = model.forward_intermediates(x, indices=need)
+        flat = {i: m.flatten(2) for i, m in zip(need, maps)}                  # (B, D, h*w)
+    out = {}
+    for pool in pools:
+        if pool == "last":
+            out[pool] = model.forward_head(final)
+        elif pool == "multi":
+            out[pool] = torch.cat([flat[i].mean(dim=2) for i in multi], dim=1)
+        else:
+            f = flat[depth[pool]]
+            out[pool] = torch.cat([f.mean(dim=2), f.std(dim=2, correction=0)], dim=1)
+    return out
