@@ -126,8 +126,8 @@ def _statistics(model: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
 def pool_features_many(model: nn.Module, x: torch.Tensor, pools: list[str]) -> dict[str, torch.Tensor]:
     """Normalised (B, C, H, W) -> ``{pool: (B, D)}`` for timm ResNets and ViTs, from one ``forward_intermediates``
     call (equal to :func:`pool_features` per pool, several times cheaper): ``last`` = the model's head on the final
-    features; ``multi`` = averages over positions of the stages (ResNet layer1..4) or the last blocks (ViT); ``statsK`` = mean and population std over positions at depth K
-    (ResNet index K, ViT block K = index K - 1)."""
+    features; ``multi`` = averages over positions of the stages (ResNet layer1..4) or the last blocks (ViT);
+    ``statsK`` = mean and population std over positions at depth K (ResNet index K, ViT block K = index K - 1)."""
     vit = isinstance(model, VisionTransformer)
     multi = (list(range(len(model.blocks) - VIT_LAST_BLOCKS, len(model.blocks))) if vit else list(RESNET_STAGES))
     depth = {p: int(p[len("stats"):]) - (1 if vit else 0) for p in pools if p.startswith("stats")}
