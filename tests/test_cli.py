@@ -60,6 +60,7 @@ def test_sensors_table(capsys):
 def test_demo_end_to_end(tmp_path, capsys):
     quick = ["--runs", str(tmp_path), "--set", "trainer.max_steps=2", "--set", "corpus.sampler.num_samples=32",
              "--set", "corpus.batch_size=16", "--set", "trainer.progress_bar=false", "--set", "views.crop_size=32",
+             "--set", "probe.data=null",
              "--draws", "2", "--random-inits", "1"]
     assert main(["demo", *quick]) == 0
     assert main(["demo", *quick]) == 0

@@ -128,9 +128,9 @@ class ProbeConfig:
     sensor: str = field("sentinel2-l1c", help="sensor of the class-folder chips (band names and units)")
     file_bands: list[str] | None = field(None, help="band names of the class-folder files in file order (default: "
                                                     "the band descriptions stored in the files)")
-    every_n_steps: int = field(64, ge=1, help="optimiser steps between evaluations; at 64 an evaluation costs under "
-                                              "10% of the default recipe's training time (benchmarks/bench_train.py "
-                                              "--probe)")
+    every_n_steps: int = field(128, ge=1, help="optimiser steps between evaluations; at 128 the evaluations cost "
+                                               "about 7% of the default recipe's training time (measured: 9.5 s "
+                                               "per evaluation, 1.06 s per step; BENCHMARKS.md)")
     ks: list[int] = field(default_factory=lambda: [5, 10], help="labelled chips per class; the largest is the main "
                                                                 "k (stop rule, best pool, report)")
     draws: int = field(10, ge=1, help="few-label splits per k (fixed by seed: the same in every evaluation)")
