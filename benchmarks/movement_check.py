@@ -36,8 +36,8 @@ SETTINGS = [  # name, optimiser, base LR (per 256), LR scaling, trust coefficien
     ("LARS eta 0.001, sqrt scaling", "lars", 0.3, "sqrt", 0.001, False),
     ("LARS eta 0.01 (default)", "lars", 0.3, "linear", 0.01, False),
     ("LARS eta 0.02", "lars", 0.3, "linear", 0.02, False),
-    ("SGD 0.05", "sgd", 0.1, "linear", 0.001, False),
-    ("AdamW 1e-3", "adamw", 2e-3, "linear", 0.001, False),
+    ("SGD (base LR 0.1)", "sgd", 0.1, "linear", 0.001, False),
+    ("AdamW (base LR 2e-3)", "adamw", 2e-3, "linear", 0.001, False),
 ]
 
 
