@@ -38,46 +38,25 @@ def extract_features(model: nn.Module, images: np.ndarray | torch.Tensor, mean, 
     The model is moved to ``device`` and run under ``torch.no_grad()`` in eval mode; its train/eval mode is restored
     afterwards. The result depends only on the model and the inputs (no randomness).
     """
-    check_pool(model, pool)
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    c = images.shape[1]
-    mean_t = _per_band(mean, c, "mean", device)
-    std_t = _per_band(std, c, "std", device)
-    if not bool((std_t > 0).all()):
-        raise ValueError(f"std must be > 0 for every band, got {std_t.flatten().tolist()}")
-    was_training = model.training
-    model.to(device).eval()
-    out = []
-    try:
-        with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                x = torch.as_tensor(images[start:start + batch_size]).to(device=device, dtype=torch.float32)
-                out.append(pool_features(model, (x - mean_t) / std_t, pool).float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    if not out:
-        raise ValueError("no images to extract features from (N = 0)")
-    return np.concatenate(out)
+    return extract_pools(model, images, mean, std, [pool], batch_size, device)[pool]
 
 
 def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std, pools: list[str],
                   batch_size: int = 64, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
     """``{pool: (N, D) float32}``: :func:`extract_features` for several pools, from one forward pass per batch
     (timm ResNet and ViT: ``forward_intermediates`` at every depth the pools need; other models: one pass per
-    pool). Equal to calling :func:`extract_features` per pool; 5-7x cheaper for a ResNet's candidate pools."""
+    pool). 5-7x cheaper than one call per pool for a ResNet's candidate pools."""
     for pool in pools:
         check_pool(model, pool)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"images must be (N, C, H, W) with N > 0, got shape {tuple(images.shape)}")
-    if not isinstance(model, (ResNet, VisionTransformer)):
-        return {p: extract_features(model, images, mean, std, p, batch_size, device) for p in pools}
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     c = images.shape[1]
     mean_t, std_t = _per_band(mean, c, "mean", device), _per_band(std, c, "std", device)
     if not bool((std_t > 0).all()):
         raise ValueError(f"std must be > 0 for every band, got {std_t.flatten().tolist()}")
+    one_pass = isinstance(model, (ResNet, VisionTransformer)) and pools != ["last"]
     was_training = model.training
     model.to(device).eval()
     out: dict[str, list[np.ndarray]] = {p: [] for p in pools}
@@ -85,8 +64,11 @@ def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std
         with torch.no_grad():
             for start in range(0, images.shape[0], batch_size):
                 x = torch.as_tensor(images[start:start + batch_size]).to(device=device, dtype=torch.float32)
-                for pool, feats in pool_features_many(model, (x - mean_t) / std_t, pools).items():
-                    out[pool].append(feats.float().cpu().numpy())
+                x = (x - mean_t) / std_t
+                feats = (pool_features_many(model, x, pools) if one_pass
+                         else {p: pool_features(model, x, p) for p in pools})
+                for pool, f in feats.items():
+                    out[pool].append(f.float().cpu().numpy())
     finally:
         model.train(was_training)
     return {p: np.concatenate(v) for p, v in out.items()}
