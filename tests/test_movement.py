@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_pretrain_config
 from safetensors.torch import load_file
 
 from eossl.methods import build_method
 from eossl.models.backbones import create_backbone
-from eossl.train.config import load_pretrain_config
 from eossl.train.movement import INIT_FILE, grad_norms, relative_change, slow_stages, stage_of
 from eossl.train.pretrain import pretrain
 
@@ -55,11 +55,7 @@ def test_every_stage_receives_gradient_at_initialisation():
 
 
 def test_pretraining_logs_movement_and_warns_when_the_backbone_does_not_move(tiny_s2_scene, tmp_path):
-    cfg = load_pretrain_config(None, [
-        f"corpus.roots=[{tiny_s2_scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=16",
-        "corpus.batch_size=8", "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=1",
-        "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "trainer.max_steps=3",
-        "trainer.min_movement=0.5", "probe.data=null"])
+    cfg = tiny_pretrain_config(tiny_s2_scene, max_steps=3, min_movement=0.5)
     run = tmp_path / "run"
     summary = pretrain(cfg, run)
     header = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_pretrain_config as _config
 
 import eossl
 from eossl.cli import main
@@ -19,15 +20,6 @@ from eossl.data.resumable import ResumableLoader, SkippableSampler
 from eossl.train.checkpoint import AtomicCheckpointIO
 from eossl.train.config import PretrainConfig, load_pretrain_config
 from eossl.train.pretrain import pretrain
-
-
-def _config(scene, **trainer) -> PretrainConfig:
-    """VICReg on a ResNet-18 over 32 px chips of a tiny 13-band scene: 4 batches of 8 per epoch."""
-    return load_pretrain_config(None, [
-        f"corpus.roots=[{scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=32",
-        "corpus.batch_size=8", "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
-        "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
-        "probe.data=null", *(f"trainer.{k}={v}" for k, v in trainer.items())])
 
 
 def _backbone_state(ckpt: Path) -> dict[str, torch.Tensor]:
