@@ -241,7 +241,8 @@ def _movement(cfg: PretrainConfig, run_dir: Path, ckpt: dict) -> tuple[dict[str,
     if slow:
         warnings.append(f"backbone stage(s) {', '.join(slow)} moved less than trainer.min_movement = "
                         f"{cfg.trainer.min_movement} (relative weight change from initialisation): the backbone "
-                        f"hardly trained; raise optim.base_lr, use optim.lr_scaling=sqrt or train longer")
+                        f"hardly trained; raise optim.base_lr (with LARS: optim.trust_coefficient), use "
+                        f"optim.lr_scaling=sqrt or train longer")
         for w in warnings:
             log.warning(w)
     return movement, warnings
