@@ -43,9 +43,12 @@ def open_raster(path: str) -> rasterio.DatasetReader:
     configure_gdal()
     if not is_remote(path) and not Path(path).exists():
         raise FileNotFoundError(f"raster file not found: {path} (was it moved or deleted? rebuild the index "
-                                f"with `eossl catalog build`, or pass --root if the data moved)")
+                                f"with `eossl catalog build`; if the data moved, open the index with its new "
+                                f"location: the `root` key, e.g. corpus.root when pretraining)")
     try:
         return rasterio.open(path)
     except RasterioIOError as err:
-        raise ValueError(f"cannot read raster {path}: {err}. Check the file is a complete GeoTIFF/JP2/VRT "
-                         f"(re-download it if it was cut short) and that GDAL can open it (`gdalinfo`).") from err
+        detail = " ".join(str(err).replace(f"{path}: ", "").split())
+        raise ValueError(f"cannot read raster {path}: {detail}. The file is unreadable (truncated, corrupt, missing "
+                         f"or not a raster): check that GDAL can open it (`gdalinfo`), and re-download it if it was "
+                         f"cut short") from err

@@ -17,7 +17,7 @@ from rasterio.warp import transform, transform_bounds
 from shapely.geometry import Point, box
 
 from eossl.catalog.build import IndexOptions, build_index
-from eossl.catalog.index import INDEX_COLUMNS, SceneIndex, open_index
+from eossl.catalog.index import INDEX_COLUMNS, SENSOR_DEFINITION, SceneIndex, open_index
 from eossl.catalog.scan import parse_datetime
 
 EUROSAT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eurosat_ms"
@@ -37,7 +37,7 @@ def _utc(*args) -> pd.Timestamp:
 
 def test_s2_index_one_acquisition_with_13_bands(s2_index):
     assert len(s2_index) == 1
-    assert list(s2_index.frame.columns) == INDEX_COLUMNS
+    assert list(s2_index.frame.columns) == [*INDEX_COLUMNS, SENSOR_DEFINITION]   # the sensor travels with it
     row = s2_index.frame.iloc[0]
     assert row["sensor"] == "sentinel2-l1c" and row["kind"] == "raster"
     assets = s2_index.assets(0)
@@ -204,13 +204,14 @@ def test_safe_layout_keeps_the_finest_resolution(tiny_scene_factory, tmp_path, c
     for band, asset in assets.items():
         assert Path(asset.path) == scene.file(band).resolve(), band
     assert "/R10m/" in assets["B02"].path and "/R20m/" in assets["B05"].path and "/R60m/" in assets["B01"].path
-    # SCL and the 3-band TCI are not bands: skipped with a warning naming them
-    assert "SCL_20m.tif" in caplog.text and "TCI_10m.tif" in caplog.text
+    # the 3-band TCI is not a band: skipped with a warning naming it; the SCL (the finer, 20 m) is the cloud mask
+    assert "TCI_10m.tif" in caplog.text and "SCL_20m.tif" not in caplog.text
+    assert index.quality_mask(0).path.endswith("R20m/T33UUP_20200615T101031_SCL_20m.tif")
 
 
 def test_strict_build_rejects_files_that_are_not_bands(tiny_scene_factory, tmp_path):
     scene = tiny_scene_factory(tmp_path / "safe", layout="safe")
-    with pytest.raises(ValueError, match=r"files that cannot be indexed:(.|\n)*SCL_20m\.tif"):
+    with pytest.raises(ValueError, match=r"files that cannot be indexed:(.|\n)*TCI_10m\.tif"):
         build_index([str(scene.root)], "sentinel2-l2a", IndexOptions(strict=True), progress=False)
 
 

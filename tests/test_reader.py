@@ -423,9 +423,11 @@ def test_landsat_c2l2_scaling(tiny_stack_factory, tmp_path):
     stem = "LC08_L2SP_042034_20170616_20200903_02_T1"
     sr = tiny_stack_factory(tmp_path / "ls" / f"{stem}_SR_B4.TIF", ["SR_B4"], seed=1)
     st = tiny_stack_factory(tmp_path / "ls" / f"{stem}_ST_B10.TIF", ["ST_B10"], seed=2)
-    tiny_stack_factory(tmp_path / "ls" / f"{stem}_QA_PIXEL.TIF", ["QA"], seed=3)
+    clear = np.full((1, 64, 64), 21824, dtype="uint16")             # Landsat 8 QA_PIXEL "clear, low confidence"
+    tiny_stack_factory(tmp_path / "ls" / f"{stem}_QA_PIXEL.TIF", ["QA"], data=clear)
     index = _index(tmp_path / "ls", sensor="landsat8-c2l2")
     assert len(index) == 1 and list(index.assets(0)) == ["SR_B4", "ST_B10"]
+    assert index.quality_mask(0).mask_kind == "qa_pixel"              # the QA file is the cloud mask, not a band
     assert index.datetime(0).isoformat() == "2017-06-16T00:00:00+00:00"
     chip = ChipReader(index, bands=["red", "lwir11"]).read(0, (399960.0, 5799380.0, 400600.0, 5800020.0))
     np.testing.assert_array_equal(chip.image[0], reflectance(sr[0], 2.75e-5, -0.2))

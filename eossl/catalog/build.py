@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from rasterio.enums import MaskFlags, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import from_bounds
 from tqdm.auto import tqdm
 
-from eossl.catalog import scan
-from eossl.catalog.index import SceneIndex, footprint_rows, make_frame
-from eossl.catalog.sensors import Sensor, load_sensor
+from eossl.catalog import platforms, quality, scaling, scan, sidecar
+from eossl.catalog.index import SENSOR_DEFINITION, SceneIndex, footprint_rows, make_frame
+from eossl.catalog.integrity import check_intact, exclude_hint, unreadable
+from eossl.catalog.sensors import Sensor, load_sensor, sensor_definition
 from eossl.data.sources import valid_of
 from eossl.gdal_env import is_remote, open_raster
 
@@ -41,6 +43,8 @@ class IndexOptions:
     patterns: tuple[str, ...] = scan.DEFAULT_PATTERNS
     exclude: tuple[str, ...] = ()
     strict: bool = False                 # a file that cannot be assigned to a band is an error, not a warning
+    quick: bool = False                  # skip reading one block of every file (headers are still checked)
+    cloud_mask: bool = True              # SCL / QA_PIXEL / Fmask files beside the bands mark invalid pixels
 
 
 def build_index(roots: list[str], sensor: str | Sensor, options: IndexOptions | None = None,
@@ -58,6 +62,9 @@ def build_index(roots: list[str], sensor: str | Sensor, options: IndexOptions | 
             rows.extend(scan_cube(r, sensor, nodata=options.nodata))
     if raster_roots:
         rows.extend(_raster_rows(raster_roots, sensor, options, progress))
+    definition = json.dumps(sensor_definition(sensor))
+    for row in rows:  # the exact sensor travels with the index (a YAML passed by path is found again)
+        row[SENSOR_DEFINITION] = definition
     if not rows:
         raise ValueError(f"no {sensor.name} rasters found under {', '.join(map(str, roots))} "
                          f"(looked for {', '.join(options.patterns)})")
@@ -68,10 +75,9 @@ def _raster_rows(roots: list[str], sensor: Sensor, options: IndexOptions, progre
     found = scan.find_files(roots, tuple(options.patterns), tuple(options.exclude))
     if not found:
         return []
-    files, root_of = [], {}
-    for root, path in tqdm(found, desc="reading headers", unit="file", disable=not progress):
-        files.append(_header(path))
-        root_of[path] = root
+    files, root_of = _headers(found, options.quick, progress)
+    masks, files = quality.split_masks(files, sensor) if options.cloud_mask else ([], files)
+    _check_platforms(files, sensor)
     acquisitions, skipped = scan.group_files(files, root_of, sensor, options.band_order)
     if skipped:
         if options.strict:
@@ -81,14 +87,46 @@ def _raster_rows(roots: list[str], sensor: Sensor, options: IndexOptions, progre
     if not acquisitions:
         raise ValueError(f"none of the {len(files)} files under {', '.join(roots)} could be assigned to a "
                          f"{sensor.name} band:\n  " + "\n  ".join(skipped[:10]))
-    rows = []
+    masks_of = quality.match_masks(acquisitions, masks, sensor) if options.cloud_mask else {}
+    rows, logged = [], set()
     for acq in tqdm(acquisitions, desc="indexing acquisitions", unit="acq", disable=not progress):
-        rows.append(_acquisition_row(acq, root_of, sensor, options))
+        row = _acquisition_row(acq, root_of, sensor, options, logged)
+        if acq.key in masks_of:
+            _add_quality_mask(row, masks_of[acq.key])
+        rows.append(row)
     return rows
 
 
-def _header(path: str) -> scan.RasterFile:
-    with open_raster(path) as ds:
+def _headers(found: list[tuple[str, str]], quick: bool, progress: bool) -> tuple[list[scan.RasterFile],
+                                                                                 dict[str, str]]:
+    """Every file's header (and, unless ``quick``, one block); one error listing every unreadable file."""
+    files, root_of, bad = [], {}, []
+    desc = "reading headers" if quick else "reading headers and one block per file"
+    for root, path in tqdm(found, desc=desc, unit="file", disable=not progress):
+        try:
+            files.append(_header(path, quick))
+        except ValueError as err:
+            bad.append(str(err))
+        root_of[path] = root
+    if len(bad) == 1:
+        raise ValueError(bad[0])
+    if bad:
+        raise ValueError(f"{len(bad)} files are unreadable or truncated; re-download them, or leave them out with "
+                         f"`eossl catalog build --exclude GLOB`:\n  " + "\n  ".join(bad[:20])
+                         + (f"\n  ... {len(bad) - 20} more" if len(bad) > 20 else ""))
+    return files, root_of
+
+
+def _header(path: str, quick: bool = False) -> scan.RasterFile:
+    """What the catalog needs from a file's header, after checking the file is whole (see catalog.integrity)."""
+    try:
+        with warnings.catch_warnings():  # a missing CRS is reported below, with what to do
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = open_raster(path)
+    except ValueError as err:
+        raise ValueError(f"{err}; or {exclude_hint(path)}") from err
+    with ds:
+        check_intact(ds, path, read_block=not quick)
         return scan.RasterFile(path=path, count=ds.count, crs=ds.crs.to_string() if ds.crs else None,
                                res=(abs(ds.res[0]), abs(ds.res[1])), bounds=tuple(ds.bounds), width=ds.width,
                                height=ds.height, nodata=ds.nodata, descriptions=tuple(ds.descriptions),
@@ -96,8 +134,11 @@ def _header(path: str) -> scan.RasterFile:
 
 
 def _acquisition_row(acq: scan.Acquisition, root_of: dict[str, str], sensor: Sensor,
-                     options: IndexOptions) -> dict:
+                     options: IndexOptions, logged: set[str] | None = None) -> dict:
+    """One index row. ``logged``: radiometry notes already logged at info level in this build (others: debug)."""
     files = {f.path: f for f, _ in acq.assets.values()}
+    # the first band file with metadata beside it (a STAC item may list only some of the bands)
+    side = next((i for i in map(sidecar.read_sidecar, files) if i.datetime), sidecar.SidecarInfo())
     crss = {f.crs for f in files.values()}
     if None in crss:
         bad = [p for p, f in files.items() if f.crs is None]
@@ -119,11 +160,19 @@ def _acquisition_row(acq: scan.Acquisition, root_of: dict[str, str], sensor: Sen
         rel = f.path if is_remote(f.path) else str(Path(f.path).relative_to(root))
         assets[band] = {"path": rel, "band_index": idx, "nodata": nodata}
         nodata_of[band] = nodata
+    chosen = _scaling(acq, sensor, nodata_of)
+    for band, (scale, offset) in chosen.overrides.items():
+        assets[band].update(scale=scale, offset=offset)
+    note = chosen.note if chosen.as_declared else f"acquisition {acq.key}: {chosen.note}"
+    if logged is None or note not in logged:
+        log.info("radiometry: %s", note)
+        if logged is not None:
+            logged.add(note)
     mask = _coarse_mask(acq, bounds, res, nodata_of)
     native_wkt, geo = footprint_rows(bounds, crs)
     return {
         "id": acq.key, "sensor": sensor.name, "kind": "raster",
-        "datetime": _acquisition_time(acq, sensor, options), "root": root,
+        "datetime": _acquisition_time(acq, sensor, options, side), "root": root,
         "assets": json.dumps(assets), "crs": crs, "res": float(res),
         "minx": bounds[0], "miny": bounds[1], "maxx": bounds[2], "maxy": bounds[3],
         "footprint_native": native_wkt, "valid_fraction": float(mask.mean()),
@@ -151,8 +200,7 @@ def _coarse_mask(acq: scan.Acquisition, bounds, res: float, nodata_of: dict[str,
                 internal = (ds.read_masks(idx, window=window, out_shape=shape, resampling=Resampling.nearest) > 0
                             if MaskFlags.per_dataset in ds.mask_flag_enums[idx - 1] else None)
             except RasterioIOError as err:
-                raise ValueError(f"cannot read raster {f.path} (band {idx}): {err}; the file may be truncated "
-                                 f"or corrupt: re-download it, or leave it out with --exclude") from err
+                raise ValueError(unreadable(f.path, f"band {idx}: {err.__cause__ or err}")) from err
         valid = valid_of(data, nodata_of[band])
         if internal is not None:
             valid &= internal
@@ -160,7 +208,62 @@ def _coarse_mask(acq: scan.Acquisition, bounds, res: float, nodata_of: dict[str,
     return mask
 
 
-def _acquisition_time(acq: scan.Acquisition, sensor: Sensor, options: IndexOptions):
+def _add_quality_mask(row: dict, qm: quality.QualityMask) -> None:
+    """Mark the pixels ``qm`` flags (cloud, shadow, cirrus, no data) invalid in the row's coarse mask, and record
+    the mask in its assets (key ``_mask``) so that readers apply it to every chip."""
+    f = qm.file
+    if f.crs != row["crs"]:
+        log.warning("acquisition %s: its %s mask %s is in %s, its bands in %s; the mask is not used (reproject it "
+                    "to the bands' CRS, or pass --no-cloud-mask to silence this)", row["id"], qm.kind, f.path,
+                    f.crs, row["crs"])
+        return
+    shape = tuple(int(v) for v in row["mask_shape"].split(","))
+    bounds = (row["minx"], row["miny"], row["maxx"], row["maxy"])
+    with open_raster(f.path) as ds:
+        try:  # outside the mask file counts as unusable (masked)
+            codes = ds.read(qm.band_index, window=from_bounds(*bounds, transform=ds.transform), out_shape=shape,
+                            resampling=Resampling.nearest, boundless=True, masked=True)
+        except RasterioIOError as err:
+            raise ValueError(unreadable(f.path, f"{qm.kind} mask: {err.__cause__ or err}")) from err
+    usable = quality.usable(qm.kind, codes.filled(0)) & ~np.ma.getmaskarray(codes)
+    h, w = shape
+    mask = np.unpackbits(np.frombuffer(row["mask"], dtype=np.uint8), count=h * w).reshape(shape).astype(bool)
+    mask &= usable
+    row["mask"] = np.packbits(mask.ravel()).tobytes()
+    row["valid_fraction"] = float(mask.mean())
+    try:
+        rel = f.path if is_remote(f.path) else str(Path(f.path).relative_to(row["root"]))
+    except ValueError:  # not under the acquisition's root: keep the absolute path
+        rel = f.path
+    assets = json.loads(row["assets"])
+    assets[quality.MASK_KEY] = {"path": rel, "band_index": qm.band_index, "nodata": None, "kind": qm.kind}
+    row["assets"] = json.dumps(assets)
+    log.debug("acquisition %s: %s mask %s leaves %.1f%% of the pixels valid", row["id"], qm.kind, f.path,
+              100 * row["valid_fraction"])
+
+
+def _check_platforms(files: list[scan.RasterFile], sensor: Sensor) -> None:
+    """Every file's platform (name, tags, sidecar) must be the sensor's: a wrong --sensor is an error."""
+    for f in files:
+        side = sidecar.read_sidecar(f.path)
+        source = f"sidecar {Path(side.source).name!r}" if side.source else "sidecar"
+        platforms.check_platform(f.path, platforms.detect(f.path, f.tags, side.platform, source), sensor)
+
+
+def _scaling(acq: scan.Acquisition, sensor: Sensor, nodata_of: dict[str, float | None]) -> scaling.Scaling:
+    """Scale per band from each file's dtype and a small sample of its values (see catalog.scaling)."""
+    by_file: dict[str, dict[str, int]] = {}
+    for band, (f, idx) in acq.assets.items():
+        by_file.setdefault(f.path, {})[band] = idx
+    samples = []
+    for path, bands in by_file.items():
+        for band, (dtype, values) in scaling.sample_file(path, bands, nodata_of).items():
+            samples.append(scaling.BandSample(sensor.band(band), path, dtype, values))
+    return scaling.choose_scaling(samples, sensor.name)
+
+
+def _acquisition_time(acq: scan.Acquisition, sensor: Sensor, options: IndexOptions,
+                      side: sidecar.SidecarInfo | None = None):
     if options.datetime:
         return scan.parse_datetime(options.datetime)
     patterns = list(options.datetime_patterns) + list(sensor.datetime_patterns)
@@ -171,7 +274,7 @@ def _acquisition_time(acq: scan.Acquisition, sensor: Sensor, options: IndexOptio
         elif source == "tags":
             found = scan.datetime_from_tags(first.tags)
         else:
-            found = scan.datetime_from_sidecar(first.path)
+            found = (side or sidecar.read_sidecar(first.path)).datetime
         if found is not None:
             return found
     return None

@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box, shape
 
-from eossl.catalog.sensors import Sensor, load_sensor
+from eossl.catalog.sensors import Sensor, load_sensor, sensor_from_definition
 from eossl.gdal_env import is_remote
 
 __all__ = ["SceneIndex", "open_index", "INDEX_COLUMNS"]
 
+SENSOR_DEFINITION = "sensor_definition"   # optional column: the sensor as built (JSON, sensors.sensor_definition)
 INDEX_COLUMNS = ["id", "sensor", "kind", "datetime", "root", "assets", "crs", "res", "minx", "miny", "maxx",
                  "maxy", "footprint_native", "valid_fraction", "mask", "mask_shape", "geometry"]
 
@@ -41,6 +42,7 @@ class Asset:
     time_index: int | None = None   # cubes: index along the time dimension
     scale: float | None = None      # overrides the sensor band's scale (e.g. a cube already in reflectance)
     offset: float | None = None
+    mask_kind: str | None = None    # a cloud/quality mask (scl | qa_pixel | fmask, see catalog.quality), not a band
 
 
 class SceneIndex:
@@ -67,6 +69,11 @@ class SceneIndex:
         self._res = [float(v) for v in f["res"]]
         self._bounds = [tuple(float(v) for v in row) for row in f[["minx", "miny", "maxx", "maxy"]].to_numpy()]
         self._times = [None if pd.isna(v) else pd.Timestamp(v) for v in f["datetime"]]
+        self._definitions: dict[str, str] = {}
+        if SENSOR_DEFINITION in f.columns:
+            for name, text in zip(self._sensors, f[SENSOR_DEFINITION], strict=True):
+                if isinstance(text, str) and text:
+                    self._definitions.setdefault(name, text)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -76,7 +83,18 @@ class SceneIndex:
         return self._ids
 
     def sensor(self, i: int = 0) -> Sensor:
-        return load_sensor(self._sensors[i])
+        """The sensor of row ``i``: from the catalog by name, else from the definition stored in the index when
+        it was built (a sensor YAML passed by path is found again without the file)."""
+        name = self._sensors[i]
+        try:
+            return load_sensor(name)
+        except ValueError as err:
+            stored = self._definitions.get(name)
+            if stored is None:
+                raise ValueError(f"{err}; index {self.path or ''} names sensor {name!r} but does not store its "
+                                 f"definition (built by an older eossl): rebuild it with `eossl catalog build "
+                                 f"--sensor PATH.yaml`, or add the sensor's folder to EOSSL_CATALOG_PATH") from err
+            return sensor_from_definition(json.loads(stored), f"index {self.path or ''}")
 
     def position(self, acq_id: str) -> int:
         if acq_id not in self._position:
@@ -85,7 +103,14 @@ class SceneIndex:
         return self._position[acq_id]
 
     def assets(self, i: int) -> dict[str, Asset]:
-        """Band name -> Asset with an absolute path, for row ``i``."""
+        """Band name -> Asset with an absolute path, for row ``i`` (the quality mask, if any, excluded)."""
+        return {b: a for b, a in self._all_assets(i).items() if not b.startswith("_")}
+
+    def quality_mask(self, i: int) -> Asset | None:
+        """The cloud/quality-mask asset of row ``i`` (``Asset.mask_kind`` says how to decode it), or None."""
+        return self._all_assets(i).get("_mask")
+
+    def _all_assets(self, i: int) -> dict[str, Asset]:
         if i not in self._assets_cache:
             row = self.frame.iloc[i]
             out = {}
@@ -95,7 +120,7 @@ class SceneIndex:
                     path = str(Path(row["root"]) / path)
                 out[band] = Asset(path=path, band_index=a.get("band_index", 1), nodata=a.get("nodata"),
                                   var=a.get("var"), band_sel=a.get("band_sel"), time_index=a.get("time_index"),
-                                  scale=a.get("scale"), offset=a.get("offset"))
+                                  scale=a.get("scale"), offset=a.get("offset"), mask_kind=a.get("kind"))
             self._assets_cache[i] = out
         return self._assets_cache[i]
 
@@ -187,7 +212,7 @@ class SceneIndex:
         lines.append(head)
         for i in range(min(len(f), 20)):
             r = f.iloc[i]
-            nb = len(json.loads(r["assets"]))
+            nb = len([b for b in json.loads(r["assets"]) if not b.startswith("_")])
             w = round((r["maxx"] - r["minx"]) / r["res"])
             h = round((r["maxy"] - r["miny"]) / r["res"])
             dt = "-" if pd.isna(r["datetime"]) else pd.Timestamp(r["datetime"]).strftime("%Y-%m-%d %H:%M")
@@ -234,7 +259,8 @@ def make_frame(rows: list[dict]) -> gpd.GeoDataFrame:
     df["datetime"] = pd.to_datetime(df["datetime"], utc=True)
     geoms = [g if hasattr(g, "geom_type") else shape(g) for g in df.pop("geometry")]
     frame = gpd.GeoDataFrame(df, geometry=geoms, crs="EPSG:4326")
-    return frame[INDEX_COLUMNS].sort_values(["datetime", "id"], na_position="last").reset_index(drop=True)
+    columns = INDEX_COLUMNS + ([SENSOR_DEFINITION] if SENSOR_DEFINITION in frame.columns else [])
+    return frame[columns].sort_values(["datetime", "id"], na_position="last").reset_index(drop=True)
 
 
 def footprint_rows(bounds: tuple[float, float, float, float], crs: str) -> tuple[str, object]:

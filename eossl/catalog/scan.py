@@ -6,23 +6,27 @@ Two layouts are understood:
   (``T18TUL_20170613T153551_B8A_20m.jp2``, ``LC08_..._SR_B4.TIF``, ``HLS.S30....B02.tif``); files whose names
   differ only by that token (and a resolution token like ``20m``, or an ``R20m`` folder) form one acquisition;
 * **one multi-band file per scene**: bands named by the band descriptions when they match the sensor's band
-  names/aliases, otherwise taken in ``band_order`` (the sensor's ``stack_band_order`` unless given).
+  names/aliases, otherwise taken in ``band_order`` (the sensor's ``stack_band_order`` unless given); see
+  :mod:`eossl.catalog.stacks`.
+
+An acquisition id is never empty: band files named only by their band (``B02.tif``) take their folder's name.
+Metadata files beside the rasters (STAC items, MTL, MTD) are read by :mod:`eossl.catalog.sidecar`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eossl.catalog.sensors import Sensor
+from eossl.catalog.stacks import BandOrderConflict, parse_band_order, stacked_bands
 
 __all__ = ["RasterFile", "Acquisition", "find_files", "band_of_name", "group_files", "parse_datetime",
-           "DEFAULT_PATTERNS"]
+           "parse_band_order", "BandOrderConflict", "DEFAULT_PATTERNS"]
 
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF", "*.jp2", "*.vrt")
 _SPLIT = re.compile(r"[_.\-\s]+")
@@ -111,11 +115,15 @@ def group_files(files: list[RasterFile], roots: dict[str, str], sensor: Sensor,
     """Group files into acquisitions; returns the acquisitions and one message per skipped file."""
     groups: dict[tuple[str, str], Acquisition] = {}
     skipped: list[str] = []
+    if band_order:
+        parse_band_order(band_order, sensor)     # an unknown name is the user's error, not a file to skip
     for f in files:
         stem = _stem(f.path)
         if f.count > 1:
             try:
-                mapping = _stacked_bands(f, sensor, band_order)
+                mapping = stacked_bands(f, sensor, band_order)
+            except BandOrderConflict:
+                raise                   # the user's --band-order contradicts the file: never skip quietly
             except ValueError as err:
                 skipped.append(str(err))
                 continue
@@ -131,7 +139,8 @@ def group_files(files: list[RasterFile], roots: dict[str, str], sensor: Sensor,
         _, rest = band_of_name(stem, sensor)
         rest = [t for t in rest if not _RES_TOKEN.match(t)]
         parent = _parent(f.path)
-        key = _rel_key(parent + "/" + "_".join(rest), roots[f.path], "_".join(rest))
+        key = _rel_key(parent + "/" + "_".join(rest), roots[f.path], "_".join(rest)).rstrip("/")
+        key = key or _folder_name(parent, stem)
         acq = groups.setdefault((roots[f.path], key), Acquisition(key=key, assets={}, stem=stem))
         prev = acq.assets.get(band)
         if prev is not None and prev[0].res[0] <= f.res[0]:
@@ -153,19 +162,6 @@ def _single_band(f: RasterFile, sensor: Sensor, stem: str) -> str | None:
     return band
 
 
-def _stacked_bands(f: RasterFile, sensor: Sensor, band_order: list[str] | None) -> dict[str, int]:
-    described = [sensor.match(d) if d else None for d in f.descriptions]
-    if band_order is None and all(described) and len(set(described)) == len(described):
-        return {b: i + 1 for i, b in enumerate(described)}
-    order = sensor.resolve_many(band_order) if band_order else list(sensor.stack_band_order)
-    if len(order) != f.count:
-        raise ValueError(
-            f"{f.path}: {f.count} bands, but the band order for {sensor.name} has {len(order)} "
-            f"({', '.join(order)}) and the band descriptions do not name the bands; pass the file's band "
-            f"order with --band-order (e.g. --band-order {','.join(order[: min(3, len(order))])},...)")
-    return {b: i + 1 for i, b in enumerate(order)}
-
-
 def _stem(path: str) -> str:
     name = path.rstrip("/").rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0] if "." in name else name
@@ -178,6 +174,11 @@ def _parent(path: str) -> str:
     return parent
 
 
+def _folder_name(folder: str, stem: str) -> str:
+    """A never-empty acquisition id for band files named only by their band (``B02.tif``): their folder's name."""
+    return folder.rstrip("/").rsplit("/", 1)[-1] or stem
+
+
 def _rel_key(path: str, root: str, fallback: str) -> str:
     if path.startswith(root.rstrip("/") + "/"):
         return path[len(root.rstrip("/")) + 1:]
@@ -188,8 +189,6 @@ def _rel_key(path: str, root: str, fallback: str) -> str:
 
 _TAG_KEYS = ("ACQUISITIONDATETIME", "DATETIME", "TIFFTAG_DATETIME", "SENSING_TIME", "DATE_ACQUIRED",
              "acquisition_date", "datetime", "time")
-_SIDECAR_RE = (re.compile(r"<SENSING_TIME[^>]*>([^<]+)<"), re.compile(r"<PRODUCT_START_TIME>([^<]+)<"),
-               re.compile(r"DATE_ACQUIRED\s*=\s*\"?([0-9\-]+)"))
 
 
 def parse_datetime(text: str) -> datetime:
@@ -238,33 +237,4 @@ def datetime_from_tags(tags: dict[str, str]) -> datetime | None:
                 return parse_datetime(upper[key.upper()])
             except ValueError:
                 continue
-    return None
-
-
-def datetime_from_sidecar(path: str) -> datetime | None:
-    """A JSON (STAC item or {"datetime": ...}), MTL text or SAFE XML file beside a local asset."""
-    if _is_url(path):
-        return None
-    p = Path(path)
-    stem = p.name.rsplit(".", 1)[0]
-    candidates = [p.with_name(stem + ".json"), p.parent / "metadata.json", p.parent / "item.json"]
-    candidates += sorted(p.parent.glob("*MTL.txt")) + sorted(p.parent.glob("MTD_*.xml"))
-    candidates += sorted(p.parent.parent.glob("MTD_*.xml")) if _RES_DIR.match(p.parent.name) else []
-    for c in candidates:
-        if not c.is_file():
-            continue
-        text = c.read_text(errors="replace")
-        if c.suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            value = data.get("properties", {}).get("datetime") or data.get("datetime")
-            if value:
-                return parse_datetime(value)
-            continue
-        for rx in _SIDECAR_RE:
-            m = rx.search(text)
-            if m:
-                return parse_datetime(m.group(1))
     return None

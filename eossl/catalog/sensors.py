@@ -258,3 +258,24 @@ def _build(spec: _SensorFile, where: str) -> Sensor:
     return Sensor(name=spec.name, description=spec.description or "", bands=tuple(bands), normalization=norm,
                   stack_band_order=order, datetime_patterns=tuple(spec.datetime_patterns or ()),
                   platform=spec.platform, level=spec.level, _lookup=lookup)
+
+
+def sensor_definition(sensor: Sensor) -> dict:
+    """The sensor as a plain mapping in the YAML schema (band values resolved), so an index can carry the exact
+    definition it was built with: :func:`sensor_from_definition` rebuilds it where the YAML file is not found."""
+    bands = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(b).items() if v is not None}
+             for b in sensor.bands]
+    norm = sensor.normalization
+    return {"name": sensor.name, "description": sensor.description, "platform": sensor.platform,
+            "level": sensor.level, "stack_band_order": list(sensor.stack_band_order),
+            "datetime_patterns": list(sensor.datetime_patterns), "bands": bands,
+            "normalization": {"source": norm.source, "mean": dict(norm.mean), "std": dict(norm.std)}}
+
+
+def sensor_from_definition(data: dict, where: str) -> Sensor:
+    """A sensor from :func:`sensor_definition`'s mapping (checked like a YAML file; ``where`` names the source)."""
+    try:
+        spec = from_dict(_SensorFile, {k: v for k, v in data.items() if v is not None})
+    except ConfigError as err:
+        raise ConfigError(f"{where}: stored sensor definition: {err}") from err
+    return _build(spec, where)

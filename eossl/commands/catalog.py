@@ -30,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--config", help="YAML with the keys of these options (roots, sensor, out, band_order, ...)")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override; repeatable")
     b.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    b.add_argument("--band-order", help="comma-separated band order of multi-band files without band "
-                                        "descriptions (default: the sensor's stack_band_order)")
+    b.add_argument("--band-order", help="comma-separated band names of multi-band files, in file order; NAME:skip "
+                                        "(or skip) leaves a band out, e.g. B1,B2,B3,B4,B5,B7,QA:skip (default: the "
+                                        "band descriptions, else the sensor's stack_band_order); must agree with "
+                                        "the band descriptions when a file has them")
     b.add_argument("--datetime-source",
                    help="where to look for acquisition times, in order (default: filename,tags,sidecar)")
     b.add_argument("--datetime-pattern", action="append", default=[],
@@ -42,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--exclude", action="append", default=[], help="glob of files to leave out; repeatable")
     b.add_argument("--strict", action="store_true", help="fail on files that cannot be assigned to a band")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index at --out")
+    b.add_argument("--quick", action="store_true",
+                   help="check headers only; skip reading one block of every file (which finds truncated files)")
+    b.add_argument("--no-cloud-mask", action="store_true",
+                   help="ignore SCL / QA_PIXEL / Fmask files beside the bands (by default their cloud, shadow, "
+                        "cirrus and no-data pixels are invalid)")
     b.set_defaults(func=run_build, command="catalog build")
 
     s = csub.add_parser("show", help="print a summary of an index")
@@ -61,7 +68,8 @@ class CatalogBuildConfig:
     roots: list[str] = field(help="folders, files, URLs or .nc/.zarr datacubes to scan")
     sensor: str = field(help="sensor name or a sensor YAML path")
     out: str = field(help="output .parquet path")
-    band_order: list[str] | None = field(None, help="band order of multi-band files without band descriptions")
+    band_order: list[str] | None = field(None, help="band names of multi-band files in file order; NAME:skip "
+                                                    "leaves a band out")
     datetime_sources: list[Literal["filename", "tags", "sidecar"]] = field(
         default_factory=lambda: ["filename", "tags", "sidecar"])
     datetime_patterns: list[str] = field(default_factory=list)
@@ -71,6 +79,8 @@ class CatalogBuildConfig:
     exclude: list[str] = field(default_factory=list)
     strict: bool = False
     overwrite: bool = False
+    quick: bool = field(False, help="check headers only, skip reading one block of every file")
+    cloud_mask: bool = field(True, help="use SCL / QA_PIXEL / Fmask files beside the bands for the valid mask")
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -80,7 +90,8 @@ def run_build(args: argparse.Namespace) -> int:
              if args.datetime_source else None,
              "datetime_patterns": args.datetime_pattern or None, "datetime": args.datetime, "nodata": args.nodata,
              "include": args.include, "exclude": args.exclude or None, "strict": args.strict or None,
-             "overwrite": args.overwrite or None}
+             "overwrite": args.overwrite or None, "quick": args.quick or None,
+             "cloud_mask": False if args.no_cloud_mask else None}
     cfg = config_from(CatalogBuildConfig, args.config, flags, args.set)
     if args.dry_run:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -92,7 +103,7 @@ def run_build(args: argparse.Namespace) -> int:
         band_order=cfg.band_order, datetime_sources=list(cfg.datetime_sources),
         datetime_patterns=list(cfg.datetime_patterns), datetime=cfg.datetime, nodata=cfg.nodata,
         patterns=tuple(cfg.include) if cfg.include else DEFAULT_PATTERNS, exclude=tuple(cfg.exclude),
-        strict=cfg.strict)
+        strict=cfg.strict, quick=cfg.quick, cloud_mask=cfg.cloud_mask)
     index = build_index(list(cfg.roots), cfg.sensor, options)
     index.save(out)
     print(index.summary())

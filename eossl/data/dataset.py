@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from eossl.data.reader import ChipReader
+from eossl.data.sources import MissingFileError, ReadError
 from eossl.data.windows import Window
 
 __all__ = ["ChipDataset", "Collate", "CollatedBatch", "collate", "sample_from_arrays"]
@@ -63,9 +64,19 @@ class ChipDataset(Dataset):
         return sample_from_arrays(images, masks, window, times, acqs)
 
     def __getitem__(self, window: Window) -> dict:
+        """The sample of ``window``. Any user-facing failure is a one-line :class:`ReadError` (naming the file and
+        band when a file failed), so that it reaches the user as one line from a data-loader worker too."""
         if not isinstance(window, Window):
             raise TypeError(f"ChipDataset is indexed by Window objects from a sampler, got {type(window).__name__}")
-        return self.read(window)
+        try:
+            return self.read(window)
+        except ReadError:
+            raise
+        except (ValueError, FileNotFoundError) as err:
+            where = tuple(round(float(v), 2) for v in window.bounds)
+            kind = MissingFileError if isinstance(err, FileNotFoundError) else ReadError
+            raise kind(f"reading window {where} ({window.crs}) of acquisition(s) {list(window.acquisitions)}: "
+                            f"{' '.join(str(err).split())}") from err
 
     def __len__(self) -> int:  # length comes from the sampler
         raise TypeError("ChipDataset has no length of its own: use it with a window sampler")

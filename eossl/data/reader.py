@@ -6,7 +6,10 @@
 
 Bands at another resolution are resampled onto the target grid (``resampling``: nearest | bilinear | average);
 a window in another CRS than the file is reprojected with GDAL's warper. Values are ``DN * scale + offset`` of the
-sensor's band (reflectance for optical bands); invalid pixels are 0 with ``mask`` False.
+sensor's band (reflectance for optical bands); invalid pixels are 0 with ``mask`` False. When the index records a
+cloud/quality mask for the acquisition (SCL, QA_PIXEL, Fmask: see :mod:`eossl.catalog.quality`), the pixels it
+flags are invalid too. A file that cannot be read raises :class:`~eossl.data.sources.ReadError`, one line naming the
+file, the band and what to do (also from inside data-loader workers).
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import CRSError
+from rasterio.errors import CRSError, RasterioError
 from rasterio.transform import from_origin
 from rasterio.warp import reproject, transform_bounds
 
+from eossl.catalog import quality
 from eossl.catalog.index import Asset, SceneIndex
-from eossl.catalog.sensors import load_sensor
 from eossl.data.resample import METHODS, resample_block
-from eossl.data.sources import HandleCache, RasterHandle
+from eossl.data.sources import HandleCache, MissingFileError, RasterHandle, ReadError
 
 __all__ = ["Chip", "ChipReader", "output_grid", "common_bands"]
 
@@ -60,7 +64,7 @@ def output_grid(bounds, gsd: float | None, size: int | tuple[int, int] | None) -
 
 def common_bands(index: SceneIndex) -> list[str]:
     """Bands present in every acquisition of a one-sensor index, in the sensor's order."""
-    sensor = load_sensor(index.sensor_names[0])
+    sensor = index.sensor(0)
     present = set(sensor.band_names)
     for i in range(len(index)):
         present &= set(index.assets(i))
@@ -77,15 +81,14 @@ class ChipReader:
         if resampling not in METHODS:
             raise ValueError(f"unknown resampling {resampling!r}; allowed: {', '.join(METHODS)}")
         self.index = index
-        sensors = [load_sensor(name) for name in index.sensor_names]
-        if len(sensors) > 1:
+        if len(index.sensor_names) > 1:
             if bands is None:
                 raise ValueError(f"index mixes sensors {index.sensor_names}; pass an explicit band list")
             self.bands = list(bands)
         elif bands is None:
             self.bands = common_bands(index)
-        else:
-            self.bands = sensors[0].resolve_many(bands)
+        else:  # the index's sensor: from the catalog, or the definition stored in the index
+            self.bands = index.sensor(0).resolve_many(bands)
         self.resampling = resampling
         self.allow_empty = allow_empty
         self._handles = HandleCache(max_open)
@@ -104,10 +107,13 @@ class ChipReader:
         plan = self._plan(i)
         image = np.zeros((len(plan), h, w), dtype=np.float32)
         mask = np.ones((h, w), dtype=bool)
-        for c, (asset, scale, offset) in enumerate(plan):
-            vals, ok = self._read_band(asset, bounds, crs, (h, w), (gx, gy))
+        for c, (band, asset, scale, offset) in enumerate(plan):
+            vals, ok = self._guarded(i, band, asset, self._read_band, bounds, crs, (h, w), (gx, gy))
             image[c] = np.where(ok, vals * scale + offset, 0.0)
             mask &= ok
+        qa = self.index.quality_mask(i)
+        if qa is not None:
+            mask &= self._guarded(i, f"{qa.mask_kind} mask", qa, self._read_quality, bounds, crs, (h, w), (gx, gy))
         image[:, ~mask] = 0.0
         if not self.allow_empty and not mask.any():
             self._raise_empty(i, bounds, crs)
@@ -119,8 +125,8 @@ class ChipReader:
 
     # ----------------------------------------------------------------------------------------- private
 
-    def _plan(self, i: int) -> list[tuple[Asset, np.float32, np.float32]]:
-        """(asset, scale, offset) per requested band of row ``i`` (cached: the same for every window)."""
+    def _plan(self, i: int) -> list[tuple[str, Asset, np.float32, np.float32]]:
+        """(band, asset, scale, offset) per requested band of row ``i`` (cached: the same for every window)."""
         if i not in self._plans:
             sensor = self.index.sensor(i)
             assets = self.index.assets(i)
@@ -133,7 +139,7 @@ class ChipReader:
                 spec = sensor.band(band)
                 scale = spec.scale if asset.scale is None else asset.scale
                 offset = spec.offset if asset.offset is None else asset.offset
-                plan.append((asset, np.float32(scale), np.float32(offset)))
+                plan.append((band, asset, np.float32(scale), np.float32(offset)))
             self._plans[i] = plan
         return self._plans[i]
 
@@ -153,15 +159,31 @@ class ChipReader:
                 raise ValueError(f"window CRS {b!r} is not a CRS GDAL understands: {err}") from err
         return self._same_crs[key]
 
-    def _read_band(self, asset: Asset, bounds, crs, shape, gsd):
+    def _guarded(self, i: int, band: str, asset: Asset, read, *args):
+        """``read(asset, *args)``; a failure becomes a :class:`ReadError` naming the file, the band and the fix."""
+        try:
+            return read(asset, *args)
+        except ReadError:
+            raise
+        except (ValueError, OSError, RasterioError, CPLE_BaseError) as err:
+            detail = " ".join(str(err).replace(f"{asset.path}: ", "").split())
+            kind = MissingFileError if isinstance(err, FileNotFoundError) else ReadError
+            raise kind(f"{asset.path} (band {band} of acquisition {self.index.ids[i]!r}): {detail}") from err
+
+    def _read_band(self, asset: Asset, bounds, crs, shape, gsd, method: str | None = None):
         handle = self._handle(asset)
         t = handle.transform
         axis_aligned = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
         if axis_aligned and self._is_same_crs(handle.crs_str, crs):
-            return self._read_aligned(handle, asset, bounds, shape)
-        return self._read_warped(handle, asset, bounds, crs, shape, gsd)
+            return self._read_aligned(handle, asset, bounds, shape, method or self.resampling)
+        return self._read_warped(handle, asset, bounds, crs, shape, gsd, method or self.resampling)
 
-    def _read_aligned(self, handle, asset, bounds, shape):
+    def _read_quality(self, asset: Asset, bounds, crs, shape, gsd) -> np.ndarray:
+        """(H, W) bool: True where the quality mask flags nothing (codes resampled with nearest, never mixed)."""
+        codes, ok = self._read_band(asset, bounds, crs, shape, gsd, method="nearest")
+        return ok & quality.usable(asset.mask_kind, codes)
+
+    def _read_aligned(self, handle, asset, bounds, shape, method):
         t = handle.transform
         minx, miny, maxx, maxy = bounds
         col0, row0 = (minx - t.c) / t.a, (t.f - maxy) / -t.e
@@ -169,9 +191,9 @@ class ChipReader:
         c0, r0 = math.floor(col0 + 1e-6) - 1, math.floor(row0 + 1e-6) - 1
         c1, r1 = math.ceil(col0 + ncol - 1e-6) + 1, math.ceil(row0 + nrow - 1e-6) + 1
         src, valid = handle.read_block(asset, (r0, r1), (c0, c1))
-        return resample_block(src, valid, (row0 - r0, nrow), (col0 - c0, ncol), shape, self.resampling)
+        return resample_block(src, valid, (row0 - r0, nrow), (col0 - c0, ncol), shape, method)
 
-    def _read_warped(self, handle, asset, bounds, crs, shape, gsd):
+    def _read_warped(self, handle, asset, bounds, crs, shape, gsd, method):
         h, w = shape
         try:
             sb = transform_bounds(crs, handle.crs, *bounds, densify_pts=21)
@@ -192,7 +214,7 @@ class ChipReader:
         reproject(source=source, destination=dst,
                   src_transform=handle.transform @ handle.transform.translation(c0, r0), src_crs=handle.crs,
                   src_nodata=np.nan, dst_transform=from_origin(bounds[0], bounds[3], gsd[0], gsd[1]),
-                  dst_crs=crs, dst_nodata=np.nan, resampling=Resampling[self.resampling])
+                  dst_crs=crs, dst_nodata=np.nan, resampling=Resampling[method])
         ok = np.isfinite(dst)
         return np.where(ok, dst, 0.0).astype(np.float32), ok
 

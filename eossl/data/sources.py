@@ -9,6 +9,7 @@ with a bound on how many stay open.
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from typing import Protocol
 
@@ -17,9 +18,35 @@ from affine import Affine
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
+from eossl.catalog.integrity import gdal_detail, unreadable
 from eossl.gdal_env import open_raster
 
-__all__ = ["PixelSource", "RasterHandle", "HandleCache"]
+__all__ = ["PixelSource", "RasterHandle", "HandleCache", "ReadError", "MissingFileError"]
+
+# torch's text for an exception re-raised from a worker: "Caught ReadError in DataLoader worker process 0.
+# Original Traceback (most recent call last): ... eossl.data.sources.ReadError: <message>"
+_WORKER_HEAD = re.compile(r"^Caught (\w+) in [^\n]*\nOriginal ")
+
+
+class ReadError(ValueError):
+    """Reading pixels failed. The message is one line naming the file, the band and what to do.
+
+    Raised in a data-loader worker, it reaches the main process through torch, which rebuilds it as
+    ``ReadError("Caught ReadError in DataLoader worker process 0. Original Traceback ...")``. The constructor
+    recovers the one-line message from that text; the worker's traceback stays available as a note on the
+    exception (printed with the traceback under ``eossl -v``)."""
+
+    def __init__(self, message: str):
+        text = str(message)
+        head = _WORKER_HEAD.match(text)
+        found = re.findall(rf"^(?:[\w.]+\.)?{head.group(1)}: (.*)$", text, re.MULTILINE) if head else []
+        super().__init__(found[-1] if found else text)
+        if found:
+            self.add_note(text)
+
+
+class MissingFileError(ReadError, FileNotFoundError):
+    """A file the index names is not there (a :class:`ReadError` that is also a FileNotFoundError)."""
 
 
 class PixelSource(Protocol):
@@ -88,11 +115,14 @@ class RasterHandle:
                     lambda r0, r1, c0, c1: self.ds.read_masks(idx, window=Window(c0, r0, c1 - c0, r1 - r0)),
                     self.height, self.width, rows, cols, np.uint8)
                 valid &= masks > 0
-        except Exception as err:
+        except MemoryError as err:   # a size problem, not a damaged file: say so
+            raise MemoryError(f"reading rows {rows} x columns {cols} of {self.path} (band {idx}) needs more memory "
+                              f"than is free; read a smaller window (check the GSD and CRS units of the "
+                              f"request)") from err
+        except Exception as err:  # GDAL reports truncated or corrupt blocks with several exception types
             if isinstance(err, ValueError) and str(self.path) in str(err):
                 raise
-            raise ValueError(f"cannot read {self.path} (band {idx}): {err}; the file may be truncated or "
-                             f"corrupt, re-download it") from err
+            raise ValueError(unreadable(self.path, f"band index {idx}: {gdal_detail(err)}")) from err
         return data, valid
 
     def close(self) -> None:
