@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import time
 from datetime import datetime
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FAILED_FILE = "FAILED.json"
 
 
 def new_run_dir(parent: str | Path, name: str) -> Path:
@@ -21,6 +28,28 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run directory under {parent}")
+
+
+@contextlib.contextmanager
+def marks_failure(run_dir: str | Path, resume_hint: str | None = None):
+    """Leave ``RUN_DIR/FAILED.json`` (status, error, time) when the body raises, so a run directory that a
+    failed or interrupted command leaves behind says so; a later successful attempt in the same directory (a
+    resumed run) removes the marker. The exception propagates unchanged."""
+    run_dir = Path(run_dir)
+    try:
+        yield
+    except BaseException as err:
+        interrupted = isinstance(err, KeyboardInterrupt)
+        record = {"status": "interrupted" if interrupted else "failed", "error": f"{type(err).__name__}: {err}",
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if resume_hint:
+            record["resume"] = resume_hint
+        if run_dir.is_dir():
+            write_json(run_dir / FAILED_FILE, record)
+            log.warning("%s: run %s; marked in %s%s", run_dir, record["status"], FAILED_FILE,
+                        f" ({resume_hint})" if resume_hint else " (delete the directory when done with it)")
+        raise
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
 
 
 def environment(device: str, seed: int) -> dict:

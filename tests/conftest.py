@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from torch import nn
 
 # ------------------------------------------------------------------------------------------- constants
 
@@ -254,3 +255,17 @@ def tiny_pretrain_config(scene, **trainer):
         "corpus.batch_size=8", "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
         "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
         "probe.data=null", *(f"trainer.{k}={v}" for k, v in trainer.items())])
+
+
+class MeanBands(nn.Module):
+    """A stand-in backbone: pooled features = band means (patch), feature map = the input (segment)."""
+
+    def __init__(self, bands: int):
+        super().__init__()
+        self.num_features = bands
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+    def forward_features(self, x):
+        return x

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import MeanBands
 from rasterio.transform import from_origin
-from torch import nn
 
 from eossl import cli
 from eossl.catalog.build import build_index
@@ -79,20 +79,6 @@ def random_classifier(task: str) -> Classifier:
     model = Classifier(create_backbone("resnet18", len(BANDS), WIN), 3, task).eval()
     model.info = make_info(task)
     return model
-
-
-class MeanBands(nn.Module):
-    """A stand-in backbone: pooled features = band means (patch), feature map = the input (segment)."""
-
-    def __init__(self, bands: int):
-        super().__init__()
-        self.num_features = bands
-
-    def forward(self, x):
-        return x.mean(dim=(2, 3))
-
-    def forward_features(self, x):
-        return x
 
 
 def threshold_classifier(task: str, band: int = 3, bands=BANDS, gsd=10.0) -> Classifier:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from eossl.config import to_dict
-from eossl.runs import new_run_dir
+from eossl.runs import marks_failure, new_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     run_dir = new_run_dir(args.runs, "evaluate")
     print(f"run directory: {run_dir}")
-    out = run_evaluate(cfg, run_dir, cache_dir=Path(args.runs) / "cache" / "features", progress=not args.no_progress)
+    with marks_failure(run_dir):
+        out = run_evaluate(cfg, run_dir, cache_dir=Path(args.runs) / "cache" / "features",
+                           progress=not args.no_progress)
     print(results_table(out["results"]))
     print(f"done in {out['seconds']} s: {run_dir} (metrics.json, few_label_curve.png, confusion_matrix.png, "
           f"table.txt)")

@@ -7,7 +7,7 @@ import argparse
 import yaml
 
 from eossl.config import to_dict
-from eossl.runs import new_run_dir
+from eossl.runs import marks_failure, new_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     run_dir = new_run_dir(args.runs, "finetune")
     print(f"run directory: {run_dir}")
-    out = run_finetune(cfg, run_dir, progress=not args.no_progress)
+    with marks_failure(run_dir):
+        out = run_finetune(cfg, run_dir, progress=not args.no_progress)
     m = out["metrics"]
     print(f"done in {out['seconds']} s: hold-out ({out['n_test']} chips) overall accuracy "
           f"{100 * m['overall_accuracy']:.1f}%, macro-F1 {100 * m['macro_f1']:.1f}%, kappa {m['kappa']:.3f}; "

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Flags override --config; --set overrides both.")
     p.add_argument("--model", metavar="DIR", help="classifier directory (classifier.json + classifier.safetensors)")
     p.add_argument("--input", metavar="INDEX_OR_TIFF", help="scene index (.parquet) or multi-band GeoTIFF/COG")
-    p.add_argument("--acquisition", metavar="ID", help="acquisition id, for an index with several rows")
+    p.add_argument("--acquisition", metavar="ID", help="acquisition id (or row position, 0 = first), for an index with several rows")
     p.add_argument("--bands", nargs="+", metavar="BAND",
                    help="GeoTIFF input: every band of the file in order, space- or comma-separated "
                         "(default: the file's band descriptions)")
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands, sensor=cfg.sensor,
                       nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs, overlap=cfg.overlap,
                       batch_size=cfg.batch_size, probabilities=cfg.probabilities, device=cfg.device,
-                      tile=cfg.tile, resampling=cfg.resampling, progress=cfg.progress)
+                      tile=cfg.tile, resampling=cfg.resampling, max_output_gb=cfg.max_output_gb,
+                      progress=cfg.progress)
     with rasterio.open(out) as ds:
         grid = f"{ds.width}x{ds.height} px at {model.info.gsd_m:g} m, {ds.crs}"
     extra = f" and per-class probabilities to {probabilities_path(out)}" if cfg.probabilities else ""

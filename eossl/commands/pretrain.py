@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from eossl.config import ConfigError, to_dict
-from eossl.runs import new_run_dir
+from eossl.runs import marks_failure, new_run_dir
 from eossl.train.config import load_pretrain_config, read_run_config
 
 
@@ -46,15 +46,19 @@ def run(args: argparse.Namespace) -> int:
         if args.config or args.set or args.run_dir:
             raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set/--run-dir")
         cfg = read_run_config(args.resume)
-        summary = pretrain(cfg, args.resume, resume=True)
+        with marks_failure(args.resume, f"continue with: eossl pretrain --resume {args.resume}"):
+            summary = pretrain(cfg, args.resume, resume=True)
     else:
         cfg = load_pretrain_config(args.config, args.set)
         if args.dry_run:
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            shown = to_dict(cfg)
+            shown["corpus"]["sensor"] = cfg.corpus.sensor_name()  # what the run will read the corpus as
+            print(yaml.safe_dump(shown, sort_keys=False))
             return 0
         run_dir = _run_dir(args)
         print(f"run directory: {run_dir}")
-        summary = pretrain(cfg, run_dir)
+        with marks_failure(run_dir, f"continue with: eossl pretrain --resume {run_dir}"):
+            summary = pretrain(cfg, run_dir)
     if summary:
         final = summary["final"]
         print(f"done: {summary['global_step']} steps, {summary['epochs_completed']} epochs, "

@@ -20,7 +20,8 @@ class SamplerConfig:
 
     kind: SamplerKind = "random"
     size: int = field(64, ge=1, help="chip side in pixels")
-    gsd: float | None = field(None, gt=0, help="target ground sampling distance (CRS units); default: finest")
+    gsd: float | None = field(None, gt=0, help="target ground sampling distance in metres (scenes in a geographic "
+                                               "CRS are read on their local UTM grid); default: the finest")
     num_samples: int = field(1024, ge=1, help="random / seasonal_pair: windows per epoch")
     stride: int | None = field(None, ge=1, help="grid: step in pixels (default: size)")
     min_valid_fraction: float = field(0.5, ge=0.0, le=1.0)
@@ -33,6 +34,8 @@ class SamplerConfig:
     fallback: Literal["skip", "same"] = "skip"
     labels: str | None = field(None, help="labels: a vector file geopandas reads")
     label_column: str | None = None
+    label_crs: str | None = field(None, help="labels: CRS of the label coordinates when the file declares none "
+                                             "(e.g. EPSG:32633; EPSG:4326 for lon/lat)")
     id_column: str | None = None
     classes: list[str] | None = None
     per_label: Literal["all", "first"] = "all"
@@ -75,4 +78,4 @@ def make_sampler(index: SceneIndex, cfg: SamplerConfig, rank: int | None = None,
         raise ValueError("sampler.kind 'labels' needs sampler.labels (a vector file) and sampler.label_column")
     return LabelWindowSampler(index, cfg.size, cfg.labels, cfg.label_column, cfg.gsd, classes=cfg.classes,
                               id_column=cfg.id_column, per_label=cfg.per_label, on_outside=cfg.on_outside,
-                              **common)
+                              label_crs=cfg.label_crs, **common)

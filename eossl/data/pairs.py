@@ -65,7 +65,7 @@ class SeasonalPairSampler(SamplerBase):
             fa = box(*self.index.bounds(a))
             found = []
             for b, tb in zip(rows, times):
-                if b == a or self.index.crs(a) != self.index.crs(b):
+                if b == a or self.window_crs(a) != self.window_crs(b):  # same metric grid (UTM zone)
                     continue
                 fb = box(*self.index.bounds(b))
                 overlap = fa.intersection(fb).area / min(fa.area, fb.area)
@@ -96,14 +96,14 @@ class SeasonalPairSampler(SamplerBase):
                 region = anchors[int(torch.multinomial(weights, 1, generator=g))]
                 options = self.partners[region.row]
                 partner = options[int(torch.randint(len(options), (1,), generator=g))]
-                x0, y0, x1, y1 = box(*region.bounds).intersection(box(*self.index.bounds(partner))).bounds
+                x0, y0, x1, y1 = box(*region.bounds).intersection(box(*self.frame(partner)[1])).bounds
                 u, v = torch.rand(2, generator=g, dtype=torch.float64).tolist()
                 bounds = self.snapped(region.row, x0 + u * max(x1 - x0 - e, 0.0), y1 - v * max(y1 - y0 - e, 0.0))
                 if not self.in_roi(region, bounds):
                     continue
                 if min(self.fraction(region.row, bounds), self.fraction(partner, bounds)) >= self.min_valid_fraction:
                     first, second = sorted((region.row, partner), key=lambda i: self._time_key(i))
-                    windows.append(Window((first, second), bounds, self.index.crs(region.row), self.size, self.gsd))
+                    windows.append(Window((first, second), bounds, self.window_crs(region.row), self.size, self.gsd))
                     break
             else:
                 raise ValueError(f"found no window valid (>= {self.min_valid_fraction}) in both acquisitions of a "

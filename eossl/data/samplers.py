@@ -5,6 +5,11 @@ A sampler first builds the *global* list of windows for an epoch, then yields th
 (``windows[rank::world_size]``): shards are disjoint, and the windows do not depend on data-loader workers
 because samplers run in the main process. Validity is judged on the coarse mask stored in the index, so no
 pixel is read while sampling.
+
+Windows are cut on a metric grid: ``gsd`` is in metres (default: the finest ground resolution of the index). An
+acquisition in a projected CRS in metres keeps its own CRS and pixel grid; one in a geographic CRS (or in feet) is
+worked on in the UTM zone of its centre (:func:`eossl.geo.working_crs`, logged), its windows carry that CRS and the
+reader warps the pixels onto it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch.utils.data import Sampler
 
 from eossl.catalog.index import SceneIndex
 from eossl.data.windows import Window, snap_origin, valid_fraction
+from eossl.geo import scene_gsd_m, working_bounds, working_crs
 
 __all__ = ["SamplerBase", "RandomWindowSampler", "GridWindowSampler", "dist_info"]
 
@@ -64,7 +70,8 @@ class SamplerBase(Sampler[Window]):
             raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
         self.index = index
         self.size = int(size)
-        self.gsd = float(gsd) if gsd else float(index.frame["res"].min())
+        # metres: a degree or foot resolution is converted at each scene's centre
+        self.gsd = float(gsd) if gsd else min(scene_gsd_m(index, i) for i in range(len(index)))
         self.min_valid_fraction = float(min_valid_fraction)
         self.seed = int(seed)
         self.rank, self.world_size = dist_info(rank, world_size)
@@ -74,6 +81,7 @@ class SamplerBase(Sampler[Window]):
         self.roi = shapely_wkt.loads(roi) if isinstance(roi, str) else roi
         self.roi_crs = roi_crs
         self._masks: dict[int, np.ndarray] = {}
+        self._frames: dict[int, tuple[str, tuple[float, float, float, float], tuple[float, float], float]] = {}
         self.regions = self._regions()
         self._cache: tuple[int, list[Window]] | None = None
 
@@ -88,16 +96,16 @@ class SamplerBase(Sampler[Window]):
         areas = gpd.GeoSeries(self.index.frame.geometry.iloc[rows].values, crs="EPSG:4326").to_crs(6933).area
         regions = []
         for i, area in zip(rows, areas):
-            bounds = self.index.bounds(i)
-            roi = None
+            crs, full, _, _ = self.frame(i)
+            bounds, roi = full, None
             if self.roi is not None:
-                roi = gpd.GeoSeries([self.roi], crs=self.roi_crs).to_crs(self.index.crs(i)).iloc[0]
+                roi = gpd.GeoSeries([self.roi], crs=self.roi_crs).to_crs(crs).iloc[0]
                 roi = roi.intersection(box(*bounds))
                 if roi.is_empty:
                     continue
                 bounds = tuple(max(a, b) if k < 2 else min(a, b)
                                for k, (a, b) in enumerate(zip(bounds, roi.bounds)))
-                area = area * roi.area / box(*self.index.bounds(i)).area
+                area = area * roi.area / box(*full).area
             vf = float(self.index.frame["valid_fraction"].iloc[i])
             regions.append(_Region(row=i, bounds=bounds, roi=roi, weight=float(area) * vf))
         if not regions:
@@ -105,21 +113,45 @@ class SamplerBase(Sampler[Window]):
         return regions
 
     def extent(self) -> float:
-        """Window side length in CRS units."""
+        """Window side length in metres (the units of every working CRS)."""
         return self.size * self.gsd
 
+    def frame(self, row: int) -> tuple[str, tuple[float, float, float, float], tuple[float, float], float]:
+        """``(crs, bounds, grid origin (x, y), grid step)`` windows of ``row`` are cut on, in metres.
+
+        A metric CRS: the acquisition's own bounds and pixel grid. Otherwise its local UTM zone, its footprint's
+        bounds there and a grid of ``gsd`` steps from (0, 0).
+        """
+        if row not in self._frames:
+            crs = working_crs(self.index, row)
+            if crs == self.index.crs(row):
+                bx0, _, _, by1 = bounds = self.index.bounds(row)
+                self._frames[row] = (crs, bounds, (bx0, by1), self.index.res(row))
+            else:
+                self._frames[row] = (crs, working_bounds(self.index, row, crs), (0.0, 0.0), self.gsd)
+        return self._frames[row]
+
+    def window_crs(self, row: int) -> str:
+        """The CRS of the windows of ``row`` (see :meth:`frame`)."""
+        return self.frame(row)[0]
+
     def snapped(self, row: int, x0: float, y1: float) -> tuple[float, float, float, float]:
-        """Window with top-left near (x0, y1), snapped to the acquisition's pixel grid at the target GSD."""
-        bx0, _, _, by1 = self.index.bounds(row)
-        step = self.index.res(row)
-        x = snap_origin(x0, bx0, step)
-        top = by1 - snap_origin(by1 - y1, 0.0, step)
+        """Window with top-left near (x0, y1), snapped to the row's working grid (see :meth:`frame`)."""
+        _, _, (ox, oy), step = self.frame(row)
+        x = snap_origin(x0, ox, step)
+        top = oy - snap_origin(oy - y1, 0.0, step)
         e = self.extent()
         return (x, top - e, x + e, top)
 
     def fraction(self, row: int, bounds) -> float:
+        """Valid fraction of ``bounds`` (in the row's working CRS), from the coarse mask of the index."""
         if row not in self._masks:
             self._masks[row] = self.index.valid_mask(row)
+        crs = self.window_crs(row)
+        if crs != self.index.crs(row):
+            from rasterio.warp import transform_bounds
+
+            bounds = transform_bounds(crs, self.index.crs(row), *bounds, densify_pts=5)
         return valid_fraction(self.index, row, bounds, self._masks)
 
     def in_roi(self, region: _Region, bounds) -> bool:
@@ -196,7 +228,7 @@ class RandomWindowSampler(SamplerBase):
                 top = y1 - v * max(y1 - y0 - e, 0.0)
                 bounds = self.snapped(region.row, left, top)
                 if self.in_roi(region, bounds) and self.fraction(region.row, bounds) >= self.min_valid_fraction:
-                    windows.append(Window((region.row,), bounds, self.index.crs(region.row), self.size, self.gsd))
+                    windows.append(Window((region.row,), bounds, self.window_crs(region.row), self.size, self.gsd))
                     break
             else:
                 raise ValueError(
@@ -240,7 +272,7 @@ class GridWindowSampler(SamplerBase):
                     fraction = self.fraction(region.row, bounds)
                     if fraction == 0.0 or fraction < self.min_valid_fraction:
                         continue
-                    windows.append(Window((region.row,), bounds, self.index.crs(region.row), self.size, self.gsd))
+                    windows.append(Window((region.row,), bounds, self.window_crs(region.row), self.size, self.gsd))
         if not windows:
             raise ValueError("the grid holds no window with valid pixels; check the ROI and chip size")
         return windows

@@ -66,15 +66,16 @@ def to_cog(part: Path, out: Path, resampling: str) -> Path:
 
 
 def check_output(out: Path, probabilities: bool) -> list[Path]:
-    """The output path(s); ValueError if one exists (outputs are never overwritten)."""
+    """The output path(s); ValueError if one exists (outputs are never overwritten). Creates the folder."""
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise ValueError(f"output {out} must be a .tif file (a Cloud-Optimised GeoTIFF is written)")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ValueError(f"output folder {out.parent} is a file; choose another --out")
     outs = [out, probabilities_path(out)] if probabilities else [out]
     for path in outs:
         if path.exists():
             raise ValueError(f"{path} exists; choose another --out (outputs are never overwritten)")
+    out.parent.mkdir(parents=True, exist_ok=True)
     return outs
 
 

@@ -51,9 +51,11 @@ class LabelledDataConfig:
     root: str | None = field(None, help="class folders root/<class>/*.tif; null: the built-in EuroSAT-MS sample")
     labels: str | None = field(None, help="label points/polygons (any file geopandas reads); chips centred on them")
     label_column: str | None = field(None, help="with labels: the column holding each geometry's class")
+    label_crs: str | None = field(None, help="with labels: CRS of the label coordinates when the file declares "
+                                             "none (GeoJSON without a crs member, CSV x/y or lon/lat columns)")
     scenes: ScenesConfig | None = field(None, help="with labels: the imagery the chips are read from")
     chip_size: int = field(64, ge=8, help="with labels: chip side in px")
-    gsd: float | None = field(None, gt=0, help="with labels: chip GSD (default: the scenes')")
+    gsd: float | None = field(None, gt=0, help="with labels: chip GSD in metres (default: the scenes')")
     sensor: str = field("sentinel2-l1c", help="sensor of the chips (data_catalog/sensors)")
     file_bands: list[str] | None = field(
         None, help="band names in file order; null: the files' band descriptions. EuroSAT-MS files have none: "
@@ -72,7 +74,7 @@ class LabelledDataConfig:
             from eossl.finetune.samples import load_label_chips
 
             return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
-                                    gsd=self.gsd, bands=self.bands)
+                                    gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
         if self.root is None:
             return load_eurosat(bands=self.bands)
         return load_class_folders(self.root, sensor=self.sensor, file_bands=self.file_bands, bands=self.bands)
@@ -85,6 +87,7 @@ class FieldsConfig:
     scenes: ScenesConfig
     labels: str = field(help="field polygons: GeoPackage, GeoParquet, GeoJSON or Shapefile")
     class_column: str = field(help="the column holding each field's class")
+    label_crs: str | None = field(None, help="CRS of the field polygons when the file declares none")
     id_column: str | None = None
     classes: list[str] | None = field(None, help="class names in label order; null: the sorted values found")
     chip_size: int = field(32, ge=8, help="chip side (px) around each field")
@@ -107,9 +110,10 @@ class SegmentationConfig:
     label_raster: str = field(help="integer label raster (any CRS / resolution; nearest resampling)")
     classes: dict[int, str] | None = field(None, help="label value -> class name; null: the values present")
     label_nodata: float | None = field(None, help="label value meaning unlabelled, if the file declares none")
+    label_crs: str | None = field(None, help="CRS of the label raster when the file declares none")
     chip_size: int = field(64, ge=16)
     stride: int | None = field(None, ge=1, help="window stride in px; null: chip_size (no overlap)")
-    gsd: float | None = field(None, gt=0)
+    gsd: float | None = field(None, gt=0, help="chip GSD in metres; null: the scenes' finest")
     bands: list[str] | None = None
     min_labelled: float = field(0.05, ge=0, le=1, help="drop windows with fewer labelled pixels than this share")
     block_size_m: float = field(1000.0, gt=0, help="side of the spatial blocks that split train and test windows")

@@ -34,6 +34,7 @@ from eossl.finetune.evaluate import check_normalization
 from eossl.finetune.fewshot import fit_logreg
 from eossl.finetune.fields import FieldSeries
 from eossl.finetune.metrics import classification_metrics, mean_ci95, metrics_from_confusion
+from eossl.finetune.sanity import check_splits, class_presence, emit
 from eossl.finetune.splits import check_block_split, few_label_subset, spatial_block_split
 from eossl.finetune.temporal import (
     date_positions,
@@ -63,7 +64,8 @@ def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, ar
     """Scores of every method per k (see the module docstring); a JSON-ready dict with ``settings``, ``data``,
     ``splits`` (per seed: sizes, smallest train-test centroid distance, test field ids), ``methods`` (name ->
     ``by_k`` -> metric -> ``{"mean", "ci95", "n", "values"}``, plus ``n_not_converged`` logistic-regression fits
-    that hit ``max_iter``) and ``skipped_k`` (k -> why: too few training fields of a class).
+    that hit ``max_iter``), ``skipped_k`` (k -> why: too few training fields of a class) and ``warnings`` about the
+    splits (:func:`eossl.finetune.sanity.check_splits`, which raises if a split leaves a class out of training).
     ``pool``/``level``: see :func:`eossl.finetune.temporal.field_features` (``level`` None: the last feature map;
     ResNet stage 1 or 2 resolves fields much smaller than the chip)."""
     bad = [a for a in aggregation if a not in AGGREGATIONS]
@@ -81,7 +83,11 @@ def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, ar
         splits.append((s, train, test))
         checks.append({"seed": s, **check_block_split(series.centroids, train, test, block_size_m),
                        "test_ids": [series.field_ids[i] for i in test]})
-    subsets, skipped = _subsets(series, splits, ks)
+    warnings = emit(check_splits(class_presence(series.labels, len(series.classes)), splits, series.classes,
+                                 unit="fields", hint="use a smaller fields.block_size_m or test_fraction, or "
+                                                     "another seed"))
+    subsets, skipped = _subsets(series, splits, ks)          # logs each skipped k
+    warnings += [{"code": "k_skipped", "message": f"k = {k} skipped: {why}", "k": k} for k, why in skipped.items()]
     extract = dict(pool=pool, level=level, batch_size=batch_size, device=device)
     feature_sets, arch = _feature_sets(series, weights, arch, dict(random_init=random_init, band_stats=band_stats,
                                                                    rcf=rcf, fusion=fusion), stats_over_dates,
@@ -95,7 +101,7 @@ def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, ar
                                "fusion": fusion},
                     stats_over_dates=stats_over_dates, attention_epochs=attention_epochs, C=C, max_iter=max_iter)
     return {"settings": settings, "data": series.describe(), "splits": checks, "methods": methods,
-            "skipped_k": skipped}
+            "skipped_k": skipped, "warnings": warnings}
 
 
 def _score_methods(series: FieldSeries, feature_sets: list[dict], aggregation, subsets: dict, splits,
@@ -191,7 +197,8 @@ def _feature_sets(series: FieldSeries, weights, arch, use: dict, over_dates, see
                  "x": np.hstack([stats, mean_over_dates(*b["x"])]), "normalization": f"none + {b['normalization']}"}
                 for b in backbones]
     if not out:
-        raise ValueError("nothing to evaluate: give weights, or enable random_init, band_stats, rcf or fusion")
+        raise ValueError("nothing to evaluate: give weights, or enable a baseline (baselines: random_init, "
+                         "band_statistics, rcf or fusion)")
     return out, arch
 
 

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from eossl.catalog.sensors import load_sensor
+from eossl.data.radiometry import check_radiometry
 from eossl.finetune.baselines import band_statistics
 from eossl.finetune.features import extract_features
 from eossl.finetune.probe import ProbeResult, few_shot_probe
 from eossl.finetune.samples import LabelledChips
+from eossl.finetune.sanity import check_splits, class_presence, emit, result_warnings
 from eossl.models.backbones import create_backbone, is_vit
 from eossl.train.export import load_backbone, read_weights_info
 
@@ -47,9 +49,11 @@ class ProbeReport:
     rows: list[ReportRow]
     settings: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)     # degenerate draws or results (eossl.finetune.sanity)
 
     def as_dict(self) -> dict:
-        return {"settings": self.settings, "data": self.data, "results": [r.as_dict() for r in self.rows]}
+        return {"settings": self.settings, "data": self.data, "results": [r.as_dict() for r in self.rows],
+                "warnings": self.warnings}
 
     def table(self) -> str:
         s, d = self.settings, self.data
@@ -60,6 +64,7 @@ class ProbeReport:
         for r in self.rows:
             note = f"  [{r.result.n_not_converged} fits hit max_iter]" if r.result.n_not_converged else ""
             lines.append(f"{r.name:<{width}}  {r.dim:>5}  {r.result}{note}")
+        lines += [f"warning [{w['code']}]: {w['message']}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -86,6 +91,8 @@ def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arc
     if (random_init or info is not None) and not chips.sensor:
         raise ValueError("the chips name no sensor (LabelledChips.sensor), so their band wavelengths and "
                          "normalisation are unknown; load them with load_class_folders(..., sensor=...)")
+    if chips.sensor:
+        check_radiometry(chips.images, chips.mask, chips.bands, chips.sensor, "the probe's chips")
     probe = dict(per_class=per_class, draws=draws, seed=seed, C=C, max_iter=max_iter, classes=chips.classes)
     extract = dict(pool=pool, batch_size=batch_size, device=device)
     rows = []
@@ -123,7 +130,21 @@ def probe_report(chips: LabelledChips, *, weights: str | Path | None = None, arc
                     draws=draws, seed=seed, C=C, max_iter=max_iter)
     data = dict(n=len(chips), classes=chips.classes, bands=chips.bands, sensor=chips.sensor,
                 class_counts=np.bincount(chips.labels, minlength=len(chips.classes)).tolist())
-    return ProbeReport(rows=rows, settings=settings, data=data)
+    return ProbeReport(rows=rows, settings=settings, data=data, warnings=_probe_warnings(chips, rows))
+
+
+def _probe_warnings(chips: LabelledChips, rows: list[ReportRow]) -> list[dict]:
+    """Warnings about the draws (each tests on every chip outside its training chips) and the rows' CIs."""
+    n = len(chips)
+    first = rows[0].result
+    splits = [(first.seed + draw, train, np.setdiff1d(np.arange(n), train))     # draw d: default_rng(seed + d)
+              for draw, train in enumerate(first.train_indices)]
+    results = [{"model": r.name, "protocol": "linear", "k": str(r.result.per_class),
+                "overall_accuracy": r.result.as_dict() | {"n": r.result.draws}} for r in rows]
+    return emit(check_splits(class_presence(chips.labels, len(chips.classes)), splits, chips.classes, unit="chips",
+                             hint="add chips of the classes named or lower probe_report(per_class=...)",
+                             small_hint="lower probe_report(per_class=...)") +
+                result_warnings(results, seeds_hint="use 3 or more draws (eossl demo --draws 20)"))
 
 
 def _img_size(chips: LabelledChips, arch: str) -> int:
@@ -149,13 +170,15 @@ def backbone_for_bands(weights: str | Path, bands: list[str], sensor: str, img_s
     adapted by band name and wavelength when the bands differ from the weights' (an error names a band with no
     counterpart); mean/std come from ``weights.json`` (an adapted band takes its source band's). With ``images``
     ((..., C, H, W) reflectance, ``valid`` (..., H, W)) the data is checked against that normalisation
-    (:func:`check_normalization`). The model is the plain timm backbone (pooled as "last"; feature maps,
+    (:func:`check_normalization`) and against the physical range of ``sensor``'s bands
+    (:func:`~eossl.data.radiometry.check_radiometry`). The model is the plain timm backbone (pooled as "last"; feature maps,
     fine-tuning and :func:`~eossl.finetune.features.extract_features` in any pool)."""
     wavelengths = load_sensor(sensor).wavelengths(bands)
     model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size, pool="last")
     mean, std = _weights_normalization(model, bands)
     if images is not None:
         check_normalization(images, valid, bands, mean, std, f"data for {weights}")
+        check_radiometry(images, valid, bands, sensor, f"data for {weights}")
     return model, mean, std
 
 

@@ -14,7 +14,8 @@ Rows (model x protocol), each scored at every k of :func:`few_label_splits` and 
 
 The result is a JSON-ready dict: per row and k, the feature dimension (``dim``, frozen-feature rows), the
 per-seed overall accuracy / macro-F1 / kappa and their mean and 95% CI, plus full metrics (per-class, confusion
-matrix over all seeds' test predictions) of every row at the largest k.
+matrix over all seeds' test predictions) of every row at the largest k, and ``warnings`` about the splits (classes
+absent from a test side, too few test chips; :mod:`eossl.finetune.sanity`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
+from eossl.data.radiometry import check_radiometry
 from eossl.finetune.baselines import RCF_FEATURES, band_statistics, rcf_features
 from eossl.finetune.evaluate import backbone_for_bands
 from eossl.finetune.features import extract_features
@@ -37,6 +39,7 @@ from eossl.finetune.fewshot import FewLabelSplit, few_label_splits, knn_predict,
 from eossl.finetune.finetuning import FinetuneSettings, finetune_classifier, predict_chips
 from eossl.finetune.metrics import classification_metrics, mean_ci95
 from eossl.finetune.samples import LabelledChips
+from eossl.finetune.sanity import check_splits, class_presence, emit
 from eossl.models.backbones import create_backbone, is_vit
 from eossl.runs import atomic_write
 from eossl.train.export import WEIGHTS_FILE, read_weights_info
@@ -81,6 +84,11 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
     if info is not None and is_vit(arch) and info.img_size != img:
         raise ValueError(f"{weights}: a {arch} trained on {info.img_size} px images cannot take {img} px chips")
     splits = few_label_splits(chips.labels, s.ks, s.seeds, s.test_fraction, s.seed, chips.classes)
+    warnings = emit(check_splits(class_presence(chips.labels, len(chips.classes)),
+                                 [(sp.seed, sp.pool, sp.test) for sp in splits], chips.classes, unit="chips",
+                                 hint="add chips of the classes named or change test_fraction"))
+    if info is None:  # with weights, backbone_for_bands checks the chips (normalisation, then physical range)
+        check_radiometry(chips.images, chips.mask, chips.bands, chips.sensor, "evaluation chips")
     rows = _rows(chips, weights, info, arch, s, cache_dir, device)
     if not rows:
         raise ValueError("nothing to evaluate: give weights or at least one baseline")
@@ -117,7 +125,7 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
                            "normalization": f"sensor catalog ({chips.sensor})"}
     data = {"n": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
             "class_counts": np.bincount(chips.labels, minlength=len(chips.classes)).tolist()}
-    return {"settings": settings, "data": data, "results": results}
+    return {"settings": settings, "data": data, "results": results, "warnings": warnings}
 
 
 def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluationSettings, cache_dir, device) -> list:

@@ -4,7 +4,8 @@
 >>> series.images.shape, series.field_mask.shape, series.date_valid.shape   # (N,T,C,H,W), (N,H,W), (N,T)
 
 One working grid for every date: the CRS most acquisitions use (a geographic CRS is replaced by the UTM zone of
-the fields, and then ``gsd`` in metres is required) at ``gsd`` (default: that acquisition's resolution),
+the fields, as is a projected CRS not in metres) at ``gsd`` metres (default: that acquisition's resolution in
+metres, converted from degrees at its centre for a geographic CRS),
 pixel-aligned with it. A field's chip therefore covers the same ground on every date and one field mask serves all
 dates; acquisitions in another CRS are warped by the reader. Dates are calendar days (UTC): the acquisitions of one
 day (tiles of one pass) are mosaicked, the first valid pixel wins. Chips are cut from one read per (date, tile of
@@ -22,7 +23,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from rasterio.crs import CRS
 from rasterio.features import rasterize
 from rasterio.transform import from_origin, rowcol
 from rasterio.warp import transform_bounds
@@ -31,6 +31,7 @@ from shapely.geometry import box
 from eossl.catalog.index import SceneIndex
 from eossl.data.labels import read_labels
 from eossl.data.reader import ChipReader
+from eossl.geo import crs_is_metric, scene_gsd_m
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class _Grid:
 def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *, chip_size: int = 32,
                 gsd: float | None = None, bands: list[str] | None = None, classes: list[str] | None = None,
                 min_valid: float = 0.5, id_column: str | None = None, resampling: str = "bilinear",
-                tile_px: int = 256) -> FieldSeries:
+                tile_px: int = 256, label_crs: str | None = None) -> FieldSeries:
     """Read a ``chip_size`` px chip centred on each field polygon of ``labels_path`` on every date of ``index``.
 
     ``class_column`` holds the crop class; ``id_column`` the field ids (default: the row number in the file).
@@ -106,6 +107,7 @@ def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *
     below it are kept and masked out downstream. Fields outside every acquisition, or without a valid date, are
     dropped with a warning naming them (an error when no field is left). A field is rasterised on its chip with
     ``all_touched=False``; a field smaller than a pixel keeps the pixel under its representative point.
+    ``label_crs``: the CRS of a label file that declares none (an error otherwise).
     """
     if chip_size < 1 or tile_px < 1 or not 0.0 <= min_valid <= 1.0:
         raise ValueError(f"need chip_size >= 1, tile_px >= 1 and 0 <= min_valid <= 1; got {chip_size}, {tile_px}, "
@@ -113,7 +115,7 @@ def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *
     if len(set(index.sensor_names)) != 1:
         raise ValueError(f"the index mixes sensors {index.sensor_names}; a field series needs one sensor: select "
                          f"its rows, e.g. SceneIndex(index.frame[index.frame.sensor == name])")
-    frame, classes = _read_fields(labels_path, class_column, classes, id_column)
+    frame, classes = _read_fields(labels_path, class_column, classes, id_column, label_crs)
     frame = _drop_outside(frame, index, labels_path)
     dates = _dates(index)
     grid = _working_grid(index, frame, gsd)
@@ -135,12 +137,12 @@ def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *
 # ------------------------------------------------------------------------------------------- labels
 
 
-def _read_fields(path, class_column: str, classes, id_column) -> tuple[gpd.GeoDataFrame, list[str]]:
+def _read_fields(path, class_column: str, classes, id_column, label_crs=None) -> tuple[gpd.GeoDataFrame, list[str]]:
     """The field polygons with ``_class`` and ``_field_id`` columns; errors name the file and what to fix."""
     path = Path(path)
     if path.exists() and _feature_count(path) == 0:
         raise ValueError(f"label file {path} holds no features; write the field polygons into it")
-    frame, classes = read_labels(path, class_column, classes)
+    frame, classes = read_labels(path, class_column, classes, label_crs)
     if len(frame) == 0:
         raise ValueError(f"label file {path} holds no field with a geometry; every geometry is empty or missing")
     if id_column is not None and id_column not in frame.columns:
@@ -226,11 +228,12 @@ def _working_grid(index: SceneIndex, frame: gpd.GeoDataFrame, gsd: float | None)
     ref = next(i for i in range(len(index)) if index.crs(i) == crs)
     if gsd is not None and gsd <= 0:
         raise ValueError(f"gsd must be > 0 metres, got {gsd}")
-    if CRS.from_user_input(crs).is_geographic:
-        if gsd is None:
-            raise ValueError(f"the acquisitions are in a geographic CRS ({crs}); pass gsd in metres: chips are "
-                             f"read on the UTM grid of the fields")
-        return _Grid(frame.estimate_utm_crs().to_string(), float(gsd), (0.0, 0.0))
+    if not crs_is_metric(crs):
+        utm = frame.estimate_utm_crs().to_string()
+        gsd_m = float(gsd or scene_gsd_m(index, ref))
+        log.info("the acquisitions are in %s (not metres); fields are read on %s, the UTM zone of the fields, at "
+                 "%g m", crs, utm, gsd_m)
+        return _Grid(utm, gsd_m, (0.0, 0.0))
     minx, _, _, maxy = index.bounds(ref)
     return _Grid(crs, float(gsd or index.res(ref)), (minx, maxy))
 

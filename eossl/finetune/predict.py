@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import SceneIndex, open_index
 from eossl.catalog.sensors import load_sensor
+from eossl.data.radiometry import check_chips, spread
 from eossl.data.reader import ChipReader
 from eossl.finetune.classifier import load_classifier
 from eossl.finetune.cog import (
@@ -50,6 +51,7 @@ from eossl.finetune.cog import (
     to_cog,
 )
 from eossl.gdal_env import configure_gdal, is_remote, open_raster
+from eossl.geo import check_output_size, scene_gsd_m, working_bounds, working_crs
 
 __all__ = ["NODATA", "PROB_SCALE", "Grid", "predict_map", "open_source", "prediction_grid", "window_starts",
            "blend_weights", "probabilities_path"]
@@ -140,6 +142,9 @@ def _position(index: SceneIndex, acquisition: int | str | None) -> int:
             raise ValueError(f"acquisition position {acquisition} is out of range: {index.path or 'the index'} "
                              f"has {len(index)} rows")
         return acquisition
+    if acquisition not in index.ids and acquisition.strip().isdigit():
+        # `--acquisition 0` from the command line: a row position when no acquisition has that id
+        return _position(index, int(acquisition))
     return index.position(acquisition)
 
 
@@ -185,12 +190,20 @@ def _check_bands(index: SceneIndex, i: int, info, label: str, hint: str) -> None
 
 
 def prediction_grid(index: SceneIndex, i: int, gsd: float, bounds=None, bounds_crs: str | None = None) -> Grid:
-    """The grid at ``gsd`` over the acquisition's footprint, or over ``bounds`` snapped to the footprint's grid."""
-    crs, fp = index.crs(i), index.bounds(i)
+    """The grid at ``gsd`` metres over the acquisition's footprint, or over ``bounds`` snapped to the footprint's grid.
+
+    The grid is in the acquisition's CRS when that is projected in metres; a scene in a geographic CRS (or in feet)
+    is predicted on its local UTM zone (:func:`eossl.geo.working_crs`, logged), the reader warping its pixels.
+    ``bounds`` are in ``bounds_crs`` (default: the acquisition's own CRS).
+    """
+    crs = working_crs(index, i)
+    fp = working_bounds(index, i, crs)
     if bounds is None:
         return Grid(crs, fp[0], fp[3], gsd, math.ceil((fp[3] - fp[1]) / gsd - 1e-6),
                     math.ceil((fp[2] - fp[0]) / gsd - 1e-6))
-    bx0, by0, bx1, by1 = (transform_bounds(bounds_crs, crs, *bounds, densify_pts=21) if bounds_crs else bounds)
+    given_crs = bounds_crs or index.crs(i)
+    bx0, by0, bx1, by1 = (transform_bounds(given_crs, crs, *bounds, densify_pts=21) if given_crs != crs
+                          else bounds)
     if bx1 <= bx0 or by1 <= by0:
         raise ValueError(f"bounds {tuple(bounds)} are empty: need minx < maxx and miny < maxy")
     if bx1 <= fp[0] or bx0 >= fp[2] or by1 <= fp[1] or by0 >= fp[3]:
@@ -290,14 +303,16 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
                 bands: list[str] | None = None, sensor: str | None = None, nodata: float | None = None,
                 bounds=None, bounds_crs: str | None = None, overlap: float = 0.5, batch_size: int = 16,
                 probabilities: bool = False, device: str = "cpu", tile: int = 1024, resampling: str = "bilinear",
-                progress: bool = True) -> Path:
+                progress: bool = True, max_output_gb: float = 20.0) -> Path:
     """Write the class map of ``source`` to the COG ``out`` (and ``<stem>_probabilities.tif``); returns ``out``.
 
     ``classifier``: a :class:`~eossl.finetune.classifier.Classifier` with ``.info`` (or its directory); it is
     moved to ``device`` and run in eval mode (its train/eval mode is restored afterwards).
     ``source``/``acquisition``/``bands``/``sensor``/``nodata``: see :func:`open_source`. ``bounds``: (minx, miny,
     maxx, maxy) in ``bounds_crs`` (default: the acquisition's CRS), snapped outwards to the grid; default the whole
-    footprint. ``tile``: tile side in px (rounded up to a multiple of the window stride).
+    footprint. ``tile``: tile side in px (rounded up to a multiple of the window stride). ``max_output_gb``: the
+    class map (and probabilities) may not exceed this many GB (1e9 bytes) uncompressed; checked before any file
+    or array is made (a 10 m map of a whole Sentinel-2 tile is 0.12 GB per band).
     Deterministic: the same inputs and arguments give identical files.
     """
     model = classifier if isinstance(classifier, torch.nn.Module) else load_classifier(classifier)
@@ -314,7 +329,9 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
     index, row, label = open_source(source, info, acquisition=acquisition, bands=bands, sensor=sensor, nodata=nodata)
     configure_gdal()
     grid = prediction_grid(index, row, float(info.gsd_m), bounds, bounds_crs)
+    _check_size(grid, index, row, label, len(info.classes) if probabilities else 0, max_output_gb)
     plan = _make_plan(model, index, row, grid, overlap, batch_size, device, resampling)
+    _check_units(plan, index.sensor(row), label)
     tile = max(plan.stride, math.ceil(tile / plan.stride) * plan.stride)
     meta = tags(info, label, index.ids[row], overlap)
     parts: list[tuple[Path, object]] = []  # (part file, open dataset)
@@ -344,6 +361,18 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
     return outs[0]
 
 
+def _check_size(grid: Grid, index: SceneIndex, row: int, label: str, n_prob_bands: int, max_gb: float) -> None:
+    """Stop before allocating when the class map (1 uint8 band) and probabilities exceed ``max_gb``."""
+    native = index.crs(row)
+    note = (f" (the scene is in {native} with {index.res(row):g}-unit pixels, {scene_gsd_m(index, row):.3g} m on "
+            f"the ground)")
+    what = f"the class map{' and probabilities' if n_prob_bands else ''} of {label}"
+    check_output_size(what, (1 + n_prob_bands, grid.height, grid.width), 1, crs=grid.crs, gsd_m=grid.gsd,
+                      max_gb=max_gb, note=note,
+                      hint="predict a part with bounds (--set bounds=[minx,miny,maxx,maxy]) or raise the limit "
+                           "(max_output_gb, e.g. --set max_output_gb=100)")
+
+
 def _make_plan(model, index: SceneIndex, row: int, grid: Grid, overlap: float, batch_size: int, device: str,
                resampling: str) -> _Plan:
     info = model.info
@@ -357,6 +386,15 @@ def _make_plan(model, index: SceneIndex, row: int, grid: Grid, overlap: float, b
                  mean=np.asarray(info.normalization["mean"], dtype=np.float32),
                  std=np.asarray(info.normalization["std"], dtype=np.float32), batch_size=batch_size,
                  device=torch.device(device))
+
+
+def _check_units(plan: _Plan, sensor, label: str, n: int = 3) -> None:
+    """Read up to ``n`` x ``n`` windows spread over the grid and check their physical units before the full run."""
+    size = plan.size
+    chips = [plan.reader.read(plan.row, plan.grid.bounds(r, r + size, c, c + size), crs=plan.grid.crs,
+                              gsd=plan.grid.gsd)
+             for r in spread(plan.starts[0], n) for c in spread(plan.starts[1], n)]
+    check_chips([c for c in chips if c.mask.any()], sensor, f"prediction input {label}")
 
 
 def _run_tiles(plan: _Plan, tile: int, dsets: list, label: str, progress: bool) -> None:

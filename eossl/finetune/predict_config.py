@@ -36,6 +36,8 @@ class PredictConfig:
     overlap: float = field(0.5, ge=0.0, lt=1.0, help="fraction of a window shared with its neighbour")
     batch_size: int = field(16, ge=1, help="windows per forward pass")
     tile: int = field(1024, ge=16, help="tile side in px processed at once (bounds memory)")
+    max_output_gb: float = field(20.0, gt=0, help="stop before writing a class map (plus probabilities) larger "
+                                                  "than this, uncompressed, in GB (1e9 bytes)")
     probabilities: bool = field(False, help="also write <out stem>_probabilities.tif (uint8, p * 254)")
     device: str = field("cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
     resampling: Literal["nearest", "bilinear", "average"] = field("bilinear", help="for bands at another GSD")

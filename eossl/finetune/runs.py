@@ -5,6 +5,9 @@ paired differences pretrained minus each baseline), ``few_label_curve.png``, ``c
 headline row at the largest k), ``table.txt`` (both tables).
 finetune: ``config.yaml``, ``model/`` (classifier.safetensors + classifier.json, for ``eossl predict``),
 ``metrics.json`` (hold-out metrics), ``confusion_matrix.png``, ``logs/metrics.csv`` (loss and LR per step).
+
+Both commands put ``warnings`` into ``metrics.json`` (also logged): splits or results that make the numbers
+degenerate (:mod:`eossl.finetune.sanity`); a split that leaves a class out of training raises instead.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ from eossl.finetune.evaluation import evaluate_chips
 from eossl.finetune.fewshot import few_label_splits, k_label
 from eossl.finetune.finetuning import finetune_classifier, predict_chips
 from eossl.finetune.metrics import classification_metrics, mean_ci95
+from eossl.finetune.sanity import (
+    MIN_SEEDS_FOR_CI,
+    accuracy_warnings,
+    check_splits,
+    class_presence,
+    emit,
+    require_training_classes,
+    result_warnings,
+)
 from eossl.models.backbones import create_backbone
 from eossl.report.figures import save_confusion_matrix, save_few_label_curve
 from eossl.runs import environment, write_json, write_text
@@ -71,8 +83,11 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
                           classes, title=f"{head['model']} / {head['protocol']}, k={head['k']}, "
                                          f"{cfg.seeds} seeds pooled")
     save_few_label_curve(run_dir / "few_label_curve.png", rows,
-                         title=f"{cfg.task}: {what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} seeds")
+                         title=f"{cfg.task}: {what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} seeds"
+                               + (" (too few for a CI)" if cfg.seeds < MIN_SEEDS_FOR_CI else ""))
     out["paired_differences"] = paired_differences(rows)
+    out["warnings"] = out.get("warnings", []) + emit(result_warnings(rows, seeds_hint="set seeds to 5 "
+                                                                                  "(--set seeds=5)"))
     write_json(run_dir / "metrics.json", out)
     paired = paired_table(out["paired_differences"])
     write_text(run_dir / "table.txt", results_table(rows) + "\n" + (f"\n{paired}\n" if paired else ""))
@@ -176,12 +191,16 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
         arch, source, gsd = cfg.arch, "", float(min(sensor.band(b).gsd_m for b in chips.bands))
     split = few_label_splits(chips.labels, [cfg.k], 1, cfg.test_fraction, cfg.seed, chips.classes)[0]
     train = split.train[k_label(cfg.k)]
+    warnings = emit(check_splits(class_presence(chips.labels, len(chips.classes)), [(cfg.seed, train, split.test)],
+                                 chips.classes, unit="chips",
+                                 hint="add chips of the classes named or change test_fraction"))
     start = time.time()
     model = finetune_classifier(backbone, chips.images, chips.labels, train, len(chips.classes), mean, std,
                                 cfg.finetune.settings(device), seed=cfg.seed, device=device, progress=progress)
     seconds = round(time.time() - start, 1)
     pred = predict_chips(model, chips.images[split.test], mean, std, device=device).argmax(1)
     metrics = classification_metrics(chips.labels[split.test], pred, chips.classes)
+    warnings += emit(_holdout_warnings(metrics))
     info = ClassifierInfo(arch=arch, task="patch", bands=list(chips.bands), wavelengths_nm=list(wavelengths),
                           gsd_m=gsd, normalization={"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()},
                           classes=list(chips.classes), img_size=img, sensor=chips.sensor, source_weights=source,
@@ -194,28 +213,40 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
                           title=f"hold-out, {len(split.test)} chips")
     out = {"metrics": metrics, "n_train": int(train.size), "n_test": int(split.test.size),
            "train_indices": train.tolist(), "test_indices": split.test.tolist(), "seconds": seconds,
-           "model": str(run_dir / "model"), "environment": environment(device, cfg.seed)}
+           "model": str(run_dir / "model"), "environment": environment(device, cfg.seed), "warnings": warnings}
     write_json(run_dir / "metrics.json", out)
     return out
+
+
+def _holdout_warnings(metrics: dict) -> list[dict]:
+    """Accuracy at 0 or at chance on the one hold-out of ``eossl finetune`` (it has no seeds, so no CI)."""
+    n_classes = sum(1 for c in metrics["per_class"].values() if c["support"] > 0)
+    return accuracy_warnings([("the hold-out", metrics["overall_accuracy"])], n_classes)
 
 
 def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress: bool) -> dict:
     """Train backbone + decoder on the training blocks, score the test blocks per pixel, save the classifier."""
     from eossl.finetune.segmentation import evaluate_segmentation, train_segmentation, window_block_split
-    from eossl.finetune.tasks import load_segment_chips, segment_backbone
+    from eossl.finetune.tasks import SEGMENT_SPLIT_HINT, k_subset, load_segment_chips, segment_backbone
 
     s = cfg.segmentation
     chips = load_segment_chips(s)
     backbone, mean, std = segment_backbone(chips, cfg.weights, cfg.arch, cfg.seed)
     train, test = window_block_split(chips.bounds, s.block_size_m, cfg.test_fraction, cfg.seed, crs=chips.crs)
-    if cfg.k != "all":
-        train = np.sort(np.random.default_rng(cfg.seed).permutation(train)[:cfg.k])
+    presence = class_presence(chips.labels, len(chips.classes))
+    warnings = emit(check_splits(presence, [(cfg.seed, train, test)], chips.classes, unit="windows",
+                                 hint=SEGMENT_SPLIT_HINT))
+    train = k_subset(train, cfg.k, cfg.seed)
+    require_training_classes(presence, train, test, chips.classes, unit="windows",
+                             where=f"k = {cfg.k} training windows (seed {cfg.seed})",
+                             hint="raise k (--set k=all trains on every training window) or set another seed")
     start = time.time()
     model = train_segmentation(backbone, chips, train, mean=mean, std=std, epochs=s.epochs, lr=s.lr,
                                batch_size=s.batch_size, freeze_backbone=cfg.finetune.freeze_backbone, seed=cfg.seed,
                                device=device, progress=progress)
     seconds = round(time.time() - start, 1)
     metrics = evaluate_segmentation(model, chips, test, mean, std)
+    warnings += emit(_holdout_warnings(metrics))
     info = getattr(backbone, "weights_info", None)
     arch = info.arch if info is not None else cfg.arch
     classifier_info = ClassifierInfo(
@@ -233,6 +264,6 @@ def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress:
     save_confusion_matrix(run_dir / "confusion_matrix.png", metrics["confusion_matrix"], chips.classes,
                           title=f"test blocks, {len(test)} chips, per pixel")
     out = {"metrics": metrics, "n_train": int(len(train)), "n_test": int(len(test)), "seconds": seconds,
-           "model": str(run_dir / "model"), "environment": environment(device, cfg.seed)}
+           "model": str(run_dir / "model"), "environment": environment(device, cfg.seed), "warnings": warnings}
     write_json(run_dir / "metrics.json", out)
     return out

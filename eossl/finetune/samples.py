@@ -11,6 +11,7 @@ every band is valid (not the sensor's nodata, not the file's nodata, finite); in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 
 from eossl.catalog.sensors import Sensor, load_sensor
 from eossl.gdal_env import open_raster
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EUROSAT_FILE_BANDS", "LabelledChips", "load_class_folders", "load_eurosat"]
 
@@ -90,6 +93,12 @@ def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c",
     scale = np.array([sensor.band(b).scale for b in out], dtype=np.float32)[:, None, None]
     offset = np.array([sensor.band(b).offset for b in out], dtype=np.float32)[:, None, None]
     nodata = [sensor.band(b).nodata for b in out]
+    # float reflectance chips (EuroSAT-style exports) hold physical values already: decided on a sample of the
+    # files against the sensor's declared DN type and scale, like `eossl catalog build` does per acquisition
+    scaling = _folder_scaling(root, paths[:_SCALING_SAMPLE], index, out, sensor, shape)
+    for k, b in enumerate(out):
+        if b in scaling.overrides:
+            scale[k], offset[k] = scaling.overrides[b]
 
     images = np.empty((len(paths), len(out), *shape[1:]), dtype=np.float32)
     mask = np.empty((len(paths), *shape[1:]), dtype=bool)
@@ -98,6 +107,38 @@ def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c",
                                         check_bands=None if file_bands is not None else (sensor, first_bands))
     return LabelledChips(images=images, mask=mask, labels=labels, classes=classes, bands=out,
                          paths=[str(p) for p in paths], sensor=sensor.name)
+
+
+_SCALING_SAMPLE = 16   # chips read to decide the class folders' radiometric scale
+
+
+def _folder_scaling(root, paths: list[Path], index: list[int], out: list[str], sensor: Sensor,
+                    shape: tuple[int, int, int]):
+    """The radiometric scaling of class-folder chips (:func:`eossl.catalog.scaling.choose_scaling` on the
+    valid values of ``paths``); ValueError naming the folder when the values fit no reading of the sensor."""
+    from eossl.catalog.scaling import BandSample, choose_scaling
+
+    values: dict[str, list[np.ndarray]] = {b: [] for b in out}
+    dtypes: dict[str, str] = {}
+    for path in paths:
+        with open_raster(str(path)) as ds:
+            if (ds.count, ds.height, ds.width) != shape:
+                continue   # named by _read_chip's shape check
+            dn = ds.read(index)
+            for k, b in enumerate(out):
+                dtypes[b] = ds.dtypes[index[k] - 1]
+                v = dn[k].ravel().astype(np.float64)
+                v = v[np.isfinite(v)]
+                for fill in {sensor.band(b).nodata, ds.nodata} - {None}:
+                    v = v[v != fill]
+                values[b].append(v)
+    samples = [BandSample(sensor.band(b), str(paths[0]), dtypes[b], np.concatenate(values[b])) for b in out]
+    try:
+        scaling = choose_scaling(samples, sensor.name)
+    except ValueError as err:
+        raise ValueError(f"class folders under {root}: {err}") from err
+    log.info("class folders under %s: %s", root, scaling.note)
+    return scaling
 
 
 def _read_chip(path: Path, index: list[int], shape: tuple[int, int, int], scale: np.ndarray, offset: np.ndarray,
@@ -158,10 +199,13 @@ def _file_band_names(ds, sensor: Sensor, file_bands: list[str] | None, path: Pat
 
 def load_label_chips(index, labels: str | Path, label_column: str, *, size: int = 64, gsd: float | None = None,
                      bands: list[str] | None = None, classes: list[str] | None = None, id_column: str | None = None,
-                     per_label: str = "first", on_outside: str = "error") -> LabelledChips:
+                     per_label: str = "first", on_outside: str = "error", label_crs: str | None = None
+                     ) -> LabelledChips:
     """Labelled chips centred on label geometries (points or polygons, any file geopandas reads) over the scenes
     of ``index`` (a :class:`~eossl.catalog.index.SceneIndex`): one chip per label (``per_label="first"``: its
-    earliest acquisition; ``"all"``: one per acquisition over it), read at ``gsd`` in the acquisition's CRS.
+    earliest acquisition; ``"all"``: one per acquisition over it), read at ``gsd`` metres in the acquisition's
+    CRS (its local UTM zone for a scene in a geographic CRS). ``label_crs``: the CRS of a label file that declares
+    none (an error otherwise).
 
     The labels' class names come from ``label_column`` (``classes`` fixes their order); labels outside every
     acquisition raise unless ``on_outside="skip"``.
@@ -170,7 +214,7 @@ def load_label_chips(index, labels: str | Path, label_column: str, *, size: int 
     from eossl.data.reader import ChipReader
 
     sampler = LabelWindowSampler(index, size, labels, label_column, gsd, classes=classes, id_column=id_column,
-                                 per_label=per_label, on_outside=on_outside)
+                                 per_label=per_label, on_outside=on_outside, label_crs=label_crs)
     windows = sampler.global_windows(0)
     reader = ChipReader(index, bands=bands)
     try:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 from shapely.geometry import box
 from torch import nn
@@ -63,12 +66,14 @@ class SegmentationChips:
 def load_segmentation_chips(index: SceneIndex, label_raster: str | Path, *, chip_size: int = 64,
                             gsd: float | None = None, bands: list[str] | None = None,
                             classes: dict[int, str] | None = None, label_nodata: float | None = None,
-                            stride: int | None = None, min_labelled: float = 0.05) -> SegmentationChips:
+                            stride: int | None = None, min_labelled: float = 0.05,
+                            label_crs: str | None = None) -> SegmentationChips:
     """Chips on a grid (``stride`` px, default ``chip_size``) over where the label raster meets each acquisition.
 
     ``classes``: label value -> class name (several values may share a name); None: every value present, named
     by its value. ``label_nodata`` overrides the label file's nodata. Windows with fewer than ``min_labelled``
-    (fraction) labelled pixels are dropped.
+    (fraction) labelled pixels are dropped. ``label_crs``: the CRS of a label raster that declares none (an error
+    otherwise). ``gsd`` is in metres (scenes in a geographic CRS are read on their local UTM grid).
     """
     path = Path(label_raster)
     if not path.is_file():
@@ -77,8 +82,8 @@ def load_segmentation_chips(index: SceneIndex, label_raster: str | Path, *, chip
         raise ValueError(f"min_labelled must be a fraction in [0, 1], got {min_labelled}")
     reader = ChipReader(index, bands=bands, allow_empty=True)
     try:
-        with open_raster(str(path)) as ds:
-            nodata = ds.nodata if label_nodata is None else label_nodata
+        with open_raster(str(path)) as src, _georeferenced(src, path, label_crs) as ds:
+            nodata = src.nodata if label_nodata is None else label_nodata
             sampler = _label_grid(index, ds, path, chip_size, stride, gsd)
             images, valid, raw, windows, n_labelled = _read_windows(reader, ds, nodata, sampler, min_labelled)
     finally:
@@ -99,6 +104,26 @@ def load_segmentation_chips(index: SceneIndex, label_raster: str | Path, *, chip
         sensor=",".join(index.sensor_names), bounds=[b for b, _, _ in windows], crs=[c for _, c, _ in windows],
         acquisitions=[a for _, _, a in windows], label_values={int(v): names[k] for v, k in value_map.items()},
         gsd=float(sampler.gsd))
+
+
+@contextmanager
+def _georeferenced(src, path: Path, label_crs: str | None):
+    """``src``, or a VRT of it in ``label_crs`` when the file declares no CRS; never a guessed CRS."""
+    if src.crs is None:
+        if label_crs is None:
+            raise ValueError(f"{path}: the label raster declares no CRS; set `label_crs` to the CRS of its "
+                             f"coordinates (e.g. EPSG:32633) or assign one (gdal_edit.py -a_srs EPSG:XXXX)")
+        try:
+            crs = CRS.from_user_input(label_crs)
+        except Exception as err:  # rasterio's CRSError
+            raise ValueError(f"label_crs {label_crs!r} is not a CRS GDAL understands: {err}") from err
+        with WarpedVRT(src, src_crs=crs, crs=crs) as vrt:
+            yield vrt
+        return
+    if label_crs is not None and CRS.from_user_input(label_crs) != src.crs:
+        raise ValueError(f"{path}: the label raster declares the CRS {src.crs} but `label_crs` is {label_crs}; "
+                         f"drop label_crs (it is for files without a CRS) or fix the file")
+    yield src
 
 
 def _read_windows(reader: ChipReader, ds, nodata, sampler: GridWindowSampler, min_labelled: float):
@@ -123,8 +148,6 @@ def _read_windows(reader: ChipReader, ds, nodata, sampler: GridWindowSampler, mi
 def _label_grid(index: SceneIndex, ds, path: Path, chip_size: int, stride: int | None,
                 gsd: float | None) -> GridWindowSampler:
     """Grid windows over the label raster's footprint in every acquisition it overlaps."""
-    if ds.crs is None:
-        raise ValueError(f"{path}: the label raster has no CRS; assign one (gdal_edit.py -a_srs EPSG:XXXX)")
     if not any(_overlap_area(ds, index, i) > 0 for i in range(len(index))):
         raise ValueError(f"{path}: the label raster (bounds {tuple(round(v, 4) for v in ds.bounds)}, {ds.crs}) "
                          f"lies outside every scene of index {index.path or ''}; index the scenes it covers")

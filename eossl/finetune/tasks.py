@@ -29,6 +29,7 @@ from eossl.finetune.metrics import (
     mean_ci95,
     metrics_from_confusion,
 )
+from eossl.finetune.sanity import check_splits, class_presence, emit, subset_warnings
 from eossl.finetune.segmentation import (
     SegmentationChips,
     evaluate_segmentation,
@@ -41,9 +42,12 @@ from eossl.models.backbones import create_backbone, feature_maps
 
 log = logging.getLogger(__name__)
 
-__all__ = ["crop_rows", "evaluate_crop_task", "evaluate_segment_task", "load_segment_chips", "segment_backbone"]
+__all__ = ["SEGMENT_SPLIT_HINT", "crop_rows", "evaluate_crop_task", "evaluate_segment_task", "k_subset",
+           "load_segment_chips", "segment_backbone"]
 
 _SCORES = ("overall_accuracy", "macro_f1", "kappa")
+SEGMENT_SPLIT_HINT = ("use a smaller segmentation.block_size_m or test_fraction, or another seed, so that both sides "
+                      "hold every class")
 
 
 # ------------------------------------------------------------------------------------------- crops
@@ -55,7 +59,7 @@ def evaluate_crop_task(f: FieldsConfig, weights, arch: str, ks, seeds: int, seed
     no fine-tuning of field series, so no scratch row)."""
     index = f.scenes.open()
     series = load_fields(index, f.labels, f.class_column, chip_size=f.chip_size, gsd=f.gsd, bands=f.bands,
-                         classes=f.classes, min_valid=f.min_valid, id_column=f.id_column)
+                         classes=f.classes, min_valid=f.min_valid, id_column=f.id_column, label_crs=f.label_crs)
     raw = evaluate_crops(series, weights=weights, arch=None if weights else arch, ks=tuple(ks), seeds=seeds,
                          seed=seed, block_size_m=f.block_size_m, test_fraction=test_fraction,
                          aggregation=tuple(f.aggregation), pool=f.pool, level=f.level,
@@ -63,7 +67,7 @@ def evaluate_crop_task(f: FieldsConfig, weights, arch: str, ks, seeds: int, seed
                          random_init="random_init" in baselines, band_stats="band_statistics" in baselines,
                          rcf="rcf" in baselines, fusion="fusion" in baselines)
     return {"settings": raw["settings"], "data": raw["data"], "splits": raw["splits"],
-            "skipped_k": raw["skipped_k"], "results": crop_rows(raw)}
+            "skipped_k": raw["skipped_k"], "results": crop_rows(raw), "warnings": raw["warnings"]}
 
 
 def crop_rows(raw: dict) -> list[dict]:
@@ -91,7 +95,7 @@ def crop_rows(raw: dict) -> list[dict]:
 def load_segment_chips(s: SegmentationConfig) -> SegmentationChips:
     return load_segmentation_chips(s.scenes.open(), s.label_raster, chip_size=s.chip_size, gsd=s.gsd, bands=s.bands,
                                    classes=s.classes, label_nodata=s.label_nodata, stride=s.stride,
-                                   min_labelled=s.min_labelled)
+                                   min_labelled=s.min_labelled, label_crs=s.label_crs)
 
 
 def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):
@@ -128,6 +132,10 @@ def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: 
         models.append((f"from scratch {arch}", "finetune", rand, False))
     splits = [(sd, *window_block_split(chips.bounds, s.block_size_m, test_fraction, sd, crs=chips.crs))
               for sd in range(seed, seed + seeds)]
+    presence = class_presence(chips.labels, len(chips.classes))
+    warnings = emit(check_splits(presence, splits, chips.classes, unit="windows", hint=SEGMENT_SPLIT_HINT) +
+                    subset_warnings(presence, [(k, sd, k_subset(tr, k, sd)) for k in ks for sd, tr, _ in splits],
+                                    chips.classes, unit="windows"))
     probes = _pixel_probes(chips, splits, baselines, backbones, device)
     rows = []
     total = (len(models) + len(probes)) * len(ks) * seeds
@@ -145,7 +153,13 @@ def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: 
     data = {"n_chips": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
             "chip_size": int(chips.images.shape[-1]), "label_values": {str(k): v for k, v in chips.label_values.items()}}
     return {"data": data, "splits": [{"seed": sd, "n_train": int(len(tr)), "n_test": int(len(te))}
-                                     for sd, tr, te in splits], "results": rows}
+                                     for sd, tr, te in splits], "results": rows, "warnings": warnings}
+
+
+def k_subset(train, k, seed: int) -> np.ndarray:
+    """Sorted ``k`` training windows drawn from ``train`` with ``np.random.default_rng(seed)`` (``"all"``: all)."""
+    train = np.asarray(train)
+    return np.sort(train if k == "all" else np.random.default_rng(seed).permutation(train)[:int(k)])
 
 
 def _segment_rows(name, protocol, fit, chips, splits, ks, bar) -> list[dict]:
@@ -153,10 +167,10 @@ def _segment_rows(name, protocol, fit, chips, splits, ks, bar) -> list[dict]:
     for ki, k in enumerate(ks):
         per_seed = []
         for sd, train, test in splits:
-            sub = train if k == "all" else np.random.default_rng(sd).permutation(train)[:int(k)]
+            sub = k_subset(train, k, sd)
             if len(sub) < 2:
                 raise ValueError(f"k = {k} labelled chips leaves {len(sub)} to train on; segmentation needs 2")
-            m = fit(np.sort(sub), test, sd)
+            m = fit(sub, test, sd)
             per_seed.append({"seed": sd, "n_train": int(len(sub)), "mean_iou": m["mean_iou"],
                              **{sc: m[sc] for sc in _SCORES}})
             if ki == len(ks) - 1:

@@ -44,8 +44,8 @@ def match_bands(source: list[tuple[str, float]], target: list[tuple[str, float]]
             raise ValueError(
                 f"band {name} ({wl:.0f} nm) has no counterpart in the pretrained weights: the nearest band, {src}, "
                 f"is {distance:.0f} nm away (limit {max_nm:.0f} nm). Pretrained bands: "
-                f"{', '.join(f'{n} ({w:.0f} nm)' for n, w in source)}. Drop the band from the data, raise max_nm, "
-                f"or train from scratch")
+                f"{', '.join(f'{n} ({w:.0f} nm)' for n, w in source)}. Drop the band from the data (the `bands` key), "
+                f"or train from scratch (no weights); from Python, load_backbone() takes a wider max_nm")
         matches.append(BandMatch(name, src, "wavelength", distance))
     return matches
 

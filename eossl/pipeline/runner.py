@@ -21,7 +21,7 @@ from pathlib import Path
 
 from eossl.pipeline.spec import PipelineSpec, load_pipeline
 from eossl.pipeline.stages import config_digest, outputs_exist, resolve, run_stage
-from eossl.runs import new_run_dir, write_json
+from eossl.runs import marks_failure, new_run_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,10 @@ def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list
         echo(f"{prefix}: {'resuming' if resume else 'running'} in {run_dir}")
         start = time.time()
         try:
-            rec["outputs"] = run_stage(stage, cfg, run_dir, resume=resume,
-                                       pipeline_dir=pipeline_dir, state=state,
-                                       callbacks=(callbacks or {}).get(stage.name))
+            with marks_failure(run_dir, "rerun the pipeline: finished stages are skipped"):
+                rec["outputs"] = run_stage(stage, cfg, run_dir, resume=resume,
+                                           pipeline_dir=pipeline_dir, state=state,
+                                           callbacks=(callbacks or {}).get(stage.name))
         except Exception as err:
             rec.update(status="failed", error=f"{type(err).__name__}: {err}")
             _save(pipeline_dir, state)

@@ -120,6 +120,7 @@ def _predict(cfg, run_dir: Path) -> dict[str, str]:
     out = predict_map(load_classifier(cfg.model), cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands,
                       sensor=cfg.sensor, nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs,
                       overlap=cfg.overlap, batch_size=cfg.batch_size, probabilities=cfg.probabilities,
-                      device=cfg.device, tile=cfg.tile, resampling=cfg.resampling, progress=False)
+                      device=cfg.device, tile=cfg.tile, resampling=cfg.resampling,
+                      max_output_gb=cfg.max_output_gb, progress=False)
     preview = save_class_map_preview(out, run_dir / "map_preview.png")
     return {"run": str(run_dir), "map": str(out), "preview": str(preview)}

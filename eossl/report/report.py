@@ -125,6 +125,7 @@ def _evaluate(name: str, rec: dict, out_dir: Path) -> list[tuple]:
     head = metrics.get("headline", {})
     blocks = [("h2", f"Few-label evaluation ({name}, task {metrics.get('task', 'patch')})"),
               ("p", "Mean and 95% CI over seeds; every row is scored on the same splits.")]
+    blocks += _warnings(metrics)
     if (run / "table.txt").is_file():
         blocks.append(("pre", (run / "table.txt").read_text().rstrip()))
     for fig, caption in (("few_label_curve.png", "Few-label curve against the baselines"),
@@ -144,6 +145,7 @@ def _finetune(name: str, rec: dict, out_dir: Path) -> list[tuple]:
               ("p", f"Trained on {m['n_train']} samples in {m['seconds']} s; hold-out ({m['n_test']}): overall "
                     f"accuracy {100 * s['overall_accuracy']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, kappa "
                     f"{s['kappa']:.3f}{extra}. Classifier: {m['model']}.")]
+    blocks += _warnings(m)
     if (run / "logs" / "metrics.csv").is_file():
         save_training_curves(out_dir / f"{name}_training.png", [run / "logs" / "metrics.csv"],
                              title=f"{name}: fine-tuning loss and learning rate")
@@ -151,6 +153,12 @@ def _finetune(name: str, rec: dict, out_dir: Path) -> list[tuple]:
     if _copy(run / "confusion_matrix.png", out_dir, f"{name}_confusion_matrix.png"):
         blocks.append(("img", f"{name}_confusion_matrix.png", "Hold-out confusion matrix"))
     return blocks
+
+
+def _warnings(metrics: dict) -> list[tuple]:
+    """A "Warnings" box of the run's ``metrics.json`` warnings (degenerate splits or results), if any."""
+    items = [f"{w['code']}: {w['message']}" for w in metrics.get("warnings") or []]
+    return [("warn", f"Warnings ({len(items)}): read these results with care", items)] if items else []
 
 
 def _predict(name: str, rec: dict, out_dir: Path) -> list[tuple]:
@@ -173,6 +181,8 @@ def _markdown(blocks: list[tuple]) -> str:
             lines += [b[1], ""]
         elif b[0] == "pre":
             lines += ["```", b[1], "```", ""]
+        elif b[0] == "warn":
+            lines += [f"> **{b[1]}**", ">"] + [f"> - {item}" for item in b[2]] + [""]
         elif b[0] == "img":
             lines += [f"![{b[2]}]({b[1]})", "", f"*{b[2]}*", ""]
         elif b[0] == "table":
@@ -189,6 +199,9 @@ def _html(blocks: list[tuple], name: str) -> str:
             body.append(f"<{b[0]}>{e(b[1])}</{b[0]}>")
         elif b[0] == "pre":
             body.append(f"<pre>{e(b[1])}</pre>")
+        elif b[0] == "warn":
+            items = "".join(f"<li>{e(item)}</li>" for item in b[2])
+            body.append(f'<div class="warnings"><strong>{e(b[1])}</strong><ul>{items}</ul></div>')
         elif b[0] == "img":
             body.append(f'<figure><img src="{e(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption></figure>')
         elif b[0] == "table":
@@ -197,6 +210,7 @@ def _html(blocks: list[tuple], name: str) -> str:
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}img{max-width:100%}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;font-size:90%}"
-             "pre{background:#f6f6f6;padding:8px;overflow-x:auto}figcaption{font-size:85%;color:#555}")
+             "pre{background:#f6f6f6;padding:8px;overflow-x:auto}figcaption{font-size:85%;color:#555}"
+             ".warnings{background:#fff4e5;border:2px solid #e69500;padding:8px 12px;margin:1em 0}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>eossl report: {e(name)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

