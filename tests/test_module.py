@@ -96,8 +96,18 @@ def test_bf16_autocast_on_cpu_trains_in_channels_last_and_exports(tmp_path):
     assert torch.equal(load_backbone(tmp_path / "w", pool="last").conv1.weight, stem.detach().contiguous())
 
 
-def test_precision_auto_is_float32_on_cpu_and_unknown_values_fail():
+def test_precision_auto_follows_native_cpu_bf16_and_unknown_values_fail(monkeypatch, caplog):
+    import eossl.train.module as module_mod
+
     module = _module("vicreg", proj_dim=32)
-    assert not module.uses_bf16()
+    for native in (False, True):
+        monkeypatch.setattr(module_mod, "cpu_has_native_bf16", lambda native=native: native)
+        assert module.uses_bf16() is native          # auto: bf16 only where the CPU computes it natively
+    monkeypatch.setattr(module_mod, "cpu_has_native_bf16", lambda: False)
+    module.autocast_precision = "bf16"               # asked for explicitly: kept, with a warning naming the fix
+    assert module.uses_bf16()
+    with caplog.at_level("WARNING", logger="eossl.train.module"):
+        module.on_fit_start()
+    assert "trainer.precision=auto" in caplog.text and "emulated" in caplog.text
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
         SSLModule(module.method, module.views, OptimConfig(), batch_size=8, precision="16")

@@ -2,11 +2,13 @@
 
 It owns what every method shares: views made on the device after transfer (``ViewGenerator``), optimiser with
 parameter groups, base-LR scaling by effective batch size, cosine schedule with warmup, the EMA update of target
-encoders with its momentum schedule, bf16 autocast (on GPU by default, on CPU on request), collapse monitors, and a
+encoders with its momentum schedule, bf16 autocast (by default on GPUs and on CPUs with native bf16), collapse monitors, and a
 guard that stops on a non-finite loss naming the step.
 """
 
 from __future__ import annotations
+
+import logging
 
 import lightning as L
 import torch
@@ -20,6 +22,7 @@ from eossl.train.optim import build_optimizer, cosine_with_warmup, ema_momentum,
 __all__ = ["OptimConfig", "SSLModule", "NonFiniteLossError", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -32,6 +35,14 @@ def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
     return (((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1009 + rank) % (2**63 - 1)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (oneDNN reports AVX512-BF16 or AMX support)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
 class SSLModule(L.LightningModule):
     """``method`` (backbone + heads + loss) trained on views made by ``views`` from reflectance batches.
 
@@ -39,8 +50,9 @@ class SSLModule(L.LightningModule):
     None takes the trainer's estimate from its epochs or max_steps, the data and the number of devices.
     Each step reseeds the views and torch's global generator from ``(seed, epoch, batch, rank)``.
 
-    ``precision``: ``"auto"`` runs the method under bf16 autocast on CUDA and in float32 elsewhere; ``"bf16"``
-    autocasts on any device (on CPUs with AMX/AVX512-BF16 a ResNet step is about 1.4x faster); ``"fp32"`` never
+    ``precision``: ``"auto"`` runs the method under bf16 autocast on CUDA and on CPUs with native bf16
+    (AMX/AVX512-BF16, where a ResNet step is about 1.4x faster), in float32 elsewhere; ``"bf16"`` autocasts on any
+    device (on a CPU without native bf16 it is emulated and about 25x slower: a warning says so); ``"fp32"`` never
     autocasts. Views, losses and parameters stay float32 either way. Under bf16 the views are handed to the
     method in channels_last layout, which convolution kernels prefer.
     """
@@ -62,11 +74,18 @@ class SSLModule(L.LightningModule):
         self.lr = None  # computed once in configure_optimizers, from the effective batch size
 
     def on_fit_start(self) -> None:
+        if self.autocast_precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning("trainer.precision=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX; this one has %s): "
+                        "bf16 is emulated there and a ResNet step is about 25x slower than float32 "
+                        "(BENCHMARKS.md); set trainer.precision=auto to use bf16 only where it is fast",
+                        torch.backends.cpu.get_cpu_capability())
         if self.uses_bf16():   # convolution weights too, so kernels need no layout conversion per call
             self.method.to(memory_format=torch.channels_last)
 
     def uses_bf16(self) -> bool:
-        return self.autocast_precision == "bf16" or (self.autocast_precision == "auto" and self.device.type == "cuda")
+        if self.autocast_precision != "auto":
+            return self.autocast_precision == "bf16"
+        return self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_native_bf16())
 
     def effective_batch(self) -> int:
         world = self.trainer.world_size if self._trainer is not None else 1
