@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -455,6 +455,9 @@ def test_pretrained_weights_take_their_bands_by_name(series, tmp_path):
     model_ready, used, mean, std, _ = backbone_for_series(series, _export(five, BANDS + ["B11"], tmp_path / "w5"))
     assert used.bands == BANDS and [m.source for m in model_ready.band_matches] == BANDS
     np.testing.assert_allclose(model_ready.conv1.weight.detach(), five.conv1.weight.detach()[:, :4] * 5 / 4)
+    # field series scaled twice (reflectance x 1e-4) are refused before any feature is computed
+    with pytest.raises(ValueError, match="scaled twice"):
+        backbone_for_series(replace(series, images=series.images * np.float32(1e-4)), tmp_path / "w")
     # SWIR-only weights: no data band is within reach of a pretrained band
     swir = _export(create_backbone("resnet18", 2, 32), ["B11", "B12"], tmp_path / "swir")
     with pytest.raises(ValueError, match=r"band B02 \(492 nm\) has no counterpart in the pretrained weights"):

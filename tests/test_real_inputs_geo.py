@@ -92,6 +92,8 @@ def test_gsd_of_a_geographic_scene_is_in_metres(scenes):
     dy = DEG * 111_132.0
     assert scene_gsd_m(geo_index, 0) == pytest.approx(math.sqrt(dx * dy), rel=0.02)   # ... metres come from here
     assert 8.0 < scene_gsd_m(geo_index, 0) < 11.0
+    row = geo_index.summary().splitlines()[-2]                # `eossl catalog show`: the GSD column in metres
+    assert f" {scene_gsd_m(geo_index, 0):7.4g} " in row and f"{DEG:g}" not in row
     feet = ground_res_m("EPSG:2263", 10.0, (980000, 190000, 990000, 200000))    # NY state plane, US survey feet
     assert feet == pytest.approx(3.048, rel=1e-5)
     with pytest.raises(ValueError, match="not longitudes/latitudes"):

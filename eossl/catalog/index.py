@@ -193,6 +193,8 @@ class SceneIndex:
         return out
 
     def summary(self) -> str:
+        from eossl.geo import ground_res_m
+
         f = self.frame
         lines = [f"index: {self.path or '(in memory)'}", f"acquisitions: {len(f)}",
                  f"sensors: {', '.join(self.sensor_names)}", f"kinds: {', '.join(sorted(set(f['kind'])))}"]
@@ -203,12 +205,12 @@ class SceneIndex:
         else:
             lines.append("time range: no datetimes (rebuild with --datetime-pattern/--datetime for time filters)")
         lines.append(f"CRSs: {', '.join(sorted(set(f['crs'])))}")
-        lines.append(f"resolutions: {', '.join(f'{r:g}' for r in sorted(set(f['res'])))}")
+        lines.append(f"resolutions (CRS units): {', '.join(f'{r:g}' for r in sorted(set(f['res'])))}")
         tb = f.total_bounds
         lines.append(f"extent (EPSG:4326): lon {tb[0]:.4f}..{tb[2]:.4f}, lat {tb[1]:.4f}..{tb[3]:.4f}")
         lines.append(f"valid fraction: min {f['valid_fraction'].min():.3f}, mean {f['valid_fraction'].mean():.3f}")
         lines.append("")
-        head = f"{'id':40s} {'datetime':20s} {'bands':>5s} {'res':>6s} {'size (px)':>12s} {'valid':>6s}"
+        head = f"{'id':40s} {'datetime':20s} {'bands':>5s} {'gsd (m)':>7s} {'size (px)':>12s} {'valid':>6s}"
         lines.append(head)
         for i in range(min(len(f), 20)):
             r = f.iloc[i]
@@ -216,7 +218,8 @@ class SceneIndex:
             w = round((r["maxx"] - r["minx"]) / r["res"])
             h = round((r["maxy"] - r["miny"]) / r["res"])
             dt = "-" if pd.isna(r["datetime"]) else pd.Timestamp(r["datetime"]).strftime("%Y-%m-%d %H:%M")
-            lines.append(f"{str(r['id'])[-40:]:40s} {dt:20s} {nb:5d} {r['res']:6g} {f'{w}x{h}':>12s} "
+            gsd = ground_res_m(r["crs"], float(r["res"]), (r["minx"], r["miny"], r["maxx"], r["maxy"]))
+            lines.append(f"{str(r['id'])[-40:]:40s} {dt:20s} {nb:5d} {gsd:7.4g} {f'{w}x{h}':>12s} "
                          f"{r['valid_fraction']:6.3f}")
         if len(f) > 20:
             lines.append(f"... {len(f) - 20} more")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from eossl.catalog.sensors import load_sensor
+from eossl.data.radiometry import check_radiometry
 from eossl.finetune.baselines import RCF_FEATURES, rcf_model, rcf_pooled
 from eossl.finetune.evaluate import check_normalization
 from eossl.finetune.fewshot import fit_logreg
@@ -251,6 +252,7 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
     pos = [info.bands.index(b) for b in source]
     mean = np.asarray(info.normalization["mean"], dtype=np.float32)[pos]
     std = np.asarray(info.normalization["std"], dtype=np.float32)[pos]
+    check_radiometry(series.images, series.valid, series.bands, series.sensor, f"fields for {weights}")
     check_normalization(used.images, used.valid, used.bands, mean, std, f"fields for {weights}")
     return model, used, mean, std, info.arch
 
