@@ -129,10 +129,7 @@ def check_output_size(what: str, shape: tuple[int, ...], itemsize: int, *, crs: 
     The error names ``what`` (the scene and output), the shape, CRS and GSD, and ``hint`` (the key or flag that
     shrinks the output or raises the limit).
     """
-    n = 1
-    for s in shape:
-        n *= int(s)
-    size = n * int(itemsize)
+    size = math.prod(int(s) for s in shape) * int(itemsize)
     if size > max_gb * 1e9:
         shape_text = " x ".join(str(int(s)) for s in shape)
         raise ValueError(f"{what} would be {shape_text} px ({_human(size)}) at {gsd_m:g} m in {crs}{note}; that "
@@ -141,8 +138,8 @@ def check_output_size(what: str, shape: tuple[int, ...], itemsize: int, *, crs: 
 
 
 def _human(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
             return f"{size:.3g} {unit}"
         size /= 1000
     return f"{size:.3g} TB"

@@ -114,24 +114,22 @@ _SCALING_SAMPLE = 16   # chips read to decide the class folders' radiometric sca
 
 def _folder_scaling(root, paths: list[Path], index: list[int], out: list[str], sensor: Sensor,
                     shape: tuple[int, int, int]):
-    """The radiometric scaling of class-folder chips (:func:`eossl.catalog.scaling.choose_scaling` on the
-    valid values of ``paths``); ValueError naming the folder when the values fit no reading of the sensor."""
-    from eossl.catalog.scaling import BandSample, choose_scaling
+    """The radiometric scaling of class-folder chips (:func:`eossl.catalog.scaling.choose_scaling` on the values
+    :func:`~eossl.catalog.scaling.sample_file` reads from ``paths``); ValueError naming the folder when the values
+    fit no reading of the sensor."""
+    from eossl.catalog.scaling import BandSample, choose_scaling, sample_file
 
+    bands = dict(zip(out, index, strict=True))
+    nodata = {b: sensor.band(b).nodata for b in out}
     values: dict[str, list[np.ndarray]] = {b: [] for b in out}
     dtypes: dict[str, str] = {}
     for path in paths:
         with open_raster(str(path)) as ds:
             if (ds.count, ds.height, ds.width) != shape:
                 continue   # named by _read_chip's shape check
-            dn = ds.read(index)
-            for k, b in enumerate(out):
-                dtypes[b] = ds.dtypes[index[k] - 1]
-                v = dn[k].ravel().astype(np.float64)
-                v = v[np.isfinite(v)]
-                for fill in {sensor.band(b).nodata, ds.nodata} - {None}:
-                    v = v[v != fill]
-                values[b].append(v)
+        for b, (dtype, v) in sample_file(str(path), bands, nodata).items():
+            dtypes[b] = dtype
+            values[b].append(v)
     samples = [BandSample(sensor.band(b), str(paths[0]), dtypes[b], np.concatenate(values[b])) for b in out]
     try:
         scaling = choose_scaling(samples, sensor.name)
