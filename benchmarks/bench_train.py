@@ -67,12 +67,13 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 import eossl.train.module  # noqa: E402
+from eossl.config import load_config  # noqa: E402
 from eossl.data.datamodule import ChipDataModule  # noqa: E402
-from eossl.finetune.features import candidate_pools  # noqa: E402
+from eossl.evaluate.features import candidate_pools  # noqa: E402
 from eossl.models.backbones import create_backbone  # noqa: E402
 from eossl.runtime import configure_allocator  # noqa: E402
 from eossl.train import optim  # noqa: E402
-from eossl.train.config import PretrainConfig, ProbeConfig, load_pretrain_config  # noqa: E402
+from eossl.train.config import PretrainConfig, ProbeConfig  # noqa: E402
 from eossl.train.module import SSLModule, step_seed  # noqa: E402
 from eossl.train.monitors import effective_rank, embedding_std  # noqa: E402
 from eossl.train.online_probe import ProbeRunner, load_probe_chips, select_bands  # noqa: E402
@@ -112,7 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_config(args) -> PretrainConfig:
     """The default ``eossl pretrain`` config, sized for the benchmark; the bare loop mirrors one device."""
-    cfg = load_pretrain_config(None, [
+    cfg = load_config(PretrainConfig, None, overrides=[
         f"corpus.sampler.num_samples={args.chips}", f"corpus.batch_size={args.batch_size}",
         f"method.name={args.method}", f"model.arch={args.arch}", "trainer.progress_bar=false",
         f"trainer.max_steps={args.warmup + args.steps}", f"trainer.threads={args.threads}", *args.set,
@@ -128,7 +129,7 @@ def make_config(args) -> PretrainConfig:
 def probe_config(args) -> tuple[ProbeConfig, int]:
     """The online probe of the config being benchmarked (``--set probe.*``) and the number of optimiser steps of
     that config's full run (its max_steps, or epochs x chips // batch: 192 for the default)."""
-    cfg = load_pretrain_config(None, args.set)
+    cfg = load_config(PretrainConfig, None, overrides=args.set)
     c = cfg.corpus
     return cfg.probe, cfg.trainer.max_steps or cfg.trainer.epochs * (c.sampler.num_samples // c.batch_size)
 
@@ -136,7 +137,7 @@ def probe_config(args) -> tuple[ProbeConfig, int]:
 def probe_cost(probe: ProbeConfig, arch: str, info, img_size: int, repeats: int = 3) -> dict:
     """Seconds of the online probe as a run spends them: the baselines once, then per evaluation the features
     of every pool (one forward pass per batch) and the few-label fits at every k (median of ``repeats``)."""
-    from eossl.finetune.features import extract_pools
+    from eossl.evaluate.features import extract_pools
 
     chips = select_bands(load_probe_chips(probe, arch, img_size), info.bands)
     pools = probe.pools or candidate_pools(arch)

@@ -32,13 +32,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing eossl
 
 from eossl.catalog.sensors import load_sensor  # noqa: E402
-from eossl.finetune.baselines import band_statistics, rcf_features  # noqa: E402
-from eossl.finetune.evaluate import backbone_for_bands  # noqa: E402
-from eossl.finetune.features import extract_features  # noqa: E402
-from eossl.finetune.probe import ci95_half_width, few_shot_probe  # noqa: E402
-from eossl.finetune.samples import load_eurosat  # noqa: E402
+from eossl.data.labelled import load_eurosat  # noqa: E402
+from eossl.evaluate.baselines import band_statistics, rcf_features  # noqa: E402
+from eossl.evaluate.features import extract_features  # noqa: E402
+from eossl.evaluate.fewshot import ci95_half_width, few_shot_probe  # noqa: E402
 from eossl.models.backbones import create_backbone  # noqa: E402
-from eossl.train.export import read_weights_info  # noqa: E402
+from eossl.models.weights import backbone_for, read_weights_info  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,7 +72,8 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
     size = int(chips.images.shape[-1])
     mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
     stats = band_statistics(chips.images, chips.mask)
-    models = [backbone_for_bands(w, chips.bands, chips.sensor, size) for w in weights]
+    models = [(m, n.mean, n.std) for m, n in (backbone_for(chips.bands, chips.sensor, size, weights=w)
+                                              for w in weights)]
     randoms = []
     for s in range(seed, seed + random_inits):
         with torch.random.fork_rng(devices=[]):

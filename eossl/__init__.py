@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 def load_backbone(path, bands=None, max_nm: float = 60.0, img_size=None, pool=None):
     """Exported weights -> ready backbone, normalised (B, C, H, W) -> (B, D) (see
-    :func:`eossl.train.export.load_backbone`). ``pool=None``: a PooledBackbone in the weights' recorded
+    :func:`eossl.models.weights.load_backbone`). ``pool=None``: a PooledBackbone in the weights' recorded
     ``feature_pool``; ``pool="last"``: the plain timm model; another pool name: a PooledBackbone in that pool."""
-    from eossl.train.export import load_backbone as _load
+    from eossl.models.weights import load_backbone as _load
 
     return _load(path, bands=bands, max_nm=max_nm, img_size=img_size, pool=pool)

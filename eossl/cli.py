@@ -1,4 +1,9 @@
-"""The ``eossl`` command line: ``eossl <command> [options]``; ``eossl <command> --help`` for each command."""
+"""The ``eossl`` command line: ``eossl <command> [options]``; ``eossl <command> --help`` for each command.
+
+The commands come from :data:`eossl.pipeline.commands.COMMANDS`. Only the module of the command being run is
+imported (and only what it needs, when it runs), so ``eossl --help``, ``--version`` and ``eossl sensors``
+answer without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +12,42 @@ import logging
 import sys
 
 from eossl import __version__
-from eossl.commands import cache as cache_cmd
-from eossl.commands import catalog as catalog_cmd
-from eossl.commands import demo as demo_cmd
-from eossl.commands import evaluate as evaluate_cmd
-from eossl.commands import export as export_cmd
-from eossl.commands import finetune as finetune_cmd
-from eossl.commands import predict as predict_cmd
-from eossl.commands import pretrain as pretrain_cmd
-from eossl.commands import report as report_cmd
-from eossl.commands import run as run_cmd
-from eossl.commands import views as views_cmd
 from eossl.config import ConfigError
-from eossl.runtime import configure_allocator
-
-COMMANDS = (catalog_cmd, cache_cmd, views_cmd, pretrain_cmd, export_cmd, finetune_cmd, evaluate_cmd, predict_cmd,
-            report_cmd, run_cmd, demo_cmd)
+from eossl.pipeline.commands import COMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command listed; ``command`` (or every command, with ``"*"``) gets its full parser."""
     parser = argparse.ArgumentParser(
         prog="eossl", description="Self-supervised pretraining on multispectral satellite imagery.",
-        epilog="Start with `eossl demo` (indexes and caches the built-in Sentinel-2 scene).")
+        epilog="Start with `eossl run` (the demo pipeline on the built-in data: pretrain, evaluate, finetune, "
+               "class map, report).")
     parser.add_argument("--version", action="version", version=f"eossl {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in COMMANDS:
-        module.register(sub)
+    for name, spec in COMMANDS.items():
+        if command in (name, "*"):
+            spec.add_parser(sub)
+        else:
+            sub.add_parser(name, help=spec.help)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first argument that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("rasterio").setLevel(logging.WARNING)
+    from eossl.runtime import configure_allocator
+
     configure_allocator()
     try:
         return int(args.func(args) or 0)

@@ -25,7 +25,7 @@ import yaml
 T = TypeVar("T")
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
-__all__ = ["ConfigError", "field", "from_dict", "to_dict", "load_yaml", "apply_overrides"]
+__all__ = ["ConfigError", "field", "from_dict", "to_dict", "load_config", "load_yaml", "apply_overrides"]
 
 
 class ConfigError(ValueError):
@@ -214,7 +214,8 @@ def load_yaml(path: str | Path) -> Any:
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         with path.open() as fh:
-            return yaml.safe_load(fh)
+            # libyaml's safe loader where PyYAML was built with it: the same documents, 5-10x faster to parse
+            return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
 
@@ -238,7 +239,7 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
     return result
 
 
-def config_from(cls: type[T], path: str | Path | None = None, flags: dict[str, Any] | None = None,
+def load_config(cls: type[T], path: str | Path | None = None, flags: dict[str, Any] | None = None,
                 overrides: typing.Iterable[str] | None = None) -> T:
     """``cls`` from the YAML ``path`` (None: defaults), updated by command-line ``flags`` (None values ignored),
     then by ``key=value`` ``overrides``: the precedence every command uses."""

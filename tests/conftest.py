@@ -248,9 +248,10 @@ def worldcereal_nc() -> Path:
 def tiny_pretrain_config(scene, **trainer):
     """VICReg on a ResNet-18 over 32 px chips of a tiny 13-band scene: 4 batches of 8 per epoch, no online probe;
     ``trainer`` keys override ``trainer.*``."""
-    from eossl.train.config import load_pretrain_config
+    from eossl.config import load_config
+    from eossl.train.config import PretrainConfig
 
-    return load_pretrain_config(None, [
+    return load_config(PretrainConfig, None, overrides=[
         f"corpus.roots=[{scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=32",
         "corpus.batch_size=8", "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
         "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",

@@ -196,10 +196,11 @@ def test_apply_overrides_parses_values_as_yaml_and_copies():
 def test_a_partial_nested_override_keeps_the_fields_own_defaults():
     """corpus.sampler defaults to 8192 chips of 64 px (its default_factory), not SamplerConfig's class defaults:
     overriding one key of it must keep the others (a bug that once cut a run to 1024 chips)."""
-    from eossl.train.config import PretrainConfig, load_pretrain_config
+    from eossl.config import load_config
+    from eossl.train.config import PretrainConfig
 
     default = PretrainConfig().corpus.sampler
-    cfg = load_pretrain_config(None, ["corpus.sampler.roi_crs=EPSG:32618", "corpus.sampler.size=96"])
+    cfg = load_config(PretrainConfig, None, overrides=["corpus.sampler.roi_crs=EPSG:32618", "corpus.sampler.size=96"])
     assert cfg.corpus.sampler.num_samples == default.num_samples == 8192
     assert cfg.corpus.sampler.size == 96 and cfg.corpus.sampler.roi_crs == "EPSG:32618"
     assert cfg.corpus.batch_size == PretrainConfig().corpus.batch_size

@@ -24,11 +24,11 @@ from shapely.geometry import Point, box
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
-from eossl.finetune import crops
-from eossl.finetune.crops import backbone_for_series, crops_table, evaluate_crops, field_rcf
-from eossl.finetune.fields import load_fields
-from eossl.finetune.splits import block_ids, check_block_split, few_label_subset, spatial_block_split
-from eossl.finetune.temporal import (
+from eossl.data.fields import load_fields
+from eossl.evaluate import crops
+from eossl.evaluate.crops import backbone_for_series, crops_table, evaluate_crops, field_rcf
+from eossl.evaluate.splits import block_ids, check_block_split, few_label_subset, spatial_block_split
+from eossl.evaluate.temporal import (
     TemporalAttention,
     date_positions,
     field_band_statistics,
@@ -38,7 +38,7 @@ from eossl.finetune.temporal import (
     predict_attention,
 )
 from eossl.models.backbones import create_backbone
-from eossl.train.export import WeightsInfo, export_backbone
+from eossl.models.weights import WeightsInfo, export_backbone
 
 torch.set_num_threads(1)
 
@@ -184,7 +184,7 @@ def test_fields_outside_the_scenes_are_dropped_or_refused(index, scenes, tmp_pat
     far["geometry"] = far.geometry.translate(50_000, 0)
     some = pd.concat([scenes.fields, far], ignore_index=True)
     some.to_file(tmp_path / "some.gpkg")
-    with caplog.at_level(logging.WARNING, logger="eossl.finetune.fields"):
+    with caplog.at_level(logging.WARNING, logger="eossl.data.fields"):
         loaded = load_fields(index, tmp_path / "some.gpkg", "crop", id_column="field_id", chip_size=16)
     assert "away1" not in loaded.field_ids and len(loaded) == len(scenes.fields)
     assert "dropped 2 of 28 fields outside every acquisition" in caplog.text and "away2" in caplog.text

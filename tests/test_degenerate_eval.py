@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from eossl.finetune import sanity, tasks
-from eossl.finetune.config import EvaluateConfig, FinetuneConfig, LabelledDataConfig, load_config
-from eossl.finetune.evaluate import probe_report
-from eossl.finetune.evaluation import EvaluationSettings, evaluate_chips
-from eossl.finetune.runs import run_evaluate, run_finetune
-from eossl.finetune.samples import LabelledChips
-from eossl.finetune.sanity import check_splits, class_presence, result_warnings
-from eossl.finetune.segmentation import SegmentationChips, window_block_split
-from eossl.report.report import write_report
+from eossl.config import load_config
+from eossl.data.label_rasters import SegmentationChips
+from eossl.data.labelled import LabelledChips
+from eossl.evaluate import sanity, tasks
+from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, LabelledDataConfig
+from eossl.evaluate.patches import evaluate_chips
+from eossl.evaluate.runs import run_evaluate, run_finetune
+from eossl.evaluate.sanity import check_splits, class_presence, result_warnings
+from eossl.evaluate.splits import window_block_split
+from eossl.pipeline.report import write_report
 
 BANDS = ["B02", "B03", "B04", "B08"]
 CHIP = 16
@@ -109,19 +110,12 @@ def _toy_chips(per_class: int = 12, classes=("a", "b", "c")) -> LabelledChips:
 
 def test_patch_evaluation_flags_a_class_without_chips_and_a_small_test_side():
     chips = _toy_chips(classes=("a", "b", "c", "d"))          # 'd' has no chip
-    s = EvaluationSettings(ks=[2], seeds=3, protocols=["linear"], baselines=["band_statistics"])
-    out = evaluate_chips(chips, None, s, progress=False)
+    s = EvaluateConfig(ks=[2], seeds=3, protocols=["linear"], baselines=["band_statistics"])
+    out = evaluate_chips(chips, s, progress=False)
     assert _by_code(out["warnings"], "class_without_samples")["classes"] == ["d"]
     assert _by_code(out["warnings"], "small_test_split")["n_test"] == 12          # 4 test chips x 3 classes
     assert set(_by_code(out["warnings"], "few_test_samples_per_class")["classes"]) == {"a", "b", "c"}
     json.dumps(out)
-
-
-def test_probe_report_flags_two_draws():
-    report = probe_report(_toy_chips(), random_init=False, per_class=3, draws=2)
-    d = report.as_dict()
-    assert "few_seeds" in _codes(d["warnings"]) and "--draws" in _by_code(d["warnings"], "few_seeds")["message"]
-    assert "warning [few_seeds]" in report.table()
 
 
 def _segment_chips(one_class_block: bool) -> SegmentationChips:
@@ -156,7 +150,7 @@ def _seed_testing(chips: SegmentationChips, block: int, count: int) -> int:
 
 
 def _segment_config(seed: int, seeds: int) -> EvaluateConfig:
-    return load_config(EvaluateConfig, None, [
+    return load_config(EvaluateConfig, None, overrides=[
         "task=segment", "segmentation.scenes.index=unused.parquet", "segmentation.label_raster=unused.tif",
         f"segmentation.block_size_m={BLOCK}", f"seed={seed}", f"seeds={seeds}", "ks=[all]", "test_fraction=0.3",
         "baselines=[band_statistics]", "device=cpu"])
@@ -169,7 +163,7 @@ def test_segment_evaluation_warnings_reach_the_log_metrics_json_and_the_report(t
     seed = _seed_testing(chips, block=2, count=2)              # both seeds test on block 2: class a only
     run = tmp_path / "evaluate-1"
     run.mkdir()
-    with caplog.at_level(logging.WARNING, logger="eossl.finetune.sanity"):
+    with caplog.at_level(logging.WARNING, logger="eossl.evaluate.sanity"):
         run_evaluate(_segment_config(seed, 2), run, progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     w = metrics["warnings"]
@@ -204,7 +198,7 @@ def test_segment_split_leaving_a_class_out_of_training_is_refused(monkeypatch):
 def test_finetune_writes_its_warnings_into_metrics_json_and_the_report(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     monkeypatch.setattr(LabelledDataConfig, "load", lambda self: _toy_chips())
-    cfg = load_config(FinetuneConfig, None, ["finetune.epochs=1", "finetune.min_steps=1", "device=cpu"])
+    cfg = load_config(FinetuneConfig, None, overrides=["finetune.epochs=1", "finetune.min_steps=1", "device=cpu"])
     run = tmp_path / "finetune-1"
     run.mkdir()
     out = run_finetune(cfg, run, progress=False)

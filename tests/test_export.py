@@ -13,12 +13,13 @@ import yaml
 import eossl
 from eossl.catalog.sensors import load_sensor
 from eossl.cli import main
-from eossl.config import to_dict
-from eossl.finetune.config import EvaluateConfig
+from eossl.config import load_config, to_dict
+from eossl.evaluate.config import EvaluateConfig
 from eossl.models.backbones import ARCHS, create_backbone
 from eossl.models.pooling import PooledBackbone
-from eossl.train.config import load_pretrain_config
-from eossl.train.export import WeightsInfo, export_backbone, export_run, read_weights_info
+from eossl.models.weights import WeightsInfo, export_backbone, read_weights_info
+from eossl.train.config import PretrainConfig
+from eossl.train.export import export_run
 
 
 def _info(arch="resnet18", sensor="sentinel2-l1c", img_size=64, **kw):
@@ -38,7 +39,7 @@ def _run(tmp_path, history: dict | None = None):
     ``history`` as its online probe's probe/history.json."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    cfg = load_pretrain_config(None)
+    cfg = load_config(PretrainConfig, None)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     s = load_sensor("sentinel2-l2a")
     mean, std = s.norm_stats(BANDS)
@@ -224,6 +225,6 @@ def test_unknown_pool_names_list_the_allowed_ones(tmp_path):
 def test_evaluate_pool_null_means_the_weights_pool(tmp_path):
     export_backbone(create_backbone("resnet18", 13), _info(feature_pool="stats1"), tmp_path / "w")
     weights = str(tmp_path / "w")
-    assert EvaluateConfig().pool is None and EvaluateConfig().settings("cpu").pool == "last"
-    assert EvaluateConfig(weights=weights).settings("cpu").pool == "stats1"   # random-init row: the same pool
-    assert EvaluateConfig(weights=weights, pool="multi").settings("cpu").pool == "multi"
+    assert EvaluateConfig().pool is None and EvaluateConfig().resolved_pool() == "last"
+    assert EvaluateConfig(weights=weights).resolved_pool() == "stats1"   # random-init row: the same pool
+    assert EvaluateConfig(weights=weights, pool="multi").resolved_pool() == "multi"

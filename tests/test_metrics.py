@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from eossl.finetune.metrics import classification_metrics, confusion_matrix, mean_ci95
+from eossl.evaluate.metrics import classification_metrics, confusion_matrix, mean_ci95
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -54,7 +54,7 @@ def test_mean_ci95():
 
 
 def test_iou_from_confusion_matches_set_counts():
-    from eossl.finetune.metrics import iou_from_confusion
+    from eossl.evaluate.metrics import iou_from_confusion
 
     y = np.array([0, 0, 1, 1, 1, 2])
     p = np.array([0, 1, 1, 1, 0, 0])

@@ -74,7 +74,7 @@ def test_collapse_monitors():
 
 
 def test_bf16_autocast_on_cpu_trains_in_channels_last_and_exports(tmp_path):
-    from eossl.train.export import WeightsInfo, export_backbone, load_backbone
+    from eossl.models.weights import WeightsInfo, export_backbone, load_backbone
 
     torch.manual_seed(0)
     module = _module("vicreg", proj_dim=32)

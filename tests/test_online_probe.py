@@ -12,13 +12,13 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from eossl.config import ConfigError
-from eossl.finetune.features import extract_features, extract_pools
+from eossl.config import ConfigError, load_config
+from eossl.evaluate.features import extract_features, extract_pools
 from eossl.models.backbones import create_backbone
 from eossl.models.pooling import model_pools
+from eossl.pipeline.report import _pretrain as report_section
 from eossl.report.figures import save_probe_curves
-from eossl.report.report import _pretrain as report_section
-from eossl.train.config import PretrainConfig, load_pretrain_config
+from eossl.train.config import PretrainConfig
 from eossl.train.online_probe import ProbeRunner, load_probe_chips, select_bands
 from eossl.train.pretrain import pretrain
 from eossl.train.probe_history import beats_baselines, best_pool, load_history, new_history
@@ -45,7 +45,7 @@ def _write_chips(root, classes=3, per_class=5, size=32, bands=S2):
 def _config(scene, probe_root, *extra) -> PretrainConfig:
     """VICReg / ResNet-18 on 32 px chips of the tiny scene (2 batches of 8 per epoch); the probe on the tiny class
     folders every 2 steps, k = 2 and 3, 2 draws, two pools."""
-    return load_pretrain_config(None, [
+    return load_config(PretrainConfig, None, overrides=[
         f"corpus.roots=[{scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=16", "corpus.batch_size=8",
         "corpus.num_workers=0", "method.params={proj_dim: 16}", "optim.warmup_steps=1", "trainer.progress_bar=false",
         "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=2", f"probe.data={probe_root}",
@@ -218,12 +218,12 @@ def test_probe_config_and_data_errors_name_the_key(tiny_s2_scene, tmp_path):
     with pytest.raises(ConfigError, match="probe.pools: pool 'stats7'.*ResNet"):
         load_probe_chips(_config(tiny_s2_scene, chips, "probe.pools=[stats7]").probe, "resnet18", 32)
     with pytest.raises(ConfigError, match="probe.pools: unknown pool"):
-        load_pretrain_config(None, ["probe.pools=[avg]"])
+        load_config(PretrainConfig, None, overrides=["probe.pools=[avg]"])
     with pytest.raises(ConfigError, match="trainer.stop_when: beats_baselines needs the online probe"):
-        load_pretrain_config(None, ["trainer.stop_when=beats_baselines", "probe.data=null"])
+        load_config(PretrainConfig, None, overrides=["trainer.stop_when=beats_baselines", "probe.data=null"])
     with pytest.raises(ConfigError, match="probe.ks"):
-        load_pretrain_config(None, ["probe.ks=[5, 5]"])
-    assert load_pretrain_config(None, ["probe.data=none"]).probe.data is None
+        load_config(PretrainConfig, None, overrides=["probe.ks=[5, 5]"])
+    assert load_config(PretrainConfig, None, overrides=["probe.data=none"]).probe.data is None
     assert PretrainConfig().probe.data == "builtin" and PretrainConfig().trainer.stop_when is None
     # a ViT takes chips of its own size: the probe chips are resized to it
     assert load_probe_chips(_config(tiny_s2_scene, chips, "probe.pools=[stats6]").probe, "vit_tiny_patch16",

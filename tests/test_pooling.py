@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eossl.finetune.features import POOLS, candidate_pools
+from eossl.evaluate.features import POOLS, candidate_pools
 from eossl.models.backbones import create_backbone, multi_level
 from eossl.models.pooling import PooledBackbone, check_pool, model_pools, pool_dim, pool_features
 

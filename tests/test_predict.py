@@ -14,12 +14,11 @@ from rasterio.transform import from_origin
 from eossl import cli
 from eossl.catalog.build import build_index
 from eossl.cli import main
-from eossl.commands import predict as predict_cmd
-from eossl.finetune import cog as cog_mod
-from eossl.finetune import predict as predict_mod
-from eossl.finetune.classifier import Classifier, ClassifierInfo, save_classifier
-from eossl.finetune.predict import NODATA, PROB_SCALE, predict_map
 from eossl.models.backbones import create_backbone
+from eossl.models.classifier import Classifier, ClassifierInfo, save_classifier
+from eossl.predict import cog as cog_mod
+from eossl.predict import maps as predict_mod
+from eossl.predict.maps import NODATA, PROB_SCALE, predict_map
 
 BANDS = ["B02", "B03", "B04", "B08"]
 CRS = "EPSG:32633"
@@ -307,7 +306,7 @@ def test_bad_inputs(stack, tmp_path):
 
 
 def test_cli_predict(stack, tmp_path, capsys):
-    assert predict_cmd in cli.COMMANDS
+    assert "predict" in cli.COMMANDS
     path, _ = stack
     model_dir = save_classifier(random_classifier("segment"), make_info("segment"), tmp_path / "model")
     out = tmp_path / "cli.tif"

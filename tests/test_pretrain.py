@@ -15,10 +15,10 @@ from conftest import tiny_pretrain_config as _config
 
 import eossl
 from eossl.cli import main
-from eossl.config import ConfigError, to_dict
+from eossl.config import ConfigError, load_config, to_dict
 from eossl.data.resumable import ResumableLoader, SkippableSampler
 from eossl.train.checkpoint import AtomicCheckpointIO
-from eossl.train.config import PretrainConfig, load_pretrain_config
+from eossl.train.config import PretrainConfig
 from eossl.train.pretrain import pretrain
 
 
@@ -169,13 +169,13 @@ def test_bad_input(tiny_s2_scene, tmp_path, capsys):
         pretrain(_config(tiny_s2_scene, max_steps=1), run)
     # config errors name the key
     with pytest.raises(ConfigError, match="trainer.epoch: unknown key"):
-        load_pretrain_config(None, ["trainer.epoch=3"])
+        load_config(PretrainConfig, None, overrides=["trainer.epoch=3"])
     with pytest.raises(ConfigError, match="corpus.batch_size"):
-        load_pretrain_config(None, ["corpus.batch_size=1"])
+        load_config(PretrainConfig, None, overrides=["corpus.batch_size=1"])
     assert main(["pretrain", "--resume", str(run), "--set", "trainer.epochs=2"]) == 2
     assert "drop --config/--set" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="method.params: .*unexpected keyword argument 'bogus'"):
-        pretrain(load_pretrain_config(None, [f"corpus.roots=[{tiny_s2_scene}]", "corpus.sampler.size=32",
+        pretrain(load_config(PretrainConfig, None, overrides=[f"corpus.roots=[{tiny_s2_scene}]", "corpus.sampler.size=32",
                                              "corpus.sampler.num_samples=8", "corpus.num_workers=0",
                                              "trainer.progress_bar=false", "method.params={bogus: 1}",
                                              "probe.data=null"]),
@@ -215,14 +215,14 @@ def test_shipped_configs_load_strictly_and_default_yaml_is_the_default():
     configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("*.yaml"))
     assert configs, "configs/pretrain/ holds the documented recipes"
     for path in configs:
-        load_pretrain_config(path)
+        load_config(PretrainConfig, path)
     default = [p for p in configs if p.name == "default.yaml"][0]
-    assert load_pretrain_config(default) == PretrainConfig()
+    assert load_config(PretrainConfig, default) == PretrainConfig()
 
 
 def test_seasonal_pairs_from_a_datacube(worldcereal_nc, tmp_path):
     """Two dates of one place as the two views: MoCo v3 on the WorldCereal monthly cube."""
-    cfg = load_pretrain_config(None, [
+    cfg = load_config(PretrainConfig, None, overrides=[
         f"corpus.roots=[{worldcereal_nc}]", "corpus.sensor=sentinel2-l2a", "corpus.sampler.kind=seasonal_pair",
         "corpus.sampler.size=32", "corpus.sampler.num_samples=16", "corpus.batch_size=8", "corpus.num_workers=0",
         "method.name=moco_v3", "method.params={proj_dim: 16, hidden: 32}", "trainer.max_steps=2",

@@ -15,14 +15,13 @@ import torch
 from scipy import stats
 
 from eossl.catalog.sensors import load_sensor
-from eossl.finetune.baselines import band_statistics, rcf_features, rcf_maps, rcf_model, rcf_pooled
-from eossl.finetune.evaluate import probe_report
-from eossl.finetune.features import extract_features
-from eossl.finetune.probe import few_shot_probe, few_shot_splits
-from eossl.finetune.samples import EUROSAT_FILE_BANDS, LabelledChips, load_class_folders, load_eurosat
+from eossl.data.labelled import EUROSAT_FILE_BANDS, LabelledChips, load_class_folders, load_eurosat
+from eossl.evaluate.baselines import band_statistics, rcf_features, rcf_maps, rcf_model, rcf_pooled
+from eossl.evaluate.features import extract_features
+from eossl.evaluate.fewshot import few_shot_probe, few_shot_splits
 from eossl.models.backbones import create_backbone
+from eossl.models.weights import WeightsInfo, backbone_for, export_backbone
 from eossl.sample_data import builtin_eurosat_root
-from eossl.train.export import WeightsInfo, export_backbone
 
 S2 = load_sensor("sentinel2-l1c")
 
@@ -289,7 +288,7 @@ def test_last_pool_is_the_model_output_on_normalised_input():
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy((images - mean[:, None, None]) / std[:, None, None])).numpy()
     np.testing.assert_allclose(feats, expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="mean has 12 values"):
+    with pytest.raises(ValueError, match=r"one value per band \(13\); got 12"):
         extract_features(model, images, mean[:12], std)
     with pytest.raises(ValueError, match="unknown pool"):
         extract_features(model, images, mean, std, pool="stem")
@@ -340,22 +339,32 @@ def test_statistics_pool_is_mean_and_std_of_one_depth():
 # ------------------------------------------------------------------------------------------- report
 
 
-def test_report_pretrained_row_reproduces_random_init_with_the_same_weights(eurosat, tmp_path):
+def test_backbone_for_weights_reproduces_the_seeded_random_init_and_its_statistics(eurosat, tmp_path):
     chips = _subset(eurosat, 3)
-    torch.manual_seed(0)
-    model = create_backbone("resnet18", 13)    # what the seed-0 random-init row builds
-    mean, std = S2.norm_stats(S2.band_names)
+    random_model, catalog = backbone_for(chips.bands, chips.sensor, 64, arch="resnet18", seed=0)
+    state = torch.random.get_rng_state()
+    again, _ = backbone_for(chips.bands, chips.sensor, 64, arch="resnet18", seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)        # the global RNG is left as it was
+    assert all(torch.equal(a, b) for a, b in zip(random_model.state_dict().values(), again.state_dict().values()))
     info = WeightsInfo(arch="resnet18", in_chans=13, bands=S2.band_names, wavelengths_nm=S2.wavelengths(S2.band_names),
-                       gsd_m=10.0, normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="none",
-                       pretrain_data="test", epochs=0, img_size=64)
-    export_backbone(model, info, tmp_path / "w")
-    report = probe_report(chips, weights=tmp_path / "w", per_class=5, draws=2, seed=0)
-    names = [r.name for r in report.rows]
-    assert names == ["band statistics", "random-init resnet18 (last)", "pretrained resnet18 none (last)"]
-    assert report.rows[1].result.accuracies == report.rows[2].result.accuracies
-    assert report.rows[0].dim == 13 * 7 and report.rows[1].dim == 512
-    d = json.loads(json.dumps(report.as_dict()))
-    assert len({r["split_digest"] for r in d["results"]}) == 1 and d["data"]["n"] == 60
-    assert "band statistics" in report.table()
-    with pytest.raises(ValueError, match="differs from the weights' architecture"):
-        probe_report(chips, weights=tmp_path / "w", arch="resnet50")
+                       gsd_m=10.0, normalization={"mean": catalog.mean.tolist(), "std": catalog.std.tolist()},
+                       ssl_method="none", pretrain_data="test", epochs=0, img_size=64)
+    export_backbone(random_model, info, tmp_path / "w")
+    model, norm = backbone_for(chips.bands, chips.sensor, 64, weights=tmp_path / "w", images=chips.images,
+                               valid=chips.mask)
+    np.testing.assert_array_equal(norm.mean, catalog.mean)
+    np.testing.assert_array_equal(norm.std, catalog.std)
+    a = extract_features(model, chips.images, norm.mean, norm.std, pool="stats1")
+    b = extract_features(random_model, chips.images, catalog.mean, catalog.std, pool="stats1")
+    np.testing.assert_array_equal(a, b)
+    assert few_shot_probe(a, chips.labels, 5, 2).accuracies == few_shot_probe(b, chips.labels, 5, 2).accuracies
+    # four of the bands: the stem is adapted by name and the statistics follow the bands, in the data's order
+    four = ["B08", "B04", "B03", "B02"]
+    idx = [chips.bands.index(b) for b in four]
+    model4, norm4 = backbone_for(four, chips.sensor, 64, weights=tmp_path / "w", images=chips.images[:, idx])
+    assert norm4.bands == tuple(four) and norm4.mean.tolist() == catalog.mean[idx].tolist()
+    assert model4(torch.zeros(1, 4, 64, 64)).shape == (1, 512)
+    with pytest.raises(ValueError, match="far outside the normalisation"):
+        backbone_for(chips.bands, chips.sensor, 64, weights=tmp_path / "w", images=chips.images * 10000)
+    with pytest.raises(ValueError, match="give weights or an arch"):
+        backbone_for(chips.bands, chips.sensor, 64)

@@ -16,8 +16,8 @@ from rasterio.windows import Window, from_bounds
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.data.reader import ChipReader, common_bands, output_grid
-from eossl.data.resample import METHODS, axis_weights, is_identity, resample_block
 from eossl.data.sources import HandleCache, padded_read, valid_of
+from eossl.resample import METHODS, axis_weights, is_identity, resample_block
 
 S2_L1C_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 EUROSAT_ORDER = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]

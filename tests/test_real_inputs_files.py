@@ -285,8 +285,9 @@ def test_invalid_pixels_are_left_out_of_the_statistics():
 
 
 def test_evaluation_refuses_chips_scaled_twice():
-    from eossl.finetune.evaluation import EvaluationSettings, evaluate_chips
-    from eossl.finetune.samples import LabelledChips
+    from eossl.data.labelled import LabelledChips
+    from eossl.evaluate.config import EvaluateConfig
+    from eossl.evaluate.patches import evaluate_chips
 
     labels = np.repeat(np.arange(2), 6)
     images = np.random.default_rng(0).uniform(0.02, 0.4, (12, 4, 16, 16)).astype(np.float32) * 1e-4
@@ -294,7 +295,7 @@ def test_evaluation_refuses_chips_scaled_twice():
                           bands=["B02", "B03", "B04", "B08"], paths=[f"c{i}" for i in range(12)],
                           sensor="sentinel2-l1c")
     with pytest.raises(ValueError, match=r"^evaluation chips: .*scaled twice"):
-        evaluate_chips(chips, None, EvaluationSettings(ks=[2], seeds=1, baselines=["band_statistics"]),
+        evaluate_chips(chips, EvaluateConfig(ks=[2], seeds=1, baselines=["band_statistics"]),
                        progress=False)
 
 

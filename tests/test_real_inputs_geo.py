@@ -22,17 +22,17 @@ from rasterio.warp import reproject, transform_bounds
 from shapely.geometry import Point
 
 from eossl.catalog.build import IndexOptions, build_index
-from eossl.config import from_dict
+from eossl.config import from_dict, load_config
 from eossl.data.config import SamplerConfig
+from eossl.data.label_rasters import load_segmentation_chips
 from eossl.data.labels import LabelWindowSampler, read_labels
 from eossl.data.reader import ChipReader
 from eossl.data.samplers import GridWindowSampler
-from eossl.finetune.classifier import Classifier, ClassifierInfo
-from eossl.finetune.config import FieldsConfig, LabelledDataConfig, SegmentationConfig
-from eossl.finetune.predict import predict_map, prediction_grid
-from eossl.finetune.predict_config import load_predict_config
-from eossl.finetune.segmentation import load_segmentation_chips
+from eossl.evaluate.config import FieldsConfig, LabelledDataConfig, SegmentationConfig
 from eossl.geo import ground_res_m, scene_gsd_m, utm_crs_for, working_crs
+from eossl.models.classifier import Classifier, ClassifierInfo
+from eossl.predict.config import PredictConfig
+from eossl.predict.maps import predict_map, prediction_grid
 
 BANDS = ["B02", "B03", "B04", "B08"]
 UTM = "EPSG:32633"
@@ -183,7 +183,7 @@ def test_output_size_is_checked_before_anything_is_made(scenes, tmp_path):
                     max_output_gb=1e-6, progress=False)
     grid = prediction_grid(index, 0, 10.0)
     assert grid.crs == UTM and grid.height < 100
-    cfg = load_predict_config(None, {"model": "m", "input": "i", "out": "o.tif"}, ["max_output_gb=100"])
+    cfg = load_config(PredictConfig, None, {"model": "m", "input": "i", "out": "o.tif"}, ["max_output_gb=100"])
     assert cfg.max_output_gb == 100.0
 
 

@@ -14,9 +14,9 @@ from eossl.catalog.build import build_index
 from eossl.catalog.index import open_index
 from eossl.catalog.sensors import _builtin_dir
 from eossl.cli import main
-from eossl.config import ConfigError
+from eossl.config import ConfigError, load_config
 from eossl.runs import FAILED_FILE, marks_failure
-from eossl.train.config import load_pretrain_config
+from eossl.train.config import PretrainConfig
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
@@ -25,7 +25,7 @@ from eossl.train.config import load_pretrain_config
 ])
 def test_unknown_method_or_arch_stops_at_load_time_and_under_dry_run(key, value, expected, capsys):
     with pytest.raises(ConfigError, match=expected):
-        load_pretrain_config(None, [f"{key}={value}"])
+        load_config(PretrainConfig, None, overrides=[f"{key}={value}"])
     assert main(["pretrain", "--set", f"{key}={value}", "--dry-run"]) == 2
     assert expected in capsys.readouterr().err
 
@@ -58,8 +58,8 @@ def test_a_failed_pretrain_command_leaves_a_marked_run_directory(tmp_path, capsy
 
 
 def test_predict_takes_a_row_position_and_creates_the_output_folder(tiny_s2_scene, tmp_path):
-    from eossl.finetune.cog import check_output
-    from eossl.finetune.predict import _position
+    from eossl.predict.cog import check_output
+    from eossl.predict.maps import _position
 
     index = build_index([str(tiny_s2_scene.root)], "sentinel2-l1c", progress=False)
     assert _position(index, "0") == 0 == _position(index, 0)        # `--acquisition 0` as the README writes it
@@ -111,7 +111,7 @@ def test_class_folders_of_float_reflectance_are_not_scaled_twice(tmp_path):
     import rasterio
     from rasterio.transform import from_origin
 
-    from eossl.finetune.samples import load_class_folders
+    from eossl.data.labelled import load_class_folders
 
     rng = np.random.default_rng(0)
     dn = rng.integers(200, 4000, size=(2, 2, 13, 16, 16)).astype(np.uint16)   # class, chip, band, y, x

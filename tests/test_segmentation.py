@@ -19,14 +19,9 @@ from rasterio.warp import calculate_default_transform, reproject
 from scipy.ndimage import gaussian_filter
 
 from eossl.catalog.build import IndexOptions, build_index
-from eossl.finetune.segmentation import (
-    SegmentationChips,
-    evaluate_segmentation,
-    load_segmentation_chips,
-    predict_segmentation,
-    train_segmentation,
-    window_block_split,
-)
+from eossl.data.label_rasters import SegmentationChips, load_segmentation_chips
+from eossl.evaluate.segmentation import evaluate_segmentation, predict_segmentation, train_segmentation
+from eossl.evaluate.splits import window_block_split
 from eossl.models.backbones import create_backbone
 
 CRS, ORIGIN = "EPSG:32633", (399960.0, 5800020.0)   # top-left (west, north)
@@ -311,7 +306,7 @@ def _seg_config(scene, path, **extra):
 
 def test_cli_finetune_segment_then_predict_a_class_map(scene, tmp_path, capsys):
     from eossl.cli import main
-    from eossl.finetune.classifier import load_classifier
+    from eossl.models.classifier import load_classifier
 
     cfg = _seg_config(scene, tmp_path / "ft.yaml", test_fraction=0.3)
     runs = tmp_path / "runs"
@@ -364,9 +359,10 @@ def test_cli_evaluate_segment_rows_and_figures(scene, tmp_path):
 def test_per_pixel_rcf_and_fusion_rows(scene, chips, tmp_path, monkeypatch):
     """RCF maps per pixel (filters from each seed's training windows only) and band values + frozen features."""
     from eossl.catalog.sensors import load_sensor
-    from eossl.finetune import tasks
-    from eossl.finetune.config import EvaluateConfig, load_config
-    from eossl.train.export import WeightsInfo, export_backbone
+    from eossl.config import load_config
+    from eossl.evaluate import tasks
+    from eossl.evaluate.config import EvaluateConfig
+    from eossl.models.weights import WeightsInfo, export_backbone
 
     drawn, dims = [], []
     real_rcf, real_fit = tasks.rcf_model, tasks.fit_logreg

@@ -22,6 +22,7 @@ from torch import nn
 
 from eossl.augment import spatial, spectral
 from eossl.config import ConfigError
+from eossl.data.normalization import Normalization
 from eossl.registry import Registry
 
 __all__ = ["OpSpec", "ViewSpec", "ViewGenerator", "OPS", "PRESETS", "METHOD_PRESETS", "preset"]
@@ -154,8 +155,10 @@ class ViewGenerator(nn.Module):
         self.reflectance_ops = nn.ModuleList([op for op in ops if op.domain == "reflectance"])
         others = [op for op in ops if op.domain != "reflectance"]
         self.sequential = K.AugmentationSequential(*others, data_keys=["input", "mask"]) if others else None
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.norm = Normalization(tuple(bands), mean, std)
+        self.register_buffer("mean", torch.as_tensor(self.norm.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.as_tensor(self.norm.std).view(1, -1, 1, 1), persistent=False)
+        # Normalization.apply's arithmetic fused into one multiply-add on the device: x * (1 / std) - mean / std
         self.register_buffer("scale", 1.0 / self.std, persistent=False)
         self.register_buffer("shift", -self.mean / self.std, persistent=False)
 

@@ -16,17 +16,22 @@ from rasterio.windows import from_bounds
 from tqdm.auto import tqdm
 
 from eossl.catalog import platforms, quality, scaling, scan, sidecar
-from eossl.catalog.index import SENSOR_DEFINITION, SceneIndex, footprint_rows, make_frame
+from eossl.catalog.index import (
+    MASK_SIZE,
+    SENSOR_DEFINITION,
+    SceneIndex,
+    footprint_rows,
+    make_frame,
+    mask_shape,
+)
 from eossl.catalog.integrity import check_intact, exclude_hint, unreadable
 from eossl.catalog.sensors import Sensor, load_sensor, sensor_definition
-from eossl.data.sources import valid_of
 from eossl.gdal_env import is_remote, open_raster
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IndexOptions", "build_index", "MASK_SIZE"]
 
-MASK_SIZE = 256  # longest side of the coarse valid mask stored per acquisition
 DatetimeSource = Literal["filename", "tags", "sidecar"]
 CUBE_SUFFIXES = (".nc", ".nc4", ".zarr", ".h5")
 
@@ -56,7 +61,7 @@ def build_index(roots: list[str], sensor: str | Sensor, options: IndexOptions | 
     raster_roots = [r for r in roots if r not in cube_roots]
     rows: list[dict] = []
     if cube_roots:
-        from eossl.data.datacube import scan_cube
+        from eossl.catalog.cubes import scan_cube
 
         for r in cube_roots:
             rows.extend(scan_cube(r, sensor, nodata=options.nodata))
@@ -181,14 +186,6 @@ def _acquisition_row(acq: scan.Acquisition, root_of: dict[str, str], sensor: Sen
     }
 
 
-def mask_shape(bounds: tuple[float, float, float, float], res: float) -> tuple[int, int]:
-    """Shape of the coarse mask: the pixel grid at ``res``, shrunk so its longest side is <= MASK_SIZE."""
-    w = max(1, round((bounds[2] - bounds[0]) / res))
-    h = max(1, round((bounds[3] - bounds[1]) / res))
-    f = max(1.0, max(w, h) / MASK_SIZE)
-    return max(1, round(h / f)), max(1, round(w / f))
-
-
 def _coarse_mask(acq: scan.Acquisition, bounds, res: float, nodata_of: dict[str, float | None]) -> np.ndarray:
     shape = mask_shape(bounds, res)
     mask = np.ones(shape, dtype=bool)
@@ -201,7 +198,7 @@ def _coarse_mask(acq: scan.Acquisition, bounds, res: float, nodata_of: dict[str,
                             if MaskFlags.per_dataset in ds.mask_flag_enums[idx - 1] else None)
             except RasterioIOError as err:
                 raise ValueError(unreadable(f.path, f"band {idx}: {err.__cause__ or err}")) from err
-        valid = valid_of(data, nodata_of[band])
+        valid = quality.valid_of(data, nodata_of[band])
         if internal is not None:
             valid &= internal
         mask &= valid

@@ -266,6 +266,17 @@ def make_frame(rows: list[dict]) -> gpd.GeoDataFrame:
     return frame[columns].sort_values(["datetime", "id"], na_position="last").reset_index(drop=True)
 
 
+MASK_SIZE = 256  # longest side of the coarse valid mask stored per acquisition
+
+
+def mask_shape(bounds: tuple[float, float, float, float], res: float) -> tuple[int, int]:
+    """Shape of the coarse mask: the pixel grid at ``res``, shrunk so its longest side is <= MASK_SIZE."""
+    w = max(1, round((bounds[2] - bounds[0]) / res))
+    h = max(1, round((bounds[3] - bounds[1]) / res))
+    f = max(1.0, max(w, h) / MASK_SIZE)
+    return max(1, round(h / f)), max(1, round(w / f))
+
+
 def footprint_rows(bounds: tuple[float, float, float, float], crs: str) -> tuple[str, object]:
     """(native WKT, EPSG:4326 geometry) of a bounding box, densified so curved edges are kept."""
     from rasterio.warp import transform_geom

@@ -10,6 +10,8 @@ Three kinds are understood, each found by a token of the file name (or a band of
   3 cloud or 4 cloud shadow is set (USGS Landsat 8-9 Collection 2 Level-2 Science Product Guide, Table 6-3).
 * ``fmask``: HLS v2.0 ``Fmask`` bit flags. Unusable when bit 0 cirrus, 1 cloud, 2 adjacent to cloud/shadow or
   3 cloud shadow is set, or the value is the fill 255 (HLS v2.0 User Guide, Table 9).
+
+:func:`valid_of` is the other half of pixel validity: a band's own nodata value and non-finite floats.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from eossl.catalog.sensors import Sensor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MASK_KINDS", "MASK_KEY", "QualityMask", "kind_of_name", "kind_of_band", "usable", "split_masks",
+__all__ = ["MASK_KINDS", "valid_of", "MASK_KEY", "QualityMask", "kind_of_name", "kind_of_band", "usable", "split_masks",
            "match_masks"]
 
 MASK_KEY = "_mask"  # key of the quality-mask asset in the index's assets JSON (not a band)
@@ -162,3 +164,11 @@ def _folder(path: str) -> str:
 
 def _bits(bits: tuple[int, ...]) -> int:
     return sum(1 << b for b in bits)
+
+
+def valid_of(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where ``data`` holds a value: finite (floats) and not the band's ``nodata`` (None or NaN: no value)."""
+    valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(data.shape, dtype=bool)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid &= data != nodata
+    return valid

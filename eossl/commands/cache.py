@@ -7,14 +7,15 @@ import argparse
 import yaml
 
 from eossl.catalog.index import open_index
-from eossl.config import apply_overrides, from_dict, load_yaml, to_dict
+from eossl.config import load_config, to_dict
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, make_sampler
 from eossl.data.reader import ChipReader
+from eossl.pipeline.commands import COMMANDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help="pre-extract chips from an index into a chip cache",
+    p = sub.add_parser("cache", help=COMMANDS["cache"].help,
                        description="Write the windows of the configured sampler into OUT as sharded .npy files "
                                    "(resumes an interrupted run; refuses a cache made from another index/config).")
     p.add_argument("--config", help="data config YAML (keys of DataConfig: index, bands, sampler, ...)")
@@ -29,15 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command="cache")
 
 
-def resolve_data_config(config: str | None, index: str | None, overrides: list[str]) -> DataConfig:
-    data = load_yaml(config) if config else {}
-    if index:
-        data = {**(data or {}), "index": index}
-    return from_dict(DataConfig, apply_overrides(data or {}, overrides))
-
-
 def run(args: argparse.Namespace) -> int:
-    cfg = resolve_data_config(args.config, args.index, args.set)
+    cfg = load_config(DataConfig, args.config, {"index": args.index}, args.set)
     if args.dry_run:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0

@@ -9,15 +9,14 @@ from typing import Literal
 
 import yaml
 
-from eossl.catalog.build import IndexOptions, build_index
-from eossl.catalog.index import open_index
 from eossl.catalog.scan import DEFAULT_PATTERNS
 from eossl.catalog.sensors import list_sensors, load_sensor
-from eossl.config import config_from, field, to_dict
+from eossl.config import field, load_config, to_dict
+from eossl.pipeline.commands import COMMANDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("catalog", help="build or show a scene index (GeoParquet)")
+    p = sub.add_parser("catalog", help=COMMANDS["catalog"].help)
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION")
     csub.required = True
 
@@ -56,7 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--root", help="where the data lives now, if it moved since the index was built")
     s.set_defaults(func=run_show, command="catalog show")
 
-    n = sub.add_parser("sensors", help="list sensors, or show one sensor's bands")
+
+def register_sensors(sub: argparse._SubParsersAction) -> None:
+    n = sub.add_parser("sensors", help=COMMANDS["sensors"].help)
     n.add_argument("name", nargs="?")
     n.set_defaults(func=run_sensors, command="sensors")
 
@@ -84,6 +85,8 @@ class CatalogBuildConfig:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from eossl.catalog.build import IndexOptions, build_index
+
     flags = {"roots": args.roots or None, "sensor": args.sensor, "out": args.out,
              "band_order": [b.strip() for b in args.band_order.split(",")] if args.band_order else None,
              "datetime_sources": [s.strip() for s in args.datetime_source.split(",") if s.strip()]
@@ -92,7 +95,7 @@ def run_build(args: argparse.Namespace) -> int:
              "include": args.include, "exclude": args.exclude or None, "strict": args.strict or None,
              "overwrite": args.overwrite or None, "quick": args.quick or None,
              "cloud_mask": False if args.no_cloud_mask else None}
-    cfg = config_from(CatalogBuildConfig, args.config, flags, args.set)
+    cfg = load_config(CatalogBuildConfig, args.config, flags, args.set)
     if args.dry_run:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
@@ -112,6 +115,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from eossl.catalog.index import open_index
+
     print(open_index(args.index, root=args.root, check=args.root is not None).summary())
     return 0
 

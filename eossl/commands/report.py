@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eossl.pipeline.commands import COMMANDS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write report.md / report.html of a pipeline or of one run",
+    p = sub.add_parser("report", help=COMMANDS["report"].help,
                        description="Write a report (training curves, collapse monitors, views, few-label curve, "
                                    "confusion matrices, class-map quick look) of the runs recorded in "
                                    "DIR/pipeline.json, or of the single run DIR, into a new directory "
@@ -19,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from eossl.pipeline.report import write_report
     from eossl.pipeline.runner import read_state
-    from eossl.report.report import write_report
     from eossl.runs import new_run_dir
 
     pipeline_dir = Path(args.pipeline_dir)

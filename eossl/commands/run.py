@@ -9,13 +9,13 @@ from pathlib import Path
 import yaml
 
 from eossl.config import to_dict
+from eossl.pipeline.commands import COMMANDS
 
 DEMO = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run", help="run a pipeline (default: the built-in demo: pretrain, evaluate, finetune, predict, report)",
+    p = sub.add_parser("run", help=COMMANDS["run"].help,
         description="Run the stages of a pipeline file in order. A stage whose config and inputs are unchanged "
                     "since its last successful run is skipped; an interrupted pretraining stage resumes from its "
                     "last checkpoint; the first failure stops the pipeline with the stage named. State and run "
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _dry_run(path: Path, overrides: list[str]) -> None:
     """Print the stages with the configs they would run (artifacts of earlier stages shown as placeholders)."""
-    from eossl.pipeline.spec import PRODUCES, load_pipeline
+    from eossl.pipeline.commands import command
+    from eossl.pipeline.spec import load_pipeline
     from eossl.pipeline.stages import resolve
 
     spec, base = load_pipeline(path, overrides)
@@ -68,4 +69,4 @@ def _dry_run(path: Path, overrides: list[str]) -> None:
         cfg = resolve(st, base, artifacts)
         print(f"# [{i + 1}/{len(spec.stages)}] {st.name}: {st.command}")
         print(yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
-        artifacts[st.name] = {a: f"<{st.name}.{a}>" for a in PRODUCES[st.command]}
+        artifacts[st.name] = {a: f"<{st.name}.{a}>" for a in sorted(command(st.command).produces)}

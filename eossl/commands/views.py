@@ -5,23 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from eossl.augment.views import METHOD_PRESETS, PRESETS, ViewGenerator, ViewSpec, preset
+from eossl.augment.views import METHOD_PRESETS, PRESETS, ViewSpec, preset
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import open_index
 from eossl.config import apply_overrides, from_dict, load_yaml, to_dict
-from eossl.data.config import SamplerConfig, make_sampler
-from eossl.data.dataset import ChipDataset, Collate
-from eossl.data.reader import ChipReader
-from eossl.report.plots import composite_bands, save_view_grid
-from eossl.runs import new_run_dir, write_json
+from eossl.pipeline.commands import COMMANDS
+from eossl.report.views import write_view_grid
+from eossl.runs import new_run_dir
 from eossl.sample_data import builtin_s2_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("views", help="write a PNG of chips and their augmented SSL views",
+    p = sub.add_parser("views", help=COMMANDS["views"].help,
                        description="Sample a few chips, make their views with a preset or a view config, and "
                                    "write a grid in true and false colour, to see what the model is taught.")
     p.add_argument("--index", help="scene index (default: the built-in Sentinel-2 scene)")
@@ -68,25 +63,3 @@ def run(args: argparse.Namespace) -> int:
                            title=f"{args.config or args.preset}: {spec.n_views} views, seed {args.seed}")
     print(f"wrote {out} ({meta['chips']} chips x {spec.n_views} views, true and false colour)")
     return 0
-
-
-def write_view_grid(out: Path, index, spec: ViewSpec, *, bands: list[str] | None = None, chips: int = 6,
-                    size: int = 64, seed: int = 0, pairs: bool = False, title: str = "") -> dict:
-    """Sample ``chips`` windows of ``index``, make their views and write the PNG grid plus a JSON sidecar."""
-    reader = ChipReader(index, bands)
-    sampler = make_sampler(index, SamplerConfig(kind="seasonal_pair" if pairs else "random", size=size,
-                                                num_samples=chips, seed=seed), rank=0, world_size=1)
-    dataset = ChipDataset(reader)
-    batch = Collate(reader.bands)([dataset[w] for w in sampler])
-    sensor = index.sensor(0)
-    mean, std = sensor.norm_stats(reader.bands)
-    gen = ViewGenerator(spec, reader.bands, sensor.wavelengths(reader.bands), mean, std, size, seed=seed)
-    views = gen(batch["image"], batch["mask"], batch.get("image2"), batch.get("mask2"))
-    m, s = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
-    view_arrays = [(v["image"] * s + m).numpy() for v in views]  # back to reflectance for display
-    save_view_grid(out, batch["image"].numpy(), batch["mask"].numpy(), view_arrays,
-                   [v["mask"].numpy() for v in views], composite_bands(sensor, reader.bands), title=title)
-    meta = {"spec": to_dict(spec), "seed": seed, "bands": reader.bands, "index": index.path, "pairs": pairs,
-            "chips": int(len(sampler)), "view_std": [float(np.std(v)) for v in view_arrays]}
-    write_json(out.with_suffix(".json"), meta)
-    return meta

@@ -27,8 +27,8 @@ from rasterio.warp import reproject, transform_bounds
 
 from eossl.catalog import quality
 from eossl.catalog.index import Asset, SceneIndex
-from eossl.data.resample import METHODS, resample_block
 from eossl.data.sources import HandleCache, MissingFileError, RasterHandle, ReadError
+from eossl.resample import METHODS, resample_block
 
 __all__ = ["Chip", "ChipReader", "output_grid", "common_bands"]
 
@@ -145,7 +145,7 @@ class ChipReader:
 
     def _handle(self, asset: Asset):
         if asset.var is not None:
-            from eossl.data.datacube import CubeHandle
+            from eossl.catalog.cubes import CubeHandle
 
             return self._handles.get(("cube", asset.path), lambda: CubeHandle(asset.path))
         return self._handles.get(("raster", asset.path), lambda: RasterHandle(asset.path))

@@ -18,10 +18,12 @@ from affine import Affine
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
+from eossl.catalog.cubes import padded_read
 from eossl.catalog.integrity import gdal_detail, unreadable
+from eossl.catalog.quality import valid_of
 from eossl.gdal_env import open_raster
 
-__all__ = ["PixelSource", "RasterHandle", "HandleCache", "ReadError", "MissingFileError"]
+__all__ = ["PixelSource", "RasterHandle", "HandleCache", "ReadError", "MissingFileError", "valid_of"]
 
 # torch's text for an exception re-raised from a worker: "Caught ReadError in DataLoader worker process 0.
 # Original Traceback (most recent call last): ... eossl.data.sources.ReadError: <message>"
@@ -60,28 +62,6 @@ class PixelSource(Protocol):
 
     def close(self) -> None:
         ...
-
-
-def valid_of(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(data.shape, dtype=bool)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid &= data != nodata
-    return valid
-
-
-def padded_read(read, height: int, width: int, rows: tuple[int, int], cols: tuple[int, int],
-                dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Call ``read(r0, r1, c0, c1)`` on the part of the window inside ``(height, width)``; pad the rest."""
-    r0, r1 = rows
-    c0, c1 = cols
-    out = np.zeros((r1 - r0, c1 - c0), dtype=dtype)
-    inside = np.zeros(out.shape, dtype=bool)
-    rr0, rr1 = max(r0, 0), min(r1, height)
-    cc0, cc1 = max(c0, 0), min(c1, width)
-    if rr0 < rr1 and cc0 < cc1:
-        out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = read(rr0, rr1, cc0, cc1)
-        inside[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = True
-    return out, inside
 
 
 class RasterHandle:

@@ -47,7 +47,7 @@ class MoCoV2(_MomentumMethod):
         keys = gather_with_grad(keys.detach())
         n, size = keys.shape[0], self.queue.shape[0]
         idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
-        self.queue[idx] = F.normalize(keys, dim=1)
+        self.queue[idx] = F.normalize(keys.float(), dim=1).to(self.queue.dtype)   # keys are bf16 under autocast
         self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def loss(self, views):

@@ -1,1 +1,2 @@
-"""Multi-band backbones (timm) and band-aware weight loading."""
+"""Multi-band backbones (timm), band-aware weight loading, feature pools, portable weights (weights) and
+self-describing classifiers (classifier)."""

@@ -23,17 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
+from eossl.pipeline.commands import ARTIFACT_OF, command, stage_commands
 
 __all__ = ["COMMANDS", "PipelineSpec", "StageSpec", "load_pipeline"]
 
-COMMANDS = ("catalog", "pretrain", "export", "evaluate", "finetune", "predict", "report")
-# what each command's stage produces, and which artifact references it accepts
-PRODUCES = {"catalog": {"index"}, "pretrain": {"weights", "index", "run"}, "export": {"weights"},
-            "evaluate": {"run", "metrics"}, "finetune": {"model", "run"}, "predict": {"map", "run"},
-            "report": {"report"}}
-ACCEPTS = {"catalog": set(), "pretrain": {"index"}, "export": {"run"}, "evaluate": {"weights"},
-           "finetune": {"weights"}, "predict": {"model", "input"}, "report": set()}
-_NEEDS = {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run"}
+COMMANDS = tuple(stage_commands())      # the stage commands of eossl.pipeline.commands
 
 
 @dataclass
@@ -71,15 +65,16 @@ class PipelineSpec:
             if st.name in seen:
                 raise ConfigError(f"{where}: duplicate stage name {st.name!r}")
             for artifact, ref in st.references().items():
-                if artifact not in ACCEPTS[st.command]:
+                accepts = command(st.command).accepts
+                if artifact not in accepts:
                     raise ConfigError(f"{where}: a {st.command} stage takes no {artifact!r}; it takes "
-                                      f"{sorted(ACCEPTS[st.command]) or 'no stage references'}")
+                                      f"{sorted(accepts) or 'no stage references'}")
                 if ref not in seen:
                     raise ConfigError(f"{where}: {artifact}: {ref!r} is not an earlier stage; earlier stages: "
                                       f"{list(seen) or 'none'}")
-                if _NEEDS[artifact] not in PRODUCES[seen[ref].command]:
+                if ARTIFACT_OF[artifact] not in command(seen[ref].command).produces:
                     raise ConfigError(f"{where}: {artifact}: stage {ref!r} ({seen[ref].command}) produces no "
-                                      f"{_NEEDS[artifact]}")
+                                      f"{ARTIFACT_OF[artifact]}")
             if st.command == "catalog" and not st.roots:
                 raise ConfigError(f"{where}: a catalog stage needs roots (and sensor)")
             if st.command == "predict" and not (st.model and st.input):

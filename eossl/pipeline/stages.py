@@ -1,21 +1,25 @@
 """What each pipeline stage runs: the same library functions as the commands, with artifacts of earlier stages.
 
-``resolve(stage, base, artifacts)`` gives the stage's resolved config (a typed config object, or a dict for
-catalog/export/report) with the artifacts it references filled in; its :func:`config_digest` is what the runner
-records to decide whether the stage can be skipped. ``run(...)`` runs it into a run directory and returns the
-artifacts it produced (paths).
+One class per stage command (named in :data:`eossl.pipeline.commands.COMMANDS`), each with
+``config(stage, path, sets, ref, artifacts)``: the resolved config (a typed config object, or a dict for catalog/export/
+report) with the artifacts it references (``ref``: artifact -> path; ``artifacts``: every earlier stage's)
+filled in, and ``run(cfg, run_dir, ctx)``:
+run it into a run directory and return the artifacts it produced (paths). :func:`resolve` and :func:`run_stage`
+dispatch to them; :func:`config_digest` is what the runner records to decide whether a stage can be skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eossl.config import to_dict
+from eossl.pipeline.commands import ARTIFACT_OF, command
 from eossl.pipeline.spec import StageSpec
 
-__all__ = ["config_digest", "resolve", "run_stage", "outputs_exist"]
+__all__ = ["StageContext", "config_digest", "resolve", "run_stage", "outputs_exist"]
 
 
 def _path(base: Path, config: str | None) -> Path | None:
@@ -29,35 +33,23 @@ def _path(base: Path, config: str | None) -> Path | None:
     return p
 
 
+@dataclass
+class StageContext:
+    """What a running stage may need beyond its config: ``resume`` (continue the interrupted attempt in its run
+    directory; pretraining resumes from its last checkpoint, other stages start over), the pipeline's directory
+    and state, and Lightning callbacks for pretraining."""
+
+    pipeline_dir: Path
+    state: dict
+    resume: bool = False
+    callbacks: list | None = field(default=None)
+
+
 def resolve(stage: StageSpec, base: Path, artifacts: dict[str, dict[str, str]]):
     """The stage's resolved config, with the artifacts of the stages it references filled in."""
-    ref = {k: artifacts[v][_artifact_of(k)] for k, v in stage.references().items()}
-    cfg_path = _path(base, stage.config)
-    sets = list(stage.set)
-    if stage.command == "pretrain":
-        from eossl.train.config import load_pretrain_config
-
-        return load_pretrain_config(cfg_path, sets + ([f"corpus.index={ref['index']}"] if "index" in ref else []))
-    if stage.command in ("evaluate", "finetune"):
-        from eossl.finetune.config import EvaluateConfig, FinetuneConfig, load_config
-
-        cls = EvaluateConfig if stage.command == "evaluate" else FinetuneConfig
-        return load_config(cls, cfg_path, sets + ([f"weights={ref['weights']}"] if "weights" in ref else []))
-    if stage.command == "predict":
-        from eossl.finetune.predict_config import load_predict_config
-
-        source = ref.get("input", stage.input)
-        return load_predict_config(cfg_path, {"model": ref["model"], "input": source, "out": "map.tif",
-                                              "progress": False}, sets)
-    if stage.command == "catalog":
-        return {"roots": list(stage.roots), "sensor": stage.sensor or "sentinel2-l1c", "set": sets}
-    if stage.command == "export":
-        return {"run": ref["run"]}
-    return {"report": dict(artifacts)}   # every earlier stage's artifacts: any rerun upstream redraws the report
-
-
-def _artifact_of(reference: str) -> str:
-    return {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run"}[reference]
+    ref = {k: artifacts[v][ARTIFACT_OF[k]] for k, v in stage.references().items()}
+    return command(stage.command).stage_class().config(stage, _path(base, stage.config), list(stage.set), ref,
+                                                        artifacts)
 
 
 def config_digest(stage: StageSpec, cfg) -> str:
@@ -74,53 +66,115 @@ def outputs_exist(outputs: dict[str, str]) -> bool:
 
 def run_stage(stage: StageSpec, cfg, run_dir: Path, *, resume: bool, pipeline_dir: Path, state: dict,
               callbacks: list | None = None) -> dict[str, str]:
-    """Run ``stage`` with its resolved ``cfg`` into ``run_dir``; returns its artifacts. ``resume``: continue the
-    interrupted attempt in ``run_dir`` (pretraining resumes from its last checkpoint; other stages start over)."""
-    if stage.command == "pretrain":
-        from eossl.train.pretrain import pretrain
+    """Run ``stage`` with its resolved ``cfg`` into ``run_dir``; returns its artifacts."""
+    ctx = StageContext(pipeline_dir=pipeline_dir, state=state, resume=resume, callbacks=callbacks)
+    return command(stage.command).stage_class().run(cfg, run_dir, ctx)
 
-        pretrain(cfg, run_dir, resume=resume, callbacks=callbacks)
-        return {"run": str(run_dir), "weights": str(run_dir / "weights"), "index": str(run_dir / "index.parquet")}
-    if stage.command == "evaluate":
-        from eossl.finetune.runs import run_evaluate
 
-        run_evaluate(cfg, run_dir, cache_dir=pipeline_dir / "cache" / "features", progress=False)
-        return {"run": str(run_dir), "metrics": str(run_dir / "metrics.json")}
-    if stage.command == "finetune":
-        from eossl.finetune.runs import run_finetune
+class CatalogStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
+        return {"roots": list(stage.roots), "sensor": stage.sensor or "sentinel2-l1c", "set": sets}
 
-        run_finetune(cfg, run_dir, progress=False)
-        return {"run": str(run_dir), "model": str(run_dir / "model")}
-    if stage.command == "predict":
-        return _predict(cfg, run_dir)
-    if stage.command == "catalog":
+    @staticmethod
+    def run(cfg: dict, run_dir: Path, ctx: StageContext) -> dict[str, str]:
         from eossl.catalog.build import build_index
 
         out = build_index(cfg["roots"], cfg["sensor"], progress=False).save(run_dir / "index.parquet")
         return {"index": str(out)}
-    if stage.command == "export":
+
+
+class PretrainStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
+        from eossl.config import load_config
+        from eossl.train.config import PretrainConfig
+
+        return load_config(PretrainConfig, path, overrides=sets + ([f"corpus.index={ref['index']}"] if "index" in ref else []))
+
+    @staticmethod
+    def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from eossl.train.pretrain import pretrain
+
+        pretrain(cfg, run_dir, resume=ctx.resume, callbacks=ctx.callbacks)
+        return {"run": str(run_dir), "weights": str(run_dir / "weights"), "index": str(run_dir / "index.parquet")}
+
+
+class ExportStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
+        return {"run": ref["run"]}
+
+    @staticmethod
+    def run(cfg: dict, run_dir: Path, ctx: StageContext) -> dict[str, str]:
         from eossl.train.export import export_run
 
         export_run(cfg["run"], run_dir / "weights")
         return {"weights": str(run_dir / "weights")}
-    from eossl.report.report import write_report
-
-    path = write_report(run_dir, pipeline_dir, state)
-    return {"report": str(path)}
 
 
-def _predict(cfg, run_dir: Path) -> dict[str, str]:
-    from dataclasses import replace
+def _labelled_config(cls_name: str, path, sets: list[str], ref: dict):
+    from eossl.config import load_config
+    from eossl.evaluate import config as evaluate_config
 
-    from eossl.finetune.classifier import load_classifier
-    from eossl.finetune.predict import predict_map
-    from eossl.report.maps import save_class_map_preview
+    cls = getattr(evaluate_config, cls_name)
+    return load_config(cls, path, overrides=sets + ([f"weights={ref['weights']}"] if "weights" in ref else []))
 
-    cfg = replace(cfg, out=str(run_dir / "map.tif"))
-    out = predict_map(load_classifier(cfg.model), cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands,
-                      sensor=cfg.sensor, nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs,
-                      overlap=cfg.overlap, batch_size=cfg.batch_size, probabilities=cfg.probabilities,
-                      device=cfg.device, tile=cfg.tile, resampling=cfg.resampling,
-                      max_output_gb=cfg.max_output_gb, progress=False)
-    preview = save_class_map_preview(out, run_dir / "map_preview.png")
-    return {"run": str(run_dir), "map": str(out), "preview": str(preview)}
+
+class EvaluateStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
+        return _labelled_config("EvaluateConfig", path, sets, ref)
+
+    @staticmethod
+    def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from eossl.evaluate.runs import run_evaluate
+
+        run_evaluate(cfg, run_dir, cache_dir=ctx.pipeline_dir / "cache" / "features", progress=False)
+        return {"run": str(run_dir), "metrics": str(run_dir / "metrics.json")}
+
+
+class FinetuneStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
+        return _labelled_config("FinetuneConfig", path, sets, ref)
+
+    @staticmethod
+    def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from eossl.evaluate.runs import run_finetune
+
+        run_finetune(cfg, run_dir, progress=False)
+        return {"run": str(run_dir), "model": str(run_dir / "model")}
+
+
+class PredictStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
+        from eossl.config import load_config
+        from eossl.predict.config import PredictConfig
+
+        return load_config(PredictConfig, path, {"model": ref["model"], "input": ref.get("input", stage.input),
+                                          "out": "map.tif", "progress": False}, sets)
+
+    @staticmethod
+    def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from dataclasses import replace
+
+        from eossl.predict.maps import predict_from_config
+        from eossl.report.maps import save_class_map_preview
+
+        out, _ = predict_from_config(replace(cfg, out=str(run_dir / "map.tif")))
+        preview = save_class_map_preview(out, run_dir / "map_preview.png")
+        return {"run": str(run_dir), "map": str(out), "preview": str(preview)}
+
+
+class ReportStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
+        return {"report": dict(artifacts)}   # every earlier stage's artifacts: any rerun upstream redraws the report
+
+    @staticmethod
+    def run(cfg: dict, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from eossl.pipeline.report import write_report
+
+        return {"report": str(write_report(run_dir, ctx.pipeline_dir, ctx.state))}

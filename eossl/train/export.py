@@ -1,142 +1,20 @@
-"""Portable weights: ``backbone.safetensors`` + ``weights.json`` describing bands, normalisation and provenance.
-
-``weights.json`` holds at least ``arch``, ``in_chans``, ``bands`` (input order), ``wavelengths_nm``, ``gsd_m``,
-``normalization`` ({"mean": [...], "std": [...]} per band, reflectance units as the reader produces them),
-``ssl_method``, ``pretrain_data``, ``epochs``, ``eossl_version`` and ``img_size``, plus ``feature_pool`` (the pool of
-:mod:`eossl.models.pooling` that frozen features should use; "last" when weights.json predates it) and
-``feature_pool_source`` (the online-probe figures that chose it, ``{"chosen_by": "user"}``, or null). The
-safetensors keys are those of ``timm.create_model(arch_timm_name, in_chans=..., num_classes=0)``, so a plain timm
-model loads them (strict), whatever the feature pool.
-"""
+"""Export a pretraining run's backbone as portable weights (:mod:`eossl.models.weights`), with the feature pool its
+online probe chose."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-from torch import nn
-
-from eossl import __version__
-from eossl.models.adapt import BandMatch, adapt_stem_weight
-from eossl.models.backbones import create_backbone, stem_key
-from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
-from eossl.runs import atomic_write
+from eossl.models.backbones import create_backbone
+from eossl.models.weights import WeightsInfo, export_backbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WeightsInfo", "export_backbone", "export_run", "probe_feature_pool", "read_weights_info",
-           "load_backbone"]
+__all__ = ["export_run", "probe_feature_pool"]
 
-WEIGHTS_FILE = "backbone.safetensors"
-INFO_FILE = "weights.json"
 PROBE_HISTORY = "probe/history.json"     # written into a pretraining run by its online probe
-
-
-@dataclass
-class WeightsInfo:
-    arch: str
-    in_chans: int
-    bands: list[str]
-    wavelengths_nm: list[float]
-    gsd_m: float
-    normalization: dict[str, list[float]]
-    ssl_method: str
-    pretrain_data: str
-    epochs: int
-    img_size: int = 224
-    feature_pool: str = "last"
-    feature_pool_source: dict | None = None
-    eossl_version: str = __version__
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        n = self.in_chans
-        lengths = {"bands": len(self.bands), "wavelengths_nm": len(self.wavelengths_nm),
-                   "normalization.mean": len(self.normalization.get("mean", [])),
-                   "normalization.std": len(self.normalization.get("std", []))}
-        bad = {k: v for k, v in lengths.items() if v != n}
-        if bad:
-            raise ValueError(f"weights info: in_chans is {n} but {', '.join(f'{k} has {v}' for k, v in bad.items())}")
-        if self.feature_pool not in POOLS:
-            raise ValueError(f"weights info: unknown feature_pool {self.feature_pool!r}; choose one of "
-                             f"{', '.join(POOLS)}")
-
-
-def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``out/backbone.safetensors`` and ``out/weights.json`` (each atomically). A :class:`PooledBackbone` is
-    saved as its timm backbone; ``info.feature_pool`` must be a pool the model supports."""
-    out = Path(out)
-    if (out / INFO_FILE).exists() and not overwrite:
-        raise ValueError(f"{out} already holds exported weights; choose another directory")
-    if isinstance(model, PooledBackbone):
-        model = model.backbone
-    pool_dim(model, info.feature_pool)      # a pool the architecture does not have is an error listing those it has
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    key = stem_key(info.arch)
-    if key not in state or state[key].shape[1] != info.in_chans:
-        raise ValueError(f"the model's stem {key} does not take {info.in_chans} bands; is arch {info.arch!r} right?")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"arch": info.arch}))
-    atomic_write(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
-    return out
-
-
-def read_weights_info(path: str | Path) -> WeightsInfo:
-    path = Path(path)
-    info_file = path / INFO_FILE if path.is_dir() else path
-    if not info_file.is_file():
-        raise FileNotFoundError(f"no {INFO_FILE} in {path}; export weights with `eossl export`")
-    data = json.loads(info_file.read_text())
-    missing = [k for k in ("arch", "in_chans", "bands", "wavelengths_nm", "gsd_m", "normalization", "ssl_method",
-                           "pretrain_data", "epochs") if k not in data]
-    if missing:
-        raise ValueError(f"{info_file}: missing keys {missing}")
-    known = set(WeightsInfo.__dataclass_fields__)
-    return WeightsInfo(**{k: v for k, v in data.items() if k in known})
-
-
-def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
-                  img_size: int | None = None, pool: str | None = None) -> nn.Module:
-    """Rebuild the exported backbone; with ``bands`` ([(name, wavelength_nm), ...] of the target data, in input
-    order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`).
-
-    The returned module maps a normalised (B, C, H, W) batch to (B, D) features and carries ``weights_info`` and
-    ``band_matches``. Its type depends on ``pool`` only, never on what the file records:
-
-    * ``pool=None`` (default): a :class:`~eossl.models.pooling.PooledBackbone` in the weights' recorded
-      ``feature_pool`` ("last" for weights.json files that predate it): the features the weights are best used
-      with. ``.backbone`` is the timm model, ``.pool`` the pool, ``.num_features`` the width D.
-    * ``pool="last"``: the plain timm model (``timm.create_model(..., num_classes=0)``), whose own forward is the
-      "last" pool. Fine-tuning, decoders and anything that needs feature maps use this.
-    * any other pool of :data:`~eossl.models.pooling.POOLS`: a PooledBackbone in that pool.
-
-    Loading is strict: a missing or unexpected key is an error; so is a pool the architecture does not have.
-    """
-    if pool is not None and pool not in POOLS:
-        raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)} (or None: the weights' "
-                         f"recorded feature_pool)")
-    path = Path(path)
-    info = read_weights_info(path)
-    if not (path / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{path / WEIGHTS_FILE} is missing next to {INFO_FILE}")
-    state = load_file(str(path / WEIGHTS_FILE))
-    matches: list[BandMatch] = []
-    in_chans = info.in_chans
-    if bands is not None and [n for n, _ in bands] != info.bands:
-        key = stem_key(info.arch)
-        source = list(zip(info.bands, info.wavelengths_nm))
-        state[key], matches = adapt_stem_weight(state[key], source, list(bands), max_nm)
-        in_chans = len(bands)
-    model = create_backbone(info.arch, in_chans, img_size or info.img_size)
-    model.load_state_dict(state, strict=True)
-    model.weights_info = info
-    model.band_matches = matches
-    return model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
-
-
 BACKBONE_PREFIX = "method.backbone."
 
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from lightly.utils.debug import std_of_l2_normalized
 
 
 @torch.no_grad()
 def embedding_std(z: torch.Tensor) -> torch.Tensor:
     """Mean over dimensions of the per-dimension std of L2-normalised embeddings (B, D).
 
-    About ``1/sqrt(D)`` for well-spread embeddings, 0 when they collapse to one point (SimSiam paper, Fig. 2).
+    About ``1/sqrt(D)`` for well-spread embeddings, 0 when they collapse to one point (SimSiam paper, Fig. 2);
+    lightly's ``std_of_l2_normalized`` on float32 (bf16 embeddings under autocast).
     """
-    if z.shape[0] < 2:
+    if z.shape[0] < 2:      # lightly's measure is NaN for one sample; 0 keeps the logs finite
         return z.new_zeros(())
-    return F.normalize(z.float(), dim=1).std(dim=0).mean()
+    return std_of_l2_normalized(z.float())
 
 
 @torch.no_grad()

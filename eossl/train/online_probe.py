@@ -2,7 +2,7 @@
 
 At step 0 (before training: the random initialisation of this very run), every ``probe.every_n_steps``
 optimiser steps and at the end of training, frozen features of labelled chips (default: the built-in EuroSAT-MS
-sample) are scored by a few-label linear probe (:func:`eossl.finetune.probe.few_shot_probe`) in every candidate
+sample) are scored by a few-label linear probe (:func:`eossl.evaluate.fewshot.few_shot_probe`) in every candidate
 pool at every k, on splits fixed by ``probe.seed`` (the same in every evaluation and for every baseline). The
 baselines (per-band statistics, random convolutional features, the same architecture randomly initialised) are
 scored once, on the same splits. Images are standardised with the corpus normalisation (``data.json``), as the
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from eossl.config import ConfigError
-from eossl.finetune.baselines import band_statistics, rcf_features
-from eossl.finetune.features import candidate_pools, extract_pools
-from eossl.finetune.probe import ProbeResult, few_shot_probe
-from eossl.finetune.samples import LabelledChips, load_class_folders, load_eurosat
+from eossl.data.labelled import LabelledChips, load_class_folders, load_eurosat
+from eossl.evaluate.baselines import band_statistics, rcf_features
+from eossl.evaluate.features import candidate_pools, extract_pools
+from eossl.evaluate.fewshot import ProbeResult, few_shot_probe
 from eossl.models.backbones import create_backbone, is_vit
 from eossl.models.pooling import check_pool
 from eossl.runs import write_json

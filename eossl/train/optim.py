@@ -5,6 +5,16 @@
   Twins / VICReg / BYOL), SGD with momentum on a layer-wise trust ratio;
 * learning rate: ``base_lr * effective_batch / 256`` (Goyal et al., 2017), cosine decay after linear warmup;
 * EMA momentum for target encoders: cosine increase from ``base`` to 1 (BYOL, MoCo v3).
+
+Why these are written here rather than taken from lightly (installed with torchgeo): lightly's ``LARS`` (from
+Lightning Bolts) divides by ``||g|| + wd * ||w||`` instead of the paper's ``||g + wd * w||`` and turns the layer
+adaptation off for every group whose weight decay is 0, so ``optim.weight_decay: 0`` would silently make LARS
+plain SGD; here the adaptation is a per-group flag (``lars_exclude``) and the trust ratio is the paper's.
+lightly's ``cosine_schedule`` reaches its end value at ``max_steps - 1`` (a Lightning epoch-end special case),
+one step early for a step-based schedule with warmup. The parameter groups split by dimensionality
+(ndim <= 1: biases, every normalisation layer's affine parameters and learned scalars, whatever the module class),
+where ``lightly.models.utils.get_weight_decay_parameters`` needs a list of norm-layer classes.
+``tests/test_optim.py`` checks each against a written-out formula.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def _method(cfg: PretrainConfig, info: CorpusInfo):
     arch = cfg.model.arch
     img_size = cfg.views.crop_size or info.chip_size
     if cfg.model.init:
-        from eossl.train.export import load_backbone
+        from eossl.models.weights import load_backbone
 
         backbone = load_backbone(cfg.model.init, bands=list(zip(info.bands, info.wavelengths_nm)),
                                  img_size=img_size if is_vit(arch) else None, pool="last")

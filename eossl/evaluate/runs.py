@@ -7,7 +7,7 @@ finetune: ``config.yaml``, ``model/`` (classifier.safetensors + classifier.json,
 ``metrics.json`` (hold-out metrics), ``confusion_matrix.png``, ``logs/metrics.csv`` (loss and LR per step).
 
 Both commands put ``warnings`` into ``metrics.json`` (also logged): splits or results that make the numbers
-degenerate (:mod:`eossl.finetune.sanity`); a split that leaves a class out of training raises instead.
+degenerate (:mod:`eossl.evaluate.sanity`); a split that leaves a class out of training raises instead.
 """
 
 from __future__ import annotations
@@ -17,19 +17,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
-from eossl.finetune.classifier import ClassifierInfo, save_classifier
-from eossl.finetune.config import EvaluateConfig, FinetuneConfig, resolve_device
-from eossl.finetune.evaluate import backbone_for_bands
-from eossl.finetune.evaluation import evaluate_chips
-from eossl.finetune.fewshot import few_label_splits, k_label
-from eossl.finetune.finetuning import finetune_classifier, predict_chips
-from eossl.finetune.metrics import classification_metrics, mean_ci95
-from eossl.finetune.sanity import (
+from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, resolve_device
+from eossl.evaluate.fewshot import few_label_splits, k_label
+from eossl.evaluate.finetuning import finetune_classifier, predict_chips
+from eossl.evaluate.metrics import classification_metrics, mean_ci95
+from eossl.evaluate.sanity import (
     MIN_SEEDS_FOR_CI,
     accuracy_warnings,
     check_splits,
@@ -38,10 +34,10 @@ from eossl.finetune.sanity import (
     require_training_classes,
     result_warnings,
 )
-from eossl.models.backbones import create_backbone
+from eossl.models.classifier import ClassifierInfo, save_classifier
+from eossl.models.weights import backbone_for, read_weights_info
 from eossl.report.figures import save_confusion_matrix, save_few_label_curve
 from eossl.runs import environment, write_json, write_text
-from eossl.train.export import read_weights_info
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +48,13 @@ FROZEN_PROTOCOLS = ("linear", "mean + linear", "frozen + decoder")   # each task
 
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path | None = None,
                  progress: bool = True) -> dict:
-    from eossl.finetune.tasks import evaluate_crop_task, evaluate_segment_task
+    from eossl.evaluate.tasks import TASKS
 
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     start = time.time()
-    if cfg.task == "patch":
-        chips = cfg.data.load()
-        out = evaluate_chips(chips, cfg.weights, cfg.settings(device), cache_dir=cache_dir, device=device,
-                             progress=progress)
-        what = f"{len(chips)} chips"
-    elif cfg.task == "crop":
-        out = evaluate_crop_task(cfg.fields, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed, cfg.test_fraction,
-                                 cfg.C, cfg.baselines, device)
-        what = f"{out['data']['n_fields']} fields"
-    else:
-        out = evaluate_segment_task(cfg.segmentation, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed,
-                                    cfg.test_fraction, cfg.baselines, device, progress)
-        what = f"{out['data']['n_chips']} chips (per-pixel scores)"
+    out, what = TASKS.get(cfg.task)(cfg, device=device, cache_dir=cache_dir, progress=progress)
     out["task"] = cfg.task
     out["environment"] = environment(device, cfg.seed)
     out["seconds"] = round(time.time() - start, 1)
@@ -181,14 +165,12 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
     img = int(chips.images.shape[-1])
     if cfg.weights is not None:
         info = read_weights_info(cfg.weights)
-        backbone, mean, std = backbone_for_bands(cfg.weights, chips.bands, chips.sensor, img, chips.images,
-                                                 chips.mask)
         arch, source, gsd = info.arch, str(cfg.weights), info.gsd_m
     else:
-        torch.manual_seed(cfg.seed)
-        backbone = create_backbone(cfg.arch, len(chips.bands), img_size=img)
-        mean, std = sensor.norm_stats(chips.bands)
         arch, source, gsd = cfg.arch, "", float(min(sensor.band(b).gsd_m for b in chips.bands))
+    backbone, norm = backbone_for(chips.bands, chips.sensor, img, weights=cfg.weights, arch=cfg.arch, seed=cfg.seed,
+                                  images=chips.images, valid=chips.mask)
+    mean, std = norm.mean, norm.std
     split = few_label_splits(chips.labels, [cfg.k], 1, cfg.test_fraction, cfg.seed, chips.classes)[0]
     train = split.train[k_label(cfg.k)]
     warnings = emit(check_splits(class_presence(chips.labels, len(chips.classes)), [(cfg.seed, train, split.test)],
@@ -196,7 +178,7 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
                                  hint="add chips of the classes named or change test_fraction"))
     start = time.time()
     model = finetune_classifier(backbone, chips.images, chips.labels, train, len(chips.classes), mean, std,
-                                cfg.finetune.settings(device), seed=cfg.seed, device=device, progress=progress)
+                                cfg.finetune, seed=cfg.seed, device=device, progress=progress)
     seconds = round(time.time() - start, 1)
     pred = predict_chips(model, chips.images[split.test], mean, std, device=device).argmax(1)
     metrics = classification_metrics(chips.labels[split.test], pred, chips.classes)
@@ -226,8 +208,9 @@ def _holdout_warnings(metrics: dict) -> list[dict]:
 
 def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress: bool) -> dict:
     """Train backbone + decoder on the training blocks, score the test blocks per pixel, save the classifier."""
-    from eossl.finetune.segmentation import evaluate_segmentation, train_segmentation, window_block_split
-    from eossl.finetune.tasks import SEGMENT_SPLIT_HINT, k_subset, load_segment_chips, segment_backbone
+    from eossl.evaluate.segmentation import evaluate_segmentation, train_segmentation
+    from eossl.evaluate.splits import window_block_split
+    from eossl.evaluate.tasks import SEGMENT_SPLIT_HINT, k_subset, load_segment_chips, segment_backbone
 
     s = cfg.segmentation
     chips = load_segment_chips(s)

@@ -1,5 +1,5 @@
 """Crop-classification and segmentation runs for ``eossl evaluate`` / ``eossl finetune`` (the patch task lives in
-:mod:`eossl.finetune.evaluation`).
+:mod:`eossl.evaluate.patches`).
 
 Every task returns rows in one shape, which the figures and tables read: ``{"model", "protocol", "k",
 "per_seed": [{"seed", "n_train", scores...}], "overall_accuracy": {"mean", "ci95", "n"}, ...}``; the row at the
@@ -16,33 +16,29 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from eossl.catalog.sensors import load_sensor
-from eossl.finetune.baselines import RCF_FEATURES, rcf_maps, rcf_model
-from eossl.finetune.config import FieldsConfig, SegmentationConfig
-from eossl.finetune.crops import evaluate_crops
-from eossl.finetune.evaluate import backbone_for_bands
-from eossl.finetune.fewshot import fit_logreg
-from eossl.finetune.fields import load_fields
-from eossl.finetune.metrics import (
+from eossl.data.fields import load_fields
+from eossl.data.label_rasters import SegmentationChips, load_segmentation_chips
+from eossl.data.normalization import Normalization, standardise
+from eossl.evaluate.baselines import RCF_FEATURES, rcf_maps, rcf_model
+from eossl.evaluate.config import FieldsConfig, SegmentationConfig
+from eossl.evaluate.crops import evaluate_crops
+from eossl.evaluate.fewshot import fit_logreg
+from eossl.evaluate.metrics import (
     classification_metrics,
     iou_from_confusion,
     mean_ci95,
     metrics_from_confusion,
 )
-from eossl.finetune.sanity import check_splits, class_presence, emit, subset_warnings
-from eossl.finetune.segmentation import (
-    SegmentationChips,
-    evaluate_segmentation,
-    load_segmentation_chips,
-    normalise_chips,
-    train_segmentation,
-    window_block_split,
-)
-from eossl.models.backbones import create_backbone, feature_maps
+from eossl.evaluate.sanity import check_splits, class_presence, emit, subset_warnings
+from eossl.evaluate.segmentation import evaluate_segmentation, train_segmentation
+from eossl.evaluate.splits import window_block_split
+from eossl.models.backbones import feature_maps
+from eossl.models.weights import backbone_for
+from eossl.registry import Registry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SEGMENT_SPLIT_HINT", "crop_rows", "evaluate_crop_task", "evaluate_segment_task", "k_subset",
+__all__ = ["TASKS", "SEGMENT_SPLIT_HINT", "crop_rows", "evaluate_crop_task", "evaluate_segment_task", "k_subset",
            "load_segment_chips", "segment_backbone"]
 
 _SCORES = ("overall_accuracy", "macro_f1", "kappa")
@@ -101,13 +97,9 @@ def load_segment_chips(s: SegmentationConfig) -> SegmentationChips:
 def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):
     """(backbone, mean, std): exported weights adapted to the chips' bands, or a random ``arch`` (seeded)."""
     size = int(chips.images.shape[-1])
-    if weights is not None:
-        return backbone_for_bands(weights, chips.bands, chips.sensor, size, chips.images, chips.valid)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = create_backbone(arch, len(chips.bands), img_size=size)
-    mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
-    return model, mean, std
+    model, norm = backbone_for(chips.bands, chips.sensor, size, weights=weights, arch=arch, seed=seed,
+                               images=chips.images, valid=chips.valid)
+    return model, norm.mean, norm.std
 
 
 def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: int, seed: int,
@@ -208,7 +200,8 @@ def _pixel_probes(chips: SegmentationChips, splits, baselines: list[str], backbo
 
 
 def _catalog_stats(chips: SegmentationChips):
-    return load_sensor(chips.sensor).norm_stats(chips.bands)
+    norm = Normalization.of_sensor(chips.sensor, chips.bands)
+    return norm.mean, norm.std
 
 
 def _band_values(chips: SegmentationChips):
@@ -222,7 +215,7 @@ def _rcf_values(chips: SegmentationChips, model, device: str):
 
     def maps(idx):
         with torch.no_grad():
-            x = normalise_chips(chips.images[idx], chips.valid[idx], mean, std).to(device)
+            x = standardise(chips.images[idx], mean, std, chips.valid[idx]).to(device)
             return rcf_maps(model, x, same_size=True).cpu().numpy()
     return maps
 
@@ -234,7 +227,7 @@ def _fused_values(chips: SegmentationChips, backbone, mean, std, device: str):
 
     def maps(idx):
         with torch.no_grad():
-            f = feature_maps(backbone, normalise_chips(chips.images[idx], chips.valid[idx], mean, std).to(device))
+            f = feature_maps(backbone, standardise(chips.images[idx], mean, std, chips.valid[idx]).to(device))
             if f.ndim == 3:                                      # ViT patch tokens (B, L, D) -> (B, D, g, g)
                 b, length, d = f.shape
                 g = math.isqrt(length)
@@ -275,3 +268,35 @@ def _pixel_probe(chips: SegmentationChips, train, test, seed: int, maps, max_pix
     m = classification_metrics(np.concatenate(truth), np.concatenate(pred), chips.classes)
     m["mean_iou"] = iou_from_confusion(m["confusion_matrix"])[1]
     return m
+
+
+# ----------------------------------------------------------------------------------------------- the task registry
+
+TASKS: Registry = Registry("evaluation task")
+"""task name -> ``evaluate(cfg: EvaluateConfig, *, device, cache_dir, progress) -> (result, what)``: the rows of
+``eossl evaluate`` for that task (``result["results"]``, settings, data, warnings) and a short description of
+what was scored, for plot titles. ``EvaluateConfig.task`` names one."""
+
+
+@TASKS.register("patch")
+def _patch_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, str]:
+    from eossl.evaluate.patches import evaluate_chips
+
+    chips = cfg.data.load()
+    out = evaluate_chips(chips, cfg, cache_dir=cache_dir, device=device,
+                         progress=progress)
+    return out, f"{len(chips)} chips"
+
+
+@TASKS.register("crop")
+def _crop_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, str]:
+    out = evaluate_crop_task(cfg.fields, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed, cfg.test_fraction,
+                             cfg.C, cfg.baselines, device)
+    return out, f"{out['data']['n_fields']} fields"
+
+
+@TASKS.register("segment")
+def _segment_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, str]:
+    out = evaluate_segment_task(cfg.segmentation, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed,
+                                cfg.test_fraction, cfg.baselines, device, progress)
+    return out, f"{out['data']['n_chips']} chips (per-pixel scores)"

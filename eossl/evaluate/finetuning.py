@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,28 +20,36 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from tqdm.auto import tqdm
 
-from eossl.finetune.classifier import Classifier
+from eossl.config import field
+from eossl.data.normalization import standardise
+from eossl.models.classifier import Classifier
 
 __all__ = ["FinetuneSettings", "finetune_classifier", "layer_depths", "predict_chips"]
 
 
 @dataclass
 class FinetuneSettings:
-    epochs: int = 30
-    min_steps: int = 60           # at least this many optimiser steps, however few the chips
-    batch_size: int = 32
-    lr: float = 1e-3              # AdamW peak LR for the head; layers get lr * layer_decay ** (L - depth)
-    weight_decay: float = 0.05
-    layer_decay: float | None = 0.75
-    warmup_fraction: float = 0.1
+    """How a classifier is fine-tuned (the ``finetune`` section of the evaluate and finetune configs)."""
+
+    epochs: int = field(30, ge=1)
+    min_steps: int = field(60, ge=1, help="at least this many optimiser steps however few the labels")
+    batch_size: int = field(32, ge=2)
+    lr: float = field(1e-3, gt=0, help="AdamW peak LR of the head; layers get lr * layer_decay ** (L - depth)")
+    weight_decay: float = field(0.05, ge=0)
+    layer_decay: float | None = field(0.75, gt=0, le=1, help="layer-wise LR decay; null: off")
+    warmup_fraction: float = field(0.1, ge=0, lt=1)
     freeze_backbone: bool = False
-    bf16: bool = False            # autocast (CUDA, or CPUs with AMX/AVX512-BF16)
+    precision: Literal["auto", "fp32", "bf16"] = field("auto", help="auto: bf16 autocast on GPU, float32 on CPU")
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"fine-tuning needs epochs >= 1, batch_size >= 1 and lr > 0, got {self}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1] or null, got {self.layer_decay}")
+
+    def bf16(self, device: str | torch.device) -> bool:
+        """Whether to autocast to bf16 on ``device``: asked for, or ``auto`` on a CUDA device."""
+        return self.precision == "bf16" or (self.precision == "auto" and str(device).startswith("cuda"))
 
 
 def layer_depths(backbone: nn.Module) -> tuple[dict[str, int], int]:
@@ -99,7 +108,7 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
     model = Classifier(backbone, n_classes, "patch").to(device)
     if s.freeze_backbone:
         model.backbone.requires_grad_(False)
-    x_all = _normalised(images[train_idx], mean, std)
+    x_all = standardise(images[train_idx], mean, std)
     y_all = torch.as_tensor(np.asarray(labels)[train_idx], dtype=torch.long)
     opt = torch.optim.AdamW(_param_groups(model, s), lr=s.lr)
     steps_per_epoch = math.ceil(len(train_idx) / s.batch_size)
@@ -124,7 +133,7 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
             for g in opt.param_groups:
                 g["lr"] = s.lr * g["lr_scale"] * factor
             x = _augment(x_all[batch], gen).to(device)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=s.bf16):
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=s.bf16(device)):
                 loss = nn.functional.cross_entropy(model(x).float(), y_all[batch].to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"fine-tuning loss is {loss.item()} at step {step}; lower the LR")
@@ -146,14 +155,6 @@ def predict_chips(model: nn.Module, images: np.ndarray, mean, std, batch_size: i
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = _normalised(images[start:start + batch_size], mean, std).to(device)
+            x = standardise(images[start:start + batch_size], mean, std).to(device)
             out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def _normalised(images: np.ndarray, mean, std) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-    c = x.shape[1]
-    m = torch.as_tensor(np.asarray(mean, np.float32)).view(1, c, 1, 1)
-    sd = torch.as_tensor(np.asarray(std, np.float32)).view(1, c, 1, 1)
-    return (x - m) / sd

@@ -5,7 +5,9 @@
 
 ``y_true`` entries < 0 are ignored (unlabelled pixels, nodata). A class absent from both ``y_true`` and ``y_pred``
 has precision/recall/F1 of NaN (reported as None in JSON) and is left out of macro-F1, which averages over the
-classes present in ``y_true``.
+classes present in ``y_true``. The confusion matrix is scikit-learn's; the scores are computed from it here because
+scikit-learn's macro-F1 counts every class (an absent class as 0) and would change with the class list of a few-label
+split, and because segmentation needs them from a matrix summed over chunks of pixels.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ __all__ = ["classification_metrics", "confusion_matrix", "iou_from_confusion", "
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(K, K) int64 counts, rows = true class, columns = predicted class; entries with y_true < 0 are skipped."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
     y_true, y_pred = _check(y_true, y_pred, n_classes)
     keep = y_true >= 0
-    return np.bincount(y_true[keep] * n_classes + y_pred[keep], minlength=n_classes * n_classes
-                       ).reshape(n_classes, n_classes).astype(np.int64)
+    if not keep.any():      # every entry ignored (a chunk of unlabelled pixels): no counts
+        return np.zeros((n_classes, n_classes), np.int64)
+    return sk_confusion_matrix(y_true[keep], y_pred[keep], labels=np.arange(n_classes)).astype(np.int64)
 
 
 def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:

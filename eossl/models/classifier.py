@@ -24,6 +24,7 @@ from torch import nn
 
 from eossl import __version__
 from eossl.models.backbones import RESNET_STAGES, create_backbone, feature_maps, is_vit
+from eossl.models.weights import read_info
 from eossl.runs import atomic_write, write_text
 
 __all__ = ["TASKS", "Classifier", "ClassifierInfo", "SegmentationDecoder", "default_colors", "load_classifier",
@@ -165,17 +166,9 @@ def save_classifier(model: Classifier, info: ClassifierInfo, out: str | Path, ov
 
 
 def read_classifier_info(path: str | Path) -> ClassifierInfo:
-    path = Path(path)
-    info_file = path / INFO_FILE if path.is_dir() else path
-    if not info_file.is_file():
-        raise FileNotFoundError(f"no {INFO_FILE} in {path}; train a classifier with `eossl finetune` first")
-    data = json.loads(info_file.read_text())
-    known = set(ClassifierInfo.__dataclass_fields__)
-    missing = [k for k in ("arch", "task", "bands", "wavelengths_nm", "gsd_m", "normalization", "classes",
-                           "img_size") if k not in data]
-    if missing:
-        raise ValueError(f"{info_file}: missing keys {missing}")
-    return ClassifierInfo(**{k: v for k, v in data.items() if k in known})
+    return read_info(ClassifierInfo, path, INFO_FILE, ("arch", "task", "bands", "wavelengths_nm", "gsd_m",
+                                                       "normalization", "classes", "img_size"),
+                     "train a classifier with `eossl finetune` first")
 
 
 def load_classifier(path: str | Path) -> Classifier:

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
-from eossl.finetune.evaluation import BASELINES, PROTOCOLS, EvaluationSettings
-from eossl.finetune.features import POOLS
-from eossl.finetune.finetuning import FinetuneSettings
-from eossl.train.export import read_weights_info
+from eossl.config import ConfigError, field, load_config
+from eossl.evaluate.features import POOLS
+from eossl.evaluate.finetuning import FinetuneSettings
+from eossl.models.weights import read_weights_info
 
-__all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig", "load_config"]
+__all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig"]
+
+PROTOCOLS = ("linear", "knn", "finetune")
+BASELINES = ("random_init", "band_statistics", "rcf", "fusion", "scratch")
 
 
 @dataclass
@@ -67,11 +69,11 @@ class LabelledDataConfig:
             raise ConfigError("data: chips from label geometries need labels, label_column and scenes (and no root)")
 
     def load(self):
-        """The labelled chips (:class:`~eossl.finetune.samples.LabelledChips`)."""
-        from eossl.finetune.samples import load_class_folders, load_eurosat
+        """The labelled chips (:class:`~eossl.data.labelled.LabelledChips`)."""
+        from eossl.data.labelled import load_class_folders, load_eurosat
 
         if self.labels is not None:
-            from eossl.finetune.samples import load_label_chips
+            from eossl.data.labelled import load_label_chips
 
             return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
                                     gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
@@ -123,25 +125,6 @@ class SegmentationConfig:
 
 
 @dataclass
-class FinetuneSection:
-    epochs: int = field(30, ge=1)
-    min_steps: int = field(60, ge=1, help="at least this many optimiser steps however few the labels")
-    batch_size: int = field(32, ge=2)
-    lr: float = field(1e-3, gt=0, help="AdamW peak LR of the head")
-    weight_decay: float = field(0.05, ge=0)
-    layer_decay: float | None = field(0.75, gt=0, le=1, help="layer-wise LR decay; null: off")
-    warmup_fraction: float = field(0.1, ge=0, lt=1)
-    freeze_backbone: bool = False
-    precision: Literal["auto", "fp32", "bf16"] = field("auto", help="auto: bf16 autocast on GPU, float32 on CPU")
-
-    def settings(self, device: str) -> FinetuneSettings:
-        bf16 = self.precision == "bf16" or (self.precision == "auto" and device.startswith("cuda"))
-        return FinetuneSettings(epochs=self.epochs, min_steps=self.min_steps, batch_size=self.batch_size, lr=self.lr,
-                                weight_decay=self.weight_decay, layer_decay=self.layer_decay,
-                                warmup_fraction=self.warmup_fraction, freeze_backbone=self.freeze_backbone, bf16=bf16)
-
-
-@dataclass
 class EvaluateConfig:
     task: Literal["patch", "crop", "segment"] = field(
         "patch", help="patch: labelled chips (data); crop: field polygons (fields); segment: a label raster "
@@ -167,19 +150,17 @@ class EvaluateConfig:
     test_fraction: float = field(0.3, gt=0, lt=1, help="stratified hold-out per seed")
     C: float = field(1.0, gt=0, help="inverse L2 strength of the logistic-regression probe")
     knn_neighbors: int = field(5, ge=1)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     device: str = field("auto", help="auto: cuda if available, else mps, else cpu")
 
     def __post_init__(self):
         if any(isinstance(k, int) and k < 1 for k in self.ks) or not self.ks:
             raise ConfigError(f"ks: expected positive integers or 'all', got {self.ks}")
+        bad = [p for p in self.protocols if p not in PROTOCOLS] + [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ConfigError(f"unknown protocol/baseline {bad}; protocols: {', '.join(PROTOCOLS)}; baselines: "
+                              f"{', '.join(BASELINES)}")
         _check_task(self)
-
-    def settings(self, device: str) -> EvaluationSettings:
-        return EvaluationSettings(ks=list(self.ks), seeds=self.seeds, seed=self.seed, test_fraction=self.test_fraction,
-                                  protocols=list(self.protocols), baselines=list(self.baselines),
-                                  pool=self.resolved_pool(), arch=self.arch, C=self.C, knn_neighbors=self.knn_neighbors,
-                                  finetune=self.finetune.settings(device))
 
     def resolved_pool(self) -> str:
         """``pool``, or when null the feature_pool recorded in the weights' weights.json ("last" without weights)."""
@@ -201,7 +182,7 @@ class FinetuneConfig:
     k: int | Literal["all"] = field("all", help="labelled samples per class for training")
     test_fraction: float = field(0.3, gt=0, lt=1, help="stratified hold-out scored in metrics.json")
     seed: int = 0
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     device: str = "auto"
 
     def __post_init__(self):
@@ -215,18 +196,11 @@ def _check_task(cfg) -> None:
 
 
 def config_with_weights(cls, path: str | Path | None, overrides: list[str], weights: str | None):
-    """``load_config`` with the ``--weights`` flag as one more override, and the weights directory checked."""
-    cfg = load_config(cls, path, list(overrides) + ([f"weights={weights}"] if weights else []))
+    """:func:`~eossl.config.load_config` with the ``--weights`` flag as one more override, and the weights directory checked."""
+    cfg = load_config(cls, path, overrides=list(overrides) + ([f"weights={weights}"] if weights else []))
     if cfg.weights is not None and not (Path(cfg.weights) / "weights.json").is_file():
         raise FileNotFoundError(f"weights: no weights.json in {cfg.weights}; export a run with `eossl export`")
     return cfg
-
-
-def load_config(cls, path: str | Path | None, overrides: list[str] | None = None):
-    data = load_yaml(path) if path else {}
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(cls, apply_overrides(data or {}, overrides or []))
 
 
 def resolve_device(device: str) -> str:

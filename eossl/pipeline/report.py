@@ -109,7 +109,7 @@ def _views(run: Path, out: Path) -> str | None:
     if not (run / "index.parquet").is_file():
         return None
     from eossl.catalog.index import open_index
-    from eossl.commands.views import write_view_grid
+    from eossl.report.views import write_view_grid
     from eossl.train.config import read_run_config
     from eossl.train.pretrain import view_spec
 

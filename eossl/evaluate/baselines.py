@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from eossl.data.normalization import standardise
+
 __all__ = ["band_statistics", "rcf_features", "rcf_model", "rcf_maps", "rcf_pooled", "RCF_FEATURES"]
 
 RCF_FEATURES = 512   # MOSAIKS-style feature count of GEO-Bench's random-convolution baseline
@@ -128,7 +130,7 @@ def rcf_pooled(model, images: np.ndarray, mean, std, mask: np.ndarray | None = N
     out = []
     for i in range(0, images.shape[0], batch_size):
         sl = slice(i, i + batch_size)
-        x = _standardise(images[sl], None if mask is None else mask[sl], mean, std).to(device)
+        x = standardise(images[sl], mean, std, None if mask is None else mask[sl]).to(device)
         with torch.no_grad():
             y = _conv(model, x).flatten(2)                                         # (B, F / 2, P)
             if weights is None:
@@ -146,20 +148,6 @@ def rcf_pooled(model, images: np.ndarray, mean, std, mask: np.ndarray | None = N
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def _standardise(images: np.ndarray, mask: np.ndarray | None, mean, std) -> torch.Tensor:
-    """(B, C, H, W) reflectance -> float32 ``(x - mean) / std``, invalid pixels (``mask`` False) 0.
-
-    In numpy: torchgeo standardises one chip per filter, and torch's intra-op threads make such small operations
-    slow on busy cores."""
-    c = images.shape[1]
-    m = np.asarray(mean, np.float32).reshape(-1)
-    s = np.asarray(std, np.float32).reshape(-1)
-    if m.size != c or s.size != c or not (s > 0).all():
-        raise ValueError(f"mean and std need one value per band ({c}) and std > 0; got {m.size} and {s.tolist()}")
-    x = (np.asarray(images, np.float32) - m[:, None, None]) / s[:, None, None]
-    return torch.from_numpy(x if mask is None else x * np.asarray(mask, bool)[:, None])
-
-
 class _Standardised:
     """The dataset torchgeo's ``RCF`` draws filters from: rows ``index`` of ``images`` as ``{"image": (C, H, W)}``,
     standardised on access, so a large source is never copied whole."""
@@ -173,4 +161,4 @@ class _Standardised:
     def __getitem__(self, i: int) -> dict:
         j = int(self.index[i])
         mask = None if self.mask is None else self.mask[j:j + 1]
-        return {"image": _standardise(self.images[j:j + 1], mask, self.mean, self.std)[0]}
+        return {"image": standardise(self.images[j:j + 1], self.mean, self.std, mask)[0]}

@@ -1,4 +1,5 @@
-"""xarray datacubes (NetCDF / Zarr with x, y, time and bands) as a pixel source behind the chip reader.
+"""xarray datacubes (NetCDF / Zarr with x, y, time and bands): indexed one row per time step, and read as a pixel
+source behind the chip reader.
 
 Layouts understood:
 
@@ -25,9 +26,9 @@ import pandas as pd
 from affine import Affine
 from rasterio.crs import CRS
 
+from eossl.catalog.quality import valid_of
 from eossl.catalog.scan import band_of_name
 from eossl.catalog.sensors import Sensor
-from eossl.data.sources import padded_read, valid_of
 
 __all__ = ["CubeLayout", "open_cube", "cube_layout", "scan_cube", "CubeHandle"]
 
@@ -145,8 +146,7 @@ def _band_variables(ds, sensor: Sensor, path: str) -> dict[str, tuple[str, str |
 
 def scan_cube(path: str, sensor: Sensor, nodata: float | None = None) -> list[dict]:
     """Index rows (one per time step) for a datacube."""
-    from eossl.catalog.build import mask_shape
-    from eossl.catalog.index import footprint_rows
+    from eossl.catalog.index import footprint_rows, mask_shape
 
     path = str(Path(path).resolve()) if not str(path).startswith(("s3://", "gs://", "http")) else str(path)
     ds = open_cube(path)
@@ -200,9 +200,24 @@ def _step_ids(name: str, times) -> list[str]:
     return ids
 
 
+def padded_read(read, height: int, width: int, rows: tuple[int, int], cols: tuple[int, int],
+                dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Call ``read(r0, r1, c0, c1)`` on the part of the window inside ``(height, width)``; pad the rest."""
+    r0, r1 = rows
+    c0, c1 = cols
+    out = np.zeros((r1 - r0, c1 - c0), dtype=dtype)
+    inside = np.zeros(out.shape, dtype=bool)
+    rr0, rr1 = max(r0, 0), min(r1, height)
+    cc0, cc1 = max(c0, 0), min(c1, width)
+    if rr0 < rr1 and cc0 < cc1:
+        out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = read(rr0, rr1, cc0, cc1)
+        inside[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = True
+    return out, inside
+
+
 def _coarse_cube_mask(handle: CubeHandle, assets: dict, shape: tuple[int, int]) -> np.ndarray:
     from eossl.catalog.index import Asset
-    from eossl.data.resample import resample_block
+    from eossl.resample import resample_block
 
     mask = np.ones(shape, dtype=bool)
     for a in assets.values():

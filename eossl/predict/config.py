@@ -1,18 +1,17 @@
 """The typed, strict configuration of ``eossl predict``; defaults live here (and nowhere else).
 
-Load with :func:`load_predict_config`: a YAML file (optional), then command-line flags, then ``--set key=value``
+Load with :func:`eossl.config.load_config`: a YAML file (optional), then command-line flags, then ``--set key=value``
 overrides, in that order of precedence (later wins).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from eossl.config import config_from, field
+from eossl.config import field
 
-__all__ = ["PredictConfig", "load_predict_config"]
+__all__ = ["PredictConfig"]
 
 
 @dataclass
@@ -44,7 +43,3 @@ class PredictConfig:
     progress: bool = field(True, help="show a progress bar")
 
 
-def load_predict_config(path: str | Path | None = None, flags: dict[str, Any] | None = None,
-                        overrides: list[str] | None = None) -> PredictConfig:
-    """The config of ``path`` (YAML; None: defaults), updated by ``flags`` (None values ignored), then ``overrides``."""
-    return config_from(PredictConfig, path, flags, overrides)

@@ -15,7 +15,7 @@ Rows (model x protocol), each scored at every k of :func:`few_label_splits` and 
 The result is a JSON-ready dict: per row and k, the feature dimension (``dim``, frozen-feature rows), the
 per-seed overall accuracy / macro-F1 / kappa and their mean and 95% CI, plus full metrics (per-class, confusion
 matrix over all seeds' test predictions) of every row at the largest k, and ``warnings`` about the splits (classes
-absent from a test side, too few test chips; :mod:`eossl.finetune.sanity`).
+absent from a test side, too few test chips; :mod:`eossl.evaluate.sanity`).
 """
 
 from __future__ import annotations
@@ -23,63 +23,46 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from eossl.catalog.sensors import load_sensor
+from eossl.config import to_dict
+from eossl.data.labelled import LabelledChips
+from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_radiometry
-from eossl.finetune.baselines import RCF_FEATURES, band_statistics, rcf_features
-from eossl.finetune.evaluate import backbone_for_bands
-from eossl.finetune.features import extract_features
-from eossl.finetune.fewshot import FewLabelSplit, few_label_splits, knn_predict, linear_probe
-from eossl.finetune.finetuning import FinetuneSettings, finetune_classifier, predict_chips
-from eossl.finetune.metrics import classification_metrics, mean_ci95
-from eossl.finetune.samples import LabelledChips
-from eossl.finetune.sanity import check_splits, class_presence, emit
-from eossl.models.backbones import create_backbone, is_vit
+from eossl.evaluate.baselines import RCF_FEATURES, band_statistics, rcf_features
+from eossl.evaluate.config import EvaluateConfig
+from eossl.evaluate.features import extract_features
+from eossl.evaluate.fewshot import FewLabelSplit, few_label_splits, knn_predict, linear_probe
+from eossl.evaluate.finetuning import finetune_classifier, predict_chips
+from eossl.evaluate.metrics import classification_metrics, mean_ci95
+from eossl.evaluate.sanity import check_splits, class_presence, emit
+from eossl.models.backbones import is_vit
+from eossl.models.weights import WEIGHTS_FILE, backbone_for, read_weights_info
 from eossl.runs import atomic_write
-from eossl.train.export import WEIGHTS_FILE, read_weights_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvaluationSettings", "evaluate_chips"]
+__all__ = ["evaluate_chips"]
 
-PROTOCOLS = ("linear", "knn", "finetune")
-BASELINES = ("random_init", "band_statistics", "rcf", "fusion", "scratch")
 _SCORES = ("overall_accuracy", "macro_f1", "kappa")
+_SETTINGS = ("ks", "seeds", "seed", "test_fraction", "protocols", "baselines", "pool", "C", "knn_neighbors", "finetune")
 
 
-@dataclass
-class EvaluationSettings:
-    ks: list = field(default_factory=lambda: [5, 10, "all"])
-    seeds: int = 5
-    seed: int = 0
-    test_fraction: float = 0.3
-    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
-    pool: str = "last"
-    arch: str | None = None          # without weights: the architecture of the random-init and scratch rows
-    C: float = 1.0
-    knn_neighbors: int = 5
-    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
-
-    def __post_init__(self):
-        bad = [p for p in self.protocols if p not in PROTOCOLS] + [b for b in self.baselines if b not in BASELINES]
-        if bad:
-            raise ValueError(f"unknown protocol/baseline {bad}; protocols: {PROTOCOLS}, baselines: {BASELINES}")
-
-
-def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: EvaluationSettings,
-                   cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True) -> dict:
+def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | Path | None = None,
+                   device: str = "cpu", progress: bool = True) -> dict:
+    """The rows of ``cfg`` (an :class:`~eossl.evaluate.config.EvaluateConfig`: ``weights``, protocols,
+    baselines, ks, seeds, pool...) on ``chips``; ``device`` for features and fine-tuning."""
     if not chips.sensor:
         raise ValueError("the chips name no sensor, so band wavelengths and normalisation are unknown; load them "
                          "with load_class_folders(..., sensor=...)")
+    weights = cfg.weights
+    s = replace(cfg, pool=cfg.resolved_pool())
     info = read_weights_info(weights) if weights is not None else None
-    arch = info.arch if info is not None else (s.arch or "resnet18")
+    arch = info.arch if info is not None else s.arch
     img = int(chips.images.shape[-1])
     if info is not None and is_vit(arch) and info.img_size != img:
         raise ValueError(f"{weights}: a {arch} trained on {info.img_size} px images cannot take {img} px chips")
@@ -87,7 +70,7 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
     warnings = emit(check_splits(class_presence(chips.labels, len(chips.classes)),
                                  [(sp.seed, sp.pool, sp.test) for sp in splits], chips.classes, unit="chips",
                                  hint="add chips of the classes named or change test_fraction"))
-    if info is None:  # with weights, backbone_for_bands checks the chips (normalisation, then physical range)
+    if info is None:  # with weights, backbone_for checks the chips (normalisation, then physical range)
         check_radiometry(chips.images, chips.mask, chips.bands, chips.sensor, "evaluation chips")
     rows = _rows(chips, weights, info, arch, s, cache_dir, device)
     if not rows:
@@ -119,7 +102,8 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
         p = np.concatenate([q for _, q in preds_top])
         results[-1]["metrics_all_seeds"] = classification_metrics(y, p, chips.classes)
     bar.close()
-    settings = {**asdict(s), "weights": None if weights is None else str(weights), "arch": arch}
+    settings = {k: to_dict(getattr(s, k)) for k in _SETTINGS}
+    settings.update(weights=None if weights is None else str(weights), arch=arch)
     if "rcf" in s.baselines:
         settings["rcf"] = {"features": RCF_FEATURES, "kernel_size": 3, "filters_from": "training pool of each seed",
                            "normalization": f"sensor catalog ({chips.sensor})"}
@@ -128,22 +112,22 @@ def evaluate_chips(chips: LabelledChips, weights: str | Path | None, s: Evaluati
     return {"settings": settings, "data": data, "results": results, "warnings": warnings}
 
 
-def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluationSettings, cache_dir, device) -> list:
+def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cache_dir, device) -> list:
     """(model, protocol, what) per row; ``what``: (N, D) features, a function of the split giving them (RCF),
     or ``(backbone factory, mean, std)`` for fine-tuning."""
     img = int(chips.images.shape[-1])
-    cmean, cstd = load_sensor(chips.sensor).norm_stats(chips.bands)
+    catalog = Normalization.of_sensor(chips.sensor, chips.bands)
+    cmean, cstd = catalog.mean, catalog.std
 
     def random_backbone():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s.seed)
-            return create_backbone(arch, len(chips.bands), img_size=img)
+        return backbone_for(chips.bands, chips.sensor, img, arch=arch, seed=s.seed)[0]
 
     rows, fused = [], []
     stats = band_statistics(chips.images, chips.mask) if {"band_statistics", "fusion"} & set(s.baselines) else None
     if info is not None:
-        pretrained, pmean, pstd = backbone_for_bands(weights, chips.bands, chips.sensor, img, chips.images,
-                                                     chips.mask)
+        pretrained, norm = backbone_for(chips.bands, chips.sensor, img, weights=weights, images=chips.images,
+                                        valid=chips.mask)
+        pmean, pstd = norm.mean, norm.std
         name = f"pretrained {arch} {info.ssl_method}"
         key = _file_digest(Path(weights) / WEIGHTS_FILE)
         feats = _cached(cache_dir, f"{name}-{s.pool}-{key}", chips,
@@ -171,7 +155,7 @@ def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluationSettings,
     return rows
 
 
-def _predict(protocol, what, chips, train, test, s: EvaluationSettings, seed: int, device) -> np.ndarray:
+def _predict(protocol, what, chips, train, test, s: EvaluateConfig, seed: int, device) -> np.ndarray:
     y = chips.labels
     if protocol == "linear":
         return linear_probe(what[train], y[train], what[test], C=s.C)

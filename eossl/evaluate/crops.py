@@ -26,18 +26,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from eossl.catalog.sensors import load_sensor
+from eossl.data.fields import FieldSeries
+from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_radiometry
-from eossl.finetune.baselines import RCF_FEATURES, rcf_model, rcf_pooled
-from eossl.finetune.evaluate import check_normalization
-from eossl.finetune.fewshot import fit_logreg
-from eossl.finetune.fields import FieldSeries
-from eossl.finetune.metrics import classification_metrics, mean_ci95, metrics_from_confusion
-from eossl.finetune.sanity import check_splits, class_presence, emit
-from eossl.finetune.splits import check_block_split, few_label_subset, spatial_block_split
-from eossl.finetune.temporal import (
+from eossl.evaluate.baselines import RCF_FEATURES, rcf_model, rcf_pooled
+from eossl.evaluate.fewshot import fit_logreg
+from eossl.evaluate.metrics import classification_metrics, mean_ci95, metrics_from_confusion
+from eossl.evaluate.sanity import check_splits, class_presence, emit
+from eossl.evaluate.splits import check_block_split, few_label_subset, spatial_block_split
+from eossl.evaluate.temporal import (
     date_positions,
     field_band_statistics,
     field_features,
@@ -45,8 +44,8 @@ from eossl.finetune.temporal import (
     mean_over_dates,
     predict_attention,
 )
-from eossl.models.backbones import create_backbone, is_vit
-from eossl.train.export import load_backbone, read_weights_info
+from eossl.models.backbones import is_vit
+from eossl.models.weights import backbone_for, load_backbone, read_weights_info
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,8 @@ def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, ar
     ``splits`` (per seed: sizes, smallest train-test centroid distance, test field ids), ``methods`` (name ->
     ``by_k`` -> metric -> ``{"mean", "ci95", "n", "values"}``, plus ``n_not_converged`` logistic-regression fits
     that hit ``max_iter``), ``skipped_k`` (k -> why: too few training fields of a class) and ``warnings`` about the
-    splits (:func:`eossl.finetune.sanity.check_splits`, which raises if a split leaves a class out of training).
-    ``pool``/``level``: see :func:`eossl.finetune.temporal.field_features` (``level`` None: the last feature map;
+    splits (:func:`eossl.evaluate.sanity.check_splits`, which raises if a split leaves a class out of training).
+    ``pool``/``level``: see :func:`eossl.evaluate.temporal.field_features` (``level`` None: the last feature map;
     ResNet stage 1 or 2 resolves fields much smaller than the chip)."""
     bad = [a for a in aggregation if a not in AGGREGATIONS]
     if bad or not aggregation:
@@ -177,11 +176,8 @@ def _feature_sets(series: FieldSeries, weights, arch, use: dict, over_dates, see
     model, used, mean, std, arch = backbone_for_series(series, weights, arch) if weights is not None else (
         None, series, None, None, arch or "resnet18")
     if use["random_init"] or use["fusion"]:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            rand = create_backbone(arch, len(used.bands), img_size=int(series.images.shape[-1]))
-        r_mean, r_std = load_sensor(series.sensor).norm_stats(used.bands)
-        x = field_features(rand, used, r_mean, r_std, **extract)
+        rand, catalog = backbone_for(used.bands, series.sensor, int(series.images.shape[-1]), arch=arch, seed=seed)
+        x = field_features(rand, used, catalog.mean, catalog.std, **extract)
         backbones.append({"name": f"random-init {arch}", "kind": "temporal", "x": x, "dim": x[0].shape[-1],
                           "normalization": f"sensor catalog ({series.sensor})"})
     if model is not None:
@@ -206,7 +202,7 @@ def _feature_sets(series: FieldSeries, weights, arch, use: dict, over_dates, see
 def field_rcf(series: FieldSeries, train, seed: int, device: str = "cpu") -> np.ndarray:
     """(N, 512) RCF features of every field: filters drawn (seed ``seed``) from the valid dates of the ``train``
     fields only; per (field, date) chip the response maps are averaged over the field's valid pixels
-    (:func:`eossl.finetune.baselines.rcf_pooled`), then over the field's valid dates. Sensor catalog statistics."""
+    (:func:`eossl.evaluate.baselines.rcf_pooled`), then over the field's valid dates. Sensor catalog statistics."""
     n, t, c, h, w = series.images.shape
     flat, valid = series.images.reshape(n * t, c, h, w), series.valid.reshape(n * t, h, w)
     is_train = np.zeros(n, bool)
@@ -214,7 +210,8 @@ def field_rcf(series: FieldSeries, train, seed: int, device: str = "cpu") -> np.
     source = np.flatnonzero(np.repeat(is_train, t) & series.date_valid.reshape(-1))
     if source.size == 0:
         raise ValueError("RCF: the training fields have no valid date to draw filters from")
-    mean, std = load_sensor(series.sensor).norm_stats(series.bands)
+    catalog = Normalization.of_sensor(series.sensor, series.bands)
+    mean, std = catalog.mean, catalog.std
     model = rcf_model(flat, mean, std, seed=seed, source_mask=valid, source_index=source)
     cover = (series.field_mask[:, None] & series.valid).reshape(n * t, h, w)
     feats = rcf_pooled(model, flat, mean, std, valid, weights=cover, device=device).reshape(n, t, -1)
@@ -225,7 +222,7 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
     """Exported weights made ready for ``series``: ``(model, series with the bands the model takes, in its input
     order, mean (C,), std (C,), arch)``. When the data holds every band of the weights, those bands are picked by
     name (in the weights' order); else the stem is adapted to the data's bands by name and wavelength
-    (:func:`eossl.train.export.load_backbone`; an error names a band without a counterpart). ``mean``/``std``
+    (:func:`eossl.models.weights.load_backbone`; an error names a band without a counterpart). ``mean``/``std``
     come from ``weights.json`` (an adapted band takes those of the band its kernel came from)."""
     info = read_weights_info(weights)
     if arch is not None and arch != info.arch:
@@ -239,7 +236,7 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
         idx = [series.bands.index(b) for b in info.bands]
         used = replace(series, images=series.images[:, :, idx], bands=list(info.bands))
         model = load_backbone(weights, img_size=size, pool="last")
-        source = list(info.bands)
+        source = {}
     else:
         missing = sorted(set(info.bands) - set(series.bands))
         log.info("the data lacks bands %s of %s: adapting the stem to the data's bands", missing, weights)
@@ -247,14 +244,11 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
         wavelengths = load_sensor(series.sensor).wavelengths(series.bands)
         model = load_backbone(weights, bands=list(zip(series.bands, wavelengths)), img_size=size,
                               pool="last")
-        by_target = {m.target: m.source for m in model.band_matches}
-        source = [by_target[b] for b in series.bands]
-    pos = [info.bands.index(b) for b in source]
-    mean = np.asarray(info.normalization["mean"], dtype=np.float32)[pos]
-    std = np.asarray(info.normalization["std"], dtype=np.float32)[pos]
+        source = {m.target: m.source for m in model.band_matches}
+    norm = Normalization.of_weights(info).for_bands(used.bands, source)
     check_radiometry(series.images, series.valid, series.bands, series.sensor, f"fields for {weights}")
-    check_normalization(used.images, used.valid, used.bands, mean, std, f"fields for {weights}")
-    return model, used, mean, std, info.arch
+    norm.check(used.images, used.valid, f"fields for {weights}")
+    return model, used, norm.mean, norm.std, info.arch
 
 
 def crops_table(result: dict, metric: str = "overall_accuracy") -> str:

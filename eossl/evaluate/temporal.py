@@ -20,8 +20,9 @@ from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from eossl.finetune.baselines import band_statistics
-from eossl.finetune.fields import FieldSeries
+from eossl.data.fields import FieldSeries
+from eossl.data.normalization import standardise
+from eossl.evaluate.baselines import band_statistics
 from eossl.models.backbones import feature_maps
 
 __all__ = ["POOLS", "field_features", "mean_over_dates", "date_positions", "TemporalAttention", "fit_attention",
@@ -58,8 +59,7 @@ def field_features(backbone: nn.Module, series: FieldSeries, mean, std, pool: st
     try:
         with torch.no_grad():
             for s in range(0, n * t, batch_size):
-                x = (torch.as_tensor(flat[s:s + batch_size]) - mean_t.view(1, c, 1, 1)) / std_t.view(1, c, 1, 1)
-                x = x * torch.as_tensor(ok[s:s + batch_size])[:, None]
+                x = standardise(torch.as_tensor(flat[s:s + batch_size]), mean_t, std_t, torch.as_tensor(ok[s:s + batch_size]))
                 fmap = _grid(_feature_map(backbone, x.to(device), level), h, w).float().cpu()
                 out.append(_masked_pool(fmap, torch.as_tensor(cover[s:s + batch_size]), pool))
     finally:

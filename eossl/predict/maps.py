@@ -38,10 +38,13 @@ from tqdm.auto import tqdm
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import SceneIndex, open_index
 from eossl.catalog.sensors import load_sensor
+from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_chips, spread
 from eossl.data.reader import ChipReader
-from eossl.finetune.classifier import load_classifier
-from eossl.finetune.cog import (
+from eossl.gdal_env import configure_gdal, is_remote, open_raster
+from eossl.geo import check_output_size, scene_gsd_m, working_bounds, working_crs
+from eossl.models.classifier import load_classifier
+from eossl.predict.cog import (
     NODATA,
     PROB_SCALE,
     check_output,
@@ -50,10 +53,8 @@ from eossl.finetune.cog import (
     tags,
     to_cog,
 )
-from eossl.gdal_env import configure_gdal, is_remote, open_raster
-from eossl.geo import check_output_size, scene_gsd_m, working_bounds, working_crs
 
-__all__ = ["NODATA", "PROB_SCALE", "Grid", "predict_map", "open_source", "prediction_grid", "window_starts",
+__all__ = ["NODATA", "PROB_SCALE", "Grid", "predict_map", "predict_from_config", "open_source", "prediction_grid", "window_starts",
            "blend_weights", "probabilities_path"]
 
 log = logging.getLogger(__name__)
@@ -231,8 +232,7 @@ class _Plan:
     n_classes: int
     starts: tuple[list[int], list[int]]
     weights: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
+    norm: Normalization
     batch_size: int
     device: torch.device
 
@@ -260,10 +260,7 @@ def _predict_tile(plan: _Plan, r0, r1, c0, c1, rs, cs) -> tuple[np.ndarray, np.n
     wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
     if not valid.any():
         return acc, valid
-    image = chip.image  # normalised in place: the chip is ours
-    image -= plan.mean[:, None, None]
-    image /= plan.std[:, None, None]
-    image[:, ~mask] = 0.0  # invalid pixels look like the band mean to the model
+    image = plan.norm.apply(chip.image, mask).numpy()  # invalid pixels look like the band mean to the model
     boxes = []  # (window offset, part of the window inside the tile)
     for r in rs:
         for c in cs:
@@ -306,7 +303,7 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
                 progress: bool = True, max_output_gb: float = 20.0) -> Path:
     """Write the class map of ``source`` to the COG ``out`` (and ``<stem>_probabilities.tif``); returns ``out``.
 
-    ``classifier``: a :class:`~eossl.finetune.classifier.Classifier` with ``.info`` (or its directory); it is
+    ``classifier``: a :class:`~eossl.models.classifier.Classifier` with ``.info`` (or its directory); it is
     moved to ``device`` and run in eval mode (its train/eval mode is restored afterwards).
     ``source``/``acquisition``/``bands``/``sensor``/``nodata``: see :func:`open_source`. ``bounds``: (minx, miny,
     maxx, maxy) in ``bounds_crs`` (default: the acquisition's CRS), snapped outwards to the grid; default the whole
@@ -318,7 +315,7 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
     model = classifier if isinstance(classifier, torch.nn.Module) else load_classifier(classifier)
     info = getattr(model, "info", None)
     if info is None:
-        raise ValueError("the classifier carries no .info; load it with eossl.finetune.classifier.load_classifier")
+        raise ValueError("the classifier carries no .info; load it with eossl.models.classifier.load_classifier")
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     if batch_size < 1 or tile < 1:
@@ -361,6 +358,19 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
     return outs[0]
 
 
+def predict_from_config(cfg):
+    """:func:`predict_map` with a :class:`~eossl.predict.config.PredictConfig`: ``(out path, classifier)``."""
+    from eossl.models.classifier import load_classifier
+
+    model = load_classifier(cfg.model)
+    out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands, sensor=cfg.sensor,
+                      nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs, overlap=cfg.overlap,
+                      batch_size=cfg.batch_size, probabilities=cfg.probabilities, device=cfg.device,
+                      tile=cfg.tile, resampling=cfg.resampling, max_output_gb=cfg.max_output_gb,
+                      progress=cfg.progress)
+    return out, model
+
+
 def _check_size(grid: Grid, index: SceneIndex, row: int, label: str, n_prob_bands: int, max_gb: float) -> None:
     """Stop before allocating when the class map (1 uint8 band) and probabilities exceed ``max_gb``."""
     native = index.crs(row)
@@ -383,8 +393,7 @@ def _make_plan(model, index: SceneIndex, row: int, grid: Grid, overlap: float, b
     return _Plan(model=model, reader=reader, row=row, grid=grid, size=size, stride=stride, task=info.task,
                  n_classes=len(info.classes), weights=blend_weights(size),
                  starts=(window_starts(grid.height, size, stride), window_starts(grid.width, size, stride)),
-                 mean=np.asarray(info.normalization["mean"], dtype=np.float32),
-                 std=np.asarray(info.normalization["std"], dtype=np.float32), batch_size=batch_size,
+                 norm=Normalization.of_weights(info), batch_size=batch_size,
                  device=torch.device(device))
 
 

@@ -1,44 +1,33 @@
-"""Land-cover segmentation from a label raster over indexed scenes: chips, a spatial split, training, metrics.
+"""Label-raster chips: windows of indexed scenes with the label raster reprojected onto each chip's grid.
 
 >>> chips = load_segmentation_chips(index, "landcover.tif", chip_size=64, classes={1: "water", 2: "forest"})
->>> train, test = window_block_split(chips.bounds, block_size_m=2560, test_fraction=0.2, crs=chips.crs)
->>> model = train_segmentation(backbone, chips, train, mean=mean, std=std, epochs=20, lr=1e-3, batch_size=16)
->>> evaluate_segmentation(model, chips, test, mean, std)["mean_iou"]
 
 The label raster may be in any CRS and resolution: it is reprojected onto each chip's grid with nearest
 resampling. Labels are class indices into ``chips.classes``; -1 marks pixels to ignore (label nodata, outside
-the label raster, or an invalid image pixel). ``mean``/``std`` are per band, in the reader's reflectance units.
+the label raster, or an invalid image pixel).
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 from shapely.geometry import box
-from torch import nn
-from tqdm.auto import tqdm
 
 from eossl.catalog.index import SceneIndex
 from eossl.data.reader import ChipReader
 from eossl.data.samplers import GridWindowSampler
-from eossl.finetune.classifier import Classifier
-from eossl.finetune.metrics import classification_metrics, iou_from_confusion
 from eossl.gdal_env import open_raster
 
-__all__ = ["SegmentationChips", "load_segmentation_chips", "normalise_chips", "window_block_split",
-           "train_segmentation", "evaluate_segmentation", "predict_segmentation"]
+__all__ = ["SegmentationChips", "load_segmentation_chips"]
 
 
 @dataclass
@@ -193,146 +182,3 @@ def _classes(raw: np.ndarray, classes: dict[int, str] | None, path: Path) -> tup
                          f"classes, or set label_nodata if they mean 'no label'")
     names = list(dict.fromkeys(str(n) for n in classes.values()))
     return names, {float(v): names.index(str(n)) for v, n in classes.items()}
-
-
-def window_block_split(bounds_list, block_size_m: float, test_fraction: float = 0.2, seed: int = 0,
-                       crs: list[str] | str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) window indices, sorted: whole square blocks of ``block_size_m`` (window centres) go to test.
-
-    Windows in other CRSs than the first are moved into it first (it must be projected, in metres). Train
-    windows that overlap a test window (stride < chip size) are dropped, so no pixel is in both sets.
-    """
-    b = np.asarray(bounds_list, dtype=np.float64).reshape(-1, 4)
-    if block_size_m <= 0 or not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"need block_size_m > 0 and 0 < test_fraction < 1, got {block_size_m}, {test_fraction}")
-    crss = [crs] * len(b) if crs is None or isinstance(crs, str) else list(crs)
-    if len(crss) != len(b):
-        raise ValueError(f"{len(b)} windows but {len(crss)} CRSs")
-    for i, c in enumerate(crss):
-        if c is not None and c != crss[0]:
-            b[i] = transform_bounds(c, crss[0], *b[i])
-    centre = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
-    _, block = np.unique(np.floor(centre / block_size_m).astype(np.int64), axis=0, return_inverse=True)
-    n_blocks = int(block.max()) + 1 if block.size else 0
-    if n_blocks < 2:
-        raise ValueError(f"the {len(b)} windows fall in {n_blocks} block(s) of {block_size_m:g} m: need at least 2 "
-                         f"to split; use a smaller block_size_m")
-    order = np.random.default_rng(seed).permutation(n_blocks)
-    n_test = min(n_blocks - 1, max(1, round(test_fraction * n_blocks)))
-    is_test = np.isin(block.ravel(), order[:n_test])
-    test = np.flatnonzero(is_test)
-    t = b[test]
-    overlap = ((b[:, None, 0] < t[None, :, 2]) & (t[None, :, 0] < b[:, None, 2]) &
-               (b[:, None, 1] < t[None, :, 3]) & (t[None, :, 1] < b[:, None, 3])).any(axis=1)
-    return np.flatnonzero(~is_test & ~overlap), test
-
-
-def normalise_chips(images: np.ndarray, valid: np.ndarray, mean, std) -> torch.Tensor:
-    """(N, C, H, W) reflectance -> standardised tensor, invalid pixels 0 (the mean)."""
-    mean = np.asarray(mean, dtype=np.float32).reshape(-1)
-    std = np.asarray(std, dtype=np.float32).reshape(-1)
-    c = images.shape[1]
-    if mean.size != c or std.size != c or (std <= 0).any():
-        raise ValueError(f"mean and std need one value per band ({c}) and std > 0; got {mean.size} and {std.size}")
-    x = (images - mean[:, None, None]) / std[:, None, None]
-    return torch.from_numpy(np.where(valid[:, None], x, 0.0).astype(np.float32))
-
-
-def _augment(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random per-sample flips and (square chips) 90-degree rotations of images (B, C, H, W) and labels (B, H, W)."""
-    n = x.shape[0]
-    ks = torch.randint(0, 4 if x.shape[-1] == x.shape[-2] else 1, (n,), generator=g).tolist()
-    flips = torch.randint(0, 2, (n,), generator=g).tolist()
-    out = [(torch.rot90(xi, k, (1, 2)), torch.rot90(yi, k, (0, 1))) for xi, yi, k in zip(x, y, ks)]
-    out = [(a.flip(-1), b.flip(-1)) if f else (a, b) for (a, b), f in zip(out, flips)]
-    return torch.stack([a for a, _ in out]), torch.stack([b for _, b in out])
-
-
-def _check_idx(idx, n: int, what: str) -> np.ndarray:
-    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-        raise ValueError(f"{what} must be a non-empty list of chip indices in 0..{n - 1}, got {idx.size} indices")
-    return idx
-
-
-def train_segmentation(backbone: nn.Module, chips: SegmentationChips, train_idx, *, mean, std, epochs: int,
-                       lr: float, batch_size: int, freeze_backbone: bool = False, seed: int = 0,
-                       device: str = "cpu", weight_decay: float = 1e-4, progress: bool = True) -> Classifier:
-    """Fine-tune a copy of ``backbone`` + a :class:`SegmentationDecoder` on chips ``train_idx``.
-
-    Cross-entropy ignoring -1 labels, AdamW, cosine learning rate per step, random flips / rot90. Every random
-    draw (decoder init, shuffling, augmentation) comes from ``seed``. ``freeze_backbone``: only the decoder trains
-    and the backbone stays in eval mode (BatchNorm statistics unchanged). Returns the model in eval mode, with
-    ``history`` ({"loss": per epoch}).
-    """
-    idx = _check_idx(train_idx, len(chips), "train_idx")
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-    x_all = normalise_chips(chips.images[idx], chips.valid[idx], mean, std)
-    y_all = torch.from_numpy(chips.labels[idx])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Classifier(copy.deepcopy(backbone), len(chips.classes), task="segment").to(device)
-    if freeze_backbone:
-        model.backbone.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    batches = _batches(len(idx), batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(batches))
-    g = torch.Generator().manual_seed(seed)
-    history, step = [], 0
-    for _ in tqdm(range(epochs), desc="segmentation", unit="epoch", disable=not progress):
-        model.train()
-        if freeze_backbone:
-            model.backbone.eval()
-        perm, total = torch.randperm(len(idx), generator=g), 0.0
-        for lo, hi in batches:
-            x, y = _augment(x_all[perm[lo:hi]], y_all[perm[lo:hi]], g)
-            x, y = x.to(device), y.to(device)
-            loss = nn.functional.cross_entropy(model(x), y, ignore_index=-1, reduction="sum")
-            loss = loss / (y >= 0).sum().clamp(min=1)   # mean over labelled pixels (0 when there are none)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite segmentation loss at step {step}; lower lr or check mean/std")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total, step = total + float(loss.detach()) * (hi - lo), step + 1
-        history.append(total / batches[-1][1])
-    model.history = {"loss": history}
-    return model.eval()
-
-
-def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
-    """(start, stop) of each batch; a trailing batch of one chip is dropped (BatchNorm needs two in training)."""
-    spans = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    if len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
-        spans.pop()
-    return spans
-
-
-@torch.no_grad()
-def predict_segmentation(model: nn.Module, images: np.ndarray, valid: np.ndarray, mean, std,
-                         batch_size: int = 16) -> np.ndarray:
-    """(N, C, H, W) reflectance + (N, H, W) valid -> (N, H, W) int64 class indices (model in eval mode)."""
-    model.eval()
-    device = next(model.parameters()).device
-    x = normalise_chips(images, valid, mean, std)
-    out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out).numpy().astype(np.int64)
-
-
-def evaluate_segmentation(model: nn.Module, chips: SegmentationChips, test_idx, mean, std,
-                          batch_size: int = 16) -> dict:
-    """Per-pixel metrics over chips ``test_idx``, ignored (-1) pixels excluded: those of
-    :func:`classification_metrics` plus ``iou`` per class (in ``per_class``), ``mean_iou`` (over classes present
-    in the labels, like macro-F1) and ``n_ignored``. JSON-ready."""
-    idx = _check_idx(test_idx, len(chips), "test_idx")
-    pred = predict_segmentation(model, chips.images[idx], chips.valid[idx], mean, std, batch_size)
-    y = chips.labels[idx]
-    metrics = classification_metrics(y.ravel(), np.where(y >= 0, pred, 0).ravel(), chips.classes)
-    iou, metrics["mean_iou"] = iou_from_confusion(metrics["confusion_matrix"])
-    for k, name in enumerate(chips.classes):
-        metrics["per_class"][name]["iou"] = None if math.isnan(iou[k]) else float(iou[k])
-    metrics["n_ignored"] = int((y < 0).sum())
-    return metrics

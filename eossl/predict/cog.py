@@ -1,4 +1,4 @@
-"""Class-map outputs of :mod:`eossl.finetune.predict`: tiled part files filled tile by tile, then converted to a
+"""Class-map outputs of :mod:`eossl.predict.maps`: tiled part files filled tile by tile, then converted to a
 Cloud-Optimised GeoTIFF beside the output and renamed into place (never over an existing file)."""
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ and whole blocks go to the test side.
 from __future__ import annotations
 
 import numpy as np
+from rasterio.warp import transform_bounds
 
-__all__ = ["block_ids", "spatial_block_split", "check_block_split", "few_label_subset"]
+__all__ = ["block_ids", "spatial_block_split", "check_block_split", "few_label_subset", "window_block_split"]
 
 
 def block_ids(centroids: np.ndarray, block_size_m: float) -> np.ndarray:
@@ -127,3 +128,35 @@ def few_label_subset(train_idx, labels: np.ndarray, k: int | str | None, seed: i
                          f"test_fraction or block size, or label more fields of those classes")
     rng = np.random.default_rng(seed)
     return np.sort(np.concatenate([rng.choice(m, int(k), replace=False) for m in members]))
+
+
+def window_block_split(bounds_list, block_size_m: float, test_fraction: float = 0.2, seed: int = 0,
+                       crs: list[str] | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) window indices, sorted: whole square blocks of ``block_size_m`` (window centres) go to test.
+
+    Windows in other CRSs than the first are moved into it first (it must be projected, in metres). Train
+    windows that overlap a test window (stride < chip size) are dropped, so no pixel is in both sets.
+    """
+    b = np.asarray(bounds_list, dtype=np.float64).reshape(-1, 4)
+    if block_size_m <= 0 or not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"need block_size_m > 0 and 0 < test_fraction < 1, got {block_size_m}, {test_fraction}")
+    crss = [crs] * len(b) if crs is None or isinstance(crs, str) else list(crs)
+    if len(crss) != len(b):
+        raise ValueError(f"{len(b)} windows but {len(crss)} CRSs")
+    for i, c in enumerate(crss):
+        if c is not None and c != crss[0]:
+            b[i] = transform_bounds(c, crss[0], *b[i])
+    centre = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
+    _, block = np.unique(np.floor(centre / block_size_m).astype(np.int64), axis=0, return_inverse=True)
+    n_blocks = int(block.max()) + 1 if block.size else 0
+    if n_blocks < 2:
+        raise ValueError(f"the {len(b)} windows fall in {n_blocks} block(s) of {block_size_m:g} m: need at least 2 "
+                         f"to split; use a smaller block_size_m")
+    order = np.random.default_rng(seed).permutation(n_blocks)
+    n_test = min(n_blocks - 1, max(1, round(test_fraction * n_blocks)))
+    is_test = np.isin(block.ravel(), order[:n_test])
+    test = np.flatnonzero(is_test)
+    t = b[test]
+    overlap = ((b[:, None, 0] < t[None, :, 2]) & (t[None, :, 0] < b[:, None, 2]) &
+               (b[:, None, 1] < t[None, :, 3]) & (t[None, :, 1] < b[:, None, 3])).any(axis=1)
+    return np.flatnonzero(~is_test & ~overlap), test
