@@ -35,7 +35,8 @@ from eossl.catalog.sensors import load_sensor  # noqa: E402
 from eossl.data.labelled import load_eurosat  # noqa: E402
 from eossl.evaluate.baselines import band_statistics, rcf_features  # noqa: E402
 from eossl.evaluate.features import extract_features  # noqa: E402
-from eossl.evaluate.fewshot import ci95_half_width, few_shot_probe  # noqa: E402
+from eossl.evaluate.fewshot import few_shot_probe  # noqa: E402
+from eossl.evaluate.metrics import mean_ci95  # noqa: E402
 from eossl.models.backbones import create_backbone  # noqa: E402
 from eossl.models.weights import backbone_for, read_weights_info  # noqa: E402
 
@@ -56,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     d = 100 * (np.asarray(a) - np.asarray(b))
-    return float(d.mean()), ci95_half_width(d)
+    return float(d.mean()), mean_ci95(d)["ci95"] or float("nan")
 
 
 def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), draws: int = 20, seed: int = 0,
@@ -108,7 +109,7 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
                                                            acc["band statistics"]),
                        "fusion vs random fusion": paired(acc[f"band stats + pretrained ({p})"],
                                                          acc[f"band stats + random init ({p})"])}
-        out["k"][k] = {"accuracy": {n: (float(100 * a.mean()), ci95_half_width(100 * a)) for n, a in acc.items()},
+        out["k"][k] = {"accuracy": {n: (float(100 * a.mean()), mean_ci95(100 * a)["ci95"] or float("nan")) for n, a in acc.items()},
                        "paired": rows}
     return out
 

@@ -109,22 +109,15 @@ def standardise(x, mean, std, valid=None) -> torch.Tensor:
     A numpy input is standardised in numpy and returned as a CPU tensor sharing its memory: small operations on
     torch's intra-op threads are slow on busy cores. A tensor stays on its device."""
     c = x.shape[-3]
-    mean, std = (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for v in (mean, std))
-    if np.size(mean) != c or np.size(std) != c:
-        raise ValueError(f"mean and std need one value per band ({c}); got {np.size(mean)} and {np.size(std)}")
-    if isinstance(x, torch.Tensor):
-        mean_b = torch.as_tensor(np.asarray(mean, np.float32), device=x.device).view(c, 1, 1)
-        std_b = torch.as_tensor(np.asarray(std, np.float32), device=x.device).view(c, 1, 1)
-        if not bool((std_b > 0).all()):
-            raise ValueError(f"std must be > 0 for every band, got {std_b.flatten().tolist()}")
-        out = (x.to(torch.float32) - mean_b) / std_b
-        if valid is not None:
-            out = out * torch.as_tensor(valid, device=x.device).unsqueeze(-3)
-        return out
-    mean_b = np.asarray(mean, np.float32).reshape(c, 1, 1)
-    std_b = np.asarray(std, np.float32).reshape(c, 1, 1)
+    mean_b, std_b = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, np.float32).reshape(-1, 1, 1)
+                     for v in (mean, std))
+    if mean_b.shape[0] != c or std_b.shape[0] != c:
+        raise ValueError(f"mean and std need one value per band ({c}); got {mean_b.shape[0]} and {std_b.shape[0]}")
     if not (std_b > 0).all():
         raise ValueError(f"std must be > 0 for every band, got {std_b.ravel().tolist()}")
+    if isinstance(x, torch.Tensor):
+        out = (x.to(torch.float32) - torch.from_numpy(mean_b).to(x.device)) / torch.from_numpy(std_b).to(x.device)
+        return out if valid is None else out * torch.as_tensor(valid, device=x.device).unsqueeze(-3)
     out = (np.asarray(x, np.float32) - mean_b) / std_b
     if valid is not None:
         out = np.where(np.expand_dims(np.asarray(valid, bool), -3), out, np.float32(0))

@@ -31,8 +31,8 @@ from threadpoolctl import threadpool_limits
 
 from eossl.evaluate.metrics import mean_ci95
 
-__all__ = ["FewLabelSplit", "ProbeResult", "ci95_half_width", "few_label_splits", "few_shot_probe", "few_shot_splits",
-           "fit_logreg", "k_label", "knn_predict", "linear_probe", "splits_digest"]
+__all__ = ["FewLabelSplit", "ProbeResult", "few_label_splits", "few_shot_probe", "few_shot_splits", "fit_logreg",
+           "k_label", "knn_predict", "linear_probe"]
 
 
 def k_label(k: int | str) -> str:
@@ -143,7 +143,8 @@ class ProbeResult:
     @property
     def split_digest(self) -> str:
         """A short hash of the training splits: equal digests mean the same chips were used for training."""
-        return splits_digest(self.train_indices)
+        data = ";".join(",".join(map(str, idx)) for idx in self.train_indices)
+        return hashlib.sha1(data.encode()).hexdigest()[:12]
 
     def as_dict(self) -> dict:
         return {"mean": self.mean, "ci95": None if math.isnan(self.ci95) else self.ci95,
@@ -153,17 +154,6 @@ class ProbeResult:
     def __str__(self) -> str:
         ci = "n/a" if math.isnan(self.ci95) else f"{100 * self.ci95:.1f}"
         return f"{100 * self.mean:.1f}% ± {ci} (95% CI, {self.draws} draws, {self.per_class}/class)"
-
-
-def ci95_half_width(values) -> float:
-    """Half-width of the 95% CI of the mean (:func:`~eossl.evaluate.metrics.mean_ci95`); NaN for one value."""
-    half = mean_ci95(values)["ci95"]
-    return float("nan") if half is None else half
-
-
-def splits_digest(train_indices: list[list[int]]) -> str:
-    data = ";".join(",".join(map(str, idx)) for idx in train_indices)
-    return hashlib.sha1(data.encode()).hexdigest()[:12]
 
 
 def few_shot_splits(labels: np.ndarray, per_class: int, draws: int, seed: int = 0,
@@ -213,7 +203,7 @@ def few_shot_probe(features, labels: np.ndarray, per_class: int = 10, draws: int
         pred, converged = fit_logreg(x[train], labels[train], x[test], C, max_iter)
         accuracies.append(float((pred == labels[test]).mean()))
         not_converged += not converged
-    return ProbeResult(accuracies=accuracies, mean=float(np.mean(accuracies)), ci95=ci95_half_width(accuracies),
+    return ProbeResult(accuracies=accuracies, mean=float(np.mean(accuracies)), ci95=mean_ci95(accuracies)["ci95"] or math.nan,
                        per_class=per_class, draws=draws, seed=seed, n_not_converged=int(not_converged),
                        train_indices=[s.tolist() for s in splits])
 

@@ -1,11 +1,9 @@
 """What each pipeline stage runs: the same library functions as the commands, with artifacts of earlier stages.
 
-One class per stage command (named in :data:`eossl.pipeline.commands.COMMANDS`), each with
-``config(stage, path, sets, ref, artifacts)``: the resolved config (a typed config object, or a dict for catalog/export/
-report) with the artifacts it references (``ref``: artifact -> path; ``artifacts``: every earlier stage's)
-filled in, and ``run(cfg, run_dir, ctx)``:
-run it into a run directory and return the artifacts it produced (paths). :func:`resolve` and :func:`run_stage`
-dispatch to them; :func:`config_digest` is what the runner records to decide whether a stage can be skipped.
+One class per stage command of :data:`eossl.pipeline.commands.COMMANDS`: ``config(stage, path, sets, ref,
+artifacts)`` gives its resolved config (typed, or a dict) with the artifacts it references (``ref``: artifact ->
+path; ``artifacts``: every earlier stage's) filled in; ``run(cfg, run_dir, ctx)`` runs it and returns the artifacts
+it produced (paths). :func:`config_digest` is what the runner records to decide whether a stage can be skipped.
 """
 
 from __future__ import annotations
