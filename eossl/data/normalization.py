@@ -115,10 +115,15 @@ def standardise(x, mean, std, valid=None) -> torch.Tensor:
         raise ValueError(f"mean and std need one value per band ({c}); got {mean_b.shape[0]} and {std_b.shape[0]}")
     if not (std_b > 0).all():
         raise ValueError(f"std must be > 0 for every band, got {std_b.ravel().tolist()}")
+    # one new array, then in place: a class-map tile is tens of MB
     if isinstance(x, torch.Tensor):
-        out = (x.to(torch.float32) - torch.from_numpy(mean_b).to(x.device)) / torch.from_numpy(std_b).to(x.device)
-        return out if valid is None else out * torch.as_tensor(valid, device=x.device).unsqueeze(-3)
-    out = (np.asarray(x, np.float32) - mean_b) / std_b
+        mean_t, std_t = (torch.from_numpy(v).to(x.device) for v in (mean_b, std_b))
+        out = (x.to(torch.float32) - mean_t) / std_t
+        if valid is not None:
+            out.masked_fill_(~torch.as_tensor(valid, dtype=torch.bool, device=x.device).unsqueeze(-3), 0.0)
+        return out
+    out = np.subtract(np.asarray(x, np.float32), mean_b, dtype=np.float32)
+    out /= std_b
     if valid is not None:
-        out = np.where(np.expand_dims(np.asarray(valid, bool), -3), out, np.float32(0))
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+        np.copyto(out, np.float32(0), where=~np.expand_dims(np.asarray(valid, bool), -3))
+    return torch.from_numpy(out)
