@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     index = build_index([builtin_s2_root()], "sentinel2-l1c", IndexOptions(exclude=("preview.*",)))
     reader = ChipReader(index, None, "bilinear")
-    sampler = make_sampler(index, SamplerConfig(kind="random", size=64, num_samples=args.chips), rank=0, world_size=1)
+    sampler = make_sampler(index, SamplerConfig(kind="random", chip_size=64, num_samples=args.chips), rank=0, world_size=1)
     chips = [reader.read(w.acquisitions[0], bounds=w.bounds, crs=w.crs, gsd=w.gsd) for w in sampler]
     images = torch.stack([torch.as_tensor(c.image) for c in chips])
     masks = torch.stack([torch.as_tensor(c.mask) for c in chips])

@@ -9,6 +9,10 @@ with the dotted path of the offending key, what was given and what is allowed:
 * a missing required field (a dataclass field without a default).
 
 Defaults live in the dataclass definitions, nowhere else.
+
+A renamed key stays readable for a while: a config dataclass lists ``RENAMED = {"old": "new"}`` (a plain class
+attribute, not a field); :func:`from_dict` then reads ``old`` as ``new`` with a ``FutureWarning`` naming both, and
+refuses a mapping that gives both. Saved run configs written before a rename keep loading that way.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 import re
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -156,6 +161,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{where}: got {_describe(data)}; expected a mapping with keys of {cls.__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = _renamed_keys(cls, data, path)
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
@@ -171,7 +177,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         if isinstance(given, dict) and f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
             if dataclasses.is_dataclass(default):   # a partial mapping keeps the field's own defaults
-                given = _over_defaults(default, given)
+                given = _over_defaults(default, given, sub)
         value = _convert(given, hints[name], sub)
         _check_range(value, f.metadata, sub)
         kwargs[name] = value
@@ -184,13 +190,32 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     return obj
 
 
-def _over_defaults(default: Any, given: dict) -> dict:
+def _renamed_keys(cls: type, data: dict, path: str) -> dict:
+    """``data`` with the keys ``cls.RENAMED`` lists under their new names (a FutureWarning for each)."""
+    renamed = getattr(cls, "RENAMED", None) or {}
+    if not any(old in data for old in renamed):
+        return data
+    prefix = f"{path}." if path else ""
+    out = dict(data)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{prefix}{old}: renamed {new}, and both are given; keep only {prefix}{new}")
+        warnings.warn(f"config key {prefix}{old} is renamed {prefix}{new}; the old name is still read but will be "
+                      f"removed: write {new} in the config", FutureWarning, stacklevel=3)
+        out[new] = out.pop(old)
+    return out
+
+
+def _over_defaults(default: Any, given: dict, path: str) -> dict:
     """The plain form of dataclass ``default`` with ``given`` laid over it: nested config dataclasses are merged
     key by key; any other value (a list, a plain mapping such as a method's params) is replaced as a whole."""
     out = to_dict(default)
-    for k, v in given.items():
+    for k, v in _renamed_keys(type(default), given, path).items():
         current = getattr(default, k, None)
-        out[k] = _over_defaults(current, v) if isinstance(v, dict) and dataclasses.is_dataclass(current) else v
+        merge = isinstance(v, dict) and dataclasses.is_dataclass(current)
+        out[k] = _over_defaults(current, v, f"{path}.{k}") if merge else v
     return out
 
 
@@ -227,7 +252,7 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
     result = copy.deepcopy(data) if data else {}
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. sampler.size=128")
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. corpus.sampler.chip_size=128")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         node = result

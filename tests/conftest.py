@@ -252,7 +252,7 @@ def tiny_pretrain_config(scene, **trainer):
     from eossl.train.config import PretrainConfig
 
     return load_config(PretrainConfig, None, overrides=[
-        f"corpus.roots=[{scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=32",
+        f"corpus.roots=[{scene}]", "corpus.sampler.chip_size=32", "corpus.sampler.num_samples=32",
         "corpus.batch_size=8", "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
         "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
         "probe.data=null", *(f"trainer.{k}={v}" for k, v in trainer.items())])

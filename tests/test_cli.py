@@ -45,10 +45,10 @@ def test_catalog_build_show_and_cache(s2_root, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["catalog", "show", str(out)]) == 0
     assert "13" in capsys.readouterr().out
-    assert main(["cache", "--index", str(out), "--set", "sampler.num_samples=20", "--set", "sampler.size=16",
+    assert main(["cache", "--index", str(out), "--set", "sampler.num_samples=20", "--set", "sampler.chip_size=16",
                  "--out", str(tmp_path / "c"), "--dry-run"]) == 0
     assert "num_samples: 20" in capsys.readouterr().out and not (tmp_path / "c").exists()
-    assert main(["cache", "--index", str(out), "--set", "sampler.num_samples=20", "--set", "sampler.size=16",
+    assert main(["cache", "--index", str(out), "--set", "sampler.num_samples=20", "--set", "sampler.chip_size=16",
                  "--set", "bands=[B04,B03,B02]", "--out", str(tmp_path / "c")]) == 0
     assert len(CachedChipDataset(tmp_path / "c")) == 20
 

@@ -200,7 +200,7 @@ def test_a_partial_nested_override_keeps_the_fields_own_defaults():
     from eossl.train.config import PretrainConfig
 
     default = PretrainConfig().corpus.sampler
-    cfg = load_config(PretrainConfig, None, overrides=["corpus.sampler.roi_crs=EPSG:32618", "corpus.sampler.size=96"])
+    cfg = load_config(PretrainConfig, None, overrides=["corpus.sampler.roi_crs=EPSG:32618", "corpus.sampler.chip_size=96"])
     assert cfg.corpus.sampler.num_samples == default.num_samples == 8192
-    assert cfg.corpus.sampler.size == 96 and cfg.corpus.sampler.roi_crs == "EPSG:32618"
+    assert cfg.corpus.sampler.chip_size == 96 and cfg.corpus.sampler.roi_crs == "EPSG:32618"
     assert cfg.corpus.batch_size == PretrainConfig().corpus.batch_size

@@ -13,7 +13,7 @@ from eossl.data.reader import ChipReader
 
 
 def _cfg(s2_index, **kw):
-    sampler = SamplerConfig(kind="random", size=32, num_samples=40, seed=2)
+    sampler = SamplerConfig(kind="random", chip_size=32, num_samples=40, seed=2)
     return DataConfig(index=s2_index.path, bands=["B02", "B03", "B04", "B08"], sampler=sampler, batch_size=16,
                       **kw)
 
@@ -61,7 +61,8 @@ def test_shuffled_index_sampler_shards():
 
 @pytest.mark.parametrize("data, message", [
     ({"index": "x", "sampler": {"kind": "randm"}}, "sampler.kind: got 'randm'.*'random'"),
-    ({"index": "x", "sampler": {"size": 0}}, r"sampler.size: 0 is out of range; allowed: >= 1"),
+    ({"index": "x", "sampler": {"chip_size": 0}}, r"sampler.chip_size: 0 is out of range; allowed: >= 1"),
+    ({"index": "x", "sampler": {"size": 32, "chip_size": 32}}, r"sampler.size: renamed chip_size, and both are given"),
     ({"index": "x", "batch_sise": 3}, "batch_sise: unknown key; allowed keys: index"),
     ({"index": "x", "sampler": {"min_valid_fraction": 1.5}}, "sampler.min_valid_fraction: 1.5 is out of range"),
     ({"bands": ["B02"]}, "index: missing required field"),
@@ -75,3 +76,16 @@ def test_data_config_errors_name_the_key(data, message):
 def test_label_sampler_config_needs_labels(s2_index):
     with pytest.raises(ValueError, match="sampler.labels"):
         make_sampler(s2_index, SamplerConfig(kind="labels"))
+
+
+def test_renamed_sampler_size_still_reads_with_a_warning():
+    """``sampler.size`` (before 0.2) is read as ``sampler.chip_size``: in a mapping, in a partial mapping over the
+    defaults (a pretrain config's corpus.sampler) and in a --set override; the warning names both keys."""
+    from eossl.config import load_config
+    from eossl.train.config import PretrainConfig
+
+    with pytest.warns(FutureWarning, match=r"sampler.size is renamed sampler.chip_size"):
+        assert from_dict(DataConfig, {"index": "x", "sampler": {"size": 48}}).sampler.chip_size == 48
+    with pytest.warns(FutureWarning, match=r"corpus.sampler.size is renamed corpus.sampler.chip_size"):
+        cfg = load_config(PretrainConfig, None, overrides=["corpus.sampler.size=40"])
+    assert cfg.corpus.sampler.chip_size == 40 and cfg.corpus.sampler.num_samples == PretrainConfig().corpus.sampler.num_samples

@@ -301,6 +301,7 @@ def test_cli_errors(tmp_path, capsys):
     assert "finetune.layer_decay" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")   # shipped files use no renamed key
 def test_shipped_evaluate_finetune_predict_configs_load_and_eurosat_yaml_is_the_default():
     from pathlib import Path
 

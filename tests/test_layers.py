@@ -186,3 +186,53 @@ def test_the_task_registry_matches_the_config():
     assert TASKS.names() == sorted(typing.get_args(typing.get_type_hints(EvaluateConfig)["task"]))
     with pytest.raises(ValueError, match="unknown evaluation task 'pixel'; known: crop, patch, segment"):
         TASKS.get("pixel")
+
+
+def test_config_dataclasses_live_next_to_the_code_they_configure():
+    """Every ``...Config`` class is defined in its package's ``config`` module (catalog, data, train, evaluate,
+    predict), never in ``commands/`` or beside unrelated code."""
+    pattern = re.compile(r"^class (\w+Config)\b", re.M)
+    where = {name: m for m, text in _sources().items() for name in pattern.findall(text)}
+    assert where and {m for m in where.values() if not m.endswith(".config")} == set(), where
+    assert {"CatalogBuildConfig", "ExportConfig", "PretrainConfig", "EvaluateConfig", "PredictConfig"} <= set(where)
+
+
+def _config_fields():
+    """(dotted class.field, help) of every field of every config dataclass the commands load."""
+    import dataclasses
+    import typing
+
+    from eossl.catalog.config import CatalogBuildConfig
+    from eossl.data.config import DataConfig
+    from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
+    from eossl.predict.config import PredictConfig
+    from eossl.train.config import ExportConfig, PretrainConfig
+
+    seen, out, todo = set(), [], [CatalogBuildConfig, DataConfig, PretrainConfig, ExportConfig, EvaluateConfig,
+                                  FinetuneConfig, PredictConfig]
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out.append((f"{cls.__name__}.{f.name}", f.metadata.get("help", "")))
+            for tp in (hints[f.name], *typing.get_args(hints[f.name])):
+                if dataclasses.is_dataclass(tp):
+                    todo.append(tp)
+    return out
+
+
+def test_one_name_per_concept_in_the_configs():
+    """The side of a chip read from rasters is ``chip_size`` and the names of a file's bands in file order are
+    ``band_order`` in every config (the old ``sampler.size``, ``file_bands`` and predict's ``bands`` are read
+    through ``RENAMED`` with a warning). ``views.crop_size`` is another concept: the side of a view cut from a chip."""
+    fields = _config_fields()
+    assert len(fields) > 100
+    names = {dotted.split(".")[1] for dotted, _ in fields}
+    assert not names & {"size", "file_bands", "img_size", "bands_order"}
+    chip = sorted(d for d, h in fields if re.search(r"\bchip side\b", h))
+    order = sorted(d for d, h in fields if re.search(r"\bin file order\b", h))
+    assert len(chip) >= 3 and all(d.endswith(".chip_size") for d in chip), chip
+    assert len(order) >= 4 and all(d.endswith(".band_order") for d in order), order

@@ -46,7 +46,7 @@ def _config(scene, probe_root, *extra) -> PretrainConfig:
     """VICReg / ResNet-18 on 32 px chips of the tiny scene (2 batches of 8 per epoch); the probe on the tiny class
     folders every 2 steps, k = 2 and 3, 2 draws, two pools."""
     return load_config(PretrainConfig, None, overrides=[
-        f"corpus.roots=[{scene}]", "corpus.sampler.size=32", "corpus.sampler.num_samples=16", "corpus.batch_size=8",
+        f"corpus.roots=[{scene}]", "corpus.sampler.chip_size=32", "corpus.sampler.num_samples=16", "corpus.batch_size=8",
         "corpus.num_workers=0", "method.params={proj_dim: 16}", "optim.warmup_steps=1", "trainer.progress_bar=false",
         "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=2", f"probe.data={probe_root}",
         "probe.ks=[2, 3]", "probe.draws=2", "probe.pools=[last, stats0]", "probe.every_n_steps=2", *extra])

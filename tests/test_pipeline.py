@@ -19,7 +19,7 @@ from eossl.cli import main
 from eossl.config import ConfigError
 from eossl.pipeline.spec import load_pipeline
 
-PRETRAIN = ["corpus.sampler.size=32", "corpus.sampler.num_samples=32", "corpus.batch_size=8",
+PRETRAIN = ["corpus.sampler.chip_size=32", "corpus.sampler.num_samples=32", "corpus.batch_size=8",
             "corpus.num_workers=0", "method.params={proj_dim: 32}", "optim.warmup_steps=2",
             "trainer.progress_bar=false", "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
             "trainer.max_steps=4", "probe.data=null"]
@@ -149,6 +149,7 @@ def test_bad_pipelines_are_refused_at_load_time(tmp_path, stages, message):
         load_pipeline(path)
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")   # shipped files use no renamed key
 def test_shipped_pipelines_load_and_dry_run(capsys):
     from pathlib import Path
 

@@ -270,11 +270,11 @@ def test_undescribed_file_needs_bands(stack, tmp_path):
     _, data = stack
     plain = write_stack(tmp_path / "plain.tif", data[[3, 2, 1, 0]], descriptions=None)
     model = threshold_classifier("segment")
-    with pytest.raises(ValueError, match="do not name distinct sentinel2-l1c bands.*--bands"):
+    with pytest.raises(ValueError, match="do not name distinct sentinel2-l1c bands.*--band-order"):
         predict_map(model, plain, tmp_path / "x.tif", progress=False)
     with pytest.raises(ValueError, match="has 4 band.*lists 3"):
-        predict_map(model, plain, tmp_path / "x.tif", bands=["B08", "B04", "B03"], progress=False)
-    reordered = predict_map(model, plain, tmp_path / "x.tif", bands=["B08", "B04", "B03", "B02"], progress=False)
+        predict_map(model, plain, tmp_path / "x.tif", band_order=["B08", "B04", "B03"], progress=False)
+    reordered = predict_map(model, plain, tmp_path / "x.tif", band_order=["B08", "B04", "B03", "B02"], progress=False)
     np.testing.assert_array_equal(read_map(reordered), np.where(valid_of(data), normalised(data)[3] > 0, NODATA))
 
 
@@ -314,7 +314,7 @@ def test_cli_predict(stack, tmp_path, capsys):
     assert main([*base, "--overlap", "0.25", "--set", "tile=64", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "overlap: 0.25" in text and "tile: 64" in text and not out.exists()
-    assert main([*base, "--probabilities", "--no-progress", "--bands", "B02,B03", "B04", "B08"]) == 0
+    assert main([*base, "--probabilities", "--no-progress", "--band-order", "B02,B03", "B04", "B08"]) == 0
     assert f"to {out}" in capsys.readouterr().out
     assert out.exists() and (tmp_path / "cli_probabilities.tif").exists()
     assert main(base) == 2

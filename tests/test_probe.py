@@ -107,14 +107,14 @@ def test_loading_errors_name_the_problem(tmp_path, tiny_stack_factory):
 
     root = tmp_path / "plain"
     _folders(root, tiny_stack_factory, {"a": 2, "b": 2})
-    with pytest.raises(ValueError, match="no band descriptions.*pass file_bands"):
+    with pytest.raises(ValueError, match="no band descriptions.*pass band_order"):
         load_class_folders(root)
     with pytest.raises(ValueError, match=r"no band 'B99'.*B01, B02"):
-        load_class_folders(root, file_bands=[*EUROSAT_FILE_BANDS[:-1], "B99"])
-    with pytest.raises(ValueError, match="has 13 bands but file_bands names 12"):
-        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS[:-1]))
+        load_class_folders(root, band_order=[*EUROSAT_FILE_BANDS[:-1], "B99"])
+    with pytest.raises(ValueError, match="has 13 bands but band_order names 12"):
+        load_class_folders(root, band_order=list(EUROSAT_FILE_BANDS[:-1]))
     with pytest.raises(ValueError, match=r"no band 'B13'"):
-        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS), bands=["B02", "B13"])
+        load_class_folders(root, band_order=list(EUROSAT_FILE_BANDS), bands=["B02", "B13"])
 
     described = tmp_path / "described"
     _folders(described, tiny_stack_factory, {"a": 2}, descriptions=list(EUROSAT_FILE_BANDS))
@@ -126,10 +126,10 @@ def test_loading_errors_name_the_problem(tmp_path, tiny_stack_factory):
     odd = root / "b" / "b_1.tif"
     tiny_stack_factory(odd, list(EUROSAT_FILE_BANDS), size=16)
     with pytest.raises(ValueError, match=rf"{re.escape(str(odd))}: shape .*\(13, 16, 16\)"):
-        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS))
+        load_class_folders(root, band_order=list(EUROSAT_FILE_BANDS))
     tiny_stack_factory(odd, list(EUROSAT_FILE_BANDS[:12]), size=8)
     with pytest.raises(ValueError, match=rf"{re.escape(str(odd))}: shape .*\(12, 8, 8\)"):
-        load_class_folders(root, file_bands=list(EUROSAT_FILE_BANDS))
+        load_class_folders(root, band_order=list(EUROSAT_FILE_BANDS))
 
 
 # ------------------------------------------------------------------------------------------- band statistics

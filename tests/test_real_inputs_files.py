@@ -157,7 +157,7 @@ def test_reader_error_in_a_worker_is_one_line_naming_file_and_band(tmp_path):
 def test_cli_prints_a_worker_read_error_as_one_line(tmp_path, capsys):
     path, index_path = _broken_after_indexing(tmp_path)
     code = main(["cache", "--index", str(index_path), "--out", str(tmp_path / "cache"), "--workers", "1",
-                 "--set", "sampler.kind=grid", "--set", "sampler.size=128"])
+                 "--set", "sampler.kind=grid", "--set", "sampler.chip_size=128"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "Traceback" not in err
     line = err[err.index("eossl cache: error: "):]   # after the (unfinished) progress bar

@@ -152,7 +152,7 @@ def _threshold_classifier(gsd: float) -> Classifier:
 
 def test_prediction_over_a_geographic_scene_is_on_utm_and_right(scenes, tmp_path):
     torch.set_num_threads(1)
-    out = predict_map(_threshold_classifier(10.0), str(scenes[1]), tmp_path / "map.tif", bands=BANDS,
+    out = predict_map(_threshold_classifier(10.0), str(scenes[1]), tmp_path / "map.tif", band_order=BANDS,
                       resampling="nearest", progress=False)
     with rasterio.open(out) as ds:
         assert ds.crs.to_string() == UTM and ds.res == (10.0, 10.0)

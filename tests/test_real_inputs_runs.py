@@ -124,8 +124,8 @@ def test_class_folders_of_float_reflectance_are_not_scaled_twice(tmp_path):
                                    crs="EPSG:32633", transform=from_origin(500000, 5000000, 10, 10)) as ds:
                     ds.write(data[c, k])
     order = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]
-    from_dn = load_class_folders(tmp_path / "dn", file_bands=order)
-    from_float = load_class_folders(tmp_path / "reflectance", file_bands=order)
+    from_dn = load_class_folders(tmp_path / "dn", band_order=order)
+    from_float = load_class_folders(tmp_path / "reflectance", band_order=order)
     assert 0.02 <= float(np.median(from_float.images)) <= 0.4          # reflectance, not 1e-5
     np.testing.assert_allclose(from_float.images, from_dn.images, rtol=1e-6)
     for name in ("Forest", "River"):
@@ -133,4 +133,4 @@ def test_class_folders_of_float_reflectance_are_not_scaled_twice(tmp_path):
             with rasterio.open(tmp_path / "reflectance" / name / f"{name}_{k}.tif", "r+") as ds:
                 ds.write(np.full((13, 16, 16), 1e-6, np.float32))      # neither reflectance nor DN
     with pytest.raises(ValueError, match="class folders under"):
-        load_class_folders(tmp_path / "reflectance", file_bands=order)
+        load_class_folders(tmp_path / "reflectance", band_order=order)

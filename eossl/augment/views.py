@@ -122,7 +122,7 @@ def _build_op(spec: OpSpec, i: int, wavelengths: list[float], chip_size: int, cr
             side = kwargs["size"] if isinstance(kwargs["size"], int) else kwargs["size"][0]
             if side > chip_size:
                 raise ConfigError(f"{where}: a native-resolution crop of {side} px does not fit in {chip_size} px "
-                                  f"chips; lower views.crop_size or raise corpus.sampler.size")
+                                  f"chips; lower views.crop_size or raise corpus.sampler.chip_size")
             kwargs["scale"] = ((side / chip_size) ** 2,) * 2
             kwargs["ratio"] = (1.0, 1.0)
     try:

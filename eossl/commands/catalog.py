@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
+from eossl.catalog.config import CatalogBuildConfig
 from eossl.catalog.scan import DEFAULT_PATTERNS
 from eossl.catalog.sensors import list_sensors, load_sensor
-from eossl.config import field, load_config, to_dict
+from eossl.config import load_config, to_dict
 from eossl.pipeline.commands import COMMANDS
 
 
@@ -62,30 +61,8 @@ def register_sensors(sub: argparse._SubParsersAction) -> None:
     n.set_defaults(func=run_sensors, command="sensors")
 
 
-@dataclass
-class CatalogBuildConfig:
-    """``eossl catalog build``: what to scan and how (flags fill it; --config / --set as for every command)."""
-
-    roots: list[str] = field(help="folders, files, URLs or .nc/.zarr datacubes to scan")
-    sensor: str = field(help="sensor name or a sensor YAML path")
-    out: str = field(help="output .parquet path")
-    band_order: list[str] | None = field(None, help="band names of multi-band files in file order; NAME:skip "
-                                                    "leaves a band out")
-    datetime_sources: list[Literal["filename", "tags", "sidecar"]] = field(
-        default_factory=lambda: ["filename", "tags", "sidecar"])
-    datetime_patterns: list[str] = field(default_factory=list)
-    datetime: str | None = None
-    nodata: float | None = None
-    include: list[str] | None = None
-    exclude: list[str] = field(default_factory=list)
-    strict: bool = False
-    overwrite: bool = False
-    quick: bool = field(False, help="check headers only, skip reading one block of every file")
-    cloud_mask: bool = field(True, help="use SCL / QA_PIXEL / Fmask files beside the bands for the valid mask")
-
-
 def run_build(args: argparse.Namespace) -> int:
-    from eossl.catalog.build import IndexOptions, build_index
+    from eossl.catalog.build import build_index
 
     flags = {"roots": args.roots or None, "sensor": args.sensor, "out": args.out,
              "band_order": [b.strip() for b in args.band_order.split(",")] if args.band_order else None,
@@ -102,12 +79,7 @@ def run_build(args: argparse.Namespace) -> int:
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
-    options = IndexOptions(
-        band_order=cfg.band_order, datetime_sources=list(cfg.datetime_sources),
-        datetime_patterns=list(cfg.datetime_patterns), datetime=cfg.datetime, nodata=cfg.nodata,
-        patterns=tuple(cfg.include) if cfg.include else DEFAULT_PATTERNS, exclude=tuple(cfg.exclude),
-        strict=cfg.strict, quick=cfg.quick, cloud_mask=cfg.cloud_mask)
-    index = build_index(list(cfg.roots), cfg.sensor, options)
+    index = build_index(list(cfg.roots), cfg.sensor, cfg.options())
     index.save(out)
     print(index.summary())
     print(f"\nwrote {len(index)} acquisitions to {out}")

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import Literal
 
 import yaml
 
-from eossl.config import field, load_config, to_dict
+from eossl.config import load_config, to_dict
 from eossl.models.pooling import POOLS
 from eossl.models.weights import read_weights_info
 from eossl.pipeline.commands import COMMANDS
+from eossl.train.config import ExportConfig
 from eossl.train.export import export_run
-
-
-@dataclass
-class ExportConfig:
-    run_dir: str = field(help="a directory written by `eossl pretrain`")
-    out: str = field(help="output directory (must not hold weights already)")
-    checkpoint: str | None = field(None, help="a specific checkpoint instead of checkpoints/last.ckpt")
-    feature_pool: Literal[POOLS] | None = field(
-        None, help="pool recorded in weights.json for frozen features; null: the online probe's best pool "
-                   "(RUN_DIR/probe/history.json), else last")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="DIR", help="classifier directory (classifier.json + classifier.safetensors)")
     p.add_argument("--input", metavar="INDEX_OR_TIFF", help="scene index (.parquet) or multi-band GeoTIFF/COG")
     p.add_argument("--acquisition", metavar="ID", help="acquisition id (or row position, 0 = first), for an index with several rows")
-    p.add_argument("--bands", nargs="+", metavar="BAND",
+    p.add_argument("--band-order", "--bands", dest="band_order", nargs="+", metavar="BAND",
                    help="GeoTIFF input: every band of the file in order, space- or comma-separated "
                         "(default: the file's band descriptions)")
     p.add_argument("--sensor", help="GeoTIFF input: sensor of the file (default: the classifier's)")
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from eossl.predict.maps import predict_from_config, probabilities_path
 
-    bands = [b.strip() for item in args.bands for b in item.split(",") if b.strip()] if args.bands else None
-    flags = {"model": args.model, "input": args.input, "acquisition": args.acquisition, "bands": bands,
+    order = [b.strip() for item in args.band_order for b in item.split(",") if b.strip()] if args.band_order else None
+    flags = {"model": args.model, "input": args.input, "acquisition": args.acquisition, "band_order": order,
              "sensor": args.sensor, "out": args.out, "overlap": args.overlap, "probabilities": args.probabilities,
              "device": args.device, "batch_size": args.batch_size, "progress": args.progress}
     cfg = load_config(PredictConfig, args.config, flags, args.set)

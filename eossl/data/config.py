@@ -18,12 +18,14 @@ SamplerKind = Literal["random", "grid", "seasonal_pair", "labels"]
 class SamplerConfig:
     """Which windows to read. Keys that do not apply to ``kind`` are ignored by it."""
 
+    RENAMED = {"size": "chip_size"}   # names of 0.1.0, still read (eossl.config)
+
     kind: SamplerKind = "random"
-    size: int = field(64, ge=1, help="chip side in pixels")
+    chip_size: int = field(64, ge=1, help="chip side in pixels (the window read from the rasters)")
     gsd: float | None = field(None, gt=0, help="target ground sampling distance in metres (scenes in a geographic "
                                                "CRS are read on their local UTM grid); default: the finest")
     num_samples: int = field(1024, ge=1, help="random / seasonal_pair: windows per epoch")
-    stride: int | None = field(None, ge=1, help="grid: step in pixels (default: size)")
+    stride: int | None = field(None, ge=1, help="grid: step in pixels (default: chip_size)")
     min_valid_fraction: float = field(0.5, ge=0.0, le=1.0)
     seed: int = 0
     time_range: list[str | None] | None = None
@@ -64,18 +66,18 @@ def make_sampler(index: SceneIndex, cfg: SamplerConfig, rank: int | None = None,
                   time_range=tuple(cfg.time_range) if cfg.time_range else None,
                   min_valid_fraction=cfg.min_valid_fraction)
     if cfg.kind == "random":
-        return RandomWindowSampler(index, cfg.size, cfg.num_samples, cfg.gsd, **common)
+        return RandomWindowSampler(index, cfg.chip_size, cfg.num_samples, cfg.gsd, **common)
     if cfg.kind == "grid":
-        return GridWindowSampler(index, cfg.size, cfg.stride, cfg.gsd, **common)
+        return GridWindowSampler(index, cfg.chip_size, cfg.stride, cfg.gsd, **common)
     if cfg.kind == "seasonal_pair":
         from eossl.data.pairs import SeasonalPairSampler
 
-        return SeasonalPairSampler(index, cfg.size, cfg.num_samples, cfg.gsd, min_days=cfg.min_days,
+        return SeasonalPairSampler(index, cfg.chip_size, cfg.num_samples, cfg.gsd, min_days=cfg.min_days,
                                    different_season=cfg.different_season, fallback=cfg.fallback, **common)
     from eossl.data.labels import LabelWindowSampler
 
     if not cfg.labels or not cfg.label_column:
         raise ValueError("sampler.kind 'labels' needs sampler.labels (a vector file) and sampler.label_column")
-    return LabelWindowSampler(index, cfg.size, cfg.labels, cfg.label_column, cfg.gsd, classes=cfg.classes,
+    return LabelWindowSampler(index, cfg.chip_size, cfg.labels, cfg.label_column, cfg.gsd, classes=cfg.classes,
                               id_column=cfg.id_column, per_label=cfg.per_label, on_outside=cfg.on_outside,
                               label_crs=cfg.label_crs, **common)

@@ -62,14 +62,14 @@ def load_eurosat(root: str | Path | None = None, bands: list[str] | None = None)
         from eossl.sample_data import builtin_eurosat_root
 
         root = builtin_eurosat_root()
-    return load_class_folders(root, sensor="sentinel2-l1c", file_bands=list(EUROSAT_FILE_BANDS), bands=bands)
+    return load_class_folders(root, sensor="sentinel2-l1c", band_order=list(EUROSAT_FILE_BANDS), bands=bands)
 
 
-def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c", file_bands: list[str] | None = None,
+def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c", band_order: list[str] | None = None,
                        bands: list[str] | None = None) -> LabelledChips:
     """Read ``root/<class>/*.tif|*.tiff`` (class folders in sorted order; the label is the folder name).
 
-    ``file_bands``: names of the file's bands in file order (None: the band descriptions stored in the files).
+    ``band_order``: names of the file's bands in file order (None: the band descriptions stored in the files).
     ``bands``: output bands in output order (None: the sensor's band order, restricted to the bands present).
     Every file must have the same shape and band layout.
     """
@@ -80,7 +80,7 @@ def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c",
     labels = np.array([i for i, c in enumerate(classes) for _ in files[c]], dtype=np.int64)
 
     with open_raster(str(paths[0])) as ds:
-        first_bands = _file_band_names(ds, sensor, file_bands, paths[0])
+        first_bands = _file_band_names(ds, sensor, band_order, paths[0])
         shape = (ds.count, ds.height, ds.width)
     if bands is None:
         out = [b for b in sensor.band_names if b in first_bands]
@@ -104,7 +104,7 @@ def load_class_folders(root: str | Path, sensor: str | Sensor = "sentinel2-l1c",
     mask = np.empty((len(paths), *shape[1:]), dtype=bool)
     for i, path in enumerate(paths):
         images[i], mask[i] = _read_chip(path, index, shape, scale, offset, nodata,
-                                        check_bands=None if file_bands is not None else (sensor, first_bands))
+                                        check_bands=None if band_order is not None else (sensor, first_bands))
     return LabelledChips(images=images, mask=mask, labels=labels, classes=classes, bands=out,
                          paths=[str(p) for p in paths], sensor=sensor.name)
 
@@ -174,24 +174,24 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
     return files
 
 
-def _file_band_names(ds, sensor: Sensor, file_bands: list[str] | None, path: Path) -> list[str]:
+def _file_band_names(ds, sensor: Sensor, band_order: list[str] | None, path: Path) -> list[str]:
     """Canonical band names of the file's bands, in file order."""
-    if file_bands is not None:
-        names = sensor.resolve_many(file_bands)
+    if band_order is not None:
+        names = sensor.resolve_many(band_order)
         if len(names) != ds.count:
-            raise ValueError(f"{path} has {ds.count} bands but file_bands names {len(names)}: {list(file_bands)}")
+            raise ValueError(f"{path} has {ds.count} bands but band_order names {len(names)}: {list(band_order)}")
         described = [sensor.match(d) if d else None for d in ds.descriptions]
         if all(described) and described != names:
-            raise ValueError(f"{path}: file_bands {names} contradicts the band descriptions stored in the file "
-                             f"({list(ds.descriptions)}); fix file_bands or pass file_bands=None to use them")
+            raise ValueError(f"{path}: band_order {names} contradicts the band descriptions stored in the file "
+                             f"({list(ds.descriptions)}); fix band_order or pass band_order=None to use them")
         return names
     if not all(ds.descriptions):
-        raise ValueError(f"{path} stores no band descriptions, so its band order is unknown; pass file_bands (the "
+        raise ValueError(f"{path} stores no band descriptions, so its band order is unknown; pass band_order (the "
                          f"band names in file order, e.g. EUROSAT_FILE_BANDS for EuroSAT-MS)")
     try:
         return sensor.resolve_many(list(ds.descriptions))
     except ValueError as err:
-        raise ValueError(f"{path}: band descriptions {list(ds.descriptions)}: {err}; pass file_bands to name the "
+        raise ValueError(f"{path}: band descriptions {list(ds.descriptions)}: {err}; pass band_order to name the "
                          f"bands yourself") from err
 
 

@@ -50,6 +50,8 @@ class LabelledDataConfig:
     """Labelled chips: class folders (``root``), chips centred on label geometries over scenes (``labels`` with
     ``scenes``), or neither: the built-in EuroSAT-MS sample."""
 
+    RENAMED = {"file_bands": "band_order"}   # names of 0.1.0, still read (eossl.config)
+
     root: str | None = field(None, help="class folders root/<class>/*.tif; null: the built-in EuroSAT-MS sample")
     labels: str | None = field(None, help="label points/polygons (any file geopandas reads); chips centred on them")
     label_column: str | None = field(None, help="with labels: the column holding each geometry's class")
@@ -59,7 +61,7 @@ class LabelledDataConfig:
     chip_size: int = field(64, ge=8, help="with labels: chip side in px")
     gsd: float | None = field(None, gt=0, help="with labels: chip GSD in metres (default: the scenes')")
     sensor: str = field("sentinel2-l1c", help="sensor of the chips (data_catalog/sensors)")
-    file_bands: list[str] | None = field(
+    band_order: list[str] | None = field(
         None, help="band names in file order; null: the files' band descriptions. EuroSAT-MS files have none: "
                  "[B01, B02, B03, B04, B05, B06, B07, B08, B09, B10, B11, B12, B8A]")
     bands: list[str] | None = field(None, help="bands to use, in this order; null: every band of the files")
@@ -79,7 +81,7 @@ class LabelledDataConfig:
                                     gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
         if self.root is None:
             return load_eurosat(bands=self.bands)
-        return load_class_folders(self.root, sensor=self.sensor, file_bands=self.file_bands, bands=self.bands)
+        return load_class_folders(self.root, sensor=self.sensor, band_order=self.band_order, bands=self.bands)
 
 
 @dataclass
@@ -113,7 +115,7 @@ class SegmentationConfig:
     classes: dict[int, str] | None = field(None, help="label value -> class name; null: the values present")
     label_nodata: float | None = field(None, help="label value meaning unlabelled, if the file declares none")
     label_crs: str | None = field(None, help="CRS of the label raster when the file declares none")
-    chip_size: int = field(64, ge=16)
+    chip_size: int = field(64, ge=16, help="chip side in px (image and label windows)")
     stride: int | None = field(None, ge=1, help="window stride in px; null: chip_size (no overlap)")
     gsd: float | None = field(None, gt=0, help="chip GSD in metres; null: the scenes' finest")
     bands: list[str] | None = None

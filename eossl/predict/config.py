@@ -18,12 +18,14 @@ __all__ = ["PredictConfig"]
 class PredictConfig:
     """What to predict, from which data, and how the sliding windows run."""
 
+    RENAMED = {"bands": "band_order"}   # names of 0.1.0, still read (eossl.config)
+
     model: str = field(help="classifier directory (classifier.json + classifier.safetensors)")
     input: str = field(help="a scene index (.parquet, from `eossl catalog build`) or a multi-band GeoTIFF/COG")
     out: str = field(help="output class map (.tif, Cloud-Optimised GeoTIFF); never overwritten")
     acquisition: str | int | None = field(None, help="index input: acquisition id (a string) or row position "
                                                      "(an integer); needed when the index has several rows")
-    bands: list[str] | None = field(None, help="GeoTIFF input: every band of the file in file order (default: "
+    band_order: list[str] | None = field(None, help="GeoTIFF input: every band of the file in file order (default: "
                                                "the file's band descriptions)")
     sensor: str | None = field(None, help="GeoTIFF input: sensor whose scale/offset turn DN into reflectance "
                                           "(default: the classifier's)")

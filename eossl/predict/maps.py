@@ -1,7 +1,7 @@
 """Class maps from a fine-tuned classifier: sliding windows over a scene -> a Cloud-Optimised GeoTIFF.
 
 >>> predict_map(load_classifier("runs/ft/model"), "index.parquet", "map.tif", acquisition="T33UUP_...")
->>> predict_map(clf, "stack.tif", "map.tif", bands=["B02", "B03", "B04", "B08"], probabilities=True)
+>>> predict_map(clf, "stack.tif", "map.tif", band_order=["B02", "B03", "B04", "B08"], probabilities=True)
 
 The source is read with the :class:`~eossl.data.reader.ChipReader` in the classifier's bands, at its GSD, on the
 acquisition's CRS grid (a single GeoTIFF is indexed in memory by the catalog first, so DN become reflectance
@@ -102,18 +102,18 @@ def blend_weights(size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ sources
 
 
-def open_source(source, info, *, acquisition: int | str | None = None, bands: list[str] | None = None,
+def open_source(source, info, *, acquisition: int | str | None = None, band_order: list[str] | None = None,
                 sensor: str | None = None, nodata: float | None = None) -> tuple[SceneIndex, int, str]:
     """``(index, row, label)`` for a SceneIndex, an index ``.parquet`` path, or a multi-band GeoTIFF path.
 
-    A GeoTIFF's band order is ``bands`` (every band of the file, in order) or else its band descriptions; its DN
+    A GeoTIFF's band order is ``band_order`` (every band of the file, in order) or else its band descriptions; its DN
     are converted with ``sensor`` (default: the classifier's). Raises ValueError naming missing bands.
     """
     is_index = isinstance(source, SceneIndex) or str(source).endswith(".parquet")
     if is_index:
-        if bands is not None or sensor is not None:
-            raise ValueError("bands/sensor describe a GeoTIFF source; an index already knows its bands and sensor "
-                             "(drop --bands/--sensor)")
+        if band_order is not None or sensor is not None:
+            raise ValueError("band_order/sensor describe a GeoTIFF source; an index already knows its bands and "
+                             "sensor (drop --band-order/--sensor)")
         index = source if isinstance(source, SceneIndex) else open_index(source)
         i = _position(index, acquisition)
         files = sorted({a.path for a in index.assets(i).values()})
@@ -123,8 +123,8 @@ def open_source(source, info, *, acquisition: int | str | None = None, bands: li
     else:
         if acquisition is not None:
             raise ValueError(f"acquisition= applies to an index source, not to the file {source}")
-        index, i, label = _index_file(str(source), info, bands, sensor, nodata), 0, str(source)
-        hint = "check the file's band order (bands= / --bands) or use a file holding every band"
+        index, i, label = _index_file(str(source), info, band_order, sensor, nodata), 0, str(source)
+        hint = "check the file's band order (band_order / --band-order) or use a file holding every band"
     _check_bands(index, i, info, label, hint)
     if info.sensor and info.sensor != index.sensor(i).name:
         log.warning("the classifier was trained on %s data but %s is %s data (read in that sensor's units)",
@@ -149,7 +149,7 @@ def _position(index: SceneIndex, acquisition: int | str | None) -> int:
     return index.position(acquisition)
 
 
-def _index_file(path: str, info, bands: list[str] | None, sensor: str | None, nodata: float | None) -> SceneIndex:
+def _index_file(path: str, info, band_order: list[str] | None, sensor: str | None, nodata: float | None) -> SceneIndex:
     """Index one raster file in memory with the catalog (band order, nodata and scaling as `eossl catalog`)."""
     name = sensor or info.sensor
     if not name:
@@ -160,16 +160,17 @@ def _index_file(path: str, info, bands: list[str] | None, sensor: str | None, no
         raise FileNotFoundError(f"input raster not found: {path}")
     with open_raster(path) as ds:
         count, descriptions = ds.count, ds.descriptions
-    if bands is not None:
-        if len(bands) != count:
-            raise ValueError(f"{path} has {count} band(s) but bands= lists {len(bands)} ({', '.join(bands)}); "
+    if band_order is not None:
+        if len(band_order) != count:
+            raise ValueError(f"{path} has {count} band(s) but band_order lists {len(band_order)} "
+                             f"({', '.join(band_order)}); "
                              f"list every band of the file, in file order")
-        order = spec.resolve_many(bands)
+        order = spec.resolve_many(band_order)
     else:
         described = [spec.match(d) if d else None for d in descriptions]
         if not all(described) or len(set(described)) != count:
             raise ValueError(f"{path}: the band descriptions {list(descriptions)} do not name distinct {spec.name} "
-                             f"bands; give the file's band order with bands= / --bands (e.g. --bands "
+                             f"bands; give the file's band order with band_order / --band-order (e.g. --band-order "
                              f"{','.join(info.bands)})")
         order = described
     options = IndexOptions(band_order=order if count > 1 else None, datetime_sources=[], nodata=nodata,
@@ -297,7 +298,7 @@ def _window_probs(plan: _Plan, x: np.ndarray) -> np.ndarray:
 
 
 def predict_map(classifier, source, out: str | Path, *, acquisition: int | str | None = None,
-                bands: list[str] | None = None, sensor: str | None = None, nodata: float | None = None,
+                band_order: list[str] | None = None, sensor: str | None = None, nodata: float | None = None,
                 bounds=None, bounds_crs: str | None = None, overlap: float = 0.5, batch_size: int = 16,
                 probabilities: bool = False, device: str = "cpu", tile: int = 1024, resampling: str = "bilinear",
                 progress: bool = True, max_output_gb: float = 20.0) -> Path:
@@ -305,7 +306,7 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
 
     ``classifier``: a :class:`~eossl.models.classifier.Classifier` with ``.info`` (or its directory); it is
     moved to ``device`` and run in eval mode (its train/eval mode is restored afterwards).
-    ``source``/``acquisition``/``bands``/``sensor``/``nodata``: see :func:`open_source`. ``bounds``: (minx, miny,
+    ``source``/``acquisition``/``band_order``/``sensor``/``nodata``: see :func:`open_source`. ``bounds``: (minx, miny,
     maxx, maxy) in ``bounds_crs`` (default: the acquisition's CRS), snapped outwards to the grid; default the whole
     footprint. ``tile``: tile side in px (rounded up to a multiple of the window stride). ``max_output_gb``: the
     class map (and probabilities) may not exceed this many GB (1e9 bytes) uncompressed; checked before any file
@@ -323,7 +324,7 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
     if len(info.classes) > NODATA:
         raise ValueError(f"{len(info.classes)} classes do not fit a uint8 map with nodata {NODATA}")
     outs = check_output(Path(out), probabilities)
-    index, row, label = open_source(source, info, acquisition=acquisition, bands=bands, sensor=sensor, nodata=nodata)
+    index, row, label = open_source(source, info, acquisition=acquisition, band_order=band_order, sensor=sensor, nodata=nodata)
     configure_gdal()
     grid = prediction_grid(index, row, float(info.gsd_m), bounds, bounds_crs)
     _check_size(grid, index, row, label, len(info.classes) if probabilities else 0, max_output_gb)
@@ -363,7 +364,7 @@ def predict_from_config(cfg):
     from eossl.models.classifier import load_classifier
 
     model = load_classifier(cfg.model)
-    out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, bands=cfg.bands, sensor=cfg.sensor,
+    out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, band_order=cfg.band_order, sensor=cfg.sensor,
                       nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs, overlap=cfg.overlap,
                       batch_size=cfg.batch_size, probabilities=cfg.probabilities, device=cfg.device,
                       tile=cfg.tile, resampling=cfg.resampling, max_output_gb=cfg.max_output_gb,

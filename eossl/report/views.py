@@ -23,7 +23,7 @@ def write_view_grid(out: Path, index, spec: ViewSpec, *, bands: list[str] | None
                     size: int = 64, seed: int = 0, pairs: bool = False, title: str = "") -> dict:
     """Sample ``chips`` windows of ``index``, make their views and write the PNG grid plus a JSON sidecar."""
     reader = ChipReader(index, bands)
-    sampler = make_sampler(index, SamplerConfig(kind="seasonal_pair" if pairs else "random", size=size,
+    sampler = make_sampler(index, SamplerConfig(kind="seasonal_pair" if pairs else "random", chip_size=size,
                                                 num_samples=chips, seed=seed), rank=0, world_size=1)
     dataset = ChipDataset(reader)
     batch = Collate(reader.bands)([dataset[w] for w in sampler])

@@ -21,7 +21,7 @@ from eossl.config import ConfigError, field, from_dict, load_yaml
 from eossl.data.config import SamplerConfig
 
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
-           "ProbeConfig", "PretrainConfig", "read_run_config"]
+           "ProbeConfig", "PretrainConfig", "ExportConfig", "read_run_config"]
 
 
 DEFAULT_SENSOR = "sentinel2-l1c"
@@ -40,7 +40,7 @@ class CorpusConfig:
     exclude: list[str] = field(default_factory=lambda: ["preview.*"], help="glob patterns skipped when indexing")
     bands: list[str] | None = field(None, help="bands in input order (default: all of the sensor's)")
     resampling: Literal["nearest", "bilinear", "average"] = "bilinear"
-    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(kind="random", size=64,
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(kind="random", chip_size=64,
                                                                             num_samples=8192))
     cache: bool = field(True, help="cache the sampler's windows in the run directory and train from the cache "
                                    "(the same windows every epoch); false reads live, new windows each epoch")
@@ -141,10 +141,12 @@ class ProbeConfig:
     """The online probe: every ``every_n_steps`` optimiser steps (and at step 0 and the end) frozen features of
     labelled chips are scored by a few-label linear probe on fixed splits, beside baselines scored once."""
 
+    RENAMED = {"file_bands": "band_order"}   # names of 0.1.0, still read (eossl.config)
+
     data: str | None = field("builtin", help="labelled chips: 'builtin' (the 200-chip EuroSAT-MS sample), a "
                                              "class-folder root (ROOT/<class>/*.tif), or null / 'none' (no probe)")
     sensor: str = field("sentinel2-l1c", help="sensor of the class-folder chips (band names and units)")
-    file_bands: list[str] | None = field(None, help="band names of the class-folder files in file order (default: "
+    band_order: list[str] | None = field(None, help="band names of the class-folder files in file order (default: "
                                                     "the band descriptions stored in the files)")
     every_n_steps: int = field(128, ge=1, help="optimiser steps between evaluations; at 128 the evaluations cost "
                                                "about 7% of the default recipe's training time (measured: 9.5 s "
@@ -170,8 +172,8 @@ class ProbeConfig:
             self.data = None
         if not self.ks or any(k < 1 for k in self.ks) or len(set(self.ks)) != len(self.ks):
             raise ConfigError(f"probe.ks: expected distinct labelled chips per class >= 1, got {self.ks}")
-        if self.data == "builtin" and self.file_bands is not None:
-            raise ConfigError("probe.file_bands: the built-in EuroSAT-MS sample knows its bands; file_bands is for "
+        if self.data == "builtin" and self.band_order is not None:
+            raise ConfigError("probe.band_order: the built-in EuroSAT-MS sample knows its bands; band_order is for "
                               "a class-folder root in probe.data")
         if self.pools is not None:
             from eossl.models.pooling import POOLS
@@ -226,3 +228,20 @@ def read_run_config(run_dir: str | Path) -> PretrainConfig:
     return from_dict(PretrainConfig, load_yaml(path), path="")
 
 
+@dataclass
+class ExportConfig:
+    """``eossl export``: a pretraining run's backbone -> portable weights (:func:`eossl.train.export.export_run`)."""
+
+    run_dir: str = field(help="a directory written by `eossl pretrain`")
+    out: str = field(help="output directory (must not hold weights already)")
+    checkpoint: str | None = field(None, help="a specific checkpoint instead of checkpoints/last.ckpt")
+    feature_pool: str | None = field(
+        None, help="pool recorded in weights.json for frozen features (eossl.models.pooling.POOLS); null: the "
+                   "online probe's best pool (RUN_DIR/probe/history.json), else last")
+
+    def __post_init__(self):
+        if self.feature_pool is not None:
+            from eossl.models.pooling import POOLS
+
+            if self.feature_pool not in POOLS:
+                raise ConfigError(f"feature_pool: got {self.feature_pool!r}; allowed: {', '.join(map(repr, POOLS))}")

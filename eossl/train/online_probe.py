@@ -70,7 +70,7 @@ def load_probe_chips(probe: ProbeConfig, arch: str, img_size: int) -> LabelledCh
             raise FileNotFoundError(f"probe.data: class-folder root {probe.data} not found; give 'builtin', a folder "
                                     f"with one sub-folder of chips per class, or null (no probe)")
         try:
-            chips = load_class_folders(root, sensor=probe.sensor, file_bands=probe.file_bands)
+            chips = load_class_folders(root, sensor=probe.sensor, band_order=probe.band_order)
         except ValueError as err:
             raise ValueError(f"probe.data: {err}") from err
     counts = np.bincount(chips.labels, minlength=len(chips.classes))

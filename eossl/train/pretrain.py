@@ -114,9 +114,9 @@ def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> 
     info = CorpusInfo(
         bands=bands, wavelengths_nm=[float(w) for w in sensor.wavelengths(bands)],
         gsd_m=float(sampler.gsd), mean=[float(m) for m in mean], std=[float(s) for s in std],
-        chip_size=corpus.sampler.size, sensor=sensor.name, index=str(index.path),
+        chip_size=corpus.sampler.chip_size, sensor=sensor.name, index=str(index.path),
         description=f"{sensor.name}: {len(index)} acquisition(s) from {', '.join(map(str, roots))}; "
-                    f"{corpus.sampler.kind} {corpus.sampler.size}px windows"
+                    f"{corpus.sampler.kind} {corpus.sampler.chip_size}px windows"
                     + (f", {corpus.sampler.num_samples} cached chips" if cache else ", read live"),
         cache=cache)
     data = DataConfig(index=str(index.path), root=corpus.root, bands=bands, resampling=corpus.resampling,
@@ -198,7 +198,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     """
     run_dir = Path(run_dir)
     attached = _rank_from_env() > 0 and _join_rank0(run_dir)
-    img_size = cfg.views.crop_size or cfg.corpus.sampler.size
+    img_size = cfg.views.crop_size or cfg.corpus.sampler.chip_size
     probe_chips = (load_probe_chips(cfg.probe, cfg.model.arch, img_size)   # before the run directory: fail early
                    if cfg.probe.enabled and not attached else None)
     if not (resume or attached):
