@@ -141,7 +141,7 @@ def probe_cost(probe: ProbeConfig, arch: str, info, img_size: int, repeats: int 
 
     chips = select_bands(load_probe_chips(probe, arch, img_size), info.bands)
     pools = probe.pools or candidate_pools(arch)
-    runner = ProbeRunner(chips, info.mean, info.std, arch, img_size, pools, probe.ks, probe.draws, probe.seed,
+    runner = ProbeRunner(chips, info.normalization, arch, img_size, pools, probe.ks, probe.draws, probe.seed,
                          probe.batch_size)
     torch.manual_seed(0)
     backbone = create_backbone(arch, len(info.bands), img_size)
@@ -151,7 +151,7 @@ def probe_cost(probe: ProbeConfig, arch: str, info, img_size: int, repeats: int 
     evals, feats = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        extract_pools(backbone, chips.images, runner.mean, runner.std, pools, probe.batch_size)
+        extract_pools(backbone, chips.images, runner.norm, pools, probe.batch_size)
         feats.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         runner.evaluate(backbone)

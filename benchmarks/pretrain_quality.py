@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing eossl
 
-from eossl.catalog.sensors import load_sensor  # noqa: E402
 from eossl.data.labelled import load_eurosat  # noqa: E402
+from eossl.data.normalization import Normalization  # noqa: E402
 from eossl.evaluate.baselines import band_statistics, rcf_features  # noqa: E402
 from eossl.evaluate.features import extract_features  # noqa: E402
 from eossl.evaluate.fewshot import few_shot_probe  # noqa: E402
@@ -71,10 +71,9 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
     pools = pools or list(dict.fromkeys(["last", "multi", "stats0", "stats1", "stats2", *sorted(recorded)]))
     chips = load_eurosat(root, bands=bands)
     size = int(chips.images.shape[-1])
-    mean, std = load_sensor(chips.sensor).norm_stats(chips.bands)
+    catalog = Normalization.of_sensor(chips.sensor, chips.bands)
     stats = band_statistics(chips.images, chips.mask)
-    models = [(m, n.mean, n.std) for m, n in (backbone_for(chips.bands, chips.sensor, size, weights=w)
-                                              for w in weights)]
+    models = [backbone_for(chips.bands, chips.sensor, size, weights=w) for w in weights]
     randoms = []
     for s in range(seed, seed + random_inits):
         with torch.random.fork_rng(devices=[]):
@@ -87,12 +86,12 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
 
     out = {"weights": [str(w) for w in weights], "arch": arch, "pools": pools, "recorded_pool": sorted(recorded),
            "draws": draws, "seed": seed, "random_inits": random_inits, "k": {}}
-    feats = {p: ([extract_features(m, chips.images, mu, sd, pool=p) for m, mu, sd in models],
-                 [extract_features(r, chips.images, mean, std, pool=p) for r in randoms]) for p in pools}
+    feats = {p: ([extract_features(m, chips.images, norm, pool=p) for m, norm in models],
+                 [extract_features(r, chips.images, catalog, pool=p) for r in randoms]) for p in pools}
     rcf = "RCF 512 (training-split filters)"
     for k in ks:
         acc = {"band statistics": probe(stats, k),
-               rcf: probe(lambda train: rcf_features(chips.images, chips.images[train], mean, std, seed=seed), k)}
+               rcf: probe(lambda train: rcf_features(chips.images, chips.images[train], catalog, seed=seed), k)}
         rows = {}
         for p in pools:
             pre, rnd = feats[p]

@@ -192,19 +192,14 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
 
 def _renamed_keys(cls: type, data: dict, path: str) -> dict:
     """``data`` with the keys ``cls.RENAMED`` lists under their new names (a FutureWarning for each)."""
-    renamed = getattr(cls, "RENAMED", None) or {}
-    if not any(old in data for old in renamed):
-        return data
-    prefix = f"{path}." if path else ""
-    out = dict(data)
-    for old, new in renamed.items():
-        if old not in out:
-            continue
-        if new in out:
+    out, prefix = dict(data), f"{path}." if path else ""
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in out and new in out:
             raise ConfigError(f"{prefix}{old}: renamed {new}, and both are given; keep only {prefix}{new}")
-        warnings.warn(f"config key {prefix}{old} is renamed {prefix}{new}; the old name is still read but will be "
-                      f"removed: write {new} in the config", FutureWarning, stacklevel=3)
-        out[new] = out.pop(old)
+        if old in out:
+            warnings.warn(f"config key {prefix}{old} is renamed {prefix}{new}; the old name is still read but will "
+                          f"be removed: write {new} in the config", FutureWarning, stacklevel=3)
+            out[new] = out.pop(old)
     return out
 
 

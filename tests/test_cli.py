@@ -79,7 +79,7 @@ def test_views_png_is_a_real_image_and_never_overwritten(tmp_path, capsys):
     from PIL import Image
 
     out = tmp_path / "views.png"
-    assert main(["views", "--out", str(out), "-n", "2", "--size", "32", "--seed", "3"]) == 0
+    assert main(["views", "--out", str(out), "-n", "2", "--chip-size", "32", "--seed", "3"]) == 0
     image = np.asarray(Image.open(out).convert("RGB"), dtype=float)
     assert image.shape[0] > 200 and image.shape[1] > 600  # 2 rows x 6 panels
     assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 1000

@@ -25,6 +25,7 @@ from shapely.geometry import Point, box
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
 from eossl.data.fields import load_fields
+from eossl.data.normalization import Normalization
 from eossl.evaluate import crops
 from eossl.evaluate.crops import backbone_for_series, crops_table, evaluate_crops, field_rcf
 from eossl.evaluate.splits import block_ids, check_block_split, few_label_subset, spatial_block_split
@@ -354,8 +355,7 @@ class _Mapper(torch.nn.Module):
 
 @pytest.mark.parametrize("tokens", [False, True])
 def test_field_features_average_the_cells_under_the_field(series, scenes, tokens):
-    mean, std = np.zeros(4), np.ones(4)
-    feats, valid = field_features(_Mapper(tokens), series, mean, std)
+    feats, valid = field_features(_Mapper(tokens), series, Normalization(tuple(BANDS), np.zeros(4), np.ones(4)))
     assert feats.shape == (len(series), 3, 4) and valid.dtype == bool
     i = series.field_ids.index("f07")
     cells = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(series.field_mask[i], dtype=torch.float32)[None],
@@ -446,13 +446,14 @@ def test_pretrained_weights_take_their_bands_by_name(series, tmp_path):
     torch.manual_seed(1)
     model = create_backbone("resnet18", 4, img_size=32)
     order = ["B08", "B04", "B02", "B03"]
-    model_ready, used, mean, std, arch = backbone_for_series(series, _export(model, order, tmp_path / "w"))
+    model_ready, used, norm, arch = backbone_for_series(series, _export(model, order, tmp_path / "w"))
     assert arch == "resnet18" and used.bands == order and model_ready.band_matches == []
     np.testing.assert_array_equal(used.images, series.images[:, :, [3, 2, 0, 1]])
-    np.testing.assert_allclose(mean, load_sensor("sentinel2-l2a").norm_stats(order)[0])
+    assert norm.bands == tuple(order)
+    np.testing.assert_allclose(norm.mean, load_sensor("sentinel2-l2a").norm_stats(order)[0])
     # weights with a band the data lacks (B11): the stem is adapted to the data's four bands, by name
     five = create_backbone("resnet18", 5, img_size=32)
-    model_ready, used, mean, std, _ = backbone_for_series(series, _export(five, BANDS + ["B11"], tmp_path / "w5"))
+    model_ready, used, _, _ = backbone_for_series(series, _export(five, BANDS + ["B11"], tmp_path / "w5"))
     assert used.bands == BANDS and [m.source for m in model_ready.band_matches] == BANDS
     np.testing.assert_allclose(model_ready.conv1.weight.detach(), five.conv1.weight.detach()[:, :4] * 5 / 4)
     # field series scaled twice (reflectance x 1e-4) are refused before any feature is computed
@@ -495,9 +496,9 @@ def test_rcf_and_fusion_rows_of_fields(series, tmp_path, monkeypatch):
     calls = []
     real = crops.rcf_model
 
-    def spy(source, mean, std, **kw):
+    def spy(source, norm, **kw):
         calls.append((kw["seed"], np.asarray(kw["source_index"]).copy()))
-        return real(source, mean, std, **kw)
+        return real(source, norm, **kw)
 
     monkeypatch.setattr(crops, "rcf_model", spy)
     torch.manual_seed(0)

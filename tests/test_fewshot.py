@@ -12,6 +12,7 @@ from PIL import Image
 from eossl.catalog.sensors import load_sensor
 from eossl.cli import main
 from eossl.data.labelled import LabelledChips, load_eurosat
+from eossl.data.normalization import Normalization
 from eossl.evaluate import patches as evaluation
 from eossl.evaluate.config import EvaluateConfig
 from eossl.evaluate.fewshot import few_label_splits, knn_predict, linear_probe
@@ -124,18 +125,18 @@ def test_layer_depths_and_layer_decay(arch, top):
 def test_finetune_learns_is_seeded_and_freezing_keeps_the_backbone():
     torch.set_num_threads(1)
     chips = _toy_chips()
-    mean, std = np.full(4, 0.15, np.float32), np.full(4, 0.1, np.float32)
+    norm = Normalization(tuple(BANDS), np.full(4, 0.15, np.float32), np.full(4, 0.1, np.float32))
     train, test = np.arange(0, 36, 2), np.arange(1, 36, 2)
     s = FinetuneSettings(epochs=6, min_steps=12, batch_size=8, lr=3e-3)
 
     def run(seed, **kw):
         torch.manual_seed(100)
         return finetune_classifier(create_backbone("resnet18", 4, 32), chips.images, chips.labels, train, 3,
-                                   mean, std, FinetuneSettings(**{**s.__dict__, **kw}), seed=seed)
+                                   norm, FinetuneSettings(**{**s.__dict__, **kw}), seed=seed)
 
     a, b = run(0), run(0)
-    pa = predict_chips(a, chips.images[test], mean, std)
-    assert np.array_equal(pa, predict_chips(b, chips.images[test], mean, std))
+    pa = predict_chips(a, chips.images[test], norm)
+    assert np.array_equal(pa, predict_chips(b, chips.images[test], norm))
     # chance is 1/3; 14-15 of the 18 test chips come out right depending on the CPU's kernels (AVX2 / AVX512)
     assert (pa.argmax(1) == chips.labels[test]).mean() >= 2 / 3
     torch.manual_seed(100)
@@ -174,8 +175,8 @@ def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the
     calls = []
     real = evaluation.rcf_features
 
-    def spy(images, source, mean, std, **kw):
-        out = real(images, source, mean, std, **kw)
+    def spy(images, source, norm, **kw):
+        out = real(images, source, norm, **kw)
         calls.append({"seed": kw["seed"], "index": np.asarray(kw["source_index"]).copy(), "n": len(source),
                       "features": out})
         return out

@@ -153,6 +153,8 @@ def test_inputs_are_standardised_in_one_place():
     found = {m for m, text in _sources().items() if pattern.search(text)}
     assert found == {"eossl.data.normalization", "eossl.evaluate.temporal"}
     assert len(pattern.findall(_sources()["eossl.evaluate.temporal"])) == 2     # TemporalAttention's features only
+    defined = {m for m, text in _sources().items() if re.search(r"^class Normalization\b", text, re.M)}
+    assert defined == {"eossl.data.normalization"}
 
 
 @pytest.mark.parametrize("name", ["load_pretrain_config", "load_predict_config", "resolve_data_config",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eossl.catalog.sensors import load_sensor
-from eossl.data.normalization import Normalization, standardise
+from eossl.data.normalization import Normalization
 
 BANDS = ["B02", "B03", "B04", "B08"]
 
@@ -31,9 +31,9 @@ def test_apply_is_the_written_out_formula_with_invalid_pixels_zero_for_numpy_and
     np.testing.assert_array_equal(got_t.numpy(), expected)
     np.testing.assert_array_equal(norm.apply(x[0]).numpy(), (x[0] - norm.mean[:, None, None]) / norm.std[:, None, None])
     np.testing.assert_array_equal(x, x.copy())          # the caller's array is not modified
-    # a (T, C, H, W) series with (T, H, W) masks, and statistics given as tensors
-    series = standardise(torch.from_numpy(x), torch.tensor(norm.mean), torch.tensor(norm.std), torch.from_numpy(valid))
-    np.testing.assert_array_equal(series.numpy(), expected)
+    # a (N, T, C, H, W) series with (N, T, H, W) masks
+    np.testing.assert_array_equal(norm.apply(torch.from_numpy(x)[None], torch.from_numpy(valid)[None]).numpy(),
+                                  expected[None])
 
 
 def test_statistics_follow_the_bands_and_adapted_bands_take_their_source():
@@ -49,6 +49,12 @@ def test_statistics_follow_the_bands_and_adapted_bands_take_their_source():
     mean, std = s2.norm_stats(BANDS)
     np.testing.assert_array_equal(catalog.mean, mean)
     np.testing.assert_array_equal(catalog.std, std)
+    # the weights.json / classifier.json record reads back as the same statistics
+    record = sub.to_dict()
+    assert set(record) == {"mean", "std"} and all(isinstance(v, float) for v in record["mean"] + record["std"])
+    back = Normalization(sub.bands, **record)
+    np.testing.assert_array_equal(back.mean, sub.mean)
+    np.testing.assert_array_equal(back.std, sub.std)
 
 
 def test_bad_statistics_and_shapes_are_refused_with_the_band_named():
@@ -56,10 +62,10 @@ def test_bad_statistics_and_shapes_are_refused_with_the_band_named():
         Normalization(BANDS, [0.1, 0.2, 0.3], [1, 1, 1, 1])
     with pytest.raises(ValueError, match="standard deviation of B04 is not > 0"):
         Normalization(BANDS, [0.1] * 4, [1, 1, 0, 1])
-    with pytest.raises(ValueError, match=r"one value per band \(4\); got 3"):
-        standardise(np.zeros((1, 4, 2, 2), np.float32), [0, 0, 0], [1, 1, 1])
-    with pytest.raises(ValueError, match="std must be > 0"):
-        standardise(torch.zeros(1, 2, 2, 2), [0, 0], [1, -1])
+    with pytest.raises(ValueError, match=r"the data has 3 bands but the normalisation 4 \(B02, B03, B04, B08\)"):
+        _norm().apply(np.zeros((1, 3, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="the data has 5 bands"):
+        _norm().apply(torch.zeros(2, 5, 2, 2))
 
 
 def test_check_warns_then_refuses_data_in_other_units(caplog):

@@ -13,6 +13,7 @@ import torch
 from rasterio.transform import from_origin
 
 from eossl.config import ConfigError, load_config
+from eossl.data.normalization import Normalization
 from eossl.evaluate.features import extract_features, extract_pools
 from eossl.models.backbones import create_backbone
 from eossl.models.pooling import model_pools
@@ -107,10 +108,11 @@ def test_extract_pools_equals_extract_features_pool_by_pool(arch):
     model = create_backbone(arch, 4, 32).train()
     x = np.random.default_rng(0).random((5, 4, 32, 32)).astype(np.float32)
     pools = model_pools(model)
-    got = extract_pools(model, x, [0.5] * 4, [0.2] * 4, pools, batch_size=3)
+    norm = Normalization(("B02", "B03", "B04", "B08"), [0.5] * 4, [0.2] * 4)
+    got = extract_pools(model, x, norm, pools, batch_size=3)
     assert model.training, "train mode is restored"
     for pool in pools:
-        np.testing.assert_allclose(got[pool], extract_features(model, x, [0.5] * 4, [0.2] * 4, pool, batch_size=3),
+        np.testing.assert_allclose(got[pool], extract_features(model, x, norm, pool, batch_size=3),
                                    rtol=1e-5, atol=1e-6, err_msg=pool)
 
 

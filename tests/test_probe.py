@@ -16,6 +16,7 @@ from scipy import stats
 
 from eossl.catalog.sensors import load_sensor
 from eossl.data.labelled import EUROSAT_FILE_BANDS, LabelledChips, load_class_folders, load_eurosat
+from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics, rcf_features, rcf_maps, rcf_model, rcf_pooled
 from eossl.evaluate.features import extract_features
 from eossl.evaluate.fewshot import few_shot_probe, few_shot_splits
@@ -162,6 +163,7 @@ def test_band_statistics_refuse_an_all_invalid_chip():
 # ------------------------------------------------------------------------------------------- RCF
 
 MEAN3, STD3 = np.full(3, 0.2, np.float32), np.full(3, 0.1, np.float32)
+NORM3 = Normalization(("B02", "B03", "B04"), MEAN3, STD3)
 
 
 def _rcf_images(n: int = 6, size: int = 12, seed: int = 0) -> np.ndarray:
@@ -170,9 +172,9 @@ def _rcf_images(n: int = 6, size: int = 12, seed: int = 0) -> np.ndarray:
 
 def test_rcf_pooling_matches_torchgeo_and_a_plain_loop_over_a_field():
     images = _rcf_images()
-    model = rcf_model(images, MEAN3, STD3, features=8, seed=3)
+    model = rcf_model(images, NORM3, features=8, seed=3)
     x = torch.as_tensor((images - 0.2) / 0.1)
-    np.testing.assert_allclose(rcf_pooled(model, images, MEAN3, STD3), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rcf_pooled(model, images, NORM3), model(x).numpy(), rtol=1e-5, atol=1e-6)
     maps = rcf_maps(model, x)
     assert maps.shape == (6, 8, 10, 10)
     torch.testing.assert_close(rcf_maps(model, x, same_size=True)[..., 1:-1, 1:-1], maps)   # centred, padded
@@ -180,7 +182,7 @@ def test_rcf_pooling_matches_torchgeo_and_a_plain_loop_over_a_field():
     weights[:, 3:8, 2:9] = 1                                       # a field
     weights[5] = 0
     weights[5, 4, 4] = 1                                           # a one-pixel field: no 3 x 3 window half in it
-    got = rcf_pooled(model, images, MEAN3, STD3, weights=weights)
+    got = rcf_pooled(model, images, NORM3, weights=weights)
     for i in range(6):
         share = np.array([[weights[i, r:r + 3, c:c + 3].mean() for c in range(10)] for r in range(10)])
         w = (share >= 0.5).astype(float) if (share >= 0.5).any() else share
@@ -188,24 +190,24 @@ def test_rcf_pooling_matches_torchgeo_and_a_plain_loop_over_a_field():
     # invalid pixels count as the band mean
     mask = np.random.default_rng(1).random((6, 12, 12)) > 0.2
     filled = np.where(mask[:, None], images, MEAN3[:, None, None])
-    np.testing.assert_allclose(rcf_pooled(model, images, MEAN3, STD3, mask), rcf_pooled(model, filled, MEAN3, STD3),
+    np.testing.assert_allclose(rcf_pooled(model, images, NORM3, mask), rcf_pooled(model, filled, NORM3),
                                rtol=1e-5, atol=1e-6)
 
 
 def test_rcf_features_are_seeded_and_filters_come_only_from_the_source_rows():
     images = _rcf_images(8)
-    a = rcf_features(images, images, MEAN3, STD3, features=16, seed=0)
+    a = rcf_features(images, images, NORM3, features=16, seed=0)
     assert a.shape == (8, 16) and a.dtype == np.float32
-    np.testing.assert_array_equal(a, rcf_features(images, images, MEAN3, STD3, features=16, seed=0))
-    assert not np.allclose(a, rcf_features(images, images, MEAN3, STD3, features=16, seed=1))
+    np.testing.assert_array_equal(a, rcf_features(images, images, NORM3, features=16, seed=0))
+    assert not np.allclose(a, rcf_features(images, images, NORM3, features=16, seed=1))
     poisoned = images.copy()
     poisoned[4:] = np.nan                       # a filter drawn from these rows would make every filter NaN
-    model = rcf_model(poisoned, MEAN3, STD3, features=64, seed=0, source_index=np.arange(4))
+    model = rcf_model(poisoned, NORM3, features=64, seed=0, source_index=np.arange(4))
     assert bool(torch.isfinite(model.weights).all())
     with pytest.raises(ValueError, match="at least one chip to draw from"):
-        rcf_model(images, MEAN3, STD3, source_index=np.array([], dtype=int))
+        rcf_model(images, NORM3, source_index=np.array([], dtype=int))
     with pytest.raises(ValueError, match="even number"):
-        rcf_features(images, images, MEAN3, STD3, features=7)
+        rcf_features(images, images, NORM3, features=7)
 
 
 # ------------------------------------------------------------------------------------------- probe
@@ -283,23 +285,24 @@ def test_last_pool_is_the_model_output_on_normalised_input():
     model = create_backbone("resnet18", 13)
     images = np.random.default_rng(6).random((3, 13, 32, 32), dtype=np.float32)
     mean, std = S2.norm_stats(S2.band_names)
-    feats = extract_features(model, images, mean, std, pool="last", batch_size=2)
+    norm = Normalization(tuple(S2.band_names), mean, std)
+    feats = extract_features(model, images, norm, pool="last", batch_size=2)
     assert model.training   # the caller's mode is restored
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy((images - mean[:, None, None]) / std[:, None, None])).numpy()
     np.testing.assert_allclose(feats, expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match=r"one value per band \(13\); got 12"):
-        extract_features(model, images, mean[:12], std)
+    with pytest.raises(ValueError, match=r"the data has 13 bands but the normalisation 12 \(B01, .*\); give one"):
+        extract_features(model, images, norm.for_bands(S2.band_names[:12]))
     with pytest.raises(ValueError, match="unknown pool"):
-        extract_features(model, images, mean, std, pool="stem")
+        extract_features(model, images, norm, pool="stem")
 
 
 def test_multi_pool_shapes_and_resnet_stages_match_hooks():
     images = np.random.default_rng(7).random((2, 13, 64, 64), dtype=np.float32)
-    mean, std = np.full(13, 0.2, np.float32), np.full(13, 0.1, np.float32)
+    norm = Normalization(tuple(S2.band_names), np.full(13, 0.2, np.float32), np.full(13, 0.1, np.float32))
     torch.manual_seed(0)
     resnet = create_backbone("resnet18", 13)
-    multi = extract_features(resnet, images, mean, std, pool="multi")
+    multi = extract_features(resnet, images, norm, pool="multi")
     assert multi.shape == (2, 64 + 128 + 256 + 512)
     pooled = []
     handle = resnet.layer1.register_forward_hook(lambda m, i, o: pooled.append(o.mean(dim=(2, 3))))
@@ -307,15 +310,15 @@ def test_multi_pool_shapes_and_resnet_stages_match_hooks():
         resnet.eval()(torch.from_numpy((images - 0.2) / 0.1))
     handle.remove()
     np.testing.assert_allclose(multi[:, :64], pooled[0].numpy(), rtol=1e-4, atol=1e-5)
-    last = extract_features(resnet, images, mean, std, pool="last")
+    last = extract_features(resnet, images, norm, pool="last")
     np.testing.assert_allclose(multi[:, -512:], last, rtol=1e-4, atol=1e-5)   # layer4 pooled = model(x)
     vit = create_backbone("vit_tiny_patch8", 13, img_size=64)
-    assert extract_features(vit, images, mean, std, pool="multi").shape == (2, 4 * 192)
+    assert extract_features(vit, images, norm, pool="multi").shape == (2, 4 * 192)
 
 
 def test_statistics_pool_is_mean_and_std_of_one_depth():
     images = np.random.default_rng(8).random((2, 13, 64, 64), dtype=np.float32)
-    mean, std = np.full(13, 0.2, np.float32), np.full(13, 0.1, np.float32)
+    norm = Normalization(tuple(S2.band_names), np.full(13, 0.2, np.float32), np.full(13, 0.1, np.float32))
     torch.manual_seed(0)
     resnet = create_backbone("resnet18", 13)
     maps = {}
@@ -326,14 +329,14 @@ def test_statistics_pool_is_mean_and_std_of_one_depth():
     for h in hooks:
         h.remove()
     for pool, name in (("stats0", "act1"), ("stats2", "layer2")):
-        feats = extract_features(resnet, images, mean, std, pool=pool)
+        feats = extract_features(resnet, images, norm, pool=pool)
         fmap = maps[name]
         expected = torch.cat([fmap.mean(dim=(2, 3)), fmap.std(dim=(2, 3), correction=0)], dim=1).numpy()
         np.testing.assert_allclose(feats, expected, rtol=1e-4, atol=1e-5)
     vit = create_backbone("vit_tiny_patch8", 13, img_size=64)
-    assert extract_features(vit, images, mean, std, pool="stats3").shape == (2, 2 * 192)
+    assert extract_features(vit, images, norm, pool="stats3").shape == (2, 2 * 192)
     with pytest.raises(ValueError, match="blocks 1..12"):
-        extract_features(vit, images, mean, std, pool="stats0")
+        extract_features(vit, images, norm, pool="stats0")
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -354,8 +357,8 @@ def test_backbone_for_weights_reproduces_the_seeded_random_init_and_its_statisti
                                valid=chips.mask)
     np.testing.assert_array_equal(norm.mean, catalog.mean)
     np.testing.assert_array_equal(norm.std, catalog.std)
-    a = extract_features(model, chips.images, norm.mean, norm.std, pool="stats1")
-    b = extract_features(random_model, chips.images, catalog.mean, catalog.std, pool="stats1")
+    a = extract_features(model, chips.images, norm, pool="stats1")
+    b = extract_features(random_model, chips.images, catalog, pool="stats1")
     np.testing.assert_array_equal(a, b)
     assert few_shot_probe(a, chips.labels, 5, 2).accuracies == few_shot_probe(b, chips.labels, 5, 2).accuracies
     # four of the bands: the stem is adapted by name and the statistics follow the bands, in the data's order

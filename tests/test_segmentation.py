@@ -20,6 +20,7 @@ from scipy.ndimage import gaussian_filter
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.data.label_rasters import SegmentationChips, load_segmentation_chips
+from eossl.data.normalization import Normalization
 from eossl.evaluate.segmentation import evaluate_segmentation, predict_segmentation, train_segmentation
 from eossl.evaluate.splits import window_block_split
 from eossl.models.backbones import create_backbone
@@ -95,9 +96,9 @@ def _expected(scene, bounds, label):
     return np.where(valid & (label[win] > 0), label[win].astype(np.int64) - 1, -1)
 
 
-def _stats(chips, idx):
+def _stats(chips, idx) -> Normalization:
     px = chips.images[idx].transpose(1, 0, 2, 3)[:, chips.valid[idx]]
-    return px.mean(1), px.std(1)
+    return Normalization(tuple(chips.bands), px.mean(1), px.std(1))
 
 
 def test_chips_and_labels_align_in_the_same_crs(scene, chips):
@@ -179,16 +180,16 @@ def test_ignored_pixels_never_count_in_metrics():
     chips = SegmentationChips(images=images, valid=valid, labels=labels, classes=["a", "b"], bands=["x", "y"],
                               sensor="", bounds=[(0, 0, 8, 8)] * 4, crs=["EPSG:32633"] * 4, acquisitions=["s"] * 4,
                               label_values={0: "a", 1: "b"}, gsd=1.0)
-    mean, std = np.zeros(2), np.ones(2)
-    m = evaluate_segmentation(_Threshold(), chips, [0, 1, 2, 3], mean, std)
+    norm = Normalization(("x", "y"), np.zeros(2), np.ones(2))
+    m = evaluate_segmentation(_Threshold(), chips, [0, 1, 2, 3], norm)
     assert m["overall_accuracy"] == 1.0 and m["mean_iou"] == 1.0 and m["kappa"] == 1.0
     assert m["n"] == int((~wrong).sum()) and m["n_ignored"] == int(wrong.sum())
     assert m["per_class"]["a"]["iou"] == 1.0
     # counting those pixels with their true class would score the same model clearly lower
     scored = replace(chips, labels=np.where(wrong, 1 - truth, labels))
-    assert evaluate_segmentation(_Threshold(), scored, [0, 1, 2, 3], mean, std)["overall_accuracy"] < 0.8
+    assert evaluate_segmentation(_Threshold(), scored, [0, 1, 2, 3], norm)["overall_accuracy"] < 0.8
     # invalid image pixels are ignored through their -1 label, whatever the model predicts there
-    pred = predict_segmentation(_Threshold(), images, valid, mean, std)
+    pred = predict_segmentation(_Threshold(), images, valid, norm)
     np.testing.assert_array_equal(pred, truth)
 
 
@@ -212,11 +213,11 @@ def test_window_block_split_keeps_blocks_and_overlaps_apart():
 
 def test_resnet18_beats_chance_on_held_out_blocks(chips):
     train, test = window_block_split(chips.bounds, 640, test_fraction=0.3, seed=0)
-    mean, std = _stats(chips, train)
+    norm = _stats(chips, train)
     torch.manual_seed(0)
-    model = train_segmentation(create_backbone("resnet18", 4), chips, train, mean=mean, std=std, epochs=12,
+    model = train_segmentation(create_backbone("resnet18", 4), chips, train, norm=norm, epochs=12,
                                lr=3e-3, batch_size=8, seed=0, progress=False)
-    m = evaluate_segmentation(model, chips, test, mean, std)
+    m = evaluate_segmentation(model, chips, test, norm)
     y = chips.labels[test]
     best_constant = np.bincount(y[y >= 0]).max() / (y >= 0).sum()   # the best single-class guess on the test set
     assert m["overall_accuracy"] > best_constant + 0.15, (m["overall_accuracy"], best_constant)
@@ -229,45 +230,45 @@ def _state(model):
 
 
 def test_training_is_deterministic_from_the_seed(chips):
-    mean, std = _stats(chips, np.arange(8))
+    norm = _stats(chips, np.arange(8))
     torch.manual_seed(0)
     backbone = create_backbone("resnet18", 4)
     runs = []
     for k, seed in enumerate((5, 5, 6)):
         torch.manual_seed(100 + k)   # the global RNG state must not matter, only ``seed``
-        runs.append(_state(train_segmentation(backbone, chips, np.arange(8), mean=mean, std=std, epochs=1, lr=1e-3,
+        runs.append(_state(train_segmentation(backbone, chips, np.arange(8), norm=norm, epochs=1, lr=1e-3,
                                               batch_size=4, seed=seed, progress=False)))
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
 def test_freeze_backbone_leaves_it_unchanged(chips):
-    mean, std = _stats(chips, np.arange(8))
+    norm = _stats(chips, np.arange(8))
     torch.manual_seed(0)
     backbone = create_backbone("resnet18", 4)
     before = _state(backbone)
-    frozen = train_segmentation(backbone, chips, np.arange(8), mean=mean, std=std, epochs=1, lr=1e-2,
+    frozen = train_segmentation(backbone, chips, np.arange(8), norm=norm, epochs=1, lr=1e-2,
                                 batch_size=4, freeze_backbone=True, progress=False)
     after = frozen.backbone.state_dict()   # parameters and BatchNorm statistics
     assert all(torch.equal(before[k], after[k]) for k in before)
     # the same run with a vanishing learning rate keeps the decoder's initial weights: the frozen run's differ
-    still = train_segmentation(backbone, chips, np.arange(8), mean=mean, std=std, epochs=1, lr=1e-12, batch_size=4,
+    still = train_segmentation(backbone, chips, np.arange(8), norm=norm, epochs=1, lr=1e-12, batch_size=4,
                                freeze_backbone=True, progress=False)
     start = dict(still.head.named_parameters())
     assert all(not torch.equal(start[k], v) for k, v in frozen.head.named_parameters())
-    tuned = train_segmentation(backbone, chips, np.arange(8), mean=mean, std=std, epochs=1, lr=1e-2, batch_size=4,
+    tuned = train_segmentation(backbone, chips, np.arange(8), norm=norm, epochs=1, lr=1e-2, batch_size=4,
                                progress=False)
     assert not all(torch.equal(before[k], v) for k, v in tuned.backbone.state_dict().items())
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())   # the caller's copy is kept
 
 
 def test_vit_backbone_segments(chips):
-    mean, std = _stats(chips, np.arange(8))
+    norm = _stats(chips, np.arange(8))
     model = train_segmentation(create_backbone("vit_tiny_patch8", 4, img_size=CHIP), chips, np.arange(8),
-                               mean=mean, std=std, epochs=1, lr=1e-3, batch_size=4, progress=False)
-    pred = predict_segmentation(model, chips.images[8:10], chips.valid[8:10], mean, std)
+                               norm=norm, epochs=1, lr=1e-3, batch_size=4, progress=False)
+    pred = predict_segmentation(model, chips.images[8:10], chips.valid[8:10], norm)
     assert pred.shape == (2, CHIP, CHIP) and set(np.unique(pred)) <= {0, 1, 2}
-    m = evaluate_segmentation(model, chips, [8, 9, 10], mean, std)
+    m = evaluate_segmentation(model, chips, [8, 9, 10], norm)
     assert m["n"] == int((chips.labels[8:11] >= 0).sum()) and set(m["per_class"]) == {"1", "2", "3"}
 
 
@@ -283,11 +284,12 @@ def test_bad_inputs_raise_clear_errors(scene, chips, tmp_path):
     empty = write_geotiff(tmp_path / "empty.tif", np.zeros((SIZE, SIZE), "uint8"), RES, nodata=0)
     with pytest.raises(ValueError, match=r"empty\.tif: no labelled pixel"):
         load_segmentation_chips(index, empty, chip_size=CHIP)
-    with pytest.raises(ValueError, match="one value per band"):
-        train_segmentation(create_backbone("resnet18", 4), chips, [0, 1], mean=[0.1], std=[0.1], epochs=1, lr=1e-3,
+    with pytest.raises(ValueError, match="the data has 4 bands but the normalisation 1 \\(B02\\)"):
+        train_segmentation(create_backbone("resnet18", 4), chips, [0, 1], norm=Normalization(("B02",), [0.1], [0.1]),
+                           epochs=1, lr=1e-3,
                            batch_size=2, progress=False)
     with pytest.raises(ValueError, match="test_idx must be"):
-        evaluate_segmentation(None, chips, [len(chips)], np.zeros(4), np.ones(4))
+        evaluate_segmentation(None, chips, [len(chips)], Normalization(tuple(BANDS), np.zeros(4), np.ones(4)))
 
 
 # ------------------------------------------------------------------------------------------- commands
@@ -367,8 +369,8 @@ def test_per_pixel_rcf_and_fusion_rows(scene, chips, tmp_path, monkeypatch):
     drawn, dims = [], []
     real_rcf, real_fit = tasks.rcf_model, tasks.fit_logreg
 
-    def spy_rcf(source, mean, std, **kw):
-        model = real_rcf(source, mean, std, **kw)
+    def spy_rcf(source, norm, **kw):
+        model = real_rcf(source, norm, **kw)
         drawn.append((kw["seed"], np.asarray(kw["source_index"]).copy(), model.weights.clone()))
         return model
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from rasterio.enums import MaskFlags, Resampling
@@ -16,6 +14,7 @@ from rasterio.windows import from_bounds
 from tqdm.auto import tqdm
 
 from eossl.catalog import platforms, quality, scaling, scan, sidecar
+from eossl.catalog.config import IndexOptions
 from eossl.catalog.index import (
     MASK_SIZE,
     SENSOR_DEFINITION,
@@ -32,24 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["IndexOptions", "build_index", "MASK_SIZE"]
 
-DatetimeSource = Literal["filename", "tags", "sidecar"]
 CUBE_SUFFIXES = (".nc", ".nc4", ".zarr", ".h5")
-
-
-@dataclass
-class IndexOptions:
-    """How to read datetimes, band orders and nodata while scanning."""
-
-    band_order: list[str] | None = None
-    datetime_sources: list[DatetimeSource] = field(default_factory=lambda: ["filename", "tags", "sidecar"])
-    datetime_patterns: list[str] = field(default_factory=list)
-    datetime: str | None = None          # one fixed acquisition time for every file
-    nodata: float | None = None          # overrides the sensor's nodata when files declare none
-    patterns: tuple[str, ...] = scan.DEFAULT_PATTERNS
-    exclude: tuple[str, ...] = ()
-    strict: bool = False                 # a file that cannot be assigned to a band is an error, not a warning
-    quick: bool = False                  # skip reading one block of every file (headers are still checked)
-    cloud_mask: bool = True              # SCL / QA_PIXEL / Fmask files beside the bands mark invalid pixels
 
 
 def build_index(roots: list[str], sensor: str | Sensor, options: IndexOptions | None = None,
@@ -72,12 +54,12 @@ def build_index(roots: list[str], sensor: str | Sensor, options: IndexOptions | 
         row[SENSOR_DEFINITION] = definition
     if not rows:
         raise ValueError(f"no {sensor.name} rasters found under {', '.join(map(str, roots))} "
-                         f"(looked for {', '.join(options.patterns)})")
+                         f"(looked for {', '.join(options.include or scan.DEFAULT_PATTERNS)})")
     return SceneIndex(make_frame(rows))
 
 
 def _raster_rows(roots: list[str], sensor: Sensor, options: IndexOptions, progress: bool) -> list[dict]:
-    found = scan.find_files(roots, tuple(options.patterns), tuple(options.exclude))
+    found = scan.find_files(roots, tuple(options.include or scan.DEFAULT_PATTERNS), tuple(options.exclude))
     if not found:
         return []
     files, root_of = _headers(found, options.quick, progress)

@@ -47,7 +47,10 @@ class Band:
 
 
 @dataclass(frozen=True)
-class Normalization:
+class SensorStatistics:
+    """The sensor YAML's ``normalization`` record: per-band mean and std (reflectance) and where they come from;
+    :meth:`Sensor.norm_stats` and :class:`eossl.data.normalization.Normalization` use them."""
+
     source: str
     mean: dict[str, float]
     std: dict[str, float]
@@ -69,7 +72,7 @@ class _SensorFile:
     stack_band_order: list[str] | None = None
     datetime_patterns: list[str] | None = None
     bands: list[Band] | None = None
-    normalization: Normalization | None = None
+    normalization: SensorStatistics | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Sensor:
     name: str
     description: str
     bands: tuple[Band, ...]
-    normalization: Normalization
+    normalization: SensorStatistics
     stack_band_order: tuple[str, ...]
     datetime_patterns: tuple[str, ...] = ()
     platform: str | None = None

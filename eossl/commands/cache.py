@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from eossl.catalog.index import open_index
-from eossl.config import load_config, to_dict
+from eossl.commands import config_flags, print_config
+from eossl.config import load_config
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, make_sampler
 from eossl.data.reader import ChipReader
@@ -18,23 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help=COMMANDS["cache"].help,
                        description="Write the windows of the configured sampler into OUT as sharded .npy files "
                                    "(resumes an interrupted run; refuses a cache made from another index/config).")
-    p.add_argument("--config", help="data config YAML (keys of DataConfig: index, bands, sampler, ...)")
+    config_flags(p, "data config YAML (keys of DataConfig: index, bands, sampler, ...)",
+                 "dotted override, e.g. --set sampler.num_samples=4096; repeatable")
     p.add_argument("--index", help="scene index (overrides the config's `index`)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set sampler.num_samples=4096; repeatable")
     p.add_argument("--out", required=True, help="cache directory")
     p.add_argument("--shard-size", type=int, default=1024)
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers while reading")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run, command="cache")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(DataConfig, args.config, {"index": args.index}, args.set)
     if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        return 0
+        return print_config(cfg)
     index = open_index(cfg.index, root=cfg.root)
     sampler = make_sampler(index, cfg.sampler, rank=0, world_size=1)
     reader = ChipReader(index, cfg.bands, cfg.resampling)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from eossl.catalog.config import CatalogBuildConfig
 from eossl.catalog.scan import DEFAULT_PATTERNS
 from eossl.catalog.sensors import list_sensors, load_sensor
-from eossl.config import load_config, to_dict
+from eossl.commands import config_flags, print_config
+from eossl.config import load_config
 from eossl.pipeline.commands import COMMANDS
 
 
@@ -25,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("roots", nargs="*", metavar="ROOT")
     b.add_argument("--sensor", help=f"sensor name ({', '.join(list_sensors())}) or a YAML path")
     b.add_argument("--out", help="output .parquet path")
-    b.add_argument("--config", help="YAML with the keys of these options (roots, sensor, out, band_order, ...)")
-    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override; repeatable")
-    b.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    config_flags(b, "YAML with the keys of these options (roots, sensor, out, band_order, ...)")
     b.add_argument("--band-order", help="comma-separated band names of multi-band files, in file order; NAME:skip "
                                         "(or skip) leaves a band out, e.g. B1,B2,B3,B4,B5,B7,QA:skip (default: the "
                                         "band descriptions, else the sensor's stack_band_order); must agree with "
@@ -74,12 +71,11 @@ def run_build(args: argparse.Namespace) -> int:
              "cloud_mask": False if args.no_cloud_mask else None}
     cfg = load_config(CatalogBuildConfig, args.config, flags, args.set)
     if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        return 0
+        return print_config(cfg)
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
-    index = build_index(list(cfg.roots), cfg.sensor, cfg.options())
+    index = build_index(list(cfg.roots), cfg.sensor, cfg)
     index.save(out)
     print(index.summary())
     print(f"\nwrote {len(index)} acquisitions to {out}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from eossl.config import load_config, to_dict
+from eossl.commands import config_flags, print_config
+from eossl.config import load_config
 from eossl.models.pooling import POOLS
 from eossl.models.weights import read_weights_info
 from eossl.pipeline.commands import COMMANDS
@@ -25,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="a specific checkpoint file instead of checkpoints/last.ckpt")
     p.add_argument("--feature-pool", metavar="POOL",
                    help=f"record this pool in weights.json instead of the probe's choice ({', '.join(POOLS)})")
-    p.add_argument("--config", help="YAML with run_dir, out, checkpoint, feature_pool")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override; repeatable")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    config_flags(p, "YAML with run_dir, out, checkpoint, feature_pool")
     p.set_defaults(func=run, command="export")
 
 
@@ -36,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
                                                   "checkpoint": args.checkpoint,
                                                   "feature_pool": args.feature_pool}, args.set)
     if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        return 0
+        return print_config(cfg)
     out = export_run(cfg.run_dir, cfg.out, checkpoint=cfg.checkpoint, feature_pool=cfg.feature_pool)
     info = read_weights_info(out)
     chosen = (info.feature_pool_source or {}).get("chosen_by", "no probe history")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from eossl.config import load_config, to_dict
+from eossl.commands import config_flags, print_config
+from eossl.config import load_config
 from eossl.pipeline.commands import COMMANDS
 from eossl.predict.config import PredictConfig
 
@@ -33,10 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default 16)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")
-    p.add_argument("--config", help="predict config YAML (keys of eossl.predict.config.PredictConfig)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. --set tile=2048 --set bounds=[x0,y0,x1,y1]; repeatable")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    config_flags(p, "predict config YAML (keys of eossl.predict.config.PredictConfig)",
+                 "override, e.g. --set tile=2048 --set bounds=[x0,y0,x1,y1]; repeatable")
     p.set_defaults(func=run, command="predict")
 
 
@@ -51,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
              "device": args.device, "batch_size": args.batch_size, "progress": args.progress}
     cfg = load_config(PredictConfig, args.config, flags, args.set)
     if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        return 0
+        return print_config(cfg)
     out, model = predict_from_config(cfg)
     with rasterio.open(out) as ds:
         grid = f"{ds.width}x{ds.height} px at {model.info.gsd_m:g} m, {ds.crs}"

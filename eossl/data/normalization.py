@@ -20,7 +20,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Normalization", "standardise"]
+__all__ = ["Normalization"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,10 +71,32 @@ class Normalization:
         index = [self.bands.index(source.get(b, b)) for b in bands]
         return Normalization(tuple(bands), self.mean[index], self.std[index])
 
+    def to_dict(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}``, the ``normalization`` record of weights.json and classifier.json."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
     def apply(self, x, valid=None) -> torch.Tensor:
-        """(..., C, H, W) reflectance (numpy or torch) -> float32 ``(x - mean) / std`` as a tensor on ``x``'s
-        device; pixels where ``valid`` ((..., H, W) bool) is False are 0. See :func:`standardise`."""
-        return standardise(x, self.mean, self.std, valid)
+        """(..., C, H, W) reflectance (numpy or torch) -> float32 tensor ``(x - mean) / std``, 0 where ``valid``
+        ((..., H, W) bool, or None: every pixel) is False.
+
+        A numpy input is standardised in numpy and returned as a CPU tensor sharing its memory: small operations on
+        torch's intra-op threads are slow on busy cores. A tensor stays on its device."""
+        if x.shape[-3] != len(self.bands):
+            raise ValueError(f"the data has {x.shape[-3]} bands but the normalisation {len(self.bands)} "
+                             f"({', '.join(self.bands)}); give one mean and std per band")
+        mean_b, std_b = self.mean.reshape(-1, 1, 1), self.std.reshape(-1, 1, 1)
+        # one new array, then in place: a class-map tile is tens of MB
+        if isinstance(x, torch.Tensor):
+            mean_t, std_t = (torch.from_numpy(v).to(x.device) for v in (mean_b, std_b))
+            out = (x.to(torch.float32) - mean_t) / std_t
+            if valid is not None:
+                out.masked_fill_(~torch.as_tensor(valid, dtype=torch.bool, device=x.device).unsqueeze(-3), 0.0)
+            return out
+        out = np.subtract(np.asarray(x, np.float32), mean_b, dtype=np.float32)
+        out /= std_b
+        if valid is not None:
+            np.copyto(out, np.float32(0), where=~np.expand_dims(np.asarray(valid, bool), -3))
+        return torch.from_numpy(out)
 
     def check(self, images, valid, what: str, warn_at: float = 3.0, fail_at: float = 50.0) -> np.ndarray:
         """Compare the data's per-band mean with these statistics; returns |z| per band.
@@ -101,29 +123,3 @@ class Normalization:
                         ", ".join(far))
         return z
 
-
-def standardise(x, mean, std, valid=None) -> torch.Tensor:
-    """(..., C, H, W) reflectance -> float32 tensor ``(x - mean) / std`` (``mean``/``std``: (C,)), 0 where
-    ``valid`` ((..., H, W) bool, or None: every pixel) is False.
-
-    A numpy input is standardised in numpy and returned as a CPU tensor sharing its memory: small operations on
-    torch's intra-op threads are slow on busy cores. A tensor stays on its device."""
-    c = x.shape[-3]
-    mean_b, std_b = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, np.float32).reshape(-1, 1, 1)
-                     for v in (mean, std))
-    if mean_b.shape[0] != c or std_b.shape[0] != c:
-        raise ValueError(f"mean and std need one value per band ({c}); got {mean_b.shape[0]} and {std_b.shape[0]}")
-    if not (std_b > 0).all():
-        raise ValueError(f"std must be > 0 for every band, got {std_b.ravel().tolist()}")
-    # one new array, then in place: a class-map tile is tens of MB
-    if isinstance(x, torch.Tensor):
-        mean_t, std_t = (torch.from_numpy(v).to(x.device) for v in (mean_b, std_b))
-        out = (x.to(torch.float32) - mean_t) / std_t
-        if valid is not None:
-            out.masked_fill_(~torch.as_tensor(valid, dtype=torch.bool, device=x.device).unsqueeze(-3), 0.0)
-        return out
-    out = np.subtract(np.asarray(x, np.float32), mean_b, dtype=np.float32)
-    out /= std_b
-    if valid is not None:
-        np.copyto(out, np.float32(0), where=~np.expand_dims(np.asarray(valid, bool), -3))
-    return torch.from_numpy(out)

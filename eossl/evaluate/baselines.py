@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from eossl.data.normalization import standardise
+from eossl.data.normalization import Normalization
 
 __all__ = ["band_statistics", "rcf_features", "rcf_model", "rcf_maps", "rcf_pooled", "RCF_FEATURES"]
 
@@ -60,24 +60,24 @@ def _stats(x: np.ndarray, percentiles, mean, std, percentile) -> np.ndarray:
     return np.concatenate(parts, axis=2)
 
 
-def rcf_features(images: np.ndarray, source: np.ndarray, mean, std, features: int = RCF_FEATURES,
+def rcf_features(images: np.ndarray, source: np.ndarray, norm: Normalization, features: int = RCF_FEATURES,
                  kernel_size: int = 3, bias: float = -1.0, seed: int = 0, batch_size: int = 64,
                  mask: np.ndarray | None = None, source_mask: np.ndarray | None = None,
                  source_index: np.ndarray | None = None, device: str | torch.device = "cpu") -> np.ndarray:
     """Random convolutional features (MOSAIKS; Rolf et al., Nature Communications 2021) with torchgeo's ``RCF``.
 
-    ``images`` (N, C, H, W) and ``source`` (M, C, H, W) are reflectance; both are standardised with ``mean`` /
-    ``std`` (C,), invalid pixels (``mask`` / ``source_mask`` (N, H, W) False) set to 0, the band mean. The
+    ``images`` (N, C, H, W) and ``source`` (M, C, H, W) are reflectance; both are standardised with ``norm`` (a
+    :class:`~eossl.data.normalization.Normalization` of the C bands), invalid pixels (``mask`` / ``source_mask`` (N, H, W) False) set to 0, the band mean. The
     ``features // 2`` filters are ``kernel_size`` patches drawn from ``source`` (ZCA-whitened by torchgeo): pass
     unlabeled corpus chips or the training split, never test chips; ``source_index``: draw from these rows of
     ``source`` only (read when drawn, never copied). Each filter gives the mean of ``relu(conv + bias)`` and of
     its negative part: (N, features) float32. Deterministic for a ``seed``.
     """
-    model = rcf_model(source, mean, std, features, kernel_size, bias, seed, source_mask, source_index)
-    return rcf_pooled(model, images, mean, std, mask, batch_size=batch_size, device=device)
+    model = rcf_model(source, norm, features, kernel_size, bias, seed, source_mask, source_index)
+    return rcf_pooled(model, images, norm, mask, batch_size=batch_size, device=device)
 
 
-def rcf_model(source: np.ndarray, mean, std, features: int = RCF_FEATURES, kernel_size: int = 3,
+def rcf_model(source: np.ndarray, norm: Normalization, features: int = RCF_FEATURES, kernel_size: int = 3,
               bias: float = -1.0, seed: int = 0, source_mask: np.ndarray | None = None,
               source_index: np.ndarray | None = None):
     """torchgeo's empirical ``RCF`` with its ``features // 2`` filters drawn from ``source`` (M, C, H, W)
@@ -93,10 +93,10 @@ def rcf_model(source: np.ndarray, mean, std, features: int = RCF_FEATURES, kerne
         raise ValueError(f"features must be an even number >= 2, got {features}")
     if min(source.shape[-2:]) <= kernel_size:
         raise ValueError(f"source chips of {source.shape[-2:]} px are too small for {kernel_size} px filters")
-    norm = _Standardised(source, source_mask, index, mean, std)
+    dataset = _Standardised(source, source_mask, index, norm)
     # torchgeo seeds its generator only for a non-zero seed; seed + 1 keeps seed 0 distinct from "unseeded"
     return RCF(in_channels=source.shape[1], features=features, kernel_size=kernel_size, bias=bias, seed=seed + 1,
-               mode="empirical", dataset=norm)
+               mode="empirical", dataset=dataset)
 
 
 def rcf_maps(model, x: torch.Tensor, same_size: bool = False) -> torch.Tensor:
@@ -113,7 +113,7 @@ def _conv(model, x: torch.Tensor, padding: int = 0) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, model.weights, bias=model.biases, stride=1, padding=padding)
 
 
-def rcf_pooled(model, images: np.ndarray, mean, std, mask: np.ndarray | None = None,
+def rcf_pooled(model, images: np.ndarray, norm: Normalization, mask: np.ndarray | None = None,
                weights: np.ndarray | None = None, batch_size: int = 64,
                device: str | torch.device = "cpu") -> np.ndarray:
     """(N, C, H, W) reflectance -> (N, F) float32 averages of :func:`rcf_maps` over positions.
@@ -130,7 +130,7 @@ def rcf_pooled(model, images: np.ndarray, mean, std, mask: np.ndarray | None = N
     out = []
     for i in range(0, images.shape[0], batch_size):
         sl = slice(i, i + batch_size)
-        x = standardise(images[sl], mean, std, None if mask is None else mask[sl]).to(device)
+        x = norm.apply(images[sl], None if mask is None else mask[sl]).to(device)
         with torch.no_grad():
             y = _conv(model, x).flatten(2)                                         # (B, F / 2, P)
             if weights is None:
@@ -152,8 +152,8 @@ class _Standardised:
     """The dataset torchgeo's ``RCF`` draws filters from: rows ``index`` of ``images`` as ``{"image": (C, H, W)}``,
     standardised on access, so a large source is never copied whole."""
 
-    def __init__(self, images: np.ndarray, mask: np.ndarray | None, index: np.ndarray, mean, std):
-        self.images, self.mask, self.index, self.mean, self.std = images, mask, index, mean, std
+    def __init__(self, images: np.ndarray, mask: np.ndarray | None, index: np.ndarray, norm: Normalization):
+        self.images, self.mask, self.index, self.norm = images, mask, index, norm
 
     def __len__(self) -> int:
         return len(self.index)
@@ -161,4 +161,4 @@ class _Standardised:
     def __getitem__(self, i: int) -> dict:
         j = int(self.index[i])
         mask = None if self.mask is None else self.mask[j:j + 1]
-        return {"image": standardise(self.images[j:j + 1], self.mean, self.std, mask)[0]}
+        return {"image": self.norm.apply(self.images[j:j + 1], mask)[0]}

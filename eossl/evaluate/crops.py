@@ -173,15 +173,15 @@ def _feature_sets(series: FieldSeries, weights, arch, use: dict, over_dates, see
     if use["band_stats"]:
         out.append({"name": "band statistics", "kind": "static", "x": stats, "dim": stats.shape[1],
                     "normalization": "none"})
-    model, used, mean, std, arch = backbone_for_series(series, weights, arch) if weights is not None else (
-        None, series, None, None, arch or "resnet18")
+    model, used, norm, arch = backbone_for_series(series, weights, arch) if weights is not None else (
+        None, series, None, arch or "resnet18")
     if use["random_init"] or use["fusion"]:
         rand, catalog = backbone_for(used.bands, series.sensor, int(series.images.shape[-1]), arch=arch, seed=seed)
-        x = field_features(rand, used, catalog.mean, catalog.std, **extract)
+        x = field_features(rand, used, catalog, **extract)
         backbones.append({"name": f"random-init {arch}", "kind": "temporal", "x": x, "dim": x[0].shape[-1],
                           "normalization": f"sensor catalog ({series.sensor})"})
     if model is not None:
-        x = field_features(model, used, mean, std, **extract)
+        x = field_features(model, used, norm, **extract)
         backbones.append({"name": f"pretrained {arch} {model.weights_info.ssl_method}", "kind": "temporal", "x": x,
                           "dim": x[0].shape[-1], "normalization": "weights.json"})
     out += [b for b in backbones if use["random_init"] or b["name"].startswith("pretrained")]
@@ -211,18 +211,17 @@ def field_rcf(series: FieldSeries, train, seed: int, device: str = "cpu") -> np.
     if source.size == 0:
         raise ValueError("RCF: the training fields have no valid date to draw filters from")
     catalog = Normalization.of_sensor(series.sensor, series.bands)
-    mean, std = catalog.mean, catalog.std
-    model = rcf_model(flat, mean, std, seed=seed, source_mask=valid, source_index=source)
+    model = rcf_model(flat, catalog, seed=seed, source_mask=valid, source_index=source)
     cover = (series.field_mask[:, None] & series.valid).reshape(n * t, h, w)
-    feats = rcf_pooled(model, flat, mean, std, valid, weights=cover, device=device).reshape(n, t, -1)
+    feats = rcf_pooled(model, flat, catalog, valid, weights=cover, device=device).reshape(n, t, -1)
     return mean_over_dates(feats, series.date_valid)
 
 
 def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | None = None):
     """Exported weights made ready for ``series``: ``(model, series with the bands the model takes, in its input
-    order, mean (C,), std (C,), arch)``. When the data holds every band of the weights, those bands are picked by
+    order, its Normalization, arch)``. When the data holds every band of the weights, those bands are picked by
     name (in the weights' order); else the stem is adapted to the data's bands by name and wavelength
-    (:func:`eossl.models.weights.load_backbone`; an error names a band without a counterpart). ``mean``/``std``
+    (:func:`eossl.models.weights.load_backbone`; an error names a band without a counterpart). The statistics
     come from ``weights.json`` (an adapted band takes those of the band its kernel came from)."""
     info = read_weights_info(weights)
     if arch is not None and arch != info.arch:
@@ -248,7 +247,7 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
     norm = Normalization.of_weights(info).for_bands(used.bands, source)
     check_radiometry(series.images, series.valid, series.bands, series.sensor, f"fields for {weights}")
     norm.check(used.images, used.valid, f"fields for {weights}")
-    return model, used, norm.mean, norm.std, info.arch
+    return model, used, norm, info.arch
 
 
 def crops_table(result: dict, metric: str = "overall_accuracy") -> str:

@@ -13,7 +13,7 @@ from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from eossl.data.normalization import standardise
+from eossl.data.normalization import Normalization
 from eossl.models.backbones import ARCHS, RESNET_STAGES, create_backbone, is_vit
 from eossl.models.pooling import POOLS, check_pool, pool_features, pool_features_many
 
@@ -31,19 +31,19 @@ def candidate_pools(arch: str) -> list[str]:
     return ["last", "multi", f"stats{n // 2}", f"stats{n}"]
 
 
-def extract_features(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std, pool: str = "last",
+def extract_features(model: nn.Module, images: np.ndarray | torch.Tensor, norm: Normalization, pool: str = "last",
                      batch_size: int = 64, device: str | torch.device = "cpu", valid=None) -> np.ndarray:
     """(N, C, H, W) reflectance -> (N, D) float32 features of the standardised chips
-    (:func:`~eossl.data.normalization.standardise`: ``mean``/``std`` (C,); pixels where ``valid`` (N, H, W) is
-    False are 0), pooled by :func:`eossl.models.pooling.pool_features`.
+    (``norm``: a :class:`~eossl.data.normalization.Normalization` of the C bands; pixels where ``valid``
+    (N, H, W) is False are 0), pooled by :func:`eossl.models.pooling.pool_features`.
 
     The model is moved to ``device`` and run under ``torch.no_grad()`` in eval mode; its train/eval mode is restored
     afterwards. The result depends only on the model and the inputs (no randomness).
     """
-    return extract_pools(model, images, mean, std, [pool], batch_size, device, valid)[pool]
+    return extract_pools(model, images, norm, [pool], batch_size, device, valid)[pool]
 
 
-def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std, pools: list[str],
+def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, norm: Normalization, pools: list[str],
                   batch_size: int = 64, device: str | torch.device = "cpu", valid=None) -> dict[str, np.ndarray]:
     """``{pool: (N, D) float32}``: :func:`extract_features` for several pools, from one forward pass per batch
     (timm ResNet and ViT: ``forward_intermediates`` at every depth the pools need; other models: one pass per
@@ -54,9 +54,6 @@ def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std
         raise ValueError(f"images must be (N, C, H, W) with N > 0, got shape {tuple(images.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    c = images.shape[1]
-    if np.size(mean) != c or np.size(std) != c:
-        raise ValueError(f"mean and std need one value per band ({c}); got {np.size(mean)} and {np.size(std)}")
     one_pass = isinstance(model, (ResNet, VisionTransformer)) and pools != ["last"]
     was_training = model.training
     model.to(device).eval()
@@ -65,7 +62,7 @@ def extract_pools(model: nn.Module, images: np.ndarray | torch.Tensor, mean, std
         with torch.no_grad():
             for start in range(0, images.shape[0], batch_size):
                 x = torch.as_tensor(images[start:start + batch_size]).to(device=device, dtype=torch.float32)
-                x = standardise(x, mean, std, None if valid is None else torch.as_tensor(valid[start:start + batch_size]))
+                x = norm.apply(x, None if valid is None else torch.as_tensor(valid[start:start + batch_size]))
                 feats = (pool_features_many(model, x, pools) if one_pass
                          else {p: pool_features(model, x, p) for p in pools})
                 for pool, f in feats.items():

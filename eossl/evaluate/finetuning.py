@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eossl.config import field
-from eossl.data.normalization import standardise
+from eossl.data.normalization import Normalization
 from eossl.models.classifier import Classifier
 
 __all__ = ["FinetuneSettings", "finetune_classifier", "layer_depths", "predict_chips"]
@@ -95,10 +95,10 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndarray, train_idx, n_classes: int,
-                        mean, std, settings: FinetuneSettings | None = None, seed: int = 0,
+                        norm: Normalization, settings: FinetuneSettings | None = None, seed: int = 0,
                         device: str | torch.device = "cpu", progress: bool = False) -> Classifier:
     """Train ``Classifier(backbone, n_classes)`` on ``images[train_idx]`` ((N, C, H, W) reflectance, normalised
-    here with per-band ``mean``/``std``) with cross-entropy; returns it in eval mode. Deterministic from ``seed``
+    here with ``norm``, a :class:`~eossl.data.normalization.Normalization` of the C bands) with cross-entropy; returns it in eval mode. Deterministic from ``seed``
     on CPU. The backbone module is trained in place (pass a copy to keep the original)."""
     s = settings or FinetuneSettings()
     train_idx = np.asarray(train_idx)
@@ -108,7 +108,7 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
     model = Classifier(backbone, n_classes, "patch").to(device)
     if s.freeze_backbone:
         model.backbone.requires_grad_(False)
-    x_all = standardise(images[train_idx], mean, std)
+    x_all = norm.apply(images[train_idx])
     y_all = torch.as_tensor(np.asarray(labels)[train_idx], dtype=torch.long)
     opt = torch.optim.AdamW(_param_groups(model, s), lr=s.lr)
     steps_per_epoch = math.ceil(len(train_idx) / s.batch_size)
@@ -148,13 +148,13 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
     return model.eval()
 
 
-def predict_chips(model: nn.Module, images: np.ndarray, mean, std, batch_size: int = 64,
+def predict_chips(model: nn.Module, images: np.ndarray, norm: Normalization, batch_size: int = 64,
                   device: str | torch.device = "cpu") -> np.ndarray:
     """(N, C, H, W) reflectance -> (N, K) float32 class probabilities of a patch classifier (eval mode)."""
     model.eval().to(device)
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = standardise(images[start:start + batch_size], mean, std).to(device)
+            x = norm.apply(images[start:start + batch_size]).to(device)
             out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -114,10 +114,9 @@ def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | P
 
 def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cache_dir, device) -> list:
     """(model, protocol, what) per row; ``what``: (N, D) features, a function of the split giving them (RCF),
-    or ``(backbone factory, mean, std)`` for fine-tuning."""
+    or ``(backbone factory, Normalization)`` for fine-tuning."""
     img = int(chips.images.shape[-1])
     catalog = Normalization.of_sensor(chips.sensor, chips.bands)
-    cmean, cstd = catalog.mean, catalog.std
 
     def random_backbone():
         return backbone_for(chips.bands, chips.sensor, img, arch=arch, seed=s.seed)[0]
@@ -127,17 +126,16 @@ def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cac
     if info is not None:
         pretrained, norm = backbone_for(chips.bands, chips.sensor, img, weights=weights, images=chips.images,
                                         valid=chips.mask)
-        pmean, pstd = norm.mean, norm.std
         name = f"pretrained {arch} {info.ssl_method}"
         key = _file_digest(Path(weights) / WEIGHTS_FILE)
         feats = _cached(cache_dir, f"{name}-{s.pool}-{key}", chips,
-                        lambda: extract_features(pretrained, chips.images, pmean, pstd, pool=s.pool, device=device))
+                        lambda: extract_features(pretrained, chips.images, norm, pool=s.pool, device=device))
         rows += [(name, p, feats) for p in ("linear", "knn") if p in s.protocols]
         if "finetune" in s.protocols:
-            rows.append((name, "finetune", (lambda: copy.deepcopy(pretrained), pmean, pstd)))
+            rows.append((name, "finetune", (lambda: copy.deepcopy(pretrained), norm)))
         fused.append((name, feats))
     if {"random_init", "fusion"} & set(s.baselines):
-        feats = extract_features(random_backbone(), chips.images, cmean, cstd, pool=s.pool, device=device)
+        feats = extract_features(random_backbone(), chips.images, catalog, pool=s.pool, device=device)
         if "random_init" in s.baselines:
             rows += [(f"random-init {arch}", p, feats) for p in ("linear", "knn") if p in s.protocols]
         fused.append((f"random-init {arch}", feats))
@@ -145,13 +143,13 @@ def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cac
         rows.append(("band statistics", "linear", stats))
     if "rcf" in s.baselines:
         def rcf(split: FewLabelSplit) -> np.ndarray:
-            return rcf_features(chips.images, chips.images, cmean, cstd, seed=split.seed, mask=chips.mask,
+            return rcf_features(chips.images, chips.images, catalog, seed=split.seed, mask=chips.mask,
                                 source_mask=chips.mask, source_index=split.pool, device=device)
         rows.append((f"RCF {RCF_FEATURES}", "linear", rcf))
     if "fusion" in s.baselines:
         rows += [(f"band stats + {name}", "linear", np.hstack([stats, feats])) for name, feats in fused]
     if "scratch" in s.baselines:
-        rows.append((f"from scratch {arch}", "finetune", (random_backbone, cmean, cstd)))
+        rows.append((f"from scratch {arch}", "finetune", (random_backbone, catalog)))
     return rows
 
 
@@ -161,10 +159,10 @@ def _predict(protocol, what, chips, train, test, s: EvaluateConfig, seed: int, d
         return linear_probe(what[train], y[train], what[test], C=s.C)
     if protocol == "knn":
         return knn_predict(what[train], y[train], what[test], s.knn_neighbors)
-    make, mean, std = what
-    model = finetune_classifier(make(), chips.images, y, train, len(chips.classes), mean, std, s.finetune,
+    make, norm = what
+    model = finetune_classifier(make(), chips.images, y, train, len(chips.classes), norm, s.finetune,
                                 seed=seed, device=device)
-    return predict_chips(model, chips.images[test], mean, std, device=device).argmax(1)
+    return predict_chips(model, chips.images[test], norm, device=device).argmax(1)
 
 
 def _file_digest(path: Path) -> str:

@@ -16,7 +16,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from eossl.catalog.sensors import load_sensor
@@ -170,21 +169,20 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True
         arch, source, gsd = cfg.arch, "", float(min(sensor.band(b).gsd_m for b in chips.bands))
     backbone, norm = backbone_for(chips.bands, chips.sensor, img, weights=cfg.weights, arch=cfg.arch, seed=cfg.seed,
                                   images=chips.images, valid=chips.mask)
-    mean, std = norm.mean, norm.std
     split = few_label_splits(chips.labels, [cfg.k], 1, cfg.test_fraction, cfg.seed, chips.classes)[0]
     train = split.train[k_label(cfg.k)]
     warnings = emit(check_splits(class_presence(chips.labels, len(chips.classes)), [(cfg.seed, train, split.test)],
                                  chips.classes, unit="chips",
                                  hint="add chips of the classes named or change test_fraction"))
     start = time.time()
-    model = finetune_classifier(backbone, chips.images, chips.labels, train, len(chips.classes), mean, std,
+    model = finetune_classifier(backbone, chips.images, chips.labels, train, len(chips.classes), norm,
                                 cfg.finetune, seed=cfg.seed, device=device, progress=progress)
     seconds = round(time.time() - start, 1)
-    pred = predict_chips(model, chips.images[split.test], mean, std, device=device).argmax(1)
+    pred = predict_chips(model, chips.images[split.test], norm, device=device).argmax(1)
     metrics = classification_metrics(chips.labels[split.test], pred, chips.classes)
     warnings += emit(_holdout_warnings(metrics))
     info = ClassifierInfo(arch=arch, task="patch", bands=list(chips.bands), wavelengths_nm=list(wavelengths),
-                          gsd_m=gsd, normalization={"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()},
+                          gsd_m=gsd, normalization=norm.to_dict(),
                           classes=list(chips.classes), img_size=img, sensor=chips.sensor, source_weights=source,
                           protocol="finetune" + (" (frozen backbone)" if cfg.finetune.freeze_backbone else ""))
     save_classifier(model.cpu(), info, run_dir / "model")
@@ -214,7 +212,7 @@ def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress:
 
     s = cfg.segmentation
     chips = load_segment_chips(s)
-    backbone, mean, std = segment_backbone(chips, cfg.weights, cfg.arch, cfg.seed)
+    backbone, norm = segment_backbone(chips, cfg.weights, cfg.arch, cfg.seed)
     train, test = window_block_split(chips.bounds, s.block_size_m, cfg.test_fraction, cfg.seed, crs=chips.crs)
     presence = class_presence(chips.labels, len(chips.classes))
     warnings = emit(check_splits(presence, [(cfg.seed, train, test)], chips.classes, unit="windows",
@@ -224,18 +222,17 @@ def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress:
                              where=f"k = {cfg.k} training windows (seed {cfg.seed})",
                              hint="raise k (--set k=all trains on every training window) or set another seed")
     start = time.time()
-    model = train_segmentation(backbone, chips, train, mean=mean, std=std, epochs=s.epochs, lr=s.lr,
+    model = train_segmentation(backbone, chips, train, norm=norm, epochs=s.epochs, lr=s.lr,
                                batch_size=s.batch_size, freeze_backbone=cfg.finetune.freeze_backbone, seed=cfg.seed,
                                device=device, progress=progress)
     seconds = round(time.time() - start, 1)
-    metrics = evaluate_segmentation(model, chips, test, mean, std)
+    metrics = evaluate_segmentation(model, chips, test, norm)
     warnings += emit(_holdout_warnings(metrics))
     info = getattr(backbone, "weights_info", None)
     arch = info.arch if info is not None else cfg.arch
     classifier_info = ClassifierInfo(
         arch=arch, task="segment", bands=list(chips.bands), wavelengths_nm=load_sensor(chips.sensor).wavelengths(
-            chips.bands), gsd_m=float(chips.gsd), normalization={"mean": np.asarray(mean).tolist(),
-                                                                 "std": np.asarray(std).tolist()},
+            chips.bands), gsd_m=float(chips.gsd), normalization=norm.to_dict(),
         classes=list(chips.classes), img_size=int(chips.images.shape[-1]), sensor=chips.sensor,
         source_weights=str(cfg.weights or ""), protocol="segmentation decoder" + (
             " (frozen backbone)" if cfg.finetune.freeze_backbone else ""),

@@ -1,10 +1,10 @@
 """Land-cover segmentation on label-raster chips (:mod:`eossl.data.label_rasters`): training, prediction, metrics.
 
 >>> train, test = window_block_split(chips.bounds, block_size_m=2560, test_fraction=0.2, crs=chips.crs)
->>> model = train_segmentation(backbone, chips, train, mean=mean, std=std, epochs=20, lr=1e-3, batch_size=16)
->>> evaluate_segmentation(model, chips, test, mean, std)["mean_iou"]
+>>> model = train_segmentation(backbone, chips, train, norm=norm, epochs=20, lr=1e-3, batch_size=16)
+>>> evaluate_segmentation(model, chips, test, norm)["mean_iou"]
 
-``mean``/``std`` are per band, in the reader's reflectance units.
+``norm``: the :class:`~eossl.data.normalization.Normalization` of the chips' bands (reflectance units).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eossl.data.label_rasters import SegmentationChips
-from eossl.data.normalization import standardise
+from eossl.data.normalization import Normalization
 from eossl.evaluate.metrics import classification_metrics, iou_from_confusion
 from eossl.models.classifier import Classifier
 
@@ -42,7 +42,7 @@ def _check_idx(idx, n: int, what: str) -> np.ndarray:
     return idx
 
 
-def train_segmentation(backbone: nn.Module, chips: SegmentationChips, train_idx, *, mean, std, epochs: int,
+def train_segmentation(backbone: nn.Module, chips: SegmentationChips, train_idx, *, norm: Normalization, epochs: int,
                        lr: float, batch_size: int, freeze_backbone: bool = False, seed: int = 0,
                        device: str = "cpu", weight_decay: float = 1e-4, progress: bool = True) -> Classifier:
     """Fine-tune a copy of ``backbone`` + a :class:`SegmentationDecoder` on chips ``train_idx``.
@@ -55,7 +55,7 @@ def train_segmentation(backbone: nn.Module, chips: SegmentationChips, train_idx,
     idx = _check_idx(train_idx, len(chips), "train_idx")
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-    x_all = standardise(chips.images[idx], mean, std, chips.valid[idx])
+    x_all = norm.apply(chips.images[idx], chips.valid[idx])
     y_all = torch.from_numpy(chips.labels[idx])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -79,7 +79,7 @@ def train_segmentation(backbone: nn.Module, chips: SegmentationChips, train_idx,
             loss = nn.functional.cross_entropy(model(x), y, ignore_index=-1, reduction="sum")
             loss = loss / (y >= 0).sum().clamp(min=1)   # mean over labelled pixels (0 when there are none)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite segmentation loss at step {step}; lower lr or check mean/std")
+                raise FloatingPointError(f"non-finite segmentation loss at step {step}; lower lr or check the normalisation")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -99,23 +99,23 @@ def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def predict_segmentation(model: nn.Module, images: np.ndarray, valid: np.ndarray, mean, std,
+def predict_segmentation(model: nn.Module, images: np.ndarray, valid: np.ndarray, norm: Normalization,
                          batch_size: int = 16) -> np.ndarray:
     """(N, C, H, W) reflectance + (N, H, W) valid -> (N, H, W) int64 class indices (model in eval mode)."""
     model.eval()
     device = next(model.parameters()).device
-    x = standardise(images, mean, std, valid)
+    x = norm.apply(images, valid)
     out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy().astype(np.int64)
 
 
-def evaluate_segmentation(model: nn.Module, chips: SegmentationChips, test_idx, mean, std,
+def evaluate_segmentation(model: nn.Module, chips: SegmentationChips, test_idx, norm: Normalization,
                           batch_size: int = 16) -> dict:
     """Per-pixel metrics over chips ``test_idx``, ignored (-1) pixels excluded: those of
     :func:`classification_metrics` plus ``iou`` per class (in ``per_class``), ``mean_iou`` (over classes present
     in the labels, like macro-F1) and ``n_ignored``. JSON-ready."""
     idx = _check_idx(test_idx, len(chips), "test_idx")
-    pred = predict_segmentation(model, chips.images[idx], chips.valid[idx], mean, std, batch_size)
+    pred = predict_segmentation(model, chips.images[idx], chips.valid[idx], norm, batch_size)
     y = chips.labels[idx]
     metrics = classification_metrics(y.ravel(), np.where(y >= 0, pred, 0).ravel(), chips.classes)
     iou, metrics["mean_iou"] = iou_from_confusion(metrics["confusion_matrix"])

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from eossl.data.fields import load_fields
 from eossl.data.label_rasters import SegmentationChips, load_segmentation_chips
-from eossl.data.normalization import Normalization, standardise
+from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import RCF_FEATURES, rcf_maps, rcf_model
 from eossl.evaluate.config import FieldsConfig, SegmentationConfig
 from eossl.evaluate.crops import evaluate_crops
@@ -95,11 +95,10 @@ def load_segment_chips(s: SegmentationConfig) -> SegmentationChips:
 
 
 def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):
-    """(backbone, mean, std): exported weights adapted to the chips' bands, or a random ``arch`` (seeded)."""
+    """(backbone, Normalization): exported weights adapted to the chips' bands, or a random ``arch`` (seeded)."""
     size = int(chips.images.shape[-1])
-    model, norm = backbone_for(chips.bands, chips.sensor, size, weights=weights, arch=arch, seed=seed,
-                               images=chips.images, valid=chips.valid)
-    return model, norm.mean, norm.std
+    return backbone_for(chips.bands, chips.sensor, size, weights=weights, arch=arch, seed=seed,
+                        images=chips.images, valid=chips.valid)
 
 
 def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: int, seed: int,
@@ -132,12 +131,12 @@ def evaluate_segment_task(s: SegmentationConfig, weights, arch: str, ks, seeds: 
     rows = []
     total = (len(models) + len(probes)) * len(ks) * seeds
     bar = tqdm(total=total, desc="evaluate segmentation", unit="fit", disable=not progress)
-    for name, protocol, (backbone, mean, std), frozen in models:
-        def fit(train, test, sd, backbone=backbone, mean=mean, std=std, frozen=frozen):
-            model = train_segmentation(backbone, chips, train, mean=mean, std=std, epochs=s.epochs, lr=s.lr,
+    for name, protocol, (backbone, norm), frozen in models:
+        def fit(train, test, sd, backbone=backbone, norm=norm, frozen=frozen):
+            model = train_segmentation(backbone, chips, train, norm=norm, epochs=s.epochs, lr=s.lr,
                                        batch_size=s.batch_size, freeze_backbone=frozen, seed=sd, device=device,
                                        progress=False)
-            return evaluate_segmentation(model, chips, test, mean, std)
+            return evaluate_segmentation(model, chips, test, norm)
         rows += _segment_rows(name, protocol, fit, chips, splits, ks, bar)
     for name, fit in probes:
         rows += _segment_rows(name, "linear", fit, chips, splits, ks, bar)
@@ -179,7 +178,7 @@ def _pixel_probes(chips: SegmentationChips, splits, baselines: list[str], backbo
     """(name, fit(train, test, seed) -> metrics) of the per-pixel logistic-regression rows: band values
     (``band_statistics``); RCF response maps (``rcf``: 3 px filters drawn from each seed's training windows,
     zero-padded so every pixel has its 512 values); band values + a frozen backbone's last feature map upsampled
-    bilinearly to the pixels (``fusion``: random-init and pretrained, ``backbones`` = [(name, (model, mean, std))])."""
+    bilinearly to the pixels (``fusion``: random-init and pretrained, ``backbones`` = [(name, (model, Normalization))])."""
     out = []
     if "band_statistics" in baselines:
         out.append(("band values per pixel", lambda tr, te, sd: _pixel_probe(chips, tr, te, sd, _band_values(chips))))
@@ -188,7 +187,7 @@ def _pixel_probes(chips: SegmentationChips, splits, baselines: list[str], backbo
 
         def rcf(tr, te, sd):
             if sd not in models:
-                models[sd] = rcf_model(chips.images, *_catalog_stats(chips), seed=sd, source_mask=chips.valid,
+                models[sd] = rcf_model(chips.images, _catalog(chips), seed=sd, source_mask=chips.valid,
                                        source_index=pools[sd])
             return _pixel_probe(chips, tr, te, sd, _rcf_values(chips, models[sd], device))
         out.append((f"RCF {RCF_FEATURES} per pixel", rcf))
@@ -199,9 +198,8 @@ def _pixel_probes(chips: SegmentationChips, splits, baselines: list[str], backbo
     return out
 
 
-def _catalog_stats(chips: SegmentationChips):
-    norm = Normalization.of_sensor(chips.sensor, chips.bands)
-    return norm.mean, norm.std
+def _catalog(chips: SegmentationChips) -> Normalization:
+    return Normalization.of_sensor(chips.sensor, chips.bands)
 
 
 def _band_values(chips: SegmentationChips):
@@ -210,24 +208,24 @@ def _band_values(chips: SegmentationChips):
 
 def _rcf_values(chips: SegmentationChips, model, device: str):
     """chip indices -> (n, 512, H, W) RCF response maps, each position centred on its pixel."""
-    mean, std = _catalog_stats(chips)
+    norm = _catalog(chips)
     model = model.to(device)
 
     def maps(idx):
         with torch.no_grad():
-            x = standardise(chips.images[idx], mean, std, chips.valid[idx]).to(device)
+            x = norm.apply(chips.images[idx], chips.valid[idx]).to(device)
             return rcf_maps(model, x, same_size=True).cpu().numpy()
     return maps
 
 
-def _fused_values(chips: SegmentationChips, backbone, mean, std, device: str):
+def _fused_values(chips: SegmentationChips, backbone, norm: Normalization, device: str):
     """chip indices -> (n, C + D, H, W): band values, then the backbone's last map upsampled to the pixels."""
     backbone = backbone.to(device).eval()
     h, w = chips.images.shape[-2:]
 
     def maps(idx):
         with torch.no_grad():
-            f = feature_maps(backbone, standardise(chips.images[idx], mean, std, chips.valid[idx]).to(device))
+            f = feature_maps(backbone, norm.apply(chips.images[idx], chips.valid[idx]).to(device))
             if f.ndim == 3:                                      # ViT patch tokens (B, L, D) -> (B, D, g, g)
                 b, length, d = f.shape
                 g = math.isqrt(length)

@@ -21,7 +21,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from eossl.data.fields import FieldSeries
-from eossl.data.normalization import standardise
+from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics
 from eossl.models.backbones import feature_maps
 
@@ -31,11 +31,12 @@ __all__ = ["POOLS", "field_features", "mean_over_dates", "date_positions", "Temp
 POOLS = ("mean", "meanstd")
 
 
-def field_features(backbone: nn.Module, series: FieldSeries, mean, std, pool: str = "mean", level: int | None = None,
+def field_features(backbone: nn.Module, series: FieldSeries, norm: Normalization, pool: str = "mean",
+                   level: int | None = None,
                    batch_size: int = 64, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(N, T, D) float32 features (``meanstd``: (N, T, 2D)) and the (N, T) date-valid mask of ``series``.
 
-    Chips are normalised ``(x - mean) / std`` per band, invalid pixels set to 0 (the band mean). Feature maps
+    Chips are standardised with ``norm`` (:class:`~eossl.data.normalization.Normalization`), invalid pixels 0. Feature maps
     (``level`` None: the last one, :func:`eossl.models.backbones.feature_maps`; an int: ResNet stage 0 (stem) ..
     4, or ViT block 1..depth, whose finer maps resolve small fields; ViT tokens are laid back onto their grid;
     a ResNet-18's last map of a 32 px chip is a single cell, the whole chip) are averaged over the
@@ -46,10 +47,6 @@ def field_features(backbone: nn.Module, series: FieldSeries, mean, std, pool: st
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
     n, t, c, h, w = series.images.shape
-    mean_t, std_t = (torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(-1) for v in (mean, std))
-    if mean_t.numel() != c or std_t.numel() != c or not bool((std_t > 0).all()):
-        raise ValueError(f"mean and std need one value per band ({c}: {series.bands}) and std > 0; got "
-                         f"{mean_t.numel()} and {std_t.tolist()}")
     flat = series.images.reshape(n * t, c, h, w)
     ok = series.valid.reshape(n * t, h, w)
     cover = np.repeat(series.field_mask, t, axis=0)                              # (N*T, H, W)
@@ -59,7 +56,7 @@ def field_features(backbone: nn.Module, series: FieldSeries, mean, std, pool: st
     try:
         with torch.no_grad():
             for s in range(0, n * t, batch_size):
-                x = standardise(torch.as_tensor(flat[s:s + batch_size]), mean_t, std_t, torch.as_tensor(ok[s:s + batch_size]))
+                x = norm.apply(torch.as_tensor(flat[s:s + batch_size]), torch.as_tensor(ok[s:s + batch_size]))
                 fmap = _grid(_feature_map(backbone, x.to(device), level), h, w).float().cpu()
                 out.append(_masked_pool(fmap, torch.as_tensor(cover[s:s + batch_size]), pool))
     finally:

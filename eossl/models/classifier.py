@@ -86,7 +86,12 @@ class SegmentationDecoder(nn.Module):
     """A light feature-pyramid decoder: each input map gets a 1x1 projection to ``hidden`` channels, all are
     upsampled to the finest map and summed, then BN + ReLU, a 1x1 classifier and bilinear upsampling to the
     input size. ResNet: layer1..layer4 (strides 4..32), so boundaries are resolved at 1/4 of the input; ViT: the
-    last block's patch tokens as a grid (stride = patch size). [(B, D_i, h_i, w_i)] -> (B, K, H, W)."""
+    last block's patch tokens as a grid (stride = patch size). [(B, D_i, h_i, w_i)] -> (B, K, H, W).
+
+    Written here rather than taken from segmentation_models_pytorch, which is installed: its FPNDecoder (0.6) needs
+    four maps at strides 4-32 and refuses a ViT's single token grid ("encoder depth ... cannot be less than 3"),
+    and on ResNet-18 it has 1.87 M parameters (3x3 conv blocks, 256 pyramid channels) against 0.12 M here, 15x
+    more to fit from a few labelled chips on a CPU. Saved classifiers hold these keys (head.lateral/fuse/cls)."""
 
     def __init__(self, in_dims: list[int], n_classes: int, hidden: int = 128):
         super().__init__()

@@ -63,7 +63,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "eossl.commands.evaluate:register", f"{_STAGES}:EvaluateStage", produces=frozenset({"run", "metrics"}),
             accepts=frozenset({"weights"})),
     Command("finetune", "fine-tune weights on labelled chips and save a classifier for `eossl predict`",
-            "eossl.commands.finetune:register", f"{_STAGES}:FinetuneStage", produces=frozenset({"model", "run"}),
+            "eossl.commands.evaluate:register_finetune", f"{_STAGES}:FinetuneStage", produces=frozenset({"model", "run"}),
             accepts=frozenset({"weights"})),
     Command("predict", "class map (Cloud-Optimised GeoTIFF) of a scene from a fine-tuned classifier",
             "eossl.commands.predict:register", f"{_STAGES}:PredictStage", produces=frozenset({"map", "run"}),

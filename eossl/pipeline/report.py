@@ -115,7 +115,7 @@ def _views(run: Path, out: Path) -> str | None:
 
     cfg = read_run_config(run)
     write_view_grid(out, open_index(run / "index.parquet"), view_spec(cfg.views, cfg.method.name), chips=4,
-                    size=cfg.corpus.sampler.chip_size, seed=cfg.trainer.seed, title=f"{cfg.method.name} views")
+                    chip_size=cfg.corpus.sampler.chip_size, seed=cfg.trainer.seed, title=f"{cfg.method.name} views")
     return out.name
 
 

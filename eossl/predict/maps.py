@@ -324,7 +324,8 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
     if len(info.classes) > NODATA:
         raise ValueError(f"{len(info.classes)} classes do not fit a uint8 map with nodata {NODATA}")
     outs = check_output(Path(out), probabilities)
-    index, row, label = open_source(source, info, acquisition=acquisition, band_order=band_order, sensor=sensor, nodata=nodata)
+    index, row, label = open_source(source, info, acquisition=acquisition, band_order=band_order, sensor=sensor,
+                                    nodata=nodata)
     configure_gdal()
     grid = prediction_grid(index, row, float(info.gsd_m), bounds, bounds_crs)
     _check_size(grid, index, row, label, len(info.classes) if probabilities else 0, max_output_gb)
@@ -361,15 +362,9 @@ def predict_map(classifier, source, out: str | Path, *, acquisition: int | str |
 
 def predict_from_config(cfg):
     """:func:`predict_map` with a :class:`~eossl.predict.config.PredictConfig`: ``(out path, classifier)``."""
-    from eossl.models.classifier import load_classifier
-
     model = load_classifier(cfg.model)
-    out = predict_map(model, cfg.input, cfg.out, acquisition=cfg.acquisition, band_order=cfg.band_order, sensor=cfg.sensor,
-                      nodata=cfg.nodata, bounds=cfg.bounds, bounds_crs=cfg.bounds_crs, overlap=cfg.overlap,
-                      batch_size=cfg.batch_size, probabilities=cfg.probabilities, device=cfg.device,
-                      tile=cfg.tile, resampling=cfg.resampling, max_output_gb=cfg.max_output_gb,
-                      progress=cfg.progress)
-    return out, model
+    options = {k: v for k, v in vars(cfg).items() if k not in ("model", "input", "out")}   # predict_map's keywords
+    return predict_map(model, cfg.input, cfg.out, **options), model
 
 
 def _check_size(grid: Grid, index: SceneIndex, row: int, label: str, n_prob_bands: int, max_gb: float) -> None:

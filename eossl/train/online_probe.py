@@ -29,6 +29,7 @@ import torch
 
 from eossl.config import ConfigError
 from eossl.data.labelled import LabelledChips, load_class_folders, load_eurosat
+from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics, rcf_features
 from eossl.evaluate.features import candidate_pools, extract_pools
 from eossl.evaluate.fewshot import ProbeResult, few_shot_probe
@@ -113,12 +114,12 @@ def _score(result: ProbeResult) -> dict:
 
 class ProbeRunner:
     """Few-label probe scores of ``chips`` ((N, C, H, W) reflectance in the corpus bands) standardised with
-    ``mean``/``std`` (C,): of a backbone in ``pools`` (:meth:`evaluate`) and of the baselines (:meth:`baselines`),
+    ``norm`` (the corpus :class:`~eossl.data.normalization.Normalization`): of a backbone in ``pools`` (:meth:`evaluate`) and of the baselines (:meth:`baselines`),
     at every k of ``ks`` over ``draws`` splits fixed by ``seed``."""
 
-    def __init__(self, chips: LabelledChips, mean: list[float], std: list[float], arch: str, img_size: int,
+    def __init__(self, chips: LabelledChips, norm: Normalization, arch: str, img_size: int,
                  pools: list[str], ks: list[int], draws: int, seed: int = 0, batch_size: int = 64):
-        self.chips, self.mean, self.std = chips, np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.chips, self.norm = chips, norm
         self.arch, self.img_size, self.pools = arch, img_size, list(pools)
         self.ks, self.draws, self.seed, self.batch_size = sorted(ks), draws, seed, batch_size
 
@@ -128,7 +129,7 @@ class ProbeRunner:
 
     def evaluate(self, backbone: torch.nn.Module, device: str | torch.device = "cpu") -> dict[str, dict]:
         """``{"k10": {pool: {"mean", "ci95"}}}`` of ``backbone``'s frozen features (one forward pass per batch)."""
-        feats = extract_pools(backbone, self.chips.images, self.mean, self.std, self.pools, self.batch_size, device)
+        feats = extract_pools(backbone, self.chips.images, self.norm, self.pools, self.batch_size, device)
         return {kkey(k): {p: self._probe(f, k) for p, f in feats.items()} for k in self.ks}
 
     def baselines(self, which: list[str], device: str | torch.device = "cpu") -> dict[str, dict]:
@@ -143,14 +144,14 @@ class ProbeRunner:
                 out[kkey(k)][BASELINE_NAMES["band_statistics"]] = self._probe(stats, k)
         if "rcf" in which:
             def rcf(train):
-                return rcf_features(c.images, c.images[train], self.mean, self.std, seed=self.seed)
+                return rcf_features(c.images, c.images[train], self.norm, seed=self.seed)
             for k in self.ks:
                 out[kkey(k)][BASELINE_NAMES["rcf"]] = self._probe(rcf, k)
         if "random_init" in which:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 model = create_backbone(self.arch, len(c.bands), self.img_size)
-            feats = extract_pools(model, c.images, self.mean, self.std, self.pools, self.batch_size, device)
+            feats = extract_pools(model, c.images, self.norm, self.pools, self.batch_size, device)
             for k in self.ks:
                 for p, f in feats.items():
                     out[kkey(k)][f"{BASELINE_NAMES['random_init']} ({p})"] = self._probe(f, k)
@@ -287,14 +288,13 @@ class OnlineProbe(L.Callback):
                                                                                  key=lambda r: -r[1]["mean"]))
 
 
-def make_online_probe(probe: ProbeConfig, stop_when: str | None, arch: str, img_size: int, bands: list[str],
-                      mean: list[float], std: list[float], run_dir: str | Path,
-                      chips: LabelledChips | None) -> OnlineProbe:
-    """The callback of a run: ``chips`` (from :func:`load_probe_chips`; None on ranks > 0) in the corpus
-    ``bands`` with the corpus ``mean``/``std``."""
+def make_online_probe(probe: ProbeConfig, stop_when: str | None, arch: str, img_size: int, norm: Normalization,
+                      run_dir: str | Path, chips: LabelledChips | None) -> OnlineProbe:
+    """The callback of a run: ``chips`` (from :func:`load_probe_chips`; None on ranks > 0) in the corpus bands
+    (``norm.bands``) with the corpus statistics ``norm``."""
     runner = None
     if chips is not None:
-        runner = ProbeRunner(select_bands(chips, bands), mean, std, arch, img_size,
+        runner = ProbeRunner(select_bands(chips, list(norm.bands)), norm, arch, img_size,
                              probe.pools or candidate_pools(arch), probe.ks, probe.draws, probe.seed, probe.batch_size)
     return OnlineProbe(runner, Path(run_dir) / HISTORY_FILE, probe.every_n_steps, probe.baselines, stop_when,
                        probe.margin, probe.patience, settings={"data": probe.data})

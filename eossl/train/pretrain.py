@@ -38,6 +38,7 @@ from eossl.config import ConfigError, to_dict
 from eossl.data.cache import write_cache
 from eossl.data.config import DataConfig, make_sampler
 from eossl.data.datamodule import ChipDataModule
+from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_chips, spread
 from eossl.data.reader import ChipReader
 from eossl.methods import build_method
@@ -74,6 +75,10 @@ class CorpusInfo:
     description: str
     index: str
     cache: str | None
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization(tuple(self.bands), self.mean, self.std)
 
 
 def _index(cfg: PretrainConfig, run_dir: Path, prepare: bool) -> SceneIndex:
@@ -213,8 +218,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     views = build_views(cfg.views, cfg.method.name, info, t.seed)
     module = SSLModule(_method(cfg, info), views, cfg.optim, batch_size=cfg.corpus.batch_size,
                        total_steps=None, seed=t.seed, precision=t.precision)
-    probe = [make_online_probe(cfg.probe, t.stop_when, cfg.model.arch, img_size, info.bands, info.mean, info.std,
-                               run_dir, probe_chips)] if cfg.probe.enabled else []
+    probe = [make_online_probe(cfg.probe, t.stop_when, cfg.model.arch, img_size, info.normalization, run_dir,
+                               probe_chips)] if cfg.probe.enabled else []
     trainer = _trainer(cfg, run_dir, [*probe, *(callbacks or [])])
     ckpt = last_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
