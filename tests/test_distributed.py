@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from eossl import distributed as ed
-from eossl.losses.contrastive import info_nce
+from eossl.losses.contrastive import info_nce, nt_xent_loss
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss
 
 WORLD = 2
@@ -65,7 +65,7 @@ def _global_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return x1, x2
 
 
-LOSSES = ("barlow", "vicreg", "info_nce")
+LOSSES = ("barlow", "vicreg", "nt_xent", "info_nce")
 
 
 def _distributed_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, rank: int) -> torch.Tensor:
@@ -73,6 +73,8 @@ def _distributed_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, rank: int) 
         return barlow_twins_loss(ed.gather_with_grad(z1), ed.gather_with_grad(z2))
     if name == "vicreg":
         return vicreg_loss(ed.gather_with_grad(z1), ed.gather_with_grad(z2))
+    if name == "nt_xent":    # SimCLR: every rank scores the whole gathered batch
+        return nt_xent_loss(ed.gather_with_grad(z1), ed.gather_with_grad(z2), temperature=0.2)
     # contrastive: local queries against the keys of every rank; query i's positive is global key rank*B + i
     return info_nce(z1, ed.gather_with_grad(z2), temperature=0.2, positive_offset=rank * z1.shape[0])
 
@@ -82,6 +84,8 @@ def _single_process_loss(name: str, z1: torch.Tensor, z2: torch.Tensor) -> torch
         return barlow_twins_loss(z1, z2)
     if name == "vicreg":
         return vicreg_loss(z1, z2)
+    if name == "nt_xent":
+        return nt_xent_loss(z1, z2, temperature=0.2)
     return info_nce(z1, z2, temperature=0.2)  # mean over all queries, all keys
 
 
@@ -191,7 +195,7 @@ def test_ddp_gradients_equal_single_process_on_full_batch(two_rank_results, name
         torch.testing.assert_close(got["gathered_z2"], z2, rtol=0, atol=1e-12)
         for k, g in expected.items():
             torch.testing.assert_close(got["grads"][k], g, rtol=1e-5, atol=1e-5, msg=f"{name}: grad of {k}")
-    if name != "info_nce":  # barlow / vicreg: every rank computes the full-batch loss itself
+    if name != "info_nce":  # barlow / vicreg / nt_xent: every rank computes the full-batch loss itself
         for res in two_rank_results:
             torch.testing.assert_close(res[name]["loss"], loss.detach(), rtol=1e-10, atol=1e-12)
     else:  # info_nce: each rank holds the mean over its own queries; their mean is the full-batch loss

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from eossl.losses.contrastive import info_nce, moco_v3_loss, negative_cosine, simsiam_loss
+from eossl.losses.contrastive import info_nce, moco_v3_loss, negative_cosine, nt_xent_loss, simsiam_loss
 from eossl.losses.masked import mae_loss, patchify
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 
@@ -303,6 +303,58 @@ def test_info_nce_queue_with_wrong_dimension_raises_value_error():
 def test_info_nce_empty_batch_raises_value_error():
     with pytest.raises(ValueError):
         info_nce(torch.randn(0, 3), torch.randn(4, 3))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# nt_xent_loss (SimCLR)
+# ---------------------------------------------------------------------------------------------------------------
+
+def ref_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
+    """Written out from the SimCLR paper (eq. 1): anchors z1_1..z1_B, z2_1..z2_B; the positive of z1_i is z2_i and
+    back; the denominator runs over every other embedding; the loss is the mean over the 2B anchors."""
+    z = [_unit(r) for r in _rows(z1)] + [_unit(r) for r in _rows(z2)]
+    b = len(z) // 2
+    total = 0.0
+    for a, za in enumerate(z):
+        pos = (a + b) % (2 * b)
+        denom = sum(math.exp(_dot(za, zj) / t) for j, zj in enumerate(z) if j != a)
+        total += -math.log(math.exp(_dot(za, z[pos]) / t) / denom)
+    return total / (2 * b)
+
+
+@pytest.mark.parametrize("b,d,t", [(2, 3, 0.1), (4, 3, 0.5), (6, 5, 0.07), (5, 13, 1.0)])
+def test_nt_xent_matches_the_written_out_formula_and_is_symmetric(b, d, t):
+    z1, z2 = _randn(b, d, seed=80), _randn(b, d, seed=81)
+    assert nt_xent_loss(z1, z2, t).item() == pytest.approx(ref_nt_xent(z1, z2, t), **TOL)
+    assert nt_xent_loss(z2, z1, t).item() == pytest.approx(nt_xent_loss(z1, z2, t).item(), **TOL)
+    assert nt_xent_loss(3 * z1, 0.2 * z2, t).item() == pytest.approx(nt_xent_loss(z1, z2, t).item(), **TOL)
+
+
+@pytest.mark.parametrize("b,t", [(2, 0.5), (8, 0.1), (16, 0.2)])
+def test_nt_xent_equals_lightlys_ntxent(b, t):
+    """lightly's NTXentLoss (no memory bank) as a second, independent implementation."""
+    from lightly.loss import NTXentLoss
+
+    z1, z2 = _randn(b, 32, seed=82).float(), _randn(b, 32, seed=83).float()
+    expected = NTXentLoss(temperature=t)(z1, z2)
+    torch.testing.assert_close(nt_xent_loss(z1, z2, t), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_nt_xent_batch_of_one_has_no_negatives_and_gradients_reach_both_views():
+    z1, z2 = _randn(1, 4, seed=84).requires_grad_(), _randn(1, 4, seed=85).requires_grad_()
+    assert nt_xent_loss(z1, z2).item() == 0.0
+    z1, z2 = _randn(3, 4, seed=86).requires_grad_(), _randn(3, 4, seed=87).requires_grad_()
+    nt_xent_loss(z1, z2).backward()
+    assert z1.grad.abs().sum() > 0 and z2.grad.abs().sum() > 0
+
+
+def test_nt_xent_bad_inputs():
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        nt_xent_loss(torch.randn(4, 3), torch.randn(4, 3), temperature=0.0)
+    with pytest.raises(ValueError, match="z1 and z2 must both be"):
+        nt_xent_loss(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="empty batch"):
+        nt_xent_loss(torch.randn(0, 3), torch.randn(0, 3))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 SimSiam: Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
 MoCo v2: Chen et al., "Improved Baselines with Momentum Contrastive Learning", 2020 (InfoNCE with a queue).
 MoCo v3: Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers", ICCV 2021.
+SimCLR: Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive Learning of Visual Representations",
+ICML 2020 (NT-Xent).
 """
 
 from __future__ import annotations
@@ -78,3 +80,23 @@ def moco_v3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch
     _check_pair(q1, q2, "q1 and q2")
     return 2 * temperature * (info_nce(q1, k2.detach(), temperature=temperature, positive_offset=positive_offset)
                               + info_nce(q2, k1.detach(), temperature=temperature, positive_offset=positive_offset))
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SimCLR's NT-Xent, mean over the 2B anchors: each embedding of ``z1``/``z2`` (B, D) is scored by cosine
+    similarity / ``temperature`` against the other 2B - 1; its positive is the other view of the same sample.
+
+    Symmetric in the two views. Pass batches gathered from every device
+    (:func:`eossl.distributed.gather_with_grad`): every rank then computes the full-batch loss. A batch of one
+    sample has no negatives and gives 0.
+    """
+    _check_pair(z1, z2, "z1 and z2")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    self_pairs = torch.eye(2 * b, dtype=torch.bool, device=z.device)
+    logits = z @ z.T / temperature
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)).masked_fill(self_pairs, float("-inf"))
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
+    return F.cross_entropy(logits, target)
