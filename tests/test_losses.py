@@ -11,7 +11,14 @@ import math
 import pytest
 import torch
 
-from eossl.losses.contrastive import info_nce, moco_v3_loss, negative_cosine, nt_xent_loss, simsiam_loss
+from eossl.losses.contrastive import (
+    byol_loss,
+    info_nce,
+    moco_v3_loss,
+    negative_cosine,
+    nt_xent_loss,
+    simsiam_loss,
+)
 from eossl.losses.masked import mae_loss, patchify
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 
@@ -198,6 +205,34 @@ def test_negative_cosine_bad_shapes(shapes):
         negative_cosine(a, b)
     with pytest.raises(ValueError):
         simsiam_loss(a, a, b, b)
+
+
+@pytest.mark.parametrize("b,d", [(1, 3), (2, 4), (6, 13)])
+def test_byol_is_the_papers_normalised_mse_summed_over_both_directions(b, d):
+    """BYOL (Grill et al., eq. 2): ``||p/|p| - z'/|z'|||^2`` per sample, mean over the batch, ``L + L~``."""
+    p1, p2, z1, z2 = (_randn(b, d, seed=s) for s in range(90, 94))
+
+    def ref(p, z):
+        total = 0.0
+        for pi, zi in zip(_rows(p), _rows(z)):
+            total += sum((x - y) ** 2 for x, y in zip(_unit(pi), _unit(zi)))
+        return total / b
+
+    assert byol_loss(p1, p2, z1, z2).item() == pytest.approx(ref(p1, z2) + ref(p2, z1), **TOL)
+    assert byol_loss(p2, p1, z2, z1).item() == pytest.approx(byol_loss(p1, p2, z1, z2).item(), **TOL)
+    assert byol_loss(z2, z1, z1, z2).item() == pytest.approx(0.0, abs=1e-12)   # predictions on their targets
+
+
+def test_byol_targets_get_no_gradient_and_lightly_agrees():
+    from lightly.loss import NegativeCosineSimilarity
+
+    p1, p2, z1, z2 = (_randn(4, 8, seed=s).requires_grad_() for s in range(94, 98))
+    loss = byol_loss(p1, p2, z1, z2)
+    loss.backward()
+    assert z1.grad is None and z2.grad is None and p1.grad.abs().sum() > 0 and p2.grad.abs().sum() > 0
+    cos = NegativeCosineSimilarity()          # lightly's BYOL example: 0.5 * (cos(p0, z1) + cos(p1, z0))
+    lightly = 0.5 * (cos(p1, z2.detach()) + cos(p2, z1.detach()))
+    assert loss.item() == pytest.approx(4 + 4 * lightly.item(), **TOL)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def _views(bands: int, b: int = 4, size: int = 32, seed: int = 0):
 @pytest.mark.parametrize("bands", [4, 13])
 def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, bands):
     torch.manual_seed(0)
-    small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "barlow": dict(proj_dim=64),
+    small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "byol": dict(proj_dim=32, hidden=64), "barlow": dict(proj_dim=64),
              "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
              "moco_v3": dict(proj_dim=32, hidden=64), "mae": dict(decoder_dim=32, decoder_depth=1)}[name]
     if name == "mae" and not arch.startswith("vit"):

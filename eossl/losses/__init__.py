@@ -1,8 +1,15 @@
 """SSL losses as pure functions of tensors (no modules, configs or trainers)."""
 
-from eossl.losses.contrastive import info_nce, moco_v3_loss, negative_cosine, nt_xent_loss, simsiam_loss
+from eossl.losses.contrastive import (
+    byol_loss,
+    info_nce,
+    moco_v3_loss,
+    negative_cosine,
+    nt_xent_loss,
+    simsiam_loss,
+)
 from eossl.losses.masked import mae_loss
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss
 
-__all__ = ["negative_cosine", "simsiam_loss", "info_nce", "moco_v3_loss", "nt_xent_loss", "barlow_twins_loss",
-           "vicreg_loss", "mae_loss"]
+__all__ = ["negative_cosine", "simsiam_loss", "byol_loss", "info_nce", "moco_v3_loss", "nt_xent_loss",
+           "barlow_twins_loss", "vicreg_loss", "mae_loss"]

@@ -1,6 +1,7 @@
 """Similarity and contrastive losses.
 
 SimSiam: Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
+BYOL: Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
 MoCo v2: Chen et al., "Improved Baselines with Momentum Contrastive Learning", 2020 (InfoNCE with a queue).
 MoCo v3: Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers", ICCV 2021.
 SimCLR: Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive Learning of Visual Representations",
@@ -29,6 +30,13 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """Symmetric SimSiam loss: ``(D(p1, z2) + D(p2, z1)) / 2``; in [-1, 1], -1 when predictions match."""
     return 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
+
+
+def byol_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """BYOL's symmetrised loss ``L + L~``: the mean squared distance between L2-normalised online predictions and
+    the other view's target projections, ``||p/|p| - z/|z|||^2 = 2 - 2 cos(p, z)``, with the targets detached.
+    In [0, 8]; 0 when every prediction points along its target."""
+    return 4 + 2 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
 
 
 def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None = None,

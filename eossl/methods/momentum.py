@@ -1,6 +1,8 @@
-"""Methods with a momentum (EMA) target encoder: MoCo v2 (queue) and MoCo v3 (in-batch, predictor).
+"""Methods with a momentum (EMA) target encoder: MoCo v2 (queue), MoCo v3 (in-batch, predictor) and BYOL (no
+negatives). The EMA momentum follows the trainer's cosine schedule from ``optim.ema_base`` to 1.
 
-MoCo v2: Chen et al., 2020. MoCo v3: Chen, Xie & He, ICCV 2021. Separate registry entries, not version flags.
+MoCo v2: Chen et al., 2020. MoCo v3: Chen, Xie & He, ICCV 2021. BYOL: Grill et al., NeurIPS 2020. Separate
+registry entries, not version flags.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from eossl.distributed import gather_with_grad, rank
-from eossl.losses import info_nce, moco_v3_loss
+from eossl.losses import byol_loss, info_nce, moco_v3_loss
 from eossl.methods.base import METHODS, Method
 from eossl.models.heads import mlp
 
@@ -80,3 +82,23 @@ class MoCoV3(_MomentumMethod):
         k2 = gather_with_grad(self._keys(views[1]["image"]))
         loss = moco_v3_loss(q1, q2, k1, k2, self.temperature, positive_offset=rank() * q1.shape[0])
         return {"loss": loss, "embedding": f1}
+
+
+@METHODS.register("byol")
+class BYOL(_MomentumMethod):
+    """Projector and predictor as in the paper (2-layer MLPs, hidden 4096, output 256); the online network
+    predicts the target's projection of the other view; no negatives, so no gathering across devices."""
+
+    def __init__(self, backbone, arch, proj_dim: int = 256, hidden: int = 4096, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
+        self.projector = mlp(self.feat_dim, hidden, proj_dim, layers=2)
+        self.predictor = mlp(proj_dim, hidden, proj_dim, layers=2)
+        self._make_target()
+
+    def loss(self, views):
+        self.check_views(views)
+        x1, x2 = views[0]["image"], views[1]["image"]
+        f1 = self.embed(self.backbone, x1)
+        p1 = self.predictor(self.projector(f1))
+        p2 = self.predictor(self.projector(self.embed(self.backbone, x2)))
+        return {"loss": byol_loss(p1, p2, self._keys(x1), self._keys(x2)), "embedding": f1}
