@@ -20,6 +20,7 @@ from eossl.losses.contrastive import (
     simsiam_loss,
 )
 from eossl.losses.masked import mae_loss, patchify
+from eossl.losses.pretext import jigsaw_permutations, pretext_loss, rotations, shuffle_tiles
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 
 TOL = dict(rel=1e-9, abs=1e-10)
@@ -640,3 +641,65 @@ def test_mae_valid_mask_of_wrong_shape_raises_value_error():
         mae_loss(pred, images, mask, p, valid=torch.ones(2, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError):
         mae_loss(pred, images, mask, p, valid=torch.ones(4, 6, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pretext tasks: rotation prediction, jigsaw
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_rotations_are_the_four_quarter_turns_with_their_labels():
+    x = _randn(3, 2, 4, 4, seed=100)
+    rotated, labels = rotations(x)
+    assert rotated.shape == (12, 2, 4, 4) and labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    for i in range(12):
+        b, k = i % 3, int(labels[i])
+        chip = x[b]
+        for _ in range(k):      # one quarter turn counter-clockwise, written out: out[r, c] = in[c, S - 1 - r]
+            chip = torch.stack([torch.stack([chip[:, c, 3 - r] for c in range(4)], dim=-1) for r in range(4)], dim=-2)
+        torch.testing.assert_close(rotated[i], chip, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="square chips"):
+        rotations(torch.zeros(2, 3, 4, 5))
+
+
+def test_jigsaw_permutations_are_distinct_seeded_and_far_apart():
+    p = jigsaw_permutations(100, grid=3, seed=0)
+    assert p.shape == (100, 9) and p.dtype == torch.long
+    assert all(sorted(row.tolist()) == list(range(9)) for row in p)
+    assert len({tuple(row.tolist()) for row in p}) == 100
+    assert torch.equal(p, jigsaw_permutations(100, grid=3, seed=0))
+    assert not torch.equal(p, jigsaw_permutations(100, grid=3, seed=1))
+    hamming = (p[:, None, :] != p[None, :, :]).sum(-1) + 9 * torch.eye(100, dtype=torch.long)
+    assert hamming.min() >= 6          # random picks from 9! would often be 2 apart
+    with pytest.raises(ValueError, match="permutations"):
+        jigsaw_permutations(3, grid=2 - 1)
+    with pytest.raises(ValueError, match="permutations"):
+        jigsaw_permutations(25, grid=2)     # 4! = 24 orders only
+
+
+def test_shuffle_tiles_moves_whole_tiles_and_keeps_the_border():
+    x = torch.arange(2 * 2 * 7 * 7, dtype=torch.float64).reshape(2, 2, 7, 7)   # 7 px: 2 px tiles, 1 px border
+    perms = jigsaw_permutations(5, grid=3, seed=3)
+    index = torch.tensor([4, 1])
+    out = shuffle_tiles(x, perms, index)
+    assert out.shape == x.shape
+    for b in range(2):
+        for slot in range(9):
+            src = int(perms[index[b], slot])
+            r, c, sr, sc = 2 * (slot // 3), 2 * (slot % 3), 2 * (src // 3), 2 * (src % 3)
+            torch.testing.assert_close(out[b, :, r:r + 2, c:c + 2], x[b, :, sr:sr + 2, sc:sc + 2], rtol=0, atol=0)
+    torch.testing.assert_close(out[:, :, 6, :], x[:, :, 6, :], rtol=0, atol=0)
+    torch.testing.assert_close(out[:, :, :, 6], x[:, :, :, 6], rtol=0, atol=0)
+    identity = torch.arange(9)[None]
+    torch.testing.assert_close(shuffle_tiles(x, identity, torch.zeros(2, dtype=torch.long)), x, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="too small"):
+        shuffle_tiles(torch.zeros(1, 1, 2, 2), perms, torch.zeros(1, dtype=torch.long))
+
+
+def test_pretext_loss_is_cross_entropy_written_out():
+    logits, labels = _randn(5, 4, seed=101), torch.tensor([0, 3, 1, 1, 2])
+    expected = 0.0
+    for row, y in zip(_rows(logits), labels.tolist()):
+        expected += -row[y] + math.log(sum(math.exp(v) for v in row))
+    assert pretext_loss(logits, labels).item() == pytest.approx(expected / 5, **TOL)
+    with pytest.raises(ValueError, match="logits must be"):
+        pretext_loss(torch.zeros(5, 4), torch.zeros(4, dtype=torch.long))

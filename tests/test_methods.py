@@ -23,7 +23,8 @@ def _views(bands: int, b: int = 4, size: int = 32, seed: int = 0):
 @pytest.mark.parametrize("bands", [4, 13])
 def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, bands):
     torch.manual_seed(0)
-    small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "byol": dict(proj_dim=32, hidden=64), "barlow": dict(proj_dim=64),
+    small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "byol": dict(proj_dim=32, hidden=64), "rotation": {},
+             "jigsaw": dict(n_permutations=10, hidden=32), "barlow": dict(proj_dim=64),
              "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
              "moco_v3": dict(proj_dim=32, hidden=64), "mae": dict(decoder_dim=32, decoder_depth=1)}[name]
     if name == "mae" and not arch.startswith("vit"):
@@ -86,6 +87,27 @@ def test_moco_v2_queue_advances():
     method.loss(_views(4, b=3))
     assert int(method.queue_ptr) == 6 and not torch.equal(method.queue[:6], old[:6])
     assert torch.equal(method.queue[6:], old[6:])
+
+
+def test_pretext_tasks_take_one_view_and_jigsaw_draws_resume_from_the_checkpoint():
+    rot = build_method("rotation", create_backbone("resnet18", 4), "resnet18")
+    assert torch.isfinite(rot.loss(_views(4)[:1])["loss"])
+    with pytest.raises(ValueError, match="rotation prediction needs square chips"):
+        rot.loss([{"image": torch.randn(2, 4, 32, 24), "mask": torch.ones(2, 32, 24, dtype=torch.bool)}])
+
+    def jigsaw():
+        torch.manual_seed(0)
+        return build_method("jigsaw", create_backbone("resnet18", 4), "resnet18", n_permutations=10, hidden=16).train()
+
+    a, b = jigsaw(), jigsaw()
+    views = _views(4, b=6)[:1]
+    first = a.loss(views)["loss"]
+    assert torch.equal(first, b.loss(views)["loss"]) and int(a.draws) == 1
+    second = a.loss(views)["loss"]
+    assert not torch.equal(first, second), "a new step draws new tile orders"
+    c = jigsaw()
+    c.load_state_dict(b.state_dict())              # b has drawn once, as a checkpoint taken after step 1
+    assert torch.equal(c.loss(views)["loss"], second)
 
 
 @pytest.mark.parametrize("name", ["vicreg", "moco_v2"])

@@ -81,15 +81,18 @@ PRESETS: dict[str, list[OpSpec]] = {
     # land covers apart), exact rotations/flips, a small per-band gain/offset (BENCHMARKS.md, issue 11)
     "native": [OpSpec("spectral_shift", {"p": 0.8}), OpSpec("resized_crop", {"scale": "native"}),
                OpSpec("rot90_flip")],
+    # strong without rotations or flips: rotation prediction must not see rotated chips
+    "upright": [op for op in _strong() if op.name != "rot90_flip"],
     "none": [],
 }
 METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong", "simclr": "strong",
-                  "byol": "strong", "dino": "strong", "barlow": "strong", "vicreg": "strong", "mae": "light"}
+                  "byol": "strong", "dino": "strong", "barlow": "strong", "vicreg": "strong", "mae": "light",
+                  "rotation": "upright", "jigsaw": "strong"}
 
 
 def preset(name: str, **overrides) -> ViewSpec:
-    """A ViewSpec from a preset (``strong``, ``light``, ``spatial``, ``none``) or a method name (``vicreg`` ->
-    strong)."""
+    """A ViewSpec from a preset (``strong``, ``light``, ``spatial``, ``native``, ``upright``, ``none``) or a method
+    name (``vicreg`` -> strong)."""
     key = METHOD_PRESETS.get(name, name)
     if key not in PRESETS:
         raise ValueError(f"unknown view preset {name!r}; known: {', '.join(sorted(PRESETS) + sorted(METHOD_PRESETS))}")
