@@ -28,7 +28,8 @@ class BandSet:
 
 _S2 = load_sensor("sentinel2-l1c")
 _BAND_NAMES = {4: ["B02", "B03", "B04", "B08"], 13: list(_S2.band_names)}
-METHODS = ["simsiam", "moco_v2", "moco_v3", "barlow", "vicreg", "mae", "simclr", "byol", "dino"]
+METHODS = ["simsiam", "moco_v2", "moco_v3", "barlow", "vicreg", "mae", "simclr", "byol", "dino", "rotation",
+           "jigsaw"]
 
 
 @pytest.fixture(params=[4, 13], ids=["4bands", "13bands"])
@@ -192,6 +193,32 @@ def test_n_views(bands, n):
     assert len(views) == n
     if n > 1:
         assert not torch.equal(views[0]["image"], views[1]["image"]), "views of one chip must differ"
+
+
+def test_multi_crop_adds_seeded_local_views_after_the_global_ones(bands):
+    x = _reflectance(bands, hw=32)
+    spec = preset("strong", n_views=2, local_views=3, local_crop_size=8, local_crop_scale=(0.05, 0.2))
+    gen = _gen(bands, spec, chip=32, seed=3)
+    views = gen(x)
+    assert [tuple(v["image"].shape[-2:]) for v in views] == [(32, 32)] * 2 + [(8, 8)] * 3
+    assert all(v["mask"].shape == (8, *v["image"].shape[-2:]) for v in views)
+    # the global views are those of the same spec without local views: adding locals changes nothing else
+    assert _equal_views(views[:2], _gen(bands, preset("strong", n_views=2), chip=32, seed=3)(x))
+    assert not torch.equal(views[2]["image"], views[3]["image"])
+    gen.reseed(3)
+    assert _equal_views(gen(x), views), "reseeding reproduces global and local views"
+    # a local view covers at most 20% of the chip: on a ramp (value = column), its columns span <= 0.45 * 32 + 1
+    ramp = torch.arange(32.0).view(1, 1, 1, 32).expand(4, len(bands.names), 32, 32).contiguous()
+    none_local = ViewSpec(ops=[OpSpec("resized_crop", {"scale": [1.0, 1.0]})], n_views=1, local_views=2,
+                          local_crop_size=8, local_crop_scale=(0.05, 0.2))
+    flat = ViewGenerator(none_local, bands.names, bands.wavelengths, [0.0] * len(bands.names),
+                         [1.0] * len(bands.names), chip_size=32, seed=0)(ramp)
+    assert flat[0]["image"][:, 0].amax() - flat[0]["image"][:, 0].amin() > 30
+    for v in flat[1:]:
+        span = v["image"][:, 0].amax(dim=(-2, -1)) - v["image"][:, 0].amin(dim=(-2, -1))
+        assert (span <= 0.45 * 32 * (4 / 3) ** 0.5 + 1).all()
+    with pytest.raises(ConfigError, match="views.local_views: local views are cut by a resized_crop op"):
+        ViewSpec(ops=[OpSpec("rot90_flip")], local_views=2)
 
 
 def test_views_of_a_geotiff_stack_in_eurosat_band_order(tiny_stack):

@@ -46,16 +46,27 @@ class OpSpec:
 
 @dataclass
 class ViewSpec:
-    """How views are made. ``crop_size`` None keeps the chip size."""
+    """How views are made. ``crop_size`` None keeps the chip size. Multi-crop (DINO, SwAV): after the ``n_views``
+    global views come ``local_views`` small ones, made by the same ops with the ``resized_crop`` cropping
+    ``local_crop_scale`` of the chip's area to ``local_crop_size`` px."""
 
     ops: list[OpSpec] = field(default_factory=list)
     n_views: int = 2
     seasonal_pairs: Literal["use", "ignore"] = "use"
     crop_size: int | None = None
+    local_views: int = 0
+    local_crop_size: int = 16
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)
 
     def __post_init__(self):  # fail at load time: unknown op names and parameters
         if self.n_views < 1:
             raise ConfigError(f"views.n_views must be >= 1, got {self.n_views}")
+        if self.local_views < 0 or self.local_crop_size < 4:
+            raise ConfigError(f"views.local_views must be >= 0 and views.local_crop_size >= 4, got "
+                              f"{self.local_views} and {self.local_crop_size}")
+        if self.local_views and not any(op.name == "resized_crop" for op in self.ops):
+            raise ConfigError("views.local_views: local views are cut by a resized_crop op, and these views have "
+                              "none; add one to views.ops or use a preset that has one (strong, native, ...)")
         if self.seasonal_pairs not in ("use", "ignore"):
             raise ConfigError(f"views.seasonal_pairs: got {self.seasonal_pairs!r}; allowed: 'use', 'ignore'")
         for i, op in enumerate(self.ops):
@@ -134,8 +145,11 @@ def _build_op(spec: OpSpec, i: int, wavelengths: list[float], chip_size: int, cr
         raise ConfigError(f"{where} ({spec.name}): {err}") from err
 
 
+LOCAL_SEED_OFFSET = 500        # local-view op i is seeded seed * 1000 + 500 + i
+
+
 class ViewGenerator(nn.Module):
-    """Makes ``spec.n_views`` views of a batch on its device.
+    """Makes ``spec.n_views`` global and ``spec.local_views`` local views of a batch on its device.
 
     Args:
         spec: the ViewSpec.
@@ -151,13 +165,12 @@ class ViewGenerator(nn.Module):
         if not (len(bands) == len(wavelengths_nm) == len(mean) == len(std)):
             raise ValueError("bands, wavelengths, mean and std must have one entry per band")
         self.spec, self.bands = spec, list(bands)
-        ops = [_build_op(o, i, list(wavelengths_nm), chip_size, spec.crop_size, seed * 1000 + i)
-               for i, o in enumerate(spec.ops)]
-        for i, op in enumerate(ops):
-            op.eossl_index = i
-        self.reflectance_ops = nn.ModuleList([op for op in ops if op.domain == "reflectance"])
-        others = [op for op in ops if op.domain != "reflectance"]
-        self.sequential = K.AugmentationSequential(*others, data_keys=["input", "mask"]) if others else None
+        self.reflectance_ops, self.sequential = self._pipeline(spec.ops, wavelengths_nm, chip_size, spec.crop_size,
+                                                               seed, offset=0)
+        local = [OpSpec(o.name, {**o.params, "size": spec.local_crop_size, "scale": list(spec.local_crop_scale)})
+                 if o.name == "resized_crop" else o for o in spec.ops] if spec.local_views else []
+        self.local_reflectance_ops, self.local_sequential = self._pipeline(
+            local, wavelengths_nm, chip_size, spec.local_crop_size, seed, offset=LOCAL_SEED_OFFSET)
         self.norm = Normalization(tuple(bands), mean, std)
         self.register_buffer("mean", torch.as_tensor(self.norm.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.as_tensor(self.norm.std).view(1, -1, 1, 1), persistent=False)
@@ -165,9 +178,22 @@ class ViewGenerator(nn.Module):
         self.register_buffer("scale", 1.0 / self.std, persistent=False)
         self.register_buffer("shift", -self.mean / self.std, persistent=False)
 
+    @staticmethod
+    def _pipeline(specs: list[OpSpec], wavelengths_nm, chip_size: int, crop_size: int | None, seed: int, offset: int):
+        """(reflectance ops, Kornia sequential of the others or None); op i is seeded ``seed * 1000 + offset + i``."""
+        ops = [_build_op(o, i, list(wavelengths_nm), chip_size, crop_size, seed * 1000 + offset + i)
+               for i, o in enumerate(specs)]
+        for i, op in enumerate(ops):
+            op.eossl_index = offset + i
+        others = [op for op in ops if op.domain != "reflectance"]
+        return (nn.ModuleList([op for op in ops if op.domain == "reflectance"]),
+                K.AugmentationSequential(*others, data_keys=["input", "mask"]) if others else None)
+
     def reseed(self, seed: int) -> None:
         """Reseed every op as ``ViewGenerator(..., seed=seed)`` would (training reseeds per step to resume exactly)."""
-        ops = list(self.reflectance_ops) + (list(self.sequential.children()) if self.sequential is not None else [])
+        ops = [*self.reflectance_ops, *self.local_reflectance_ops]
+        for seq in (self.sequential, self.local_sequential):
+            ops += list(seq.children()) if seq is not None else []
         for op in ops:
             op.reseed(int(seed) * 1000 + op.eossl_index)
 
@@ -193,14 +219,16 @@ class ViewGenerator(nn.Module):
             self.check(image2)
             mask2 = torch.ones_like(mask) if mask2 is None else mask2
         views = []
-        for v in range(self.spec.n_views):
+        for v in range(self.spec.n_views + self.spec.local_views):
             x, m = (image2, mask2) if pairs and v % 2 == 1 else (image, mask)
-            for op in self.reflectance_ops:
+            local = v >= self.spec.n_views
+            for op in self.local_reflectance_ops if local else self.reflectance_ops:
                 x = op(x)
             mf = m.unsqueeze(1).to(x.dtype)
             x = torch.addcmul(self.shift, x, self.scale).mul_(mf)  # (x - mean) / std, invalid pixels 0
-            if self.sequential is not None:
-                x, mf = self.sequential(x, mf)
+            sequential = self.local_sequential if local else self.sequential
+            if sequential is not None:
+                x, mf = sequential(x, mf)
             valid = mf > 0.5
             views.append({"image": x.mul_(valid), "mask": valid[:, 0]})  # invalid pixels stay 0 (the band mean)
         return views

@@ -94,6 +94,10 @@ class ViewsConfig:
     crop_size: int | None = field(32, ge=8, help="view side in pixels (null: the chip size)")
     crop_scale: list[float] | None = field(None, help="[min, max] area fraction of the random resized crop")
     seasonal_pairs: Literal["use", "ignore"] = "use"
+    local_views: int = field(0, ge=0, help="multi-crop (DINO, SwAV): small views after the n_views global ones")
+    local_crop_size: int = field(16, ge=4, help="side of a local view in pixels")
+    local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4],
+                                          help="[min, max] area fraction of the chip a local view covers")
 
 
 @dataclass

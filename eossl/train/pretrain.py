@@ -132,7 +132,9 @@ def prepare_corpus(cfg: PretrainConfig, run_dir: Path, prepare: bool = True) -> 
 
 def view_spec(cfg: ViewsConfig, method: str) -> ViewSpec:
     """The views of a run: explicit ``ops``, else the named preset (default: the method's own)."""
-    common = dict(n_views=cfg.n_views, crop_size=cfg.crop_size, seasonal_pairs=cfg.seasonal_pairs)
+    common = dict(n_views=cfg.n_views, crop_size=cfg.crop_size, seasonal_pairs=cfg.seasonal_pairs,
+                  local_views=cfg.local_views, local_crop_size=cfg.local_crop_size,
+                  local_crop_scale=tuple(cfg.local_crop_scale))
     spec = ViewSpec(ops=cfg.ops, **common) if cfg.ops is not None else preset(cfg.preset or method, **common)
     if cfg.crop_scale is not None:
         crops = [op for op in spec.ops if op.name == "resized_crop"]
