@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 
 from eossl import distributed as ed
 from eossl.losses.contrastive import info_nce, nt_xent_loss
+from eossl.losses.distillation import dino_center, dino_loss
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss
 
 WORLD = 2
@@ -65,7 +66,7 @@ def _global_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return x1, x2
 
 
-LOSSES = ("barlow", "vicreg", "nt_xent", "info_nce")
+LOSSES = ("barlow", "vicreg", "nt_xent", "info_nce", "dino")
 
 
 def _distributed_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, rank: int) -> torch.Tensor:
@@ -75,6 +76,8 @@ def _distributed_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, rank: int) 
         return vicreg_loss(ed.gather_with_grad(z1), ed.gather_with_grad(z2))
     if name == "nt_xent":    # SimCLR: every rank scores the whole gathered batch
         return nt_xent_loss(ed.gather_with_grad(z1), ed.gather_with_grad(z2), temperature=0.2)
+    if name == "dino":       # per-sample terms: each rank's mean over its own samples
+        return dino_loss([z1.detach(), z2.detach()], [z1, z2], torch.zeros(1, OUT_DIM, dtype=z1.dtype), 0.5, 0.3)
     # contrastive: local queries against the keys of every rank; query i's positive is global key rank*B + i
     return info_nce(z1, ed.gather_with_grad(z2), temperature=0.2, positive_offset=rank * z1.shape[0])
 
@@ -86,6 +89,8 @@ def _single_process_loss(name: str, z1: torch.Tensor, z2: torch.Tensor) -> torch
         return vicreg_loss(z1, z2)
     if name == "nt_xent":
         return nt_xent_loss(z1, z2, temperature=0.2)
+    if name == "dino":
+        return dino_loss([z1.detach(), z2.detach()], [z1, z2], torch.zeros(1, OUT_DIM, dtype=z1.dtype), 0.5, 0.3)
     return info_nce(z1, z2, temperature=0.2)  # mean over all queries, all keys
 
 
@@ -115,6 +120,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
         x1, x2 = _global_batch()
         sl = slice(rank * LOCAL_B, (rank + 1) * LOCAL_B)
+        # DINO's centre: this rank's teacher outputs, averaged over the ranks inside dino_center
+        result["dino_center"] = dino_center(torch.ones(1, IN_DIM, dtype=torch.float64), [x1[sl], x2[sl]], 0.9)
         ddp = torch.nn.parallel.DistributedDataParallel(_model())
         for name in LOSSES:
             ddp.zero_grad(set_to_none=True)
@@ -161,6 +168,13 @@ def two_rank_results(tmp_path_factory) -> list[dict]:
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+def test_dino_centre_update_across_ranks_equals_one_process_on_the_whole_batch(two_rank_results):
+    x1, x2 = _global_batch()
+    expected = dino_center(torch.ones(1, IN_DIM, dtype=torch.float64), [x1, x2], 0.9)
+    for res in two_rank_results:
+        torch.testing.assert_close(res["dino_center"], expected, rtol=1e-12, atol=1e-12)
+
+
 def test_rank_helpers_and_all_reduce_mean(two_rank_results):
     for r, res in enumerate(two_rank_results):
         assert res["rank"] == r and res["world"] == WORLD and res["is_dist"]
@@ -195,9 +209,9 @@ def test_ddp_gradients_equal_single_process_on_full_batch(two_rank_results, name
         torch.testing.assert_close(got["gathered_z2"], z2, rtol=0, atol=1e-12)
         for k, g in expected.items():
             torch.testing.assert_close(got["grads"][k], g, rtol=1e-5, atol=1e-5, msg=f"{name}: grad of {k}")
-    if name != "info_nce":  # barlow / vicreg / nt_xent: every rank computes the full-batch loss itself
+    if name not in ("info_nce", "dino"):  # barlow / vicreg / nt_xent: every rank computes the full-batch loss
         for res in two_rank_results:
             torch.testing.assert_close(res[name]["loss"], loss.detach(), rtol=1e-10, atol=1e-12)
-    else:  # info_nce: each rank holds the mean over its own queries; their mean is the full-batch loss
+    else:  # info_nce / dino: each rank holds the mean over its own samples; their mean is the full-batch loss
         mean = sum(res[name]["loss"] for res in two_rank_results) / WORLD
         torch.testing.assert_close(mean, loss.detach(), rtol=1e-10, atol=1e-12)

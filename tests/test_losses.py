@@ -19,6 +19,7 @@ from eossl.losses.contrastive import (
     nt_xent_loss,
     simsiam_loss,
 )
+from eossl.losses.distillation import dino_center, dino_loss
 from eossl.losses.masked import mae_loss, patchify
 from eossl.losses.pretext import jigsaw_permutations, pretext_loss, rotations, shuffle_tiles
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
@@ -703,3 +704,64 @@ def test_pretext_loss_is_cross_entropy_written_out():
     assert pretext_loss(logits, labels).item() == pytest.approx(expected / 5, **TOL)
     with pytest.raises(ValueError, match="logits must be"):
         pretext_loss(torch.zeros(5, 4), torch.zeros(4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dino_loss / dino_center
+# ---------------------------------------------------------------------------------------------------------------
+
+def ref_dino(teacher, student, center, tt, ts) -> float:
+    """Written out from the DINO paper's pseudo-code: H(t, s) = -sum_k P_t(k) log P_s(k), over teacher view i and
+    student view j != i, averaged over the pairs and the batch."""
+    c = [float(v) for v in center.reshape(-1)]
+    total, pairs = 0.0, 0
+    for i, t in enumerate(teacher):
+        for j, s in enumerate(student):
+            if i == j:
+                continue
+            pairs += 1
+            for tb, sb in zip(_rows(t), _rows(s)):
+                pt = [math.exp((v - ck) / tt) for v, ck in zip(tb, c)]
+                zs = sum(math.exp(v / ts) for v in sb)
+                total += -sum(p / sum(pt) * (v / ts - math.log(zs)) for p, v in zip(pt, sb))
+    return total / (pairs * len(_rows(teacher[0])))
+
+
+@pytest.mark.parametrize("n_teacher,n_student,b", [(2, 2, 3), (2, 6, 4), (1, 3, 1)])
+def test_dino_loss_matches_the_written_out_formula(n_teacher, n_student, b):
+    k = 7
+    teacher = [_randn(b, k, seed=110 + i) for i in range(n_teacher)]
+    student = [_randn(b, k, seed=120 + j) for j in range(n_student)]
+    center = _randn(1, k, seed=130)
+    got = dino_loss(teacher, student, center, teacher_temp=0.05, student_temp=0.1)
+    assert got.item() == pytest.approx(ref_dino(teacher, student, center, 0.05, 0.1), rel=1e-9, abs=1e-9)
+
+
+def test_dino_loss_and_centre_equal_lightlys_dinoloss():
+    from lightly.loss import DINOLoss
+
+    k, b = 16, 5
+    teacher = [_randn(b, k, seed=140 + i).float() for i in range(2)]
+    student = [_randn(b, k, seed=150 + j).float() for j in range(4)]
+    ref = DINOLoss(output_dim=k, warmup_teacher_temp=0.04, teacher_temp=0.04, student_temp=0.1, center_momentum=0.9)
+    expected = ref(teacher, student, teacher_temp=0.04)            # lightly updates its centre after the loss
+    torch.testing.assert_close(dino_loss(teacher, student, torch.zeros(1, k), 0.04, 0.1), expected,
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dino_center(torch.zeros(1, k), teacher, 0.9), ref.center.reshape(1, k),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_dino_teacher_gets_no_gradient_and_the_centre_is_a_moving_mean():
+    teacher = [_randn(3, 4, seed=160 + i).requires_grad_() for i in range(2)]
+    student = [_randn(3, 4, seed=170 + j).requires_grad_() for j in range(3)]
+    dino_loss(teacher, student, torch.zeros(1, 4)).backward()
+    assert all(t.grad is None for t in teacher) and all(s.grad.abs().sum() > 0 for s in student)
+    center = _randn(1, 4, seed=180)
+    mean = torch.cat([t.detach() for t in teacher]).mean(0, keepdim=True)
+    torch.testing.assert_close(dino_center(center, teacher, 0.8), 0.8 * center + 0.2 * mean, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="at least two views"):
+        dino_loss(teacher[:1], student[:1], torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="must agree"):
+        dino_loss(teacher, [_randn(3, 5, seed=1)], torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="temperatures must be > 0"):
+        dino_loss(teacher, student, torch.zeros(1, 4), teacher_temp=0.0)

@@ -24,6 +24,7 @@ def _views(bands: int, b: int = 4, size: int = 32, seed: int = 0):
 def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, bands):
     torch.manual_seed(0)
     small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "byol": dict(proj_dim=32, hidden=64), "rotation": {},
+             "dino": dict(out_dim=32, hidden=32, bottleneck=16),
              "jigsaw": dict(n_permutations=10, hidden=32), "barlow": dict(proj_dim=64),
              "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
              "moco_v3": dict(proj_dim=32, hidden=64), "mae": dict(decoder_dim=32, decoder_depth=1)}[name]
@@ -87,6 +88,25 @@ def test_moco_v2_queue_advances():
     method.loss(_views(4, b=3))
     assert int(method.queue_ptr) == 6 and not torch.equal(method.queue[:6], old[:6])
     assert torch.equal(method.queue[6:], old[6:])
+
+
+def test_dino_multi_crop_teacher_temperature_warm_up_and_centre():
+    torch.manual_seed(0)
+    method = build_method("dino", create_backbone("resnet18", 4), "resnet18", out_dim=16, hidden=32, bottleneck=8,
+                          warmup_teacher_steps=4).train()
+    views = _views(4) + _views(4, size=16, seed=1)          # 2 global (32 px) + 2 local (16 px) views
+    assert method.teacher_temperature() == pytest.approx(0.04)
+    out = method.loss(views)
+    assert torch.isfinite(out["loss"]) and int(method.steps) == 1 and method.center.abs().sum() > 0
+    assert method.teacher_temperature() == pytest.approx(0.04 + 0.03 / 4)
+    for _ in range(5):
+        method.loss(views)
+    assert method.teacher_temperature() == pytest.approx(0.07)
+    assert {"center", "steps"} <= set(method.state_dict()), "the centre and the step count resume"
+    vit = build_method("dino", create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8", out_dim=16,
+                       hidden=32, bottleneck=8)
+    with pytest.raises(ValueError, match="DINO on a ViT takes views of one size"):
+        vit.loss(views)
 
 
 def test_pretext_tasks_take_one_view_and_jigsaw_draws_resume_from_the_checkpoint():

@@ -74,7 +74,7 @@ _KILLER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("method", ["vicreg", "moco_v2", "byol"])  # EMA targets (and MoCo's queue) are restored too
+@pytest.mark.parametrize("method", ["vicreg", "moco_v2", "byol", "dino"])  # EMA targets, queue, DINO centre
 def test_killed_run_resumes_to_the_same_parameters(method, tiny_s2_scene, tmp_path):
     """4 batches per epoch, checkpoints every 3 steps. Killed at step 7 (last checkpoint at step 6, in the middle
     of the second epoch), resumed with `eossl pretrain --resume`: the parameters after 8 steps equal those of an
@@ -92,7 +92,8 @@ def test_killed_run_resumes_to_the_same_parameters(method, tiny_s2_scene, tmp_pa
 def _kill_and_resume(method: str, cfg: PretrainConfig, tmp_path: Path) -> None:
     cfg.method.name = method
     cfg.method.params = {"vicreg": {"proj_dim": 32}, "moco_v2": {"proj_dim": 16, "hidden": 32, "queue_size": 64},
-                         "byol": {"proj_dim": 16, "hidden": 32}}[method]
+                         "byol": {"proj_dim": 16, "hidden": 32},
+                         "dino": {"out_dim": 16, "hidden": 32, "bottleneck": 8, "warmup_teacher_steps": 5}}[method]
     pretrain(cfg, tmp_path / "straight")
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(yaml.safe_dump(to_dict(cfg)))

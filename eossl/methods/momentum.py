@@ -1,8 +1,9 @@
-"""Methods with a momentum (EMA) target encoder: MoCo v2 (queue), MoCo v3 (in-batch, predictor) and BYOL (no
-negatives). The EMA momentum follows the trainer's cosine schedule from ``optim.ema_base`` to 1.
+"""Methods with a momentum (EMA) target encoder: MoCo v2 (queue), MoCo v3 (in-batch, predictor), BYOL (no
+negatives) and DINO (self-distillation, multi-crop). The EMA momentum follows the trainer's cosine schedule from
+``optim.ema_base`` to 1.
 
-MoCo v2: Chen et al., 2020. MoCo v3: Chen, Xie & He, ICCV 2021. BYOL: Grill et al., NeurIPS 2020. Separate
-registry entries, not version flags.
+MoCo v2: Chen et al., 2020. MoCo v3: Chen, Xie & He, ICCV 2021. BYOL: Grill et al., NeurIPS 2020. DINO: Caron et
+al., ICCV 2021. Separate registry entries, not version flags.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from eossl.distributed import gather_with_grad, rank
-from eossl.losses import byol_loss, info_nce, moco_v3_loss
+from eossl.losses import byol_loss, dino_center, dino_loss, info_nce, moco_v3_loss
 from eossl.methods.base import METHODS, Method
-from eossl.models.heads import mlp
+from eossl.models.heads import DINOHead, mlp
 
 
 class _MomentumMethod(Method):
@@ -102,3 +103,44 @@ class BYOL(_MomentumMethod):
         p1 = self.predictor(self.projector(f1))
         p2 = self.predictor(self.projector(self.embed(self.backbone, x2)))
         return {"loss": byol_loss(p1, p2, self._keys(x1), self._keys(x2)), "embedding": f1}
+
+
+@METHODS.register("dino")
+class DINO(_MomentumMethod):
+    """The student sees every view, the EMA teacher the global ones (those of the first view's size); the
+    teacher's outputs are centred (a running mean over devices, ``center_momentum``) and sharpened with a
+    temperature that warms up linearly from ``warmup_teacher_temp`` to ``teacher_temp`` over
+    ``warmup_teacher_steps`` steps (a counter kept in the checkpoint, like the centre). Local views of another size
+    need a ResNet: a ViT here takes one input size."""
+
+    def __init__(self, backbone, arch, out_dim: int = 4096, hidden: int = 2048, bottleneck: int = 256,
+                 student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
+                 warmup_teacher_steps: int = 1000, center_momentum: float = 0.9, pool: str = "last"):
+        super().__init__(backbone, arch, pool)
+        self.projector = DINOHead(self.feat_dim, out_dim, hidden, bottleneck)
+        self._make_target()
+        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.temps = (warmup_teacher_temp, teacher_temp, student_temp)
+        self.warmup_teacher_steps, self.center_momentum = warmup_teacher_steps, center_momentum
+
+    def teacher_temperature(self) -> float:
+        start, end, _ = self.temps
+        done = min(1.0, int(self.steps) / self.warmup_teacher_steps) if self.warmup_teacher_steps > 0 else 1.0
+        return start + (end - start) * done
+
+    def loss(self, views):
+        self.check_views(views)
+        x = [v["image"] for v in views]
+        sizes = {tuple(xi.shape[-2:]) for xi in x}
+        if len(sizes) > 1 and self.arch.startswith("vit"):
+            raise ValueError(f"DINO on a ViT takes views of one size, got {sorted(sizes)}: set views.local_views=0 "
+                             f"or views.local_crop_size to the global crop size, or use a ResNet for multi-crop")
+        f1 = self.embed(self.backbone, x[0])
+        student = [self.projector(f1)] + [self.projector(self.embed(self.backbone, xi)) for xi in x[1:]]
+        teacher = [self._keys(xi) for xi in x if xi.shape[-2:] == x[0].shape[-2:]]
+        loss = dino_loss(teacher, student, self.center, self.teacher_temperature(), self.temps[2])
+        if self.training:
+            self.center.copy_(dino_center(self.center, teacher, self.center_momentum))
+            self.steps += 1
+        return {"loss": loss, "embedding": f1}
