@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["is_distributed", "world_size", "rank", "gather_with_grad", "all_reduce_mean"]
+__all__ = ["is_distributed", "world_size", "rank", "gather_with_grad", "all_reduce_mean", "all_reduce_sum"]
 
 
 def is_distributed() -> bool:
@@ -56,8 +56,13 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over ranks (no gradient); the input without a process group."""
+    return all_reduce_sum(x) / dist.get_world_size() if is_distributed() else x
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (no gradient); the input without a process group."""
     if not is_distributed():
         return x
     y = x.detach().clone()
     dist.all_reduce(y, op=dist.ReduceOp.SUM)
-    return y / dist.get_world_size()
+    return y

@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from eossl import distributed as ed
+from eossl.losses.clustering import sinkhorn
 from eossl.losses.contrastive import info_nce, nt_xent_loss
 from eossl.losses.distillation import dino_center, dino_loss
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss
@@ -122,6 +123,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         sl = slice(rank * LOCAL_B, (rank + 1) * LOCAL_B)
         # DINO's centre: this rank's teacher outputs, averaged over the ranks inside dino_center
         result["dino_center"] = dino_center(torch.ones(1, IN_DIM, dtype=torch.float64), [x1[sl], x2[sl]], 0.9)
+        # SwAV's codes: Sinkhorn over the batch of both ranks
+        result["sinkhorn"] = sinkhorn(torch.nn.functional.normalize(x1[sl], dim=1), epsilon=0.1, iterations=3)
         ddp = torch.nn.parallel.DistributedDataParallel(_model())
         for name in LOSSES:
             ddp.zero_grad(set_to_none=True)
@@ -173,6 +176,15 @@ def test_dino_centre_update_across_ranks_equals_one_process_on_the_whole_batch(t
     expected = dino_center(torch.ones(1, IN_DIM, dtype=torch.float64), [x1, x2], 0.9)
     for res in two_rank_results:
         torch.testing.assert_close(res["dino_center"], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sinkhorn_across_ranks_equals_one_process_on_the_whole_batch(two_rank_results):
+    x1, _ = _global_batch()
+    expected = sinkhorn(torch.nn.functional.normalize(x1, dim=1), epsilon=0.1, iterations=3)
+    for r, res in enumerate(two_rank_results):
+        torch.testing.assert_close(res["sinkhorn"], expected[r * LOCAL_B:(r + 1) * LOCAL_B], rtol=1e-10, atol=1e-12)
+    single_rank = sinkhorn(torch.nn.functional.normalize(x1[:LOCAL_B], dim=1), epsilon=0.1, iterations=3)
+    assert not torch.allclose(two_rank_results[0]["sinkhorn"], single_rank), "the other rank's samples count"
 
 
 def test_rank_helpers_and_all_reduce_mean(two_rank_results):

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from eossl.losses.clustering import sinkhorn, swav_loss
 from eossl.losses.contrastive import (
     byol_loss,
     info_nce,
@@ -765,3 +766,66 @@ def test_dino_teacher_gets_no_gradient_and_the_centre_is_a_moving_mean():
         dino_loss(teacher, [_randn(3, 5, seed=1)], torch.zeros(1, 4))
     with pytest.raises(ValueError, match="temperatures must be > 0"):
         dino_loss(teacher, student, torch.zeros(1, 4), teacher_temp=0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sinkhorn / swav_loss
+# ---------------------------------------------------------------------------------------------------------------
+
+def ref_sinkhorn(scores: torch.Tensor, eps: float, iterations: int) -> list[list[float]]:
+    """SwAV's Algorithm (appendix A.1) written out on lists: Q = exp(S / eps)^T, normalised to sum 1, then
+    alternately rows (prototypes) to 1/K and columns (samples) to 1/B; the codes are B * Q^T."""
+    s = _rows(scores)
+    b, k = len(s), len(s[0])
+    q = [[math.exp(s[j][i] / eps) for j in range(b)] for i in range(k)]
+    total = sum(map(sum, q))
+    q = [[v / total for v in row] for row in q]
+    for _ in range(iterations):
+        q = [[v / sum(row) / k for v in row] for row in q]
+        cols = [sum(q[i][j] for i in range(k)) for j in range(b)]
+        q = [[q[i][j] / cols[j] / b for j in range(b)] for i in range(k)]
+    return [[b * q[i][j] for i in range(k)] for j in range(b)]
+
+
+@pytest.mark.parametrize("b,k,iters", [(1, 3, 1), (5, 4, 3), (8, 16, 5)])
+def test_sinkhorn_matches_the_written_out_algorithm_and_lightly(b, k, iters):
+    from lightly.loss.swav_loss import sinkhorn as lightly_sinkhorn
+
+    scores = torch.nn.functional.normalize(_randn(b, k, seed=190), dim=1)
+    codes = sinkhorn(scores, 0.05, iters)
+    expected = torch.tensor(ref_sinkhorn(scores, 0.05, iters), dtype=torch.float64)
+    torch.testing.assert_close(codes, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(codes, lightly_sinkhorn(scores.clone(), iters, 0.05), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(codes.sum(1), torch.ones(b, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+def test_sinkhorn_spreads_the_batch_evenly_over_the_prototypes():
+    scores = torch.nn.functional.normalize(_randn(64, 8, seed=191), dim=1)
+    codes = sinkhorn(scores, epsilon=0.5, iterations=50)
+    torch.testing.assert_close(codes.sum(0), torch.full((8,), 64 / 8, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="epsilon > 0"):
+        sinkhorn(scores, epsilon=0.0)
+
+
+def test_swav_loss_matches_the_written_out_formula_and_lightlys_swavloss():
+    from lightly.loss import SwaVLoss
+
+    b, k, t = 4, 6, 0.1
+    scores = [torch.nn.functional.normalize(_randn(b, k, seed=200 + v), dim=1) for v in range(5)]
+    codes = [sinkhorn(scores[i]) for i in range(2)]
+    expected = 0.0
+    for i, q in enumerate(codes):
+        sub = 0.0
+        for v, sv in enumerate(scores):
+            if v == i:
+                continue
+            for qr, sr in zip(_rows(q), _rows(sv)):
+                z = sum(math.exp(x / t) for x in sr)
+                sub += -sum(qq * (x / t - math.log(z)) for qq, x in zip(qr, sr)) / b
+        expected += sub / 4
+    got = swav_loss(scores, codes, t)
+    assert got.item() == pytest.approx(expected / 2, rel=1e-9)
+    lightly = SwaVLoss(temperature=t, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)(scores[:2], scores[2:])
+    assert got.item() == pytest.approx(lightly.item(), rel=1e-9)
+    with pytest.raises(ValueError, match="at least two views"):
+        swav_loss(scores[:1], codes[:1])

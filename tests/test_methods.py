@@ -25,6 +25,7 @@ def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, ban
     torch.manual_seed(0)
     small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "byol": dict(proj_dim=32, hidden=64), "rotation": {},
              "dino": dict(out_dim=32, hidden=32, bottleneck=16),
+             "swav": dict(proj_dim=16, hidden=32, n_prototypes=8),
              "jigsaw": dict(n_permutations=10, hidden=32), "barlow": dict(proj_dim=64),
              "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
              "moco_v3": dict(proj_dim=32, hidden=64), "mae": dict(decoder_dim=32, decoder_depth=1)}[name]
@@ -106,6 +107,26 @@ def test_dino_multi_crop_teacher_temperature_warm_up_and_centre():
     vit = build_method("dino", create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8", out_dim=16,
                        hidden=32, bottleneck=8)
     with pytest.raises(ValueError, match="DINO on a ViT takes views of one size"):
+        vit.loss(views)
+
+
+def test_swav_queue_fills_then_joins_the_codes_and_prototypes_can_start_frozen():
+    torch.manual_seed(0)
+    method = build_method("swav", create_backbone("resnet18", 4), "resnet18", proj_dim=8, hidden=16,
+                          n_prototypes=6, queue_size=8, freeze_prototypes_steps=1).train()
+    views = _views(4) + _views(4, size=16, seed=2)                # 2 global + 2 local views
+    out = method.loss(views)
+    out["loss"].backward()
+    assert method.prototypes.weight.grad is None, "frozen for the first step"
+    assert int(method.queued) == 4 and method.queue[:, :4].abs().sum() > 0 and method.queue[:, 4:].abs().sum() == 0
+    method.loss(views)["loss"].backward()
+    assert method.prototypes.weight.grad.abs().sum() > 0
+    assert int(method.queued) == 8, "the queue is full: the next codes are computed with it"
+    assert torch.isfinite(method.loss(views)["loss"])
+    assert {"queue", "queued", "steps"} <= set(method.state_dict())
+    vit = build_method("swav", create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8", proj_dim=8,
+                       hidden=16, n_prototypes=6)
+    with pytest.raises(ValueError, match="SwAV on a ViT takes views of one size"):
         vit.loss(views)
 
 

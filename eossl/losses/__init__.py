@@ -1,5 +1,6 @@
 """SSL losses as pure functions of tensors (no modules, configs or trainers)."""
 
+from eossl.losses.clustering import sinkhorn, swav_loss
 from eossl.losses.contrastive import (
     byol_loss,
     info_nce,
@@ -13,4 +14,5 @@ from eossl.losses.masked import mae_loss
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss
 
 __all__ = ["negative_cosine", "simsiam_loss", "byol_loss", "info_nce", "moco_v3_loss", "nt_xent_loss",
-           "barlow_twins_loss", "vicreg_loss", "mae_loss", "dino_loss", "dino_center"]
+           "barlow_twins_loss", "vicreg_loss", "mae_loss", "dino_loss", "dino_center",
+           "sinkhorn", "swav_loss"]

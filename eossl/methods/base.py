@@ -55,6 +55,11 @@ class Method(nn.Module, abc.ABC):
     def check_views(self, views: list[dict]) -> None:
         if len(views) < self.n_views:
             raise ValueError(f"{type(self).__name__} needs {self.n_views} views, got {len(views)}")
+        sizes = sorted({tuple(v["image"].shape[-2:]) for v in views})
+        if len(sizes) > 1 and self.arch.startswith("vit"):
+            raise ValueError(f"{type(self).__name__} on a ViT takes views of one size, got {sizes}: set "
+                             f"views.local_views=0 or views.local_crop_size to the global crop size, or use a ResNet "
+                             f"for multi-crop")
         channels = views[0]["image"].shape[1]
         if channels != self.in_chans:
             raise ValueError(f"the data has {channels} bands but the {self.arch} backbone takes {self.in_chans}; "

@@ -132,10 +132,6 @@ class DINO(_MomentumMethod):
     def loss(self, views):
         self.check_views(views)
         x = [v["image"] for v in views]
-        sizes = {tuple(xi.shape[-2:]) for xi in x}
-        if len(sizes) > 1 and self.arch.startswith("vit"):
-            raise ValueError(f"DINO on a ViT takes views of one size, got {sorted(sizes)}: set views.local_views=0 "
-                             f"or views.local_crop_size to the global crop size, or use a ResNet for multi-crop")
         f1 = self.embed(self.backbone, x[0])
         student = [self.projector(f1)] + [self.projector(self.embed(self.backbone, xi)) for xi in x[1:]]
         teacher = [self._keys(xi) for xi in x if xi.shape[-2:] == x[0].shape[-2:]]
