@@ -22,6 +22,7 @@ from eossl.losses.contrastive import (
 )
 from eossl.losses.distillation import dino_center, dino_loss
 from eossl.losses.masked import mae_loss, patchify
+from eossl.losses.predictive import jepa_blocks, jepa_loss
 from eossl.losses.pretext import jigsaw_permutations, pretext_loss, rotations, shuffle_tiles
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 
@@ -829,3 +830,42 @@ def test_swav_loss_matches_the_written_out_formula_and_lightlys_swavloss():
     assert got.item() == pytest.approx(lightly.item(), rel=1e-9)
     with pytest.raises(ValueError, match="at least two views"):
         swav_loss(scores[:1], codes[:1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# I-JEPA blocks and loss
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("grid", [(4, 4), (8, 6), (14, 14)])
+def test_jepa_blocks_are_seeded_rectangles_with_a_disjoint_context(grid):
+    h, w = grid
+    context, targets = jepa_blocks(grid, torch.Generator().manual_seed(3), n_targets=4)
+    again = jepa_blocks(grid, torch.Generator().manual_seed(3), n_targets=4)
+    assert torch.equal(context, again[0]) and torch.equal(targets, again[1])
+    assert targets.shape[0] == 4 and context.numel() >= 1
+    assert not set(context.tolist()) & set(targets.reshape(-1).tolist()), "no target patch is in the context"
+    for block in targets:                                   # each target is a full rectangle of the grid
+        rows, cols = block // w, block % w
+        assert block.numel() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert 0 <= block.min() and block.max() < h * w
+    with pytest.raises(ValueError, match="cover the whole 1 x 1 patch grid"):
+        jepa_blocks((1, 1), torch.Generator().manual_seed(0), n_targets=1)
+
+
+def test_jepa_loss_is_smooth_l1_to_layer_normed_targets_written_out():
+    pred, target = _randn(2, 3, 4, seed=210), _randn(2, 3, 4, seed=211)
+    expected, n = 0.0, 0
+    for pb, tb in zip(pred, target):
+        for p_row, t_row in zip(_rows(pb), _rows(tb)):
+            mu = sum(t_row) / 4
+            sd = math.sqrt(sum((v - mu) ** 2 for v in t_row) / 4 + 1e-5)
+            for pv, tv in zip(p_row, t_row):
+                d = abs(pv - (tv - mu) / sd)
+                expected += 0.5 * d * d if d < 1 else d - 0.5
+                n += 1
+    assert jepa_loss(pred, target).item() == pytest.approx(expected / n, rel=1e-5)
+    t = target.clone().requires_grad_()
+    jepa_loss(pred.clone().requires_grad_(), t).backward()
+    assert t.grad is None, "the targets come from the EMA encoder: no gradient"
+    with pytest.raises(ValueError, match=r"must both be \(B, N, D\)"):
+        jepa_loss(pred, target[:, :2])

@@ -26,10 +26,11 @@ def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, ban
     small = {"simsiam": dict(proj_dim=64, pred_hidden=32), "simclr": dict(proj_dim=32, hidden=64), "byol": dict(proj_dim=32, hidden=64), "rotation": {},
              "dino": dict(out_dim=32, hidden=32, bottleneck=16),
              "swav": dict(proj_dim=16, hidden=32, n_prototypes=8),
+             "ijepa": dict(predictor_dim=32, predictor_depth=1, predictor_heads=2),
              "jigsaw": dict(n_permutations=10, hidden=32), "barlow": dict(proj_dim=64),
              "vicreg": dict(proj_dim=64), "moco_v2": dict(proj_dim=32, hidden=64, queue_size=16),
              "moco_v3": dict(proj_dim=32, hidden=64), "mae": dict(decoder_dim=32, decoder_depth=1)}[name]
-    if name == "mae" and not arch.startswith("vit"):
+    if METHODS.get(name).vit_only and not arch.startswith("vit"):
         with pytest.raises(ValueError, match="needs a ViT backbone"):
             build_method(name, create_backbone(arch, bands), arch, **small)
         return

@@ -98,7 +98,7 @@ PRESETS: dict[str, list[OpSpec]] = {
 }
 METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong", "simclr": "strong",
                   "byol": "strong", "dino": "strong", "barlow": "strong", "vicreg": "strong", "mae": "light",
-                  "rotation": "upright", "jigsaw": "strong"}
+                  "rotation": "upright", "jigsaw": "strong", "swav": "strong", "ijepa": "light"}
 
 
 def preset(name: str, **overrides) -> ViewSpec:
