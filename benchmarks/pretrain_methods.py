@@ -1,0 +1,118 @@
+"""Every SSL method on the built-in default's budget and data, over several training seeds: the few-label
+EuroSAT-MS probe (k = 5 and 10, 20 draws) in the pool each run's online probe recorded, paired against per-band
+statistics, random convolutional features and the same architecture randomly initialised, and seconds per
+training step (the online probe's time left out).
+
+    .venv/bin/python benchmarks/pretrain_methods.py --out runs/methods                 # every method, seeds 0 1
+    .venv/bin/python benchmarks/pretrain_methods.py --methods vicreg simclr --seeds 0 1 2 --out runs/methods
+
+Each run is ``eossl pretrain --config configs/pretrain/default.yaml --set method.name=M --set trainer.seed=S
+--set corpus.sampler.seed=S`` plus what the method needs to run at all (:data:`NEEDS`: ViT-only methods on
+``vit_tiny_patch8``, one view for the pretext tasks and the masked methods, the ``upright`` views for rotation
+prediction). Everything else is the default's: 384 steps of batch 128, its views, LARS. Runs that already have
+``summary.json`` under ``--out`` are reused, so the script can be rerun to add methods or seeds. Roughly 4-10
+minutes per run on a 2-core CPU: start it in the background (``nohup ... &``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pretrain_quality import quality  # noqa: E402
+
+from eossl.methods import METHODS  # noqa: E402
+from eossl.models.weights import read_weights_info  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "default.yaml"
+VIT = ["model.arch=vit_tiny_patch8"]
+NEEDS = {"mae": [*VIT, "views.n_views=1"], "ijepa": [*VIT, "views.n_views=1"],
+         "rotation": ["views.n_views=1", "views.preset=upright"], "jigsaw": ["views.n_views=1"]}
+ROWS = {"vs band statistics": "band stats", "vs RCF": "RCF", "vs random init": "random init"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    p.add_argument("--ks", type=int, nargs="+", default=[5, 10])
+    p.add_argument("--draws", type=int, default=20)
+    p.add_argument("--out", type=Path, required=True)
+    return p.parse_args(argv)
+
+
+def train(method: str, seed: int, out: Path, overrides: list[str]) -> Path:
+    run = out / f"{method}-seed{seed}"
+    if not (run / "summary.json").is_file():
+        cmd = [sys.executable, "-m", "eossl", "pretrain", "--config", str(CONFIG), "--run-dir", str(run)]
+        for o in [f"method.name={method}", f"trainer.seed={seed}", f"corpus.sampler.seed={seed}",
+                  "trainer.progress_bar=false", *NEEDS.get(method, []), *overrides]:
+            cmd += ["--set", o]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return run
+
+
+def score(method: str, runs: list[Path], ks: list[int], draws: int) -> dict:
+    """The method's row: recorded pools, seconds per step, and at each k the accuracy and paired differences in
+    the pool most of its runs recorded (the first run's on a tie)."""
+    weights = [r / "weights" for r in runs]
+    recorded = [read_weights_info(w).feature_pool for w in weights]
+    pool = Counter(recorded).most_common(1)[0][0] if len(set(recorded)) < len(recorded) else recorded[0]
+    q = quality(weights, pools=[pool], ks=tuple(ks), draws=draws)
+    summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
+    train_s = sum(s["seconds_this_attempt"] - s.get("probe_seconds_this_attempt", 0.0) for s in summaries)
+    step_s = train_s / sum(s["steps_this_attempt"] for s in summaries)       # online-probe time left out
+    row = {"method": method, "arch": read_weights_info(weights[0]).arch, "pool": pool, "recorded": recorded,
+           "seconds_per_step": round(step_s, 3), "seeds": len(runs), "k": {}}
+    for k in ks:
+        acc, paired = q["k"][k]["accuracy"], q["k"][k]["paired"][pool]
+        row["k"][k] = {"accuracy": acc[f"pretrained ({pool})"], "per_seed": paired["per_weights"],
+                       **{ROWS[name]: paired[name] for name in ROWS},
+                       "band statistics": acc["band statistics"]}
+    return row
+
+
+def table(rows: list[dict], ks: list[int]) -> str:
+    lines = []
+    for k in ks:
+        lines += [f"\n### k = {k}\n", "| method | arch | pool (recorded per seed) | accuracy % | per seed | - band stats "
+                  "| - RCF | - random init | s/step |", "|---|---|---|---:|---|---:|---:|---:|---:|"]
+        for r in rows:
+            c = r["k"][k]
+            diffs = " | ".join(f"{c[v][0]:+.1f} ± {c[v][1]:.1f}" for v in ROWS.values())
+            lines.append(f"| {r['method']} | {r['arch']} | {r['pool']} ({', '.join(r['recorded'])}) | "
+                         f"{c['accuracy'][0]:.1f} | {' / '.join(f'{v:.1f}' for v in c['per_seed'])} | {diffs} | "
+                         f"{r['seconds_per_step']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    methods = args.methods or METHODS.names()
+    unknown = [m for m in methods if m not in METHODS.names()]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS.names())}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in methods:
+        runs = [train(method, s, args.out, args.set) for s in args.seeds]
+        rows.append(score(method, runs, args.ks, args.draws))
+        (args.out / "methods.json").write_text(json.dumps(rows, indent=2))   # after every method: partial results
+        print(table(rows[-1:], args.ks), flush=True)
+    text = table(rows, args.ks)
+    (args.out / "methods.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
