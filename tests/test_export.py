@@ -228,3 +228,37 @@ def test_evaluate_pool_null_means_the_weights_pool(tmp_path):
     assert EvaluateConfig().pool is None and EvaluateConfig().resolved_pool() == "last"
     assert EvaluateConfig(weights=weights).resolved_pool() == "stats1"   # random-init row: the same pool
     assert EvaluateConfig(weights=weights, pool="multi").resolved_pool() == "multi"
+
+
+def test_every_export_writes_a_model_card_whose_timm_snippet_loads(tmp_path):
+    """README.md beside weights.json: bands with wavelengths and statistics, the training, the online probe's
+    figures that chose the pool with the baselines, the data licence given to `eossl export`, and load snippets;
+    the plain-timm one runs as written."""
+    run, model = _run(tmp_path, HISTORY)
+    assert main(["export", str(run), "--out", str(tmp_path / "w"), "--data-licence", "CC-BY-SA-4.0"]) == 0
+    card = (tmp_path / "w" / "README.md").read_text()
+    info = read_weights_info(tmp_path / "w")
+    assert card.startswith("# resnet18, vicreg, 4 bands")
+    for i, (band, nm) in enumerate(zip(BANDS, info.wavelengths_nm)):
+        assert f"| {i} | {band} | {nm:g} | {info.normalization['mean'][i]:.6g} |" in card
+    assert "pool `stats1`, the best pool of the run's online probe" in card and "step 20" in card
+    assert "| this backbone, pool `stats1` | 70.0 ± 2.0 |" in card and "| baseline: band statistics | 55.0 ± 2.0 |" in card
+    assert "licence of the pretraining data: CC-BY-SA-4.0" in card and "optimiser steps: 20" in card
+    snippet = card.split("With plain timm")[1].split("```python\n")[1].split("```")[0]
+    scope: dict = {}
+    exec(snippet.replace("THIS_FOLDER", str(tmp_path / "w")), scope)
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scope["model"].eval()(x), model(x))
+    # without a probe or a licence the card says so, and names the flag that records a licence
+    export_backbone(model, _info_4(), tmp_path / "plain")
+    plain = (tmp_path / "plain" / "README.md").read_text()
+    assert "the default (no online probe)" in plain and "set it with `eossl export --data-licence`" in plain
+
+
+def _info_4() -> WeightsInfo:
+    s = load_sensor("sentinel2-l2a")
+    mean, std = s.norm_stats(BANDS)
+    return WeightsInfo(arch="resnet18", in_chans=4, bands=BANDS, wavelengths_nm=s.wavelengths(BANDS), gsd_m=10.0,
+                       normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="vicreg",
+                       pretrain_data="test", epochs=1, img_size=32)

@@ -23,6 +23,7 @@ from eossl import __version__
 from eossl.data.normalization import Normalization
 from eossl.models.adapt import BandMatch, adapt_stem_weight
 from eossl.models.backbones import create_backbone, stem_key
+from eossl.models.cards import write_model_card
 from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
 from eossl.runs import atomic_write
 
@@ -64,7 +65,8 @@ class WeightsInfo:
 
 
 def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``out/backbone.safetensors`` and ``out/weights.json`` (each atomically). A :class:`PooledBackbone` is
+    """Write ``out/backbone.safetensors``, ``out/weights.json`` and the model card ``out/README.md``
+    (:mod:`eossl.models.cards`), each atomically. A :class:`PooledBackbone` is
     saved as its timm backbone; ``info.feature_pool`` must be a pool the model supports."""
     out = Path(out)
     if (out / INFO_FILE).exists() and not overwrite:
@@ -79,6 +81,7 @@ def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwr
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"arch": info.arch}))
     atomic_write(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
+    write_model_card(out, info)
     return out
 
 

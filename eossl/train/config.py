@@ -242,6 +242,8 @@ class ExportConfig:
     feature_pool: str | None = field(
         None, help="pool recorded in weights.json for frozen features (eossl.models.pooling.POOLS); null: the "
                    "online probe's best pool (RUN_DIR/probe/history.json), else last")
+    data_licence: str | None = field(None, help="licence of the pretraining data, for the model card "
+                                                "(e.g. CC-BY-SA-4.0 for Copernicus Sentinel data)")
 
     def __post_init__(self):
         if self.feature_pool is not None:

@@ -44,11 +44,12 @@ def probe_feature_pool(run_dir: str | Path) -> tuple[str, dict | None]:
 
 
 def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None,
-               overwrite: bool = False, feature_pool: str | None = None) -> Path:
+               overwrite: bool = False, feature_pool: str | None = None, data_licence: str | None = None) -> Path:
     """Export the backbone of a pretraining run (its ``last.ckpt``, or ``checkpoint``) to ``out``.
 
     ``feature_pool``: the pool recorded in weights.json (``feature_pool_source`` ``{"chosen_by": "user"}``);
     None: the online probe's best pool (:func:`probe_feature_pool`), "last" without a probe history.
+    ``data_licence``: the pretraining data's licence, recorded in weights.json and the model card.
     """
     import torch
 
@@ -77,7 +78,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str | Path | No
         gsd_m=data["gsd_m"], normalization={"mean": data["mean"], "std": data["std"]}, ssl_method=cfg.method.name,
         pretrain_data=data["description"], epochs=int(state["epoch"]), img_size=img_size,
         extra={"global_step": int(state["global_step"]), "checkpoint": str(ckpt), "sensor": data["sensor"],
-               "config": to_dict(cfg)},
+               "config": to_dict(cfg), "data_licence": data_licence},
         **_pool_fields(run_dir, feature_pool))
     log.info("feature pool %r (%s)", info.feature_pool,
              (info.feature_pool_source or {}).get("chosen_by", "default: no probe history"))
