@@ -262,3 +262,31 @@ def _info_4() -> WeightsInfo:
     return WeightsInfo(arch="resnet18", in_chans=4, bands=BANDS, wavelengths_nm=s.wavelengths(BANDS), gsd_m=10.0,
                        normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="vicreg",
                        pretrain_data="test", epochs=1, img_size=32)
+
+
+def test_every_export_writes_a_stac_mlm_item_with_the_extensions_required_fields(tmp_path):
+    """item.json against the MLM extension's (v1.5) required fields, checked here field by field (its JSON schema
+    references other schemas online): Item properties mlm:name/architecture/tasks/input/output; each input has name
+    and input {shape, dim_order, data_type}; each output name, tasks and result; named bands are described by the
+    EO extension; one asset has the mlm:model role and an mlm:artifact_type."""
+    run, model = _run(tmp_path, HISTORY)
+    out = export_run(run, tmp_path / "w")
+    item = json.loads((out / "item.json").read_text())
+    info = read_weights_info(out)
+    assert item["type"] == "Feature" and item["stac_version"] == "1.0.0"
+    assert any("/mlm/v1." in e for e in item["stac_extensions"]) and any("/eo/v1." in e for e in item["stac_extensions"])
+    props = item["properties"]
+    assert {"mlm:name", "mlm:architecture", "mlm:tasks", "mlm:input", "mlm:output"} <= set(props)
+    assert "datetime" in props and props["mlm:architecture"] == "resnet18"
+    (inp,) = props["mlm:input"]
+    assert inp["bands"] == BANDS and [b["name"] for b in props["eo:bands"]] == BANDS
+    assert inp["input"] == {"shape": [-1, 4, 32, 32], "dim_order": ["batch", "bands", "height", "width"],
+                            "data_type": "float32"}
+    assert [(v["type"], v["mean"], v["stddev"]) for v in inp["value_scaling"]] == [
+        ("z-score", m, s) for m, s in zip(info.normalization["mean"], info.normalization["std"])]
+    (output,) = props["mlm:output"]
+    assert {"name", "tasks", "result"} <= set(output) and output["result"]["shape"] == [-1, 128]   # stats1 of resnet18
+    models = [a for a in item["assets"].values() if "mlm:model" in a["roles"]]
+    assert len(models) == 1 and models[0]["mlm:artifact_type"] and (out / models[0]["href"]).is_file()
+    assert props["mlm:total_parameters"] == sum(p.numel() for p in model.parameters())
+    assert not any(k in a for a in item["assets"].values() for k in ("mlm:name", "mlm:input", "mlm:output"))

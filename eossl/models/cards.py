@@ -1,14 +1,19 @@
-"""A model card (``README.md``) for exported weights: what the backbone expects, how it was trained, how its
-feature pool was chosen, and how to load it with eossl or plain timm. Written by every export beside
-``weights.json``; everything in it comes from that file."""
+"""What exported weights say about themselves to people and catalogs, written by every export beside
+``weights.json`` and made from it alone: a model card (``README.md``: what the backbone expects, how it was trained,
+how its feature pool was chosen, how to load it with eossl or plain timm) and a STAC Item with the Machine Learning
+Model extension (``item.json``: ``mlm:`` input bands and their z-score scaling, output embedding, framework), with
+the bands described by the EO extension."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CARD_FILE", "model_card", "write_model_card"]
+__all__ = ["CARD_FILE", "ITEM_FILE", "MLM_SCHEMA", "model_card", "mlm_item", "write_model_card"]
 
 CARD_FILE = "README.md"
+ITEM_FILE = "item.json"
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
+EO_SCHEMA = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 
 
 def _pct(score: dict | None) -> str:
@@ -68,10 +73,51 @@ def model_card(info) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(out: str | Path, info) -> Path:
-    """Write ``out/README.md`` atomically."""
+def mlm_item(info, weights_file: str, feature_dim: int, parameters: int | None = None) -> dict:
+    """A STAC Item (MLM extension) for the weights: the model asset is ``weights_file`` (relative href), the input
+    the bands in order with their z-score scaling, the output the (B, ``feature_dim``) embedding of the recorded
+    pool; no geometry (the card names the pretraining data instead)."""
+    import torch
+
+    extra = info.extra or {}
+    mean, std = info.normalization["mean"], info.normalization["std"]
+    properties = {
+        "datetime": None, "start_datetime": "1970-01-01T00:00:00Z", "end_datetime": "9999-12-31T23:59:59Z",
+        "description": f"{info.arch} pretrained with {info.ssl_method} on {info.pretrain_data} (eossl "
+                       f"{info.eossl_version})",
+        "eo:bands": [{"name": b, "center_wavelength": round(w / 1000.0, 6)}
+                     for b, w in zip(info.bands, info.wavelengths_nm)],
+        "mlm:name": f"eossl-{info.arch}-{info.ssl_method}", "mlm:architecture": info.arch,
+        "mlm:tasks": ["similarity-search"], "mlm:framework": "pytorch", "mlm:framework_version": torch.__version__,
+        "mlm:pretrained": True, "mlm:pretrained_source": info.pretrain_data,
+        "mlm:input": [{
+            "name": "reflectance chips", "bands": list(info.bands),
+            "input": {"shape": [-1, info.in_chans, info.img_size, info.img_size],
+                      "dim_order": ["batch", "bands", "height", "width"], "data_type": "float32"},
+            "value_scaling": [{"type": "z-score", "mean": float(m), "stddev": float(s)} for m, s in zip(mean, std)],
+            "description": f"reflectance (DN x scale + offset of sensor {extra.get('sensor', 'not recorded')}) at "
+                           f"{info.gsd_m:g} m; invalid pixels 0 after scaling"}],
+        "mlm:output": [{"name": f"features ({info.feature_pool} pool)", "tasks": ["similarity-search"],
+                        "result": {"shape": [-1, int(feature_dim)], "dim_order": ["batch", "embedding"], "data_type": "float32"}}],
+    }
+    if parameters is not None:
+        properties["mlm:total_parameters"] = int(parameters)
+    return {"type": "Feature", "stac_version": "1.0.0", "stac_extensions": [MLM_SCHEMA, EO_SCHEMA],
+            "id": properties["mlm:name"], "geometry": None, "properties": properties, "links": [],
+            "assets": {"model": {"href": f"./{weights_file}", "type": "application/octet-stream; application=safetensors",
+                                 "title": "backbone weights (timm keys)", "roles": ["mlm:model", "mlm:weights"],
+                                 "mlm:artifact_type": "safetensors.torch.save_file"},
+                       "card": {"href": f"./{CARD_FILE}", "type": "text/markdown", "roles": ["metadata"]}}}
+
+
+def write_model_card(out: str | Path, info, weights_file: str, feature_dim: int, parameters: int | None = None) -> Path:
+    """Write ``out/README.md`` and ``out/item.json`` (the STAC MLM item), each atomically; returns the card."""
+    import json
+
     from eossl.runs import atomic_write
 
     path = Path(out) / CARD_FILE
     atomic_write(path, lambda p: p.write_text(model_card(info)))
+    item = mlm_item(info, weights_file, feature_dim, parameters)
+    atomic_write(Path(out) / ITEM_FILE, lambda p: p.write_text(json.dumps(item, indent=2)))
     return path

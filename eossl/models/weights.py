@@ -65,15 +65,15 @@ class WeightsInfo:
 
 
 def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``out/backbone.safetensors``, ``out/weights.json`` and the model card ``out/README.md``
-    (:mod:`eossl.models.cards`), each atomically. A :class:`PooledBackbone` is
+    """Write ``out/backbone.safetensors``, ``out/weights.json``, the model card ``out/README.md`` and the STAC MLM
+    item ``out/item.json`` (:mod:`eossl.models.cards`), each atomically. A :class:`PooledBackbone` is
     saved as its timm backbone; ``info.feature_pool`` must be a pool the model supports."""
     out = Path(out)
     if (out / INFO_FILE).exists() and not overwrite:
         raise ValueError(f"{out} already holds exported weights; choose another directory")
     if isinstance(model, PooledBackbone):
         model = model.backbone
-    pool_dim(model, info.feature_pool)      # a pool the architecture does not have is an error listing those it has
+    dim = pool_dim(model, info.feature_pool)  # a pool the architecture does not have is an error listing those it has
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     key = stem_key(info.arch)
     if key not in state or state[key].shape[1] != info.in_chans:
@@ -81,7 +81,7 @@ def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwr
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"arch": info.arch}))
     atomic_write(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
-    write_model_card(out, info)
+    write_model_card(out, info, WEIGHTS_FILE, dim, sum(p.numel() for p in model.parameters()))
     return out
 
 
