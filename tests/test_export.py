@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -290,3 +291,40 @@ def test_every_export_writes_a_stac_mlm_item_with_the_extensions_required_fields
     assert len(models) == 1 and models[0]["mlm:artifact_type"] and (out / models[0]["href"]).is_file()
     assert props["mlm:total_parameters"] == sum(p.numel() for p in model.parameters())
     assert not any(k in a for a in item["assets"].values() for k in ("mlm:name", "mlm:input", "mlm:output"))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch8"])
+def test_onnx_export_matches_pytorch_at_any_batch_size(arch, tmp_path):
+    """`eossl export --onnx`: backbone.onnx in the recorded pool with a dynamic batch axis; onnxruntime agrees with
+    PyTorch within 1e-4 (absolute and relative) on batches it was not traced with; item.json lists it."""
+    ort = pytest.importorskip("onnxruntime")
+    if arch == "resnet18":
+        run, _ = _run(tmp_path, HISTORY)
+        assert main(["export", str(run), "--out", str(tmp_path / "w"), "--onnx"]) == 0
+    else:
+        torch.manual_seed(0)
+        export_backbone(create_backbone(arch, 4, 32), _info_4_arch(arch), tmp_path / "w")
+        from eossl.models.onnx_export import export_onnx
+
+        export_onnx(tmp_path / "w")
+    model = eossl.load_backbone(tmp_path / "w").eval()
+    session = ort.InferenceSession(str(tmp_path / "w" / "backbone.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):
+        x = torch.randn(batch, 4, 32, 32)
+        got = session.run(None, {"chips": x.numpy()})[0]
+        with torch.no_grad():
+            expected = model(x).numpy()
+        assert got.shape == expected.shape == (batch, model.num_features)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    item = json.loads((tmp_path / "w" / "item.json").read_text())
+    assert item["assets"]["onnx"]["mlm:artifact_type"] == "onnx" and "mlm:model" in item["assets"]["onnx"]["roles"]
+    from eossl.models.onnx_export import export_onnx
+
+    with pytest.raises(ValueError, match="never overwritten"):
+        export_onnx(tmp_path / "w")
+
+
+def _info_4_arch(arch: str) -> WeightsInfo:
+    info = _info_4()
+    info.arch = arch
+    return info

@@ -24,9 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="a specific checkpoint file instead of checkpoints/last.ckpt")
     p.add_argument("--data-licence", metavar="LICENCE", help="licence of the pretraining data, for the model card "
                                                           "(README.md), e.g. CC-BY-SA-4.0")
+    p.add_argument("--onnx", action="store_true", default=None,
+                   help="also write backbone.onnx (the recorded pool, dynamic batch), checked with onnxruntime")
     p.add_argument("--feature-pool", metavar="POOL",
                    help=f"record this pool in weights.json instead of the probe's choice ({', '.join(POOLS)})")
-    config_flags(p, "YAML with run_dir, out, checkpoint, feature_pool, data_licence")
+    config_flags(p, "YAML with run_dir, out, checkpoint, feature_pool, data_licence, onnx")
     p.set_defaults(func=run, command="export")
 
 
@@ -34,11 +36,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(ExportConfig, args.config, {"run_dir": args.run_dir, "out": args.out,
                                                   "checkpoint": args.checkpoint,
                                                   "feature_pool": args.feature_pool,
-                                                  "data_licence": args.data_licence}, args.set)
+                                                  "data_licence": args.data_licence, "onnx": args.onnx}, args.set)
     if args.dry_run:
         return print_config(cfg)
     out = export_run(cfg.run_dir, cfg.out, checkpoint=cfg.checkpoint, feature_pool=cfg.feature_pool,
                      data_licence=cfg.data_licence)
+    if cfg.onnx:
+        from eossl.models.onnx_export import export_onnx
+
+        print(f"wrote {export_onnx(out)} (checked against PyTorch with onnxruntime)")
     info = read_weights_info(out)
     chosen = (info.feature_pool_source or {}).get("chosen_by", "no probe history")
     print(f"exported {info.arch} ({info.in_chans} bands: {', '.join(info.bands)}), {info.ssl_method}, "

@@ -244,6 +244,7 @@ class ExportConfig:
                    "online probe's best pool (RUN_DIR/probe/history.json), else last")
     data_licence: str | None = field(None, help="licence of the pretraining data, for the model card "
                                                 "(e.g. CC-BY-SA-4.0 for Copernicus Sentinel data)")
+    onnx: bool = field(False, help="also write backbone.onnx, checked against PyTorch with onnxruntime")
 
     def __post_init__(self):
         if self.feature_pool is not None:
