@@ -61,8 +61,8 @@ def test_one_training_step_changes_parameters_with_a_finite_loss(name, arch, ban
 
 
 def test_unknown_method_and_too_few_views():
-    with pytest.raises(ValueError, match="unknown SSL method 'swav'; known: barlow"):
-        build_method("swav", create_backbone("resnet18", 4), "resnet18")
+    with pytest.raises(ValueError, match="unknown SSL method 'swaw'; known: barlow"):
+        build_method("swaw", create_backbone("resnet18", 4), "resnet18")
     method = build_method("vicreg", create_backbone("resnet18", 4), "resnet18", proj_dim=16)
     with pytest.raises(ValueError, match="needs 2 views, got 1"):
         method.loss(_views(4)[:1])

@@ -48,8 +48,8 @@ def jepa_blocks(grid: tuple[int, int], generator: torch.Generator, n_targets: in
     if context.numel() == 0:
         context = torch.nonzero(~covered).reshape(-1)
     if context.numel() == 0:
-        raise ValueError(f"{n_targets} target blocks cover the whole {h} x {w} patch grid: lower n_targets or "
-                         f"target_scale, or use larger chips")
+        raise ValueError(f"{n_targets} target blocks cover the whole {h} x {w} patch grid: ask for fewer or smaller "
+                         f"target blocks (method.params, see eossl.methods.jepa.IJEPA) or use larger chips")
     return context, targets
 
 
