@@ -48,6 +48,17 @@ class Method(nn.Module, abc.ABC):
         """(B, C, H, W) -> (B, feat_dim): what the heads see. ``pool="multi"`` puts the loss on early depths too."""
         return backbone(x) if self.pool == "last" else multi_level(backbone, x, std=self.pool == "multi_std")
 
+    def draw_generator(self, seed: int) -> torch.Generator:
+        """A CPU generator for this step's random draws, seeded from ``seed``, the rank and a step counter kept in
+        the checkpoint (a long buffer ``draws`` the method registers; advanced in training mode), so a resumed
+        run draws what the uninterrupted one would have."""
+        from eossl.distributed import rank
+
+        g = torch.Generator().manual_seed(hash((seed, rank(), int(self.draws))) % 2 ** 63)
+        if self.training:
+            self.draws += 1
+        return g
+
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) modules the trainer updates with an EMA after each step."""
         return []

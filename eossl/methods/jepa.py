@@ -15,7 +15,6 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from eossl.distributed import rank
 from eossl.losses.predictive import jepa_blocks, jepa_loss
 from eossl.methods.base import METHODS, Method
 
@@ -61,10 +60,7 @@ class IJEPA(Method):
     def loss(self, views):
         self.check_views(views)
         x = views[0]["image"]
-        g = torch.Generator().manual_seed(hash((self.seed, rank(), int(self.draws))) % 2 ** 63)
-        context, targets = jepa_blocks(self.grid, g, **self.masks)
-        if self.training:
-            self.draws += 1
+        context, targets = jepa_blocks(self.grid, self.draw_generator(self.seed), **self.masks)
         with torch.no_grad():
             full = self._patch_tokens(self.target_backbone, x, None)
         ctx = self._patch_tokens(self.backbone, x, context)                                     # (B, Nc, D)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eossl.distributed import rank
 from eossl.losses.pretext import jigsaw_permutations, pretext_loss, rotations, shuffle_tiles
 from eossl.methods.base import METHODS, Method
 from eossl.models.heads import mlp
@@ -52,9 +51,7 @@ class Jigsaw(Method):
     def loss(self, views):
         self.check_views(views)
         x = views[0]["image"]
-        g = torch.Generator().manual_seed(hash((self.seed, rank(), int(self.draws))) % 2 ** 63)
-        index = torch.randint(len(self.permutations), (x.shape[0],), generator=g).to(x.device)
-        if self.training:
-            self.draws += 1
+        index = torch.randint(len(self.permutations), (x.shape[0],), generator=self.draw_generator(self.seed))
+        index = index.to(x.device)
         f = self.embed(self.backbone, shuffle_tiles(x, self.permutations, index))
         return {"loss": pretext_loss(self.head(f), index), "embedding": f}
