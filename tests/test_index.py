@@ -105,7 +105,7 @@ def test_s2_index_position_and_unknown_id(s2_index):
 
 
 def test_s2_preview_file_is_skipped_with_a_warning(s2_root, caplog):
-    with caplog.at_level(logging.WARNING, logger="eossl.catalog.build"):
+    with caplog.at_level(logging.WARNING, logger="eossl.catalog"):
         index = build_index([s2_root], "sentinel2-l1c", progress=False)
     assert len(index) == 1
     assert "preview.jp2" in caplog.text and "--band-order" in caplog.text
@@ -194,7 +194,7 @@ def test_nodata_border_shows_in_valid_mask(tiny_scene_factory, tmp_path):
 
 def test_safe_layout_keeps_the_finest_resolution(tiny_scene_factory, tmp_path, caplog):
     scene = tiny_scene_factory(tmp_path / "safe", layout="safe")
-    with caplog.at_level(logging.WARNING, logger="eossl.catalog.build"):
+    with caplog.at_level(logging.WARNING, logger="eossl.catalog"):
         index = build_index([str(scene.root)], "sentinel2-l2a", progress=False)
     assert len(index) == 1
     assert index.ids[0].endswith(f"IMG_DATA/T33UUP_{DEFAULT_DATE}")

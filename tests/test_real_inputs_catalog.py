@@ -43,7 +43,7 @@ def test_float_reflectance_with_a_dn_sensor_is_stored_with_scale_1(tiny_stack_fa
     data = np.random.default_rng(0).uniform(0.01, 0.6, (4, 64, 64)).astype(np.float32)
     path = tmp_path / "refl" / "S2A_L1C_export_20200615.tif"
     tiny_stack_factory(path, ["B02", "B03", "B04", "B08"], descriptions=["B02", "B03", "B04", "B08"], data=data)
-    with caplog.at_level(logging.INFO, logger="eossl.catalog.build"):
+    with caplog.at_level(logging.INFO, logger="eossl.catalog"):
         index = build_index([str(path.parent)], "sentinel2-l1c", progress=False)
     assets = index.assets(0)
     assert {b: (a.scale, a.offset) for b, a in assets.items()} == {b: (1.0, 0.0) for b in ["B02", "B03", "B04", "B08"]}
@@ -55,7 +55,7 @@ def test_float_dn_values_keep_the_sensor_scale(tiny_stack_factory, tmp_path, cap
     dn = np.random.default_rng(1).integers(100, 5000, (3, 64, 64)).astype(np.float32)
     path = tmp_path / "dn" / "patch.tif"
     tiny_stack_factory(path, ["B02", "B03", "B04"], descriptions=["B02", "B03", "B04"], data=dn)
-    with caplog.at_level(logging.INFO, logger="eossl.catalog.build"):
+    with caplog.at_level(logging.INFO, logger="eossl.catalog"):
         index = build_index([str(path.parent)], "sentinel2-l1c", progress=False)
     assert all(a.scale is None and a.offset is None for a in index.assets(0).values())
     np.testing.assert_allclose(_chip(index, ["B03"])[0], dn[1] * np.float32(1e-4), rtol=1e-6)
@@ -221,7 +221,7 @@ def test_stac_item_by_any_name_is_matched_by_asset_href(tiny_scene_factory, tmp_
 def test_acquisition_id_is_never_empty(tiny_scene_factory, tmp_path, caplog):
     # band files named only by their band, directly in the root: the id is the folder's name, never ''
     scene = tiny_scene_factory(tmp_path / "T33UUP_2020", name="{band}", bands=["B02", "B05"])
-    with caplog.at_level(logging.INFO, logger="eossl.catalog.build"):
+    with caplog.at_level(logging.INFO, logger="eossl.catalog"):
         index = build_index([str(scene.root)], "sentinel2-l1c", progress=False)
     assert index.ids == ["T33UUP_2020"]
     assert "acquisition ''" not in caplog.text

@@ -34,7 +34,9 @@ class IndexOptions:
 class CatalogBuildConfig(IndexOptions):
     """``eossl catalog build``: what to scan and how (flags fill it; --config / --set as for every command)."""
 
-    roots: list[str] = field(help="folders, files, URLs or .nc/.zarr datacubes to scan")
-    sensor: str = field(help="sensor name or a sensor YAML path")
+    roots: list[str] = field(help="folders, files, URLs, .nc/.zarr datacubes or STAC JSON (Item, ItemCollection, "
+                                  "catalog) to scan")
+    sensor: str | None = field(None, help="sensor name or a sensor YAML path; inferred from STAC items when every "
+                                          "root is STAC JSON")
     out: str = field(help="output .parquet path")
     overwrite: bool = False

@@ -26,6 +26,8 @@ from eossl.gdal_env import is_remote
 __all__ = ["SceneIndex", "open_index", "INDEX_COLUMNS"]
 
 SENSOR_DEFINITION = "sensor_definition"   # optional column: the sensor as built (JSON, sensors.sensor_definition)
+# optional columns of indexes built from STAC: why the row's sensor was chosen, and the item it comes from
+OPTIONAL_COLUMNS = [SENSOR_DEFINITION, "sensor_source", "stac_item"]
 INDEX_COLUMNS = ["id", "sensor", "kind", "datetime", "root", "assets", "crs", "res", "minx", "miny", "maxx",
                  "maxy", "footprint_native", "valid_fraction", "mask", "mask_shape", "geometry"]
 
@@ -198,6 +200,9 @@ class SceneIndex:
         f = self.frame
         lines = [f"index: {self.path or '(in memory)'}", f"acquisitions: {len(f)}",
                  f"sensors: {', '.join(self.sensor_names)}", f"kinds: {', '.join(sorted(set(f['kind'])))}"]
+        if "sensor_source" in f.columns:   # STAC items: which sensor was chosen, and why
+            for (name, why), n in f.groupby(["sensor", "sensor_source"]).size().items():
+                lines.append(f"  {name}: {why} ({n} item{'s' if n > 1 else ''})")
         times = pd.to_datetime(f["datetime"], utc=True)
         if times.notna().any():
             lines.append(f"time range: {times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d} "
@@ -262,7 +267,7 @@ def make_frame(rows: list[dict]) -> gpd.GeoDataFrame:
     df["datetime"] = pd.to_datetime(df["datetime"], utc=True)
     geoms = [g if hasattr(g, "geom_type") else shape(g) for g in df.pop("geometry")]
     frame = gpd.GeoDataFrame(df, geometry=geoms, crs="EPSG:4326")
-    columns = INDEX_COLUMNS + ([SENSOR_DEFINITION] if SENSOR_DEFINITION in frame.columns else [])
+    columns = INDEX_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame.columns]
     return frame[columns].sort_values(["datetime", "id"], na_position="last").reset_index(drop=True)
 
 

@@ -49,7 +49,7 @@ def _load(ref: str):
 
 _STAGES = "eossl.pipeline.stages"
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("catalog", "build or show a scene index (GeoParquet)", "eossl.commands.catalog:register",
+    Command("catalog", "build (from folders or STAC), search (a STAC API) or show a scene index", "eossl.commands.catalog:register",
             f"{_STAGES}:CatalogStage", produces=frozenset({"index"})),
     Command("sensors", "list sensors, or show one sensor's bands", "eossl.commands.catalog:register_sensors"),
     Command("cache", "pre-extract chips from an index into a chip cache", "eossl.commands.cache:register"),

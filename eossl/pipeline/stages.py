@@ -72,7 +72,12 @@ def run_stage(stage: StageSpec, cfg, run_dir: Path, *, resume: bool, pipeline_di
 class CatalogStage:
     @staticmethod
     def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
-        return {"roots": list(stage.roots), "sensor": stage.sensor or "sentinel2-l1c", "set": sets}
+        from eossl.catalog.stac import is_stac_source
+
+        stac_only = bool(stage.roots) and all(is_stac_source(str(r)) for r in stage.roots)
+        # STAC items name their sensor; folders of rasters default to the built-in corpus's
+        sensor = stage.sensor or (None if stac_only else "sentinel2-l1c")
+        return {"roots": list(stage.roots), "sensor": sensor, "set": sets}
 
     @staticmethod
     def run(cfg: dict, run_dir: Path, ctx: StageContext) -> dict[str, str]:
