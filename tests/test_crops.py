@@ -461,7 +461,7 @@ def test_pretrained_weights_take_their_bands_by_name(series, tmp_path):
         backbone_for_series(replace(series, images=series.images * np.float32(1e-4)), tmp_path / "w")
     # SWIR-only weights: no data band is within reach of a pretrained band
     swir = _export(create_backbone("resnet18", 2, 32), ["B11", "B12"], tmp_path / "swir")
-    with pytest.raises(ValueError, match=r"band B02 \(492 nm\) has no counterpart in the pretrained weights"):
+    with pytest.raises(ValueError, match=r"no counterpart in the pretrained weights within 60 nm: B02 \(492 nm; nearest"):
         evaluate_crops(series, weights=swir, ks=("all",), seeds=1, block_size_m=480.0)
 
 

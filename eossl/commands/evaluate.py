@@ -32,7 +32,10 @@ def _register(sub, name: str, func, what: str, example: str, no_weights: str, de
     p = sub.add_parser(name, help=COMMANDS[name].help, description=description)
     config_flags(p, f"{what} config YAML (see configs/{name}/)", f"dotted override, e.g. {example}; repeatable",
                  runs="new run directories")
-    p.add_argument("--weights", help=f"exported weights directory (same as --set weights=DIR){no_weights}")
+    p.add_argument("--weights", help=f"exported weights directory (same as --set weights=DIR), or published weights "
+                                     f"torchgeo:<WeightsEnum name>, e.g. torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO"
+                                     f"{no_weights}")
+    p.add_argument("--weights-file", help="local file of the torchgeo:NAME weights (machines without internet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=func, command=name)
 
@@ -41,7 +44,7 @@ def _config_and_run_dir(args: argparse.Namespace, cls):
     """(config, a new run directory), or (config, None) under --dry-run."""
     from eossl.evaluate.config import config_with_weights
 
-    cfg = config_with_weights(cls, args.config, args.set, args.weights)
+    cfg = config_with_weights(cls, args.config, args.set, args.weights, args.weights_file, resolve=not args.dry_run)
     if args.dry_run:
         return cfg, None
     run_dir = new_run_dir(args.runs, args.command)

@@ -4,7 +4,7 @@ values fail at load time with their dotted path). Defaults = the built-in EuroSA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -134,8 +134,9 @@ class EvaluateConfig:
     data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
     fields: FieldsConfig | None = None
     segmentation: SegmentationConfig | None = None
-    weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors); "
-                                           "null: baselines only")
+    weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors), or "
+                                           "torchgeo:<WeightsEnum name>; null: baselines only")
+    weights_file: str | None = field(None, help="local file of torchgeo:NAME weights (no download)")
     arch: str = field("resnet18", help="architecture of the baselines when no weights are given")
     pool: Literal[POOLS] | None = field(None, help="frozen features for the linear probe and kNN (the random-init "
                                                    "row too); null: the weights' recorded feature_pool, else last")
@@ -179,7 +180,9 @@ class FinetuneConfig:
                                                             "raster (segmentation)")
     data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
     segmentation: SegmentationConfig | None = None
-    weights: str | None = field(None, help="exported weights directory; null: train from scratch")
+    weights: str | None = field(None, help="exported weights directory, or torchgeo:<WeightsEnum name>; null: "
+                                           "train from scratch")
+    weights_file: str | None = field(None, help="local file of torchgeo:NAME weights (no download)")
     arch: str = field("resnet18", help="architecture when training from scratch (no weights)")
     k: int | Literal["all"] = field("all", help="labelled samples per class for training")
     test_fraction: float = field(0.3, gt=0, lt=1, help="stratified hold-out scored in metrics.json")
@@ -197,9 +200,28 @@ def _check_task(cfg) -> None:
         raise ConfigError(f"task {cfg.task!r} needs a {section}: section (see configs/evaluate/ for an example)")
 
 
-def config_with_weights(cls, path: str | Path | None, overrides: list[str], weights: str | None):
-    """:func:`~eossl.config.load_config` with the ``--weights`` flag as one more override, and the weights directory checked."""
-    cfg = load_config(cls, path, overrides=list(overrides) + ([f"weights={weights}"] if weights else []))
+def with_resolved_weights(cfg):
+    """``cfg`` with ``weights`` a weights directory: ``torchgeo:NAME`` imported (once, cached; from
+    ``weights_file`` when given, see :mod:`eossl.models.published`)."""
+    if cfg.weights is None or not str(cfg.weights).startswith("torchgeo:"):
+        if cfg.weights_file is not None:
+            raise ConfigError(f"weights_file ({cfg.weights_file}) is the local file of published weights: give "
+                              f"weights: torchgeo:NAME (--weights torchgeo:NAME) with it")
+        return cfg
+    from eossl.models.published import resolve_weights
+
+    return replace(cfg, weights=resolve_weights(cfg.weights, cfg.weights_file), weights_file=None)
+
+
+def config_with_weights(cls, path: str | Path | None, overrides: list[str], weights: str | None,
+                        weights_file: str | None = None, resolve: bool = True):
+    """:func:`~eossl.config.load_config` with the ``--weights`` / ``--weights-file`` flags as overrides, published
+    weights imported (unless ``resolve`` is False, e.g. for --dry-run) and the weights directory checked."""
+    extra = ([f"weights={weights}"] if weights else []) + ([f"weights_file={weights_file}"] if weights_file else [])
+    cfg = load_config(cls, path, overrides=list(overrides) + extra)
+    if not resolve:
+        return cfg
+    cfg = with_resolved_weights(cfg)
     if cfg.weights is not None and not (Path(cfg.weights) / "weights.json").is_file():
         raise FileNotFoundError(f"weights: no weights.json in {cfg.weights}; export a run with `eossl export`")
     return cfg

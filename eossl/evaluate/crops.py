@@ -45,7 +45,7 @@ from eossl.evaluate.temporal import (
     predict_attention,
 )
 from eossl.models.backbones import is_vit
-from eossl.models.weights import backbone_for, load_backbone, read_weights_info
+from eossl.models.weights import adapted_normalization, backbone_for, load_backbone, read_weights_info
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,6 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
         idx = [series.bands.index(b) for b in info.bands]
         used = replace(series, images=series.images[:, :, idx], bands=list(info.bands))
         model = load_backbone(weights, img_size=size, pool="last")
-        source = {}
     else:
         missing = sorted(set(info.bands) - set(series.bands))
         log.info("the data lacks bands %s of %s: adapting the stem to the data's bands", missing, weights)
@@ -243,8 +242,7 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
         wavelengths = load_sensor(series.sensor).wavelengths(series.bands)
         model = load_backbone(weights, bands=list(zip(series.bands, wavelengths)), img_size=size,
                               pool="last")
-        source = {m.target: m.source for m in model.band_matches}
-    norm = Normalization.of_weights(info).for_bands(used.bands, source)
+    norm = adapted_normalization(model, list(used.bands), series.sensor)
     check_radiometry(series.images, series.valid, series.bands, series.sensor, f"fields for {weights}")
     norm.check(used.images, used.valid, f"fields for {weights}")
     return model, used, norm, info.arch

@@ -20,7 +20,7 @@ import yaml
 
 from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
-from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, resolve_device
+from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, resolve_device, with_resolved_weights
 from eossl.evaluate.fewshot import few_label_splits, k_label
 from eossl.evaluate.finetuning import finetune_classifier, predict_chips
 from eossl.evaluate.metrics import classification_metrics, mean_ci95
@@ -49,6 +49,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
                  progress: bool = True) -> dict:
     from eossl.evaluate.tasks import TASKS
 
+    cfg = with_resolved_weights(cfg)
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -151,6 +152,7 @@ def paired_table(pairs: list[dict]) -> str:
 
 def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, progress: bool = True) -> dict:
     """Fine-tune on ``k`` labels per class of the training pool, score the hold-out, save the classifier."""
+    cfg = with_resolved_weights(cfg)
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -21,13 +21,13 @@ from torch import nn
 
 from eossl import __version__
 from eossl.data.normalization import Normalization
-from eossl.models.adapt import BandMatch, adapt_stem_weight
+from eossl.models.adapt import UNMATCHED, BandMatch, adapt_stem_weight
 from eossl.models.backbones import create_backbone, stem_key
 from eossl.models.cards import write_model_card
 from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
 from eossl.runs import atomic_write
 
-__all__ = ["INFO_FILE", "WEIGHTS_FILE", "WeightsInfo", "backbone_for", "export_backbone", "load_backbone",
+__all__ = ["INFO_FILE", "WEIGHTS_FILE", "WeightsInfo", "adapted_normalization", "backbone_for", "export_backbone", "load_backbone",
            "read_weights_info"]
 
 WEIGHTS_FILE = "backbone.safetensors"
@@ -48,6 +48,7 @@ class WeightsInfo:
     img_size: int = 224
     feature_pool: str = "last"
     feature_pool_source: dict | None = None
+    unmatched: str = "error"     # stem policy for data bands with no counterpart (eossl.models.adapt.UNMATCHED)
     eossl_version: str = __version__
     extra: dict = field(default_factory=dict)
 
@@ -59,6 +60,8 @@ class WeightsInfo:
         bad = {k: v for k, v in lengths.items() if v != n}
         if bad:
             raise ValueError(f"weights info: in_chans is {n} but {', '.join(f'{k} has {v}' for k, v in bad.items())}")
+        if self.unmatched not in UNMATCHED:
+            raise ValueError(f"weights info: unmatched {self.unmatched!r}; choose one of {', '.join(UNMATCHED)}")
         if self.feature_pool not in POOLS:
             raise ValueError(f"weights info: unknown feature_pool {self.feature_pool!r}; choose one of "
                              f"{', '.join(POOLS)}")
@@ -108,7 +111,8 @@ def read_weights_info(path: str | Path) -> WeightsInfo:
 def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
                   img_size: int | None = None, pool: str | None = None) -> nn.Module:
     """Rebuild the exported backbone; with ``bands`` ([(name, wavelength_nm), ...] of the target data, in input
-    order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`).
+    order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`); data bands with no
+    counterpart follow the weights' ``unmatched`` policy (weights.json; "error" unless set by ``eossl import``).
 
     The returned module maps a normalised (B, C, H, W) batch to (B, D) features and carries ``weights_info`` and
     ``band_matches``. Its type depends on ``pool`` only, never on what the file records:
@@ -135,13 +139,29 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
     if bands is not None and [n for n, _ in bands] != info.bands:
         key = stem_key(info.arch)
         source = list(zip(info.bands, info.wavelengths_nm))
-        state[key], matches = adapt_stem_weight(state[key], source, list(bands), max_nm)
+        state[key], matches = adapt_stem_weight(state[key], source, list(bands), max_nm, info.unmatched)
         in_chans = len(bands)
     model = create_backbone(info.arch, in_chans, img_size or info.img_size)
     model.load_state_dict(state, strict=True)
     model.weights_info = info
     model.band_matches = matches
     return model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
+
+
+def adapted_normalization(model: nn.Module, bands: list[str], sensor) -> Normalization:
+    """The statistics for ``bands`` of a loaded backbone: ``weights.json``'s, an adapted band taking those of the band
+    its kernel came from, a band set by the ``unmatched`` policy (no pretrained counterpart) the sensor catalog's."""
+    matches = {m.target: m for m in getattr(model, "band_matches", [])}
+    policy = [b for b in bands if b in matches and not matches[b].source]
+    known = [b for b in bands if b not in policy]
+    stored = Normalization.of_weights(model.weights_info).for_bands(
+        known, {b: matches[b].source for b in known if b in matches})
+    if not policy:
+        return stored
+    catalog = Normalization.of_sensor(sensor, policy)
+    mean = [stored.mean[known.index(b)] if b in known else catalog.mean[policy.index(b)] for b in bands]
+    std = [stored.std[known.index(b)] if b in known else catalog.std[policy.index(b)] for b in bands]
+    return Normalization(tuple(bands), mean, std)
 
 
 def backbone_for(bands: list[str], sensor: str, img_size: int, *, weights: str | Path | None = None,
@@ -172,8 +192,7 @@ def backbone_for(bands: list[str], sensor: str, img_size: int, *, weights: str |
         return model, Normalization.of_sensor(sensor, bands)
     wavelengths = load_sensor(sensor).wavelengths(bands)
     model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size, pool="last")
-    source = {m.target: m.source for m in model.band_matches}
-    norm = Normalization.of_weights(model.weights_info).for_bands(list(bands), source)
+    norm = adapted_normalization(model, list(bands), sensor)
     if images is not None:
         label = what or f"data for {weights}"
         norm.check(images, valid, label)

@@ -49,7 +49,8 @@ def _load(ref: str):
 
 _STAGES = "eossl.pipeline.stages"
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("catalog", "build (from folders or STAC), search (a STAC API) or show a scene index", "eossl.commands.catalog:register",
+    Command("catalog", "build (from folders or STAC), search (a STAC API) or show a scene index",
+            "eossl.commands.catalog:register",
             f"{_STAGES}:CatalogStage", produces=frozenset({"index"})),
     Command("sensors", "list sensors, or show one sensor's bands", "eossl.commands.catalog:register_sensors"),
     Command("cache", "pre-extract chips from an index into a chip cache", "eossl.commands.cache:register"),
@@ -59,6 +60,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             produces=frozenset({"weights", "index", "run"}), accepts=frozenset({"index"})),
     Command("export", "export a pretraining run's backbone as portable weights", "eossl.commands.export:register",
             f"{_STAGES}:ExportStage", produces=frozenset({"weights"}), accepts=frozenset({"run"})),
+    Command("import", "published weights (torchgeo:NAME, timm/torchvision checkpoints) as eossl weights",
+            "eossl.commands.import_weights:register"),
     Command("evaluate", "few-label evaluation: linear probe, kNN, fine-tuning, with baselines",
             "eossl.commands.evaluate:register", f"{_STAGES}:EvaluateStage", produces=frozenset({"run", "metrics"}),
             accepts=frozenset({"weights"})),

@@ -72,8 +72,9 @@ class CorpusConfig:
 @dataclass
 class ModelConfig:
     arch: str = "resnet18"
-    init: str | None = field(None, help="directory of exported weights to start from (bands adapted by name "
-                                        "and wavelength)")
+    init: str | None = field(None, help="exported weights to start from (a directory, or torchgeo:<WeightsEnum "
+                                        "name>; bands adapted by name and wavelength)")
+    init_file: str | None = field(None, help="local file of torchgeo:NAME weights given in init (no download)")
 
 
 @dataclass

@@ -155,9 +155,11 @@ def _method(cfg: PretrainConfig, info: CorpusInfo):
     arch = cfg.model.arch
     img_size = cfg.views.crop_size or info.chip_size
     if cfg.model.init:
+        from eossl.models.published import resolve_weights
         from eossl.models.weights import load_backbone
 
-        backbone = load_backbone(cfg.model.init, bands=list(zip(info.bands, info.wavelengths_nm)),
+        init = resolve_weights(cfg.model.init, cfg.model.init_file)
+        backbone = load_backbone(init, bands=list(zip(info.bands, info.wavelengths_nm)),
                                  img_size=img_size if is_vit(arch) else None, pool="last")
         if backbone.weights_info.arch != arch:
             raise ConfigError(f"model.init: {cfg.model.init} holds a {backbone.weights_info.arch} backbone but "
