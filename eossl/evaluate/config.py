@@ -52,7 +52,11 @@ class LabelledDataConfig:
 
     RENAMED = {"file_bands": "band_order"}   # names of 0.1.0, still read (eossl.config)
 
-    root: str | None = field(None, help="class folders root/<class>/*.tif; null: the built-in EuroSAT-MS sample")
+    root: str | None = field(None, help="class folders root/<class>/*.tif (or the local root of data.torchgeo); "
+                                        "null: the built-in EuroSAT-MS sample")
+    torchgeo: str | None = field(None, help="a torchgeo classification dataset read from root (EuroSAT, EuroSAT100, "
+                                            "EuroSATSpatial; eossl.data.torchgeo_datasets)")
+    torchgeo_splits: list[str] | None = field(None, help="with torchgeo: the splits pooled (default: all)")
     labels: str | None = field(None, help="label points/polygons (any file geopandas reads); chips centred on them")
     label_column: str | None = field(None, help="with labels: the column holding each geometry's class")
     label_crs: str | None = field(None, help="with labels: CRS of the label coordinates when the file declares "
@@ -69,6 +73,9 @@ class LabelledDataConfig:
     def __post_init__(self):
         if self.labels is not None and (self.label_column is None or self.scenes is None or self.root is not None):
             raise ConfigError("data: chips from label geometries need labels, label_column and scenes (and no root)")
+        if self.torchgeo is not None and (self.root is None or self.labels is not None):
+            raise ConfigError("data.torchgeo: give the dataset's local folder as data.root (nothing is downloaded), "
+                              "and no data.labels")
 
     def load(self):
         """The labelled chips (:class:`~eossl.data.labelled.LabelledChips`)."""
@@ -79,6 +86,10 @@ class LabelledDataConfig:
 
             return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
                                     gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
+        if self.torchgeo is not None:
+            from eossl.data.torchgeo_datasets import load_torchgeo
+
+            return load_torchgeo(self.torchgeo, self.root, bands=self.bands, splits=self.torchgeo_splits)
         if self.root is None:
             return load_eurosat(bands=self.bands)
         return load_class_folders(self.root, sensor=self.sensor, band_order=self.band_order, bands=self.bands)
