@@ -236,3 +236,25 @@ def test_seasonal_pairs_from_a_datacube(worldcereal_nc, tmp_path):
     assert manifest["pairs"] is True
     info = json.loads((tmp_path / "run" / "weights" / "weights.json").read_text())
     assert info["in_chans"] == len(info["bands"]) > 1 and "seasonal_pair" in info["pretrain_data"]
+
+
+def test_mlflow_logger_records_params_and_metrics_in_a_local_store(tiny_s2_scene, tmp_path):
+    from dataclasses import replace
+
+    import mlflow  # in the dev extra
+
+    cfg = _config(tiny_s2_scene, max_steps=2, log_every_n_steps=1)
+    cfg = replace(cfg, trainer=replace(cfg.trainer, loggers=["csv", "tensorboard", "mlflow"]))
+    run = tmp_path / "runs" / "pretrain-mlflow"
+    pretrain(cfg, run)
+    client = mlflow.MlflowClient(tracking_uri=f"file:{tmp_path / 'runs' / 'mlruns'}")
+    experiment = client.get_experiment_by_name("eossl")
+    (found,) = client.search_runs([experiment.experiment_id])
+    assert found.info.run_name == "pretrain-mlflow"
+    assert found.data.params["method.name"] == "vicreg" and found.data.params["trainer.max_steps"] == "2"
+    assert any(k.startswith("train/") or "loss" in k for k in found.data.metrics)
+
+
+def test_loggers_must_keep_csv():
+    with pytest.raises(ConfigError, match="trainer.loggers: \\['mlflow'\\] lacks csv"):
+        load_config(PretrainConfig, None, overrides=["trainer.loggers=[mlflow]"])

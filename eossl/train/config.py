@@ -139,6 +139,20 @@ class TrainerConfig:
     stop_when: Literal["beats_baselines"] | None = field(
         None, help="null: train to epochs / max_steps; beats_baselines: stop once the online probe's best pool beats "
                    "every baseline by probe.margin points at the largest k on probe.patience consecutive evaluations")
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = field(
+        default_factory=lambda: ["csv", "tensorboard"],
+        help="where training metrics go: csv (RUN/logs, always: summaries and reports read it), tensorboard "
+             "(RUN/tensorboard), mlflow (trainer.mlflow_uri; needs `pip install 'eossl[mlflow]'`)")
+    mlflow_uri: str | None = field(None, help="MLflow tracking URI (http://..., sqlite:///mlflow.db, file:...); null: "
+                                              "a local file store, mlruns/ beside the run directory")
+    mlflow_experiment: str = field("eossl", help="MLflow experiment name (the run is named after the run directory)")
+
+    def __post_init__(self):
+        if "csv" not in self.loggers:
+            raise ConfigError(f"trainer.loggers: {self.loggers} lacks csv, which run summaries and reports read; "
+                              f"add to it, e.g. [csv, tensorboard, mlflow]")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ConfigError(f"trainer.loggers: {self.loggers} names a logger twice")
 
 
 @dataclass

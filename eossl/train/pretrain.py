@@ -179,7 +179,7 @@ def _trainer(cfg: PretrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
     if t.keep_every_n_steps:
         callbacks = [ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:06d}", save_top_k=-1,
                                      every_n_train_steps=t.keep_every_n_steps, save_last=False), *callbacks]
-    loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False)]
+    loggers = _loggers(cfg, run_dir)
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         max_epochs=t.epochs if t.max_steps is None else -1, max_steps=t.max_steps or -1,
@@ -188,6 +188,41 @@ def _trainer(cfg: PretrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
         callbacks=[LoaderProgress(), WeightMovement(run_dir / CHECKPOINT_DIR / INIT_FILE, t.log_every_n_steps),
                    checkpoints, _FinalCheckpoint(run_dir / CHECKPOINT_DIR / LAST), *callbacks],
         plugins=[AtomicCheckpointIO()], logger=loggers, default_root_dir=run_dir, num_sanity_val_steps=0)
+
+
+def _loggers(cfg: PretrainConfig, run_dir: Path) -> list:
+    """The loggers ``trainer.loggers`` names; MLflow gets the whole config as parameters (dotted keys)."""
+    t = cfg.trainer
+    loggers = [CSVLogger(run_dir, name="logs")]
+    if "tensorboard" in t.loggers:
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False))
+    if "mlflow" in t.loggers:
+        try:
+            import mlflow  # noqa: F401 - the logger needs it; say how to get it rather than fail inside lightning
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ImportError as err:
+            raise ConfigError("trainer.loggers: mlflow needs the mlflow package: pip install 'eossl[mlflow]' "
+                              "(mlflow-skinny), or remove mlflow from trainer.loggers") from err
+        uri = t.mlflow_uri or f"file:{(Path(run_dir).resolve().parent / 'mlruns')}"
+        if uri.startswith("file:") or "://" not in uri:
+            # MLflow 3 keeps its file store in maintenance mode and refuses it unless told otherwise; a local
+            # file store is what a single machine without a tracking server needs
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        logger = MLFlowLogger(experiment_name=t.mlflow_experiment, tracking_uri=uri, run_name=Path(run_dir).name)
+        logger.log_hyperparams(_flat(to_dict(cfg)))
+        log.info("MLflow: experiment %r, run %r at %s", t.mlflow_experiment, Path(run_dir).name, uri)
+        loggers.append(logger)
+    return loggers
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 class _FinalCheckpoint(L.Callback):
