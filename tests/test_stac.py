@@ -352,3 +352,22 @@ def test_search_bad_bbox_and_unreachable_api(tmp_path, capsys):
     assert main(["catalog", "search", "http://127.0.0.1:9/", "--collection", "c",
                  "--out", str(tmp_path / "x.parquet")]) == 2
     assert "cannot open the STAC API at http://127.0.0.1:9/" in capsys.readouterr().err
+
+
+def test_search_intersects_a_vector_file_in_wgs84(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    area = tmp_path / "field.gpkg"
+    gpd.GeoDataFrame(geometry=[box(400000, 5799000, 401000, 5800000)], crs=TINY_CRS).to_file(area)
+    api = _Api(_search_features(tmp_path))
+    try:
+        assert main(["catalog", "search", api.url, "--collection", "sentinel-2-l2a", "--intersects", str(area),
+                     "--max-items", "1", "--out", str(tmp_path / "x.parquet")]) == 0
+    finally:
+        api.close()
+    geom = api.bodies[0]["intersects"]
+    assert geom["type"] == "Polygon"
+    lon, lat = np.array(geom["coordinates"][0]).mean(axis=0)
+    assert 13 < lon < 14 and 52 < lat < 53                      # reprojected from UTM 33N to lon/lat
+    assert len(open_index(tmp_path / "x.parquet")) == 1          # --max-items 1: one item although 3 match
