@@ -1,0 +1,136 @@
+"""Temporal encoders: a small pixel time-series transformer, and torchgeo's L-TAE as a head over per-date features.
+
+:class:`PixelSeriesEncoder` (Presto-sized by default: 2 layers, 128-d, about 0.4 M parameters) reads a series of
+any length and any band set: each step's bands are embedded through kernels generated from the bands' centre
+wavelengths (as the wavelength-aware image stems: a band it never saw gets the kernel of its wavelength), a step
+with some bands missing is embedded from the valid ones, a step with none is masked out of attention, and the
+time is encoded from the day of year (sin/cos over 365.25 days) plus the step order. ``forward`` returns pooled
+(B, D) features (mean over valid steps, concatenated with the class token); ``forward_tokens`` the per-step
+tokens; :meth:`PixelSeriesEncoder.reconstruct` predicts every band at every step from tokens (for masked
+autoencoding, see :func:`masked_series_loss`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["PixelSeriesEncoder", "masked_series_loss", "wavelength_features", "ltae_head"]
+
+
+def wavelength_features(wavelengths_nm: torch.Tensor, n: int = 16) -> torch.Tensor:
+    """(C,) centre wavelengths -> (C, 2n) Fourier features of log-wavelength (400 nm .. 15 µm spread evenly)."""
+    x = torch.log(wavelengths_nm.float().clamp(min=100.0) / 400.0) / math.log(15000.0 / 400.0)   # ~0..1
+    freqs = (2.0 ** torch.arange(n, device=x.device, dtype=x.dtype)) * math.pi / 8
+    angles = x[:, None] * freqs[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def _time_features(doy: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) day of year (NaN unknown) -> (B, T, 4): sin/cos of the season, sin/cos of the step position."""
+    known = torch.isfinite(doy)
+    angle = torch.where(known, doy, torch.zeros_like(doy)) * (2 * math.pi / 365.25)
+    season = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1) * known[..., None]
+    pos = torch.arange(steps, device=doy.device, dtype=doy.dtype)[None].expand_as(doy) * (2 * math.pi / 64)
+    return torch.cat([season, torch.sin(pos)[..., None], torch.cos(pos)[..., None]], dim=-1)
+
+
+class PixelSeriesEncoder(nn.Module):
+    """A transformer over per-step tokens of a pixel (or field-mean) time series; see the module doc.
+
+    ``forward(x, valid, doy)``: ``x`` (B, T, C) normalised values, ``valid`` (B, T, C) bool, ``doy`` (B, T) day of
+    year (NaN unknown); ``wavelengths_nm`` (C,) is given at construction (:meth:`set_bands` changes it)."""
+
+    def __init__(self, wavelengths_nm, dim: int = 128, depth: int = 2, heads: int = 8, mlp_ratio: float = 2.0,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.dim = dim
+        self.num_features = 2 * dim
+        self.register_buffer("wavelengths", torch.as_tensor(list(wavelengths_nm), dtype=torch.float32),
+                             persistent=False)
+        self.kernel = nn.Sequential(nn.Linear(32, dim), nn.GELU(), nn.Linear(dim, dim))      # λ -> embedding kernel
+        self.present = nn.Linear(32, dim)            # which bands were valid at a step (their wavelengths)
+        self.time = nn.Linear(4, dim)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.decode_kernel = nn.Sequential(nn.Linear(32, dim), nn.GELU(), nn.Linear(dim, dim + 1))  # λ -> readout
+        nn.init.normal_(self.cls, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def set_bands(self, wavelengths_nm) -> None:
+        self.wavelengths = torch.as_tensor(list(wavelengths_nm), dtype=torch.float32, device=self.cls.device)
+
+    def _check(self, x, valid, doy):
+        if x.ndim != 3 or x.shape[-1] != self.wavelengths.numel():
+            raise ValueError(f"series must be (B, T, C) with C = {self.wavelengths.numel()} bands, got "
+                             f"{tuple(x.shape)}")
+        if valid.shape != x.shape or doy.shape != x.shape[:2]:
+            raise ValueError(f"valid {tuple(valid.shape)} must be {tuple(x.shape)} and doy {tuple(doy.shape)} "
+                             f"must be {tuple(x.shape[:2])}")
+
+    def embed(self, x: torch.Tensor, valid: torch.Tensor, doy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (B, T, D), step_valid (B, T)): each step from its valid bands, plus its time."""
+        self._check(x, valid, doy)
+        feats = wavelength_features(self.wavelengths.to(x.device))                  # (C, 32)
+        kernels = self.kernel(feats)                                                # (C, D)
+        v = valid.to(x.dtype)
+        n = v.sum(-1, keepdim=True)                                                 # (B, T, 1)
+        scale = x.shape[-1] / n.clamp(min=1.0)                                       # as if every band were there
+        tokens = torch.einsum("btc,cd->btd", x * v, kernels) * scale
+        tokens = tokens + torch.einsum("btc,cd->btd", v, self.present(feats)) / x.shape[-1]
+        step_valid = n[..., 0] > 0
+        tokens = tokens + self.time(_time_features(doy.to(x.dtype), x.shape[1]))
+        return tokens, step_valid
+
+    def encode(self, tokens: torch.Tensor, step_valid: torch.Tensor) -> torch.Tensor:
+        """Transformer over [cls, steps]; invalid steps are masked out of attention. (B, 1 + T, D)."""
+        b = tokens.shape[0]
+        seq = torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
+        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=tokens.device), ~step_valid], dim=1)
+        return self.norm(self.blocks(seq, src_key_padding_mask=pad))
+
+    def forward_tokens(self, x, valid, doy) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, step_valid = self.embed(x, valid, doy)
+        return self.encode(tokens, step_valid), step_valid
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
+        """(B, 2D): the class token and the mean of the valid steps' tokens."""
+        out, step_valid = self.forward_tokens(x, valid, doy)
+        w = step_valid.to(out.dtype)[..., None]
+        mean = (out[:, 1:] * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return torch.cat([out[:, 0], mean], dim=-1)
+
+    def reconstruct(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) step tokens -> (B, T, C) predicted values of every band (wavelength-generated readout)."""
+        w = self.decode_kernel(wavelength_features(self.wavelengths.to(tokens.device)))   # (C, D + 1)
+        return torch.einsum("btd,cd->btc", tokens, w[:, :-1]) + w[:, -1]
+
+
+def masked_series_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                       hidden: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the values that were hidden from the encoder and are valid; 0 when there are none.
+
+    ``pred``, ``target`` (B, T, C); ``valid``, ``hidden`` (B, T, C) bool."""
+    use = (valid & hidden).to(pred.dtype)
+    n = use.sum()
+    return ((pred - target) ** 2 * use).sum() / n.clamp(min=1.0)
+
+
+def ltae_head(in_channels: int, n_classes: int, steps: int, n_head: int = 16, d_k: int = 8,
+              d_model: int = 256) -> nn.Module:
+    """torchgeo's L-TAE (Garnot & Landrieu 2020) over per-date features (B, T = ``steps``, in_channels), then a
+    linear layer to ``n_classes`` logits. torchgeo's L-TAE normalises over the whole sequence, so every input has
+    exactly ``steps`` dates (fill a missing date, e.g. with the field's mean features)."""
+    from torchgeo.models import LTAE
+
+    if d_model % n_head:
+        raise ValueError(f"d_model {d_model} must be a multiple of n_head {n_head}")
+    return nn.Sequential(LTAE(in_channels=in_channels, n_head=n_head, d_k=d_k, n_neurons=(d_model, 128),
+                              dropout=0.2, d_model=d_model, T=1000, len_max_seq=steps),
+                         nn.Linear(128, n_classes))
