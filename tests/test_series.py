@@ -159,3 +159,70 @@ def test_masked_series_loss_matches_a_plain_loop():
 def test_ltae_head_from_torchgeo():
     head = ltae_head(in_channels=64, n_classes=5, steps=12)
     assert head(torch.randn(3, 12, 64)).shape == (3, 5)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def _crop_table(tmp_path, n_per=30, seed=0):
+    """Two crops whose NDVI peaks in different months (plus a rare class), on points spread over ~100 km."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cls, peak, n in (("early", 3, n_per), ("late", 8, n_per), ("rare", 5, 4)):
+        for i in range(n):
+            lon, lat = 30 + rng.uniform(0, 1), 4 + rng.uniform(0, 1)
+            row = {"sample_id": f"{cls}{i}", "crop": cls, "start_date": "2017-01-01", "lon": lon, "lat": lat}
+            for t in range(12):
+                green = np.exp(-0.5 * ((t - peak) / 1.5) ** 2)
+                row[f"B04_t{t}"] = int(800 - 500 * green + rng.normal(0, 60))
+                row[f"B08_t{t}"] = int(2000 + 2500 * green + rng.normal(0, 150))
+                row[f"B11_t{t}"] = int(1800 + rng.normal(0, 100))
+            rows.append(row)
+    path = tmp_path / "crops.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def test_series_splits_never_share_a_block(tmp_path):
+    from eossl.evaluate.series_eval import _blocks, _keep_classes, series_splits
+
+    s, _ = _keep_classes(read_series_table(_crop_table(tmp_path), label_column="crop", id_column="sample_id"), 10)
+    splits, how = series_splits(s, [5, "all"], seeds=4, seed=0, test_fraction=0.3, block_size_m=10000.0)
+    blocks, _ = _blocks(s, 10000.0)
+    assert "10 km grid" in how
+    for sp in splits:
+        assert not set(blocks[sp["test"]]) & set(blocks[sp["pool"]])
+        assert set(sp["train"]["5"]) <= set(sp["pool"]) and not set(sp["train"]["all"]) & set(sp["test"])
+
+
+def test_evaluate_series_rows_layout_and_phenology_signal(tmp_path):
+    from eossl.evaluate.series_eval import evaluate_series
+
+    s = read_series_table(_crop_table(tmp_path), label_column="crop", id_column="sample_id")
+    out = evaluate_series(s, ks=[5, "all"], seeds=3, min_per_class=10, encoder_kwargs={"dim": 32, "heads": 4},
+                          progress=False)
+    assert out["data"]["dropped_classes"] == ["rare (4)"] and out["data"]["classes"] == ["early", "late"]
+    names = {(r["model"].split(" (")[0], r["protocol"]) for r in out["results"]}
+    assert names == {("random-init pixel transformer", "linear"), ("raw series", "linear"),
+                     ("raw series", "random_forest"), ("temporal stats + phenology", "linear")}
+    pheno = next(r for r in out["results"] if r["model"].startswith("temporal") and r["k"] == "all")
+    assert pheno["macro_f1"]["mean"] > 0.9 and pheno["macro_f1"]["n"] == 3      # the peak month tells them apart
+    assert "metrics_all_seeds" in pheno and out["settings"]["headline"] == "macro_f1"
+
+
+def test_series_task_through_the_cli(tmp_path, capsys):
+    from eossl.cli import main
+
+    path = _crop_table(tmp_path)
+    assert main(["evaluate", "--set", "task=series", "--set", f"series.table={path}", "--set",
+                 "series.label_column=crop", "--set", "series.id_column=sample_id", "--set", "series.min_per_class=10",
+                 "--set", "seeds=2", "--set", "ks=[5]", "--set", "series.baselines=[raw_series, phenology]",
+                 "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs").glob("evaluate-*")
+    table = (run / "table.txt").read_text()
+    assert table.startswith("macro f1 (95% CI)") and "raw series / linear" in table
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "series" and {r["model"] for r in metrics["results"]} == {
+        "raw series", "temporal stats + phenology"}

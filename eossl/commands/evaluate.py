@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     with marks_failure(run_dir):
         out = run_evaluate(cfg, run_dir, cache_dir=Path(args.runs) / "cache" / "features",
                            progress=not args.no_progress)
-    print(results_table(out["results"]))
+    print(results_table(out["results"], out.get("settings", {}).get("headline", "overall_accuracy")))
     print(f"done in {out['seconds']} s: {run_dir} (metrics.json, few_label_curve.png, confusion_matrix.png, "
           f"table.txt)")
     return 0

@@ -138,13 +138,50 @@ class SegmentationConfig:
 
 
 @dataclass
+class SeriesConfig:
+    """Per-sample time series (``task: series``): a table (eossl.data.series), wide or long."""
+
+    table: str = field(help="Parquet or CSV: one row per sample (wide: columns like OPTICAL-B02-ts0-10m or "
+                            "B02_t0) or per sample and date (long: give time_column and id_column)")
+    label_column: str = field(help="the column holding each sample's class")
+    sensor: str = field("sentinel2-l2a", help="sensor of the band columns (names, units, wavelengths)")
+    id_column: str | None = field(None, help="the column naming each sample (long tables: required)")
+    time_column: str | None = field(None, help="long tables: the date column")
+    bands: list[str] | None = field(None, help="bands to use, in this order; null: every band the table has")
+    nodata: float | None = field(None, help="fill value of the table (default: the sensor's, and 65535)")
+    start_column: str = field("start_date", help="wide tables: the date of step 0")
+    step: Literal["month", "10d", "day"] = field("month", help="wide tables: the time between steps")
+    composite: Literal["month"] | None = field(None, help="long tables: average the dates of each month")
+    classes: list[str] | None = field(None, help="class names in label order; null: the sorted values found")
+    block_column: str | None = field(None, help="a column of spatial blocks for the splits (e.g. h3_l3_cell); "
+                                                "null: a block_size_m grid over lon/lat")
+    block_size_m: float = field(10000.0, gt=0, help="side of the square blocks (equal-area grid) of the splits")
+    min_per_class: int = field(20, ge=2, help="classes with fewer samples are left out (reported)")
+    baselines: list[Literal["raw_series", "random_forest", "phenology", "random_init"]] = field(
+        default_factory=lambda: ["raw_series", "random_forest", "phenology", "random_init"],
+        help="rows beside the encoder's (eossl.evaluate.series_eval): the raw series with logistic regression and "
+             "with a random forest, temporal band statistics + NDVI phenology, the encoder randomly initialised")
+    encoder: dict = field(default_factory=lambda: {"dim": 128, "depth": 2, "heads": 8},
+                          help="the pixel time-series encoder of the random-init row (eossl.models.temporal)")
+
+    def load(self):
+        from eossl.data.series import read_series_table
+
+        return read_series_table(self.table, self.sensor, label_column=self.label_column, id_column=self.id_column,
+                                 time_column=self.time_column, bands=self.bands, nodata=self.nodata,
+                                 start_column=self.start_column, step=self.step, composite=self.composite,
+                                 classes=self.classes, block_column=self.block_column)
+
+
+@dataclass
 class EvaluateConfig:
-    task: Literal["patch", "crop", "segment"] = field(
+    task: Literal["patch", "crop", "segment", "series"] = field(
         "patch", help="patch: labelled chips (data); crop: field polygons (fields); segment: a label raster "
-                      "(segmentation)")
+                      "(segmentation); series: per-sample time series from a table (series)")
     data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
     fields: FieldsConfig | None = None
     segmentation: SegmentationConfig | None = None
+    series: SeriesConfig | None = None
     weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors), or "
                                            "torchgeo:<WeightsEnum name>; null: baselines only")
     weights_file: str | None = field(None, help="local file of torchgeo:NAME weights (no download)")
@@ -206,7 +243,7 @@ class FinetuneConfig:
 
 
 def _check_task(cfg) -> None:
-    section = {"crop": "fields", "segment": "segmentation"}.get(cfg.task)
+    section = {"crop": "fields", "segment": "segmentation", "series": "series"}.get(cfg.task)
     if section is not None and getattr(cfg, section, None) is None:
         raise ConfigError(f"task {cfg.task!r} needs a {section}: section (see configs/evaluate/ for an example)")
 

@@ -74,21 +74,25 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
                                                                                   "(--set seeds=5)"))
     write_json(run_dir / "metrics.json", out)
     paired = paired_table(out["paired_differences"])
-    write_text(run_dir / "table.txt", results_table(rows) + "\n" + (f"\n{paired}\n" if paired else ""))
+    head_score = out.get("settings", {}).get("headline", "overall_accuracy")
+    tables = results_table(rows, head_score) + ("\n\n" + results_table(rows) if head_score != "overall_accuracy"
+                                                else "")
+    write_text(run_dir / "table.txt", tables + "\n" + (f"\n{paired}\n" if paired else ""))
     return out
 
 
-def results_table(rows: list[dict]) -> str:
-    """A plain-text table: one line per (model, protocol), one column per k (OA mean ± CI, in %)."""
+def results_table(rows: list[dict], score: str = "overall_accuracy") -> str:
+    """A plain-text table: one line per (model, protocol), one column per k (``score`` mean ± CI, in %)."""
     ks = list(dict.fromkeys(r["k"] for r in rows))
     keys = list(dict.fromkeys((r["model"], r["protocol"]) for r in rows))
     width = max(len(f"{m} / {p}") for m, p in keys)
-    lines = [f"{'overall accuracy (95% CI)':<{width}}  " + "  ".join(f"{'k=' + k:>13}" for k in ks)]
+    title = f"{score.replace('_', ' ')} (95% CI)"
+    lines = [f"{title:<{width}}  " + "  ".join(f"{'k=' + k:>13}" for k in ks)]
     for m, p in keys:
         cells = []
         for k in ks:
             r = next((r for r in rows if (r["model"], r["protocol"], r["k"]) == (m, p, k)), None)
-            oa = r["overall_accuracy"] if r else None
+            oa = r[score] if r else None
             cells.append(f"{'-':>13}" if oa is None else
                          f"{100 * oa['mean']:>6.1f} ± {100 * (oa['ci95'] or 0):>4.1f}")
         lines.append(f"{m + ' / ' + p:<{width}}  " + "  ".join(cells))

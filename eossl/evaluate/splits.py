@@ -33,9 +33,11 @@ def block_ids(centroids: np.ndarray, block_size_m: float) -> np.ndarray:
     return ids.reshape(-1).astype(np.int64)
 
 
-def spatial_block_split(centroids: np.ndarray, block_size_m: float, test_fraction: float = 0.3, seed: int = 0,
-                        labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train_idx, test_idx) of the N fields; every block lies wholly on one side.
+def spatial_block_split(centroids: np.ndarray | None, block_size_m: float | None, test_fraction: float = 0.3,
+                        seed: int = 0, labels: np.ndarray | None = None,
+                        blocks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train_idx, test_idx) of the N fields; every block lies wholly on one side. ``blocks`` (N,) gives
+    the blocks directly (any labels, e.g. H3 cells) instead of the grid of ``centroids`` and ``block_size_m``.
 
     Blocks are shuffled with ``np.random.default_rng(seed)`` and taken into the test side, in that order, when
     they bring the test side closer to ``test_fraction`` of every class (of all fields without ``labels``) than
@@ -44,11 +46,17 @@ def spatial_block_split(centroids: np.ndarray, block_size_m: float, test_fractio
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    blocks = block_ids(centroids, block_size_m)
+    if blocks is not None:
+        _, blocks = np.unique(np.asarray(blocks), return_inverse=True)
+        blocks = blocks.reshape(-1).astype(np.int64)
+    else:
+        blocks = block_ids(centroids, block_size_m)
     n_blocks = int(blocks.max()) + 1 if blocks.size else 0
     if n_blocks < 2:
-        raise ValueError(f"the {blocks.size} fields fall in {n_blocks} block(s) of {block_size_m} m; a spatial "
-                         f"split needs at least 2: use a smaller block_size_m")
+        size, fix = (("given block(s)", "give finer blocks") if block_size_m is None else
+                     (f"block(s) of {block_size_m} m", "use a smaller block_size_m"))
+        raise ValueError(f"the {blocks.size} samples fall in {n_blocks} {size}; a spatial split needs at least 2: "
+                         f"{fix}")
     labels = np.zeros(blocks.size, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     if labels.shape != blocks.shape:
         raise ValueError(f"labels must be (N,) = ({blocks.size},), got shape {labels.shape}")

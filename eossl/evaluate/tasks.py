@@ -293,6 +293,21 @@ def _crop_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, st
     return out, f"{out['data']['n_fields']} fields"
 
 
+@TASKS.register("series")
+def _series_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, str]:
+    from eossl.evaluate.series_eval import evaluate_series
+
+    if cfg.weights is not None:
+        raise ValueError("task series scores the pixel time-series encoder; pretrained temporal weights are not "
+                         "supported yet: leave weights unset for the random-init encoder and the baselines")
+    samples = cfg.series.load()
+    out = evaluate_series(samples, ks=cfg.ks, seeds=cfg.seeds, seed=cfg.seed, test_fraction=cfg.test_fraction,
+                          block_size_m=cfg.series.block_size_m, min_per_class=cfg.series.min_per_class, C=cfg.C,
+                          baselines=cfg.series.baselines, encoder_kwargs=cfg.series.encoder, device=device,
+                          progress=progress)
+    return out, f"{out['data']['n']} series"
+
+
 @TASKS.register("segment")
 def _segment_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, str]:
     out = evaluate_segment_task(cfg.segmentation, cfg.weights, cfg.arch, cfg.ks, cfg.seeds, cfg.seed,
