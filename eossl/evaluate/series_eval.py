@@ -190,10 +190,12 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
                     test_fraction: float = 0.3, block_size_m: float = 10000.0, min_per_class: int = 20,
                     C: float = 1.0, baselines=("raw_series", "random_forest", "phenology", "random_init"),
                     encoder_kwargs: dict | None = None, pretrained=None, pretrained_name: str = "",
-                    device: str = "cpu", progress: bool = True) -> dict:
+                    pretrained_norm: Normalization | None = None, device: str = "cpu",
+                    progress: bool = True) -> dict:
     """Result rows (the layout of every task, see :mod:`eossl.evaluate.tasks`) of the rows named above.
 
-    ``pretrained``: a pretrained encoder (its features are scored as ``pretrained <pretrained_name>``)."""
+    ``pretrained``: a pretrained encoder (its features are scored as ``pretrained <pretrained_name>``), on data
+    normalised with ``pretrained_norm`` (default: the sensor's statistics, as the random-init row)."""
     from sklearn.ensemble import RandomForestClassifier
 
     from eossl.models.temporal import PixelSeriesEncoder
@@ -213,8 +215,8 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
 
     rows = []
     if pretrained is not None:
-        rows.append((f"pretrained {pretrained_name}", "linear", logreg(encoder_features(pretrained, s, norm,
-                                                                                        device=device))))
+        rows.append((f"pretrained {pretrained_name}", "linear",
+                     logreg(encoder_features(pretrained, s, pretrained_norm or norm, device=device))))
     if "random_init" in baselines:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

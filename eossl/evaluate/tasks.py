@@ -297,14 +297,28 @@ def _crop_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, st
 def _series_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, str]:
     from eossl.evaluate.series_eval import evaluate_series
 
-    if cfg.weights is not None:
-        raise ValueError("task series scores the pixel time-series encoder; pretrained temporal weights are not "
-                         "supported yet: leave weights unset for the random-init encoder and the baselines")
     samples = cfg.series.load()
+    encoder, name, kwargs, norm = None, "", dict(cfg.series.encoder), None
+    if cfg.weights is not None:
+        from eossl.catalog.sensors import load_sensor
+        from eossl.train.series_pretrain import load_series_encoder
+
+        sensor = load_sensor(samples.sensor)
+        encoder = load_series_encoder(cfg.weights, sensor.wavelengths(samples.bands))
+        info = encoder.weights_info
+        kwargs = {k: v for k, v in info.extra.get("temporal", {}).items() if k in ("dim", "depth", "heads",
+                                                                                   "mlp_ratio", "dropout")}
+        name = f"pixel transformer {info.ssl_method}"
+        # the weights' statistics for their bands, the sensor's for bands they were not pretrained on
+        stored = dict(zip(info.bands, zip(info.normalization["mean"], info.normalization["std"])))
+        catalog = Normalization.of_sensor(sensor, samples.bands)
+        norm = Normalization(tuple(samples.bands),
+                             [stored.get(b, (float(catalog.mean[i]), 0))[0] for i, b in enumerate(samples.bands)],
+                             [stored.get(b, (0, float(catalog.std[i])))[1] for i, b in enumerate(samples.bands)])
     out = evaluate_series(samples, ks=cfg.ks, seeds=cfg.seeds, seed=cfg.seed, test_fraction=cfg.test_fraction,
                           block_size_m=cfg.series.block_size_m, min_per_class=cfg.series.min_per_class, C=cfg.C,
-                          baselines=cfg.series.baselines, encoder_kwargs=cfg.series.encoder, device=device,
-                          progress=progress)
+                          baselines=cfg.series.baselines, encoder_kwargs=kwargs, pretrained=encoder,
+                          pretrained_name=name, pretrained_norm=norm, device=device, progress=progress)
     return out, f"{out['data']['n']} series"
 
 

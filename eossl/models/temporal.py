@@ -4,7 +4,8 @@
 any length and any band set: each step's bands are embedded through kernels generated from the bands' centre
 wavelengths (as the wavelength-aware image stems: a band it never saw gets the kernel of its wavelength), a step
 with some bands missing is embedded from the valid ones, a step with none is masked out of attention, and the
-time is encoded from the day of year (sin/cos over 365.25 days) plus the step order. ``forward`` returns pooled
+time is encoded from the day of year (sin/cos over 365.25 days) plus the step order; a step without valid bands is
+a mask token that the other steps do not attend to. ``forward`` returns pooled
 (B, D) features (mean over valid steps, concatenated with the class token); ``forward_tokens`` the per-step
 tokens; :meth:`PixelSeriesEncoder.reconstruct` predicts every band at every step from tokens (for masked
 autoencoding, see :func:`masked_series_loss`).
@@ -85,6 +86,9 @@ class PixelSeriesEncoder(nn.Module):
         tokens = torch.einsum("btc,cd->btd", x * v, kernels) * scale
         tokens = tokens + torch.einsum("btc,cd->btd", v, self.present(feats)) / x.shape[-1]
         step_valid = n[..., 0] > 0
+        # a step without any valid band is a mask token: out of attention as a key, but its output is computed
+        # (from the valid steps) so masked autoencoding can read every step back
+        tokens = torch.where(step_valid[..., None], tokens, self.mask_token.to(tokens.dtype).expand_as(tokens))
         tokens = tokens + self.time(_time_features(doy.to(x.dtype), x.shape[1]))
         return tokens, step_valid
 

@@ -58,6 +58,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("pretrain", "self-supervised pretraining (default: VICReg / ResNet-18 on the built-in scene)",
             "eossl.commands.pretrain:register", f"{_STAGES}:PretrainStage",
             produces=frozenset({"weights", "index", "run"}), accepts=frozenset({"index"})),
+    Command("pretrain-series", "temporal pretraining: masked autoencoding of pixel time series",
+            "eossl.commands.pretrain_series:register"),
     Command("export", "export a pretraining run's backbone as portable weights", "eossl.commands.export:register",
             f"{_STAGES}:ExportStage", produces=frozenset({"weights"}), accepts=frozenset({"run"})),
     Command("import", "published weights (torchgeo:NAME, timm/torchvision checkpoints) as eossl weights",

@@ -267,3 +267,50 @@ class ExportConfig:
 
             if self.feature_pool not in POOLS:
                 raise ConfigError(f"feature_pool: got {self.feature_pool!r}; allowed: {', '.join(map(repr, POOLS))}")
+
+
+@dataclass
+class SeriesCorpusConfig:
+    """Unlabeled pixel time series for ``eossl pretrain-series``: sampled from scenes / datacubes (``roots`` or
+    ``index``) and/or the rows of a series table (labels unused)."""
+
+    roots: list[str] | None = field(None, help="folders or .nc/.zarr datacubes to index and sample pixels from")
+    index: str | None = field(None, help="a scene index (`eossl catalog build`) to sample pixels from")
+    table: str | None = field(None, help="a series table (eossl.data.series) whose rows join the corpus")
+    sensor: str = field("sentinel2-l2a", help="sensor of roots / table")
+    nodata: float | None = field(None, help="fill value of files or the table that declare none (e.g. 65535)")
+    bands: list[str] | None = field(None, help="bands, in order; null: every band of the data")
+    n_pixels: int = field(20000, ge=1, help="pixel series to sample from the scenes")
+    window: int = field(32, ge=1, help="side (px) of the windows pixels are drawn from")
+    per_window: int = field(64, ge=1, help="most pixels taken from one window")
+    min_valid_steps: int = field(3, ge=1, help="a series needs this many dates with valid values")
+    id_column: str | None = field(None, help="table: the sample id column (exclude_ids refer to it)")
+    time_column: str | None = field(None, help="table: the date column of a long table")
+    exclude_ids: list[str] = field(default_factory=list, help="table rows never pretrained on (test samples)")
+
+
+@dataclass
+class SeriesPretrainConfig:
+    """``eossl pretrain-series``: masked autoencoding of pixel time series (eossl.train.series_pretrain)."""
+
+    corpus: SeriesCorpusConfig = field(default_factory=SeriesCorpusConfig)
+    encoder: dict = field(default_factory=lambda: {"dim": 128, "depth": 2, "heads": 8},
+                          help="PixelSeriesEncoder arguments (dim, depth, heads, mlp_ratio, dropout)")
+    mask: dict = field(default_factory=lambda: {"step_ratio": 0.3, "band_ratio": 0.15, "block_prob": 0.5,
+                                                "block_steps": 3},
+                       help="hidden values: random steps, random single values, a contiguous block of steps")
+    epochs: int = field(40, ge=1)
+    batch_size: int = field(256, ge=2)
+    lr: float = field(1e-3, gt=0)
+    weight_decay: float = field(0.05, ge=0)
+    seed: int = 0
+    device: str = field("auto", help="auto: cuda if available, else cpu")
+    threads: int | None = field(None, ge=1, help="CPU threads for torch (default: torch's)")
+
+    def __post_init__(self):
+        need = {"step_ratio", "band_ratio", "block_prob", "block_steps"}
+        if set(self.mask) != need:
+            raise ConfigError(f"mask: give exactly {sorted(need)}, got {sorted(self.mask)}")
+        for k in ("step_ratio", "band_ratio", "block_prob"):
+            if not 0.0 <= float(self.mask[k]) < 1.0:
+                raise ConfigError(f"mask.{k}: must be in [0, 1), got {self.mask[k]}")

@@ -1,0 +1,153 @@
+"""Temporal pretraining: pixel series from a written datacube and scene stack (checked against direct reads), the
+hiding masks, and masked autoencoding end to end with export and evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from conftest import DEFAULT_DATE, SECOND_DATE, _write_scene
+from pyproj import CRS
+
+from eossl.catalog.build import build_index
+from eossl.cli import main
+from eossl.config import ConfigError, load_config
+from eossl.data.pixel_series import sample_pixel_series, stacks_of
+from eossl.train.config import SeriesPretrainConfig
+from eossl.train.series_pretrain import hide_mask, load_series_encoder, pretrain_series
+
+X0, Y0, NY, NX, T = 500000.0, 4999800.0, 16, 20, 6
+BANDS = ["B02", "B03", "B04", "B08"]
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    """(time, band, y, x) uint16 cube, 6 months, one month entirely nodata, y descending (north-up)."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(100, 6000, size=(T, len(BANDS), NY, NX), dtype=np.uint16)
+    data[2] = 0
+    x = X0 + 5 + 10 * np.arange(NX)
+    y = (Y0 + 5 + 10 * np.arange(NY))[::-1]
+    ds = xr.Dataset({"reflectance": (("time", "band", "y", "x"), data),
+                     "spatial_ref": xr.DataArray(np.int32(0), attrs={"crs_wkt": CRS.from_epsg(32631).to_wkt()})},
+                    coords={"time": pd.date_range("2021-03-01", periods=T, freq="MS"), "band": BANDS, "y": y, "x": x})
+    path = tmp_path_factory.mktemp("cube") / "cube.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path, data, x, y
+
+
+def test_pixel_series_from_a_datacube_equal_direct_reads(cube):
+    path, data, x, y = cube
+    index = build_index([str(path)], "sentinel2-l2a", progress=False)
+    assert stacks_of(index) == [list(range(T))]
+    s = sample_pixel_series(index, 50, window=8, per_window=10, min_valid_steps=3, seed=1, progress=False)
+    assert s.values.shape == (50, T, 4) and s.bands == BANDS and (s.labels == -1).all()
+    assert not s.valid[:, 2].any() and s.valid[:, [0, 1, 3, 4, 5]].all()
+    assert str(s.times[0, 0]) == "2021-03-01" and str(s.times[0, 5]) == "2021-08-01"
+    for i in range(0, 50, 7):
+        crs, xy = s.ids[i].rsplit(":", 1)
+        px, py = map(float, xy.split(","))
+        col, row = int(np.argmin(abs(x - px))), int(np.argmin(abs(y - py)))
+        assert abs(x[col] - px) < 1e-6 and abs(y[row] - py) < 1e-6 and crs == "EPSG:32631"
+        np.testing.assert_allclose(s.values[i, 0], data[0, :, row, col] * 1e-4, rtol=1e-5)
+        np.testing.assert_allclose(s.values[i, 5], data[5, :, row, col] * 1e-4, rtol=1e-5)
+
+
+def test_pixel_series_from_a_scene_stack(tmp_path):
+    import rasterio
+
+    scene = _write_scene(tmp_path / "s2", dates=(DEFAULT_DATE, SECOND_DATE, "20200815T101031"),
+                         bands=["B02", "B04", "B08"])
+    index = build_index([str(scene)], "sentinel2-l1c", progress=False)
+    s = sample_pixel_series(index, 20, window=4, per_window=5, min_valid_steps=2, seed=0, progress=False)
+    assert s.values.shape == (20, 3, 3)
+    px, py = map(float, s.ids[0].rsplit(":", 1)[1].split(","))
+    for t, date in enumerate((DEFAULT_DATE, SECOND_DATE, "20200815T101031")):
+        with rasterio.open(scene.file("B08", date)) as ds:
+            row, col = ds.index(px, py)
+            assert s.values[0, t, 2] == pytest.approx(float(ds.read(1)[row, col]) * 1e-4, rel=1e-5)
+
+
+def test_hide_mask_draws_steps_blocks_and_values_but_leaves_something_visible():
+    g = torch.Generator().manual_seed(0)
+    valid = torch.ones(200, 12, 5, dtype=torch.bool)
+    valid[0, 1:] = False                                   # one valid step only: it must stay visible
+    hidden = hide_mask(valid, g, step_ratio=0.3, band_ratio=0.15, block_prob=1.0, block_steps=3)
+    assert (valid & ~hidden).any(-1).any(-1).all()
+    assert not hidden[0, 0].all()
+    whole_steps = hidden.all(-1).float().mean().item()
+    assert 0.3 < whole_steps < 0.7                         # random steps plus a 3-step block in every sample
+    partial = (hidden.any(-1) & ~hidden.all(-1)).float().mean().item()
+    assert partial > 0.2                                   # single hidden values at other steps
+
+
+def test_pretrain_series_end_to_end(cube, tmp_path):
+    path, _, _, _ = cube
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[
+        f"corpus.roots=[{path}]", "corpus.n_pixels=300", "corpus.window=8", "corpus.per_window=30",
+        "encoder={dim: 32, depth: 1, heads: 4}", "epochs=6", "batch_size=64", "lr=0.003"])
+    summary = pretrain_series(cfg, tmp_path / "run", progress=False)
+    assert summary["last_loss"] < summary["first_loss"]
+    corpus = json.loads((tmp_path / "run" / "corpus.json").read_text())
+    assert corpus["n"] == 300 and corpus["parts"][0]["kind"] == "pixel series"
+    enc = load_series_encoder(tmp_path / "run" / "weights", [492.4, 664.6, 832.8])     # another band set
+    assert enc.weights_info.arch == "pixel_transformer" and enc.weights_info.ssl_method == "series_mae"
+    out = enc(torch.randn(2, 4, 3), torch.ones(2, 4, 3, dtype=torch.bool), torch.tensor([[60.0, 90, 120, 150]] * 2))
+    assert out.shape == (2, 64)
+
+
+def test_table_corpus_excludes_ids(tmp_path):
+    from eossl.train.series_pretrain import series_corpus
+
+    rows = [{"sample_id": f"s{i}", "start_date": "2021-01-01",
+             **{f"{b}_t{t}": 500 + 10 * t for b in BANDS for t in range(4)}} for i in range(5)]
+    table = tmp_path / "t.parquet"
+    pd.DataFrame(rows).to_parquet(table)
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[f"corpus.table={table}", "corpus.id_column=sample_id",
+                                                             "corpus.exclude_ids=[s1, s3]"])
+    samples, corpus = series_corpus(cfg)
+    assert samples.ids == ["s0", "s2", "s4"] and corpus["parts"][0]["excluded_ids"] == 2
+
+
+def test_pretrained_series_weights_in_the_series_task(cube, tmp_path):
+    path, _, _, _ = cube
+    runs = tmp_path / "runs"
+    assert main(["pretrain-series", "--set", f"corpus.roots=[{path}]", "--set", "corpus.n_pixels=100",
+                 "--set", "corpus.window=8", "--set", "encoder={dim: 16, depth: 1, heads: 2}", "--set", "epochs=2",
+                 "--runs", str(runs), "--no-progress"]) == 0
+    (weights,) = runs.glob("pretrain-series-*/weights")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        row = {"sample_id": f"s{i}", "crop": ("a", "b")[i % 2], "start_date": "2021-03-01",
+               "lon": 3 + rng.uniform(0, 1), "lat": 50 + rng.uniform(0, 1)}
+        row.update({f"{b}_t{t}": int(rng.integers(300, 3000)) for b in BANDS for t in range(T)})
+        rows.append(row)
+    table = tmp_path / "pts.parquet"
+    pd.DataFrame(rows).to_parquet(table)
+    assert main(["evaluate", "--set", "task=series", "--set", f"series.table={table}", "--set",
+                 "series.label_column=crop", "--set", "series.id_column=sample_id", "--set", "series.min_per_class=5",
+                 "--set", "seeds=2", "--set", "ks=[3]", "--set", "series.baselines=[random_init]",
+                 "--weights", str(weights), "--runs", str(runs), "--no-progress"]) == 0
+    (run,) = runs.glob("evaluate-*")
+    models = {r["model"] for r in json.loads((run / "metrics.json").read_text())["results"]}
+    assert "pretrained pixel transformer series_mae" in models and any(m.startswith("random-init") for m in models)
+
+
+def test_mask_config_is_checked():
+    with pytest.raises(ConfigError, match="mask.step_ratio: must be in"):
+        load_config(SeriesPretrainConfig, None, overrides=["mask={step_ratio: 1.5, band_ratio: 0.1, "
+                                                           "block_prob: 0.5, block_steps: 3}"])
+
+
+def test_shipped_series_configs_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain_series").glob("*.yaml"))
+    assert files
+    for f in files:
+        assert load_config(SeriesPretrainConfig, f).corpus.n_pixels > 0
