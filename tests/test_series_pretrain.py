@@ -151,3 +151,56 @@ def test_shipped_series_configs_load():
     assert files
     for f in files:
         assert load_config(SeriesPretrainConfig, f).corpus.n_pixels > 0
+
+
+# ------------------------------------------------------------------------------------------ eossl extract
+
+
+def test_extract_points_and_polygons_from_a_datacube(cube, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import Point, box
+
+    from eossl.data.extract import extract_series
+    from eossl.data.series import read_series_table
+
+    path, data, x, y = cube
+    index = build_index([str(path)], "sentinel2-l2a", progress=False)
+    # a point inside pixel (row 3, col 4); a polygon covering pixel centres rows 5..7, cols 10..12
+    pt = Point(x[4] + 2.0, y[3] - 3.0)
+    poly = box(x[10] - 5, y[7] - 5, x[12] + 5, y[5] + 5)
+    frame = gpd.GeoDataFrame({"fid": ["p", "q"], "crop": ["maize", "wheat"]}, geometry=[pt, poly], crs="EPSG:32631")
+    table = extract_series(index, frame, label_column="crop", id_column="fid", progress=False)
+    assert len(table) == 2 * T and set(table.columns) >= {"sample_id", "date", "crop", "lon", "lat", "B02", "B08"}
+    p = table[table.sample_id == "p"].reset_index(drop=True)
+    np.testing.assert_allclose(p.loc[0, BANDS].to_numpy(float), data[0, :, 3, 4] * 1e-4, rtol=1e-5)
+    assert p.loc[2, BANDS].isna().all() and p.loc[2, "valid_pixels"] == 0         # the nodata month
+    q = table[table.sample_id == "q"].reset_index(drop=True)
+    assert q.loc[0, "n_pixels"] == 9
+    expect = data[4, :, 5:8, 10:13].reshape(4, -1).mean(axis=1) * 1e-4
+    np.testing.assert_allclose(q.loc[4, BANDS].to_numpy(float), expect, rtol=1e-5)
+    out = tmp_path / "series.parquet"
+    table.to_parquet(out)
+    s = read_series_table(out, "sentinel2-l2a", label_column="crop", id_column="sample_id", time_column="date")
+    assert s.ids == ["p", "q"] and s.values.shape == (2, T, 4) and not s.valid[:, 2].any()
+
+
+def test_extract_cli_from_a_scene_stack(tmp_path, capsys):
+    import geopandas as gpd
+    import rasterio
+    from shapely.geometry import Point
+
+    scene = _write_scene(tmp_path / "s2", dates=(DEFAULT_DATE, SECOND_DATE), bands=["B04", "B08"])
+    with rasterio.open(scene.file("B08")) as ds:
+        px, py = ds.xy(7, 9)                       # centre of row 7, col 9 at 10 m
+    labels = tmp_path / "pts.geojson"
+    gpd.GeoDataFrame({"crop": ["a"]}, geometry=[Point(px, py)], crs=scene.crs).to_crs("EPSG:4326").to_file(labels)
+    out = tmp_path / "out.csv"
+    assert main(["extract", str(scene), "--sensor", "sentinel2-l1c", "--labels", str(labels), "--label-column",
+                 "crop", "--out", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 2
+    assert table.loc[0, "B08"] == pytest.approx(scene.array("B08")[7, 9] * 1e-4, rel=1e-5)
+    assert table.loc[1, "B08"] == pytest.approx(scene.array("B08", SECOND_DATE)[7, 9] * 1e-4, rel=1e-5)
+    assert main(["extract", str(scene), "--sensor", "sentinel2-l1c", "--labels", str(labels), "--out", str(out),
+                 "--no-progress"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err

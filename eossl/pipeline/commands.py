@@ -53,6 +53,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "eossl.commands.catalog:register",
             f"{_STAGES}:CatalogStage", produces=frozenset({"index"})),
     Command("sensors", "list sensors, or show one sensor's bands", "eossl.commands.catalog:register_sensors"),
+    Command("extract", "time series at points or polygons from scenes and datacubes (a long table)",
+            "eossl.commands.extract:register"),
     Command("cache", "pre-extract chips from an index into a chip cache", "eossl.commands.cache:register"),
     Command("views", "write a PNG of chips and their augmented SSL views", "eossl.commands.views:register"),
     Command("pretrain", "self-supervised pretraining (default: VICReg / ResNet-18 on the built-in scene)",

@@ -1,0 +1,56 @@
+"""``eossl extract``: time series at points or polygons from indexed scenes and datacubes (a long table)."""
+
+from __future__ import annotations
+
+import argparse
+
+from eossl.pipeline.commands import COMMANDS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help=COMMANDS["extract"].help,
+                       description="Per geometry and date, the pixel under a point or the mean of the valid pixels "
+                                   "in a polygon, for every band, from the acquisitions of an index (or of ROOTS "
+                                   "indexed now). Writes a long table (Parquet or CSV) for `eossl evaluate --set "
+                                   "task=series --set series.table=OUT --set series.id_column=sample_id --set "
+                                   "series.time_column=date`.")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="folders or .nc/.zarr datacubes to index now "
+                                                            "(instead of --index)")
+    p.add_argument("--index", help="a scene index from `eossl catalog build`")
+    p.add_argument("--sensor", help="sensor of ROOTS")
+    p.add_argument("--nodata", type=float, help="nodata of ROOTS files that declare none (e.g. 65535)")
+    p.add_argument("--labels", required=True, help="points or polygons (GeoPackage, GeoParquet, GeoJSON, "
+                                                    "Shapefile, CSV with lon/lat)")
+    p.add_argument("--label-column", help="the class column, copied to the table")
+    p.add_argument("--id-column", help="one id per geometry (default: the row number)")
+    p.add_argument("--label-crs", help="CRS of the label coordinates when the file declares none")
+    p.add_argument("--bands", help="comma-separated bands (default: every band of the index)")
+    p.add_argument("--out", required=True, help="output .parquet or .csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run, command="extract")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eossl.catalog.build import IndexOptions, build_index
+    from eossl.catalog.index import open_index
+    from eossl.data.extract import extract_series, write_table
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; pass --overwrite to replace it, or choose another --out")
+    if bool(args.index) == bool(args.roots):
+        raise ValueError("give --index or ROOTS (with --sensor), not both")
+    if args.roots and not args.sensor:
+        raise ValueError("ROOTS need --sensor (e.g. --sensor sentinel2-l2a)")
+    index = open_index(args.index) if args.index else build_index(
+        args.roots, args.sensor, IndexOptions(nodata=args.nodata), progress=not args.no_progress)
+    table = extract_series(index, args.labels, label_column=args.label_column, id_column=args.id_column,
+                           bands=[b.strip() for b in args.bands.split(",")] if args.bands else None,
+                           label_crs=args.label_crs, progress=not args.no_progress)
+    out = write_table(table, args.out, overwrite=args.overwrite)
+    n = table["sample_id"].nunique()
+    print(f"wrote {len(table)} rows ({n} geometries x dates, {int((table['valid_pixels'] > 0).sum())} with valid "
+          f"pixels) to {out}")
+    return 0

@@ -1,0 +1,135 @@
+"""``eossl extract``: time series at points or polygons from indexed scenes and datacubes, as a long table.
+
+For every geometry and every acquisition of the place it lies in (a stack, :func:`eossl.data.pixel_series.stacks_of`)
+the pixels are read on the stack's grid through the index's readers (scaling, nodata, cloud masks): a point gives
+the pixel that contains it (``mode: pixel``), a polygon the mean of the valid pixels whose centres fall inside it
+(``mode: mean``; a polygon smaller than a pixel takes the pixel of its representative point). The table has one
+row per geometry and date: ``sample_id``, the label, ``date``, ``lon`` / ``lat`` (the geometry's representative
+point), one column per band (NaN where no pixel was valid), ``n_pixels`` and ``valid_pixels``. It is the long
+layout of :func:`eossl.data.series.read_series_table` (``id_column: sample_id``, ``time_column: date``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rasterio.features import geometry_mask
+from rasterio.transform import from_origin
+from shapely.geometry import box
+from tqdm.auto import tqdm
+
+from eossl.catalog.index import SceneIndex
+from eossl.data.pixel_series import stacks_of
+from eossl.data.reader import ChipReader
+
+log = logging.getLogger(__name__)
+
+__all__ = ["extract_series", "write_table"]
+
+
+def extract_series(index: SceneIndex, labels, *, label_column: str | None = None, id_column: str | None = None,
+                   bands: list[str] | None = None, label_crs: str | None = None, progress: bool = True
+                   ) -> pd.DataFrame:
+    """The long table described in the module doc. ``labels``: a vector file (any format geopandas reads, CSV with
+    lon/lat or x/y) or a GeoDataFrame."""
+    import geopandas as gpd
+
+    from eossl.data.labels import _read_frame, _with_crs
+
+    if isinstance(labels, gpd.GeoDataFrame):
+        frame, where = labels, "labels"
+    else:
+        where = str(labels)
+        if not Path(labels).exists():
+            raise FileNotFoundError(f"label file not found: {labels}")
+        frame = _with_crs(_read_frame(Path(labels)), Path(labels), label_crs)
+    for name, col in (("label_column", label_column), ("id_column", id_column)):
+        if col is not None and col not in frame.columns:
+            raise ValueError(f"{where}: no column {col!r} ({name}); columns are "
+                             f"{[c for c in frame.columns if c != frame.geometry.name]}")
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].reset_index(drop=True)
+    if frame.empty:
+        raise ValueError(f"{where}: no geometries")
+    ids = frame[id_column].astype(str).tolist() if id_column else [str(i) for i in range(len(frame))]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{where}: {id_column!r} repeats ids; give a column with one id per geometry")
+    reader = ChipReader(index, bands=bands, resampling="nearest", allow_empty=True)
+    out_bands = list(reader.bands)
+    rep = frame.geometry.representative_point()
+    lonlat = gpd.GeoSeries(rep, crs=frame.crs).to_crs("EPSG:4326")
+    rows, found = [], np.zeros(len(frame), dtype=bool)
+    stacks = stacks_of(index)
+    bar = tqdm(total=len(stacks) * len(frame), desc="extracting series", unit="geom", disable=not progress)
+    for stack in stacks:
+        crs = index.crs(stack[0])
+        res = min(index.res(i) for i in stack)
+        area = box(*index.bounds(stack[0]))
+        for i in stack[1:]:
+            area = area.union(box(*index.bounds(i)))
+        local = frame.geometry.to_crs(crs)
+        for g, geom in enumerate(local):
+            bar.update(1)
+            if not geom.intersects(area):
+                continue
+            window, inside = _pixels(geom, res)
+            for i in stack:
+                chip = reader.read(i, window, gsd=res)
+                use = inside & chip.mask
+                valid = int(use.sum())
+                row = {"sample_id": ids[g], "date": index.datetime(i), "lon": lonlat.iloc[g].x,
+                       "lat": lonlat.iloc[g].y, "n_pixels": int(inside.sum()), "valid_pixels": valid,
+                       "acquisition": index.ids[i]}
+                if label_column:
+                    row[label_column] = frame[label_column].iloc[g]
+                means = chip.image[:, use].mean(axis=1) if valid else np.full(len(out_bands), np.nan)
+                row.update({b: float(v) for b, v in zip(out_bands, means)})
+                rows.append(row)
+            found[g] = True
+    bar.close()
+    reader.close()
+    if not rows:
+        raise ValueError(f"no geometry of {where} falls on the index's acquisitions; check the label CRS "
+                         f"(label_crs) and that the index covers them")
+    if not found.all():
+        log.warning("%d of %d geometries lie outside every acquisition: %s", int((~found).sum()), len(frame),
+                    ", ".join(np.array(ids)[~found][:5]))
+    table = pd.DataFrame(rows)
+    table["date"] = pd.to_datetime(table["date"], utc=True).dt.tz_localize(None)
+    return table.sort_values(["sample_id", "date"]).reset_index(drop=True)
+
+
+def _pixels(geom, res: float) -> tuple[tuple[float, float, float, float], np.ndarray]:
+    """(window bounds on the res grid, (h, w) bool of the pixels the geometry takes)."""
+    minx, miny, maxx, maxy = geom.bounds
+    x0 = np.floor(minx / res) * res
+    y1 = np.ceil(maxy / res) * res
+    x1 = max(np.ceil(maxx / res) * res, x0 + res)
+    y0 = min(np.floor(miny / res) * res, y1 - res)
+    w, h = int(round((x1 - x0) / res)), int(round((y1 - y0) / res))
+    inside = np.zeros((h, w), dtype=bool)
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        inside = ~geometry_mask([geom], (h, w), from_origin(x0, y1, res, res), all_touched=False)
+    if not inside.any():        # a point, a line or a polygon smaller than a pixel: the pixel of its point
+        p = geom.representative_point()
+        col = min(w - 1, int((p.x - x0) // res))
+        row = min(h - 1, int((y1 - p.y) // res))
+        inside[row, col] = True
+    return (x0, y0, x1, y1), inside
+
+
+def write_table(table: pd.DataFrame, out: str | Path, overwrite: bool = False) -> Path:
+    """Parquet (or CSV by suffix), atomically; an existing file is refused unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix.lower() == ".csv":
+        table.to_csv(tmp, index=False)
+    else:
+        table.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return out
