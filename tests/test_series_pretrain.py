@@ -204,3 +204,33 @@ def test_extract_cli_from_a_scene_stack(tmp_path, capsys):
     assert main(["extract", str(scene), "--sensor", "sentinel2-l1c", "--labels", str(labels), "--out", str(out),
                  "--no-progress"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_crops_pipeline_pretrains_evaluates_and_reports(cube, tmp_path):
+    """The shape of pipelines/crops.yaml (pretrain-series -> evaluate series -> report) on small written data."""
+    import yaml
+
+    path, _, _, _ = cube
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(40):
+        row = {"sample_id": f"s{i}", "crop": ("a", "b")[i % 2], "start_date": "2021-03-01",
+               "lon": 3 + rng.uniform(0, 1), "lat": 50 + rng.uniform(0, 1)}
+        row.update({f"{b}_t{t}": int(rng.integers(300, 3000)) + 800 * (i % 2) * (t == 3)
+                    for b in BANDS for t in range(T)})
+        rows.append(row)
+    table = tmp_path / "pts.parquet"
+    pd.DataFrame(rows).to_parquet(table)
+    pipe = {"name": "crops-test", "stages": [
+        {"name": "pretrain", "command": "pretrain-series",
+         "set": [f"corpus.roots=[{path}]", "corpus.n_pixels=100", "corpus.window=8",
+                 "encoder={dim: 16, depth: 1, heads: 2}", "epochs=2"]},
+        {"name": "evaluate", "command": "evaluate", "weights": "pretrain",
+         "set": ["task=series", f"series.table={table}", "series.label_column=crop", "series.id_column=sample_id",
+                 "series.min_per_class=5", "seeds=2", "ks=[3, all]"]},
+        {"name": "report", "command": "report"}]}
+    spec = tmp_path / "crops.yaml"
+    spec.write_text(yaml.safe_dump(pipe, sort_keys=False))
+    assert main(["run", str(spec), "--runs", str(tmp_path / "runs")]) == 0
+    report = next((tmp_path / "runs").rglob("report.md")).read_text()
+    assert "pretrained pixel transformer series_mae" in report

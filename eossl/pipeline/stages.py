@@ -103,6 +103,22 @@ class PretrainStage:
         return {"run": str(run_dir), "weights": str(run_dir / "weights"), "index": str(run_dir / "index.parquet")}
 
 
+class PretrainSeriesStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
+        from eossl.config import load_config
+        from eossl.train.config import SeriesPretrainConfig
+
+        return load_config(SeriesPretrainConfig, path, overrides=sets)
+
+    @staticmethod
+    def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from eossl.train.series_pretrain import pretrain_series
+
+        pretrain_series(cfg, run_dir, progress=False)
+        return {"run": str(run_dir), "weights": str(run_dir / "weights")}
+
+
 class ExportStage:
     @staticmethod
     def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
