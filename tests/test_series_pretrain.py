@@ -234,3 +234,4 @@ def test_crops_pipeline_pretrains_evaluates_and_reports(cube, tmp_path):
     assert main(["run", str(spec), "--runs", str(tmp_path / "runs")]) == 0
     report = next((tmp_path / "runs").rglob("report.md")).read_text()
     assert "pretrained pixel transformer series_mae" in report
+    assert "precision  recall     F1  support" in report

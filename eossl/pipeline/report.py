@@ -128,12 +128,36 @@ def _evaluate(name: str, rec: dict, out_dir: Path) -> list[tuple]:
     blocks += _warnings(metrics)
     if (run / "table.txt").is_file():
         blocks.append(("pre", (run / "table.txt").read_text().rstrip()))
+    per_class = _per_class(metrics)
+    if per_class:
+        blocks.append(("p", f"Per-class scores of {head.get('model')} / {head.get('protocol')} at k={head.get('k')}, "
+                            f"every seed's test predictions pooled:"))
+        blocks.append(("pre", per_class))
     for fig, caption in (("few_label_curve.png", "Few-label curve against the baselines"),
                          ("confusion_matrix.png", f"Confusion matrix: {head.get('model')} / {head.get('protocol')}, "
                                                   f"k={head.get('k')}, seeds pooled")):
         if _copy(run / fig, out_dir, f"{name}_{fig}"):
             blocks.append(("img", f"{name}_{fig}", caption))
     return blocks
+
+
+def _per_class(metrics: dict) -> str | None:
+    """Precision, recall, F1 and support per class of the headline row (pooled over seeds), as text."""
+    head = metrics.get("headline", {})
+    row = next((r for r in metrics.get("results", []) if "metrics_all_seeds" in r
+                and (r["model"], r["protocol"], r["k"]) == (head.get("model"), head.get("protocol"), head.get("k"))),
+               None)
+    if row is None:
+        return None
+    per = row["metrics_all_seeds"].get("per_class") or {}
+    width = max([len(c) for c in per] + [5])
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}"
+    lines = [f"{'class':<{width}}  precision  recall     F1  support"]
+    lines += [f"{c:<{width}}  {pct(m['precision']):>9}  {pct(m['recall']):>6}  {pct(m['f1']):>5}  {m['support']:>7}"
+              for c, m in per.items()]
+    return "\n".join(lines)
 
 
 def _finetune(name: str, rec: dict, out_dir: Path) -> list[tuple]:
