@@ -50,9 +50,10 @@ def _config_roots() -> list[type]:
     from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
     from eossl.pipeline.spec import PipelineSpec
     from eossl.predict.config import PredictConfig
-    from eossl.train.config import PretrainConfig
+    from eossl.train.config import PretrainConfig, SeriesPretrainConfig
 
-    return [PretrainConfig, EvaluateConfig, FinetuneConfig, PredictConfig, PipelineSpec, DataConfig,
+    return [PretrainConfig, SeriesPretrainConfig, EvaluateConfig, FinetuneConfig, PredictConfig, PipelineSpec,
+            DataConfig,
             *[c for c in vars(sensors).values() if dataclasses.is_dataclass(c) and isinstance(c, type)]]
 
 

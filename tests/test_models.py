@@ -74,7 +74,7 @@ def test_rgb_checkpoint_to_multispectral_uses_nearest_wavelength_within_limit():
     assert [m.source for m in matches] == ["blue", "green", "red", "red"]
     assert matches[3].how == "wavelength" and matches[3].distance_nm == pytest.approx(abs(704.1 - 665), abs=1)
     assert torch.allclose(new[:, 0], weight[:, 2] * 3 / 4)  # B02 <- blue, never the red kernel
-    with pytest.raises(ValueError, match=r"no counterpart in the pretrained weights.*B11 \(1614 nm; nearest red.*unmatched: mean"):
+    with pytest.raises(ValueError, match=r"no counterpart in the pretrained weights.*B11 \(1614 nm; nearest red.*--unmatched mean"):
         adapt_stem_weight(weight, rgb, _bands("sentinel2-l2a", ["B04", "B11"]))
 
 

@@ -130,7 +130,7 @@ def test_rgb_checkpoint_on_13_bands_needs_a_policy(tmp_path, rgb_checkpoint, cap
     assert info.bands == ["B04", "B03", "B02"] and info.unmatched == "error"
     assert "sentinel2-l1c catalog statistics" in info.extra["normalization_from"]
     with pytest.raises(ValueError, match=r"have no counterpart in the pretrained weights within 60 nm: B06 .*B07 .*"
-                                         r"B08 .*B8A .*B09 .*B10 .*B11 .*B12 .*`unmatched: mean`"):
+                                         r"B08 .*B8A .*B09 .*B10 .*B11 .*B12 .*--unmatched mean"):
         backbone_for(S2_13, "sentinel2-l1c", 32, weights=out)
 
 

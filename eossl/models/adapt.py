@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 __all__ = ["BandMatch", "match_bands", "adapt_stem_weight", "UNMATCHED"]
 
 UNMATCHED = ("error", "mean", "zero")
-POLICY_HINT = ("set the policy for bands without a counterpart: `unmatched: mean` (the mean pretrained kernel) or "
-               "`unmatched: zero` (--set unmatched=mean for evaluate/finetune, --set model.unmatched=mean for "
-               "pretraining from model.init)")
+POLICY_HINT = ("give the weights a policy for bands without a counterpart, recorded in their weights.json as "
+               "`unmatched`: import them again with `eossl import SOURCE --out DIR --unmatched mean` (the mean "
+               "pretrained kernel) or --unmatched zero")
 
 
 @dataclass(frozen=True)
