@@ -34,8 +34,9 @@ from eossl.data.normalization import Normalization  # noqa: E402
 from eossl.data.series import read_series_table  # noqa: E402
 from eossl.evaluate.metrics import mean_ci95  # noqa: E402
 from eossl.evaluate.series_eval import _keep_classes, evaluate_series, series_splits  # noqa: E402
+from eossl.models.temporal import load_series_encoder  # noqa: E402
 from eossl.train.config import SeriesPretrainConfig  # noqa: E402
-from eossl.train.series_pretrain import load_series_encoder, pretrain_series  # noqa: E402
+from eossl.train.series_pretrain import pretrain_series  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "worldcereal"
 SCORES = ("macro_f1", "overall_accuracy", "kappa")

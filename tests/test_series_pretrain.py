@@ -17,8 +17,9 @@ from eossl.catalog.build import build_index
 from eossl.cli import main
 from eossl.config import ConfigError, load_config
 from eossl.data.pixel_series import sample_pixel_series, stacks_of
+from eossl.models.temporal import load_series_encoder
 from eossl.train.config import SeriesPretrainConfig
-from eossl.train.series_pretrain import hide_mask, load_series_encoder, pretrain_series
+from eossl.train.series_pretrain import hide_mask, pretrain_series
 
 X0, Y0, NY, NX, T = 500000.0, 4999800.0, 16, 20, 6
 BANDS = ["B02", "B03", "B04", "B08"]

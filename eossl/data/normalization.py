@@ -75,6 +75,17 @@ class Normalization:
         """``{"mean": [...], "std": [...]}``, the ``normalization`` record of weights.json and classifier.json."""
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
+    def apply_series(self, x, valid=None) -> torch.Tensor:
+        """(..., T, C) time series, bands last (numpy or torch) -> float32 tensor ``(x - mean) / std``, 0 where
+        ``valid`` ((..., T, C) bool, or None) is False."""
+        if x.shape[-1] != len(self.bands):
+            raise ValueError(f"the series have {x.shape[-1]} bands but the normalisation {len(self.bands)} "
+                             f"({', '.join(self.bands)}); give one mean and std per band")
+        out = self.apply(torch.as_tensor(x).unsqueeze(-1).unsqueeze(-1))[..., 0, 0]
+        if valid is not None:
+            out = out.masked_fill(~torch.as_tensor(valid, dtype=torch.bool, device=out.device), 0.0)
+        return out
+
     def apply(self, x, valid=None) -> torch.Tensor:
         """(..., C, H, W) reflectance (numpy or torch) -> float32 tensor ``(x - mean) / std``, 0 where ``valid``
         ((..., H, W) bool, or None: every pixel) is False.

@@ -112,11 +112,8 @@ class _quiet:
 def encoder_features(encoder: torch.nn.Module, s: SeriesSamples, norm: Normalization, batch_size: int = 256,
                      device: str = "cpu") -> np.ndarray:
     """(N, D) frozen features of ``encoder`` on the normalised series."""
-    mean = torch.as_tensor(norm.mean, dtype=torch.float32)
-    std = torch.as_tensor(norm.std, dtype=torch.float32)
-    x = (torch.from_numpy(s.values) - mean) / std
     valid = torch.from_numpy(s.valid)
-    x = torch.where(valid, x, torch.zeros_like(x))
+    x = norm.apply_series(s.values, s.valid)
     doy = torch.from_numpy(s.day_of_year())
     encoder = encoder.eval().to(device)
     out = []

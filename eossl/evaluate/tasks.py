@@ -301,7 +301,7 @@ def _series_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, 
     encoder, name, kwargs, norm = None, "", dict(cfg.series.encoder), None
     if cfg.weights is not None:
         from eossl.catalog.sensors import load_sensor
-        from eossl.train.series_pretrain import load_series_encoder
+        from eossl.models.temporal import load_series_encoder
 
         sensor = load_sensor(samples.sensor)
         encoder = load_series_encoder(cfg.weights, sensor.wavelengths(samples.bands))

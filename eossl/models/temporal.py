@@ -13,12 +13,20 @@ autoencoding, see :func:`masked_series_loss`).
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["PixelSeriesEncoder", "masked_series_loss", "wavelength_features", "ltae_head"]
+__all__ = ["PixelSeriesEncoder", "masked_series_loss", "wavelength_features", "ltae_head", "SERIES_ARCH",
+           "ENCODER_FILE", "export_series_encoder", "load_series_encoder"]
+
+SERIES_ARCH = "pixel_transformer"          # weights.json arch of an exported PixelSeriesEncoder
+ENCODER_FILE = "encoder.safetensors"
 
 
 def wavelength_features(wavelengths_nm: torch.Tensor, n: int = 16) -> torch.Tensor:
@@ -138,3 +146,37 @@ def ltae_head(in_channels: int, n_classes: int, steps: int, n_head: int = 16, d_
     return nn.Sequential(LTAE(in_channels=in_channels, n_head=n_head, d_k=d_k, n_neurons=(d_model, 128),
                               dropout=0.2, d_model=d_model, T=1000, len_max_seq=steps),
                          nn.Linear(128, n_classes))
+
+
+def export_series_encoder(encoder: PixelSeriesEncoder, info, out: str | Path) -> Path:
+    """``out/encoder.safetensors`` and ``out/weights.json`` (a :class:`~eossl.models.weights.WeightsInfo`), atomically."""
+    from eossl.models.weights import INFO_FILE
+    from eossl.runs import atomic_write
+
+    out = Path(out)
+    if (out / INFO_FILE).exists():
+        raise ValueError(f"{out} already holds exported weights; choose another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    atomic_write(out / ENCODER_FILE, lambda p: save_file(state, str(p), metadata={"arch": SERIES_ARCH}))
+    atomic_write(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
+    return out
+
+
+def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = None) -> PixelSeriesEncoder:
+    """The exported encoder; ``wavelengths_nm`` re-targets it to another band set (its kernels are generated from
+    wavelengths, so any bands work). Carries ``weights_info``."""
+    from eossl.models.weights import read_weights_info
+
+    info = read_weights_info(path)
+    if info.arch != SERIES_ARCH:
+        raise ValueError(f"{path} holds a {info.arch} image backbone, not a {SERIES_ARCH} time-series encoder "
+                         f"(export one with `eossl pretrain-series`)")
+    kwargs = {k: v for k, v in info.extra.get("temporal", {}).items() if k in ("dim", "depth", "heads",
+                                                                               "mlp_ratio", "dropout")}
+    encoder = PixelSeriesEncoder(info.wavelengths_nm, **kwargs)
+    encoder.load_state_dict(load_file(str(Path(path) / ENCODER_FILE)), strict=True)
+    if wavelengths_nm is not None:
+        encoder.set_bands(wavelengths_nm)
+    encoder.weights_info = info
+    return encoder

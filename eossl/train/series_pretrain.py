@@ -19,30 +19,31 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
 from eossl.data.normalization import Normalization
 from eossl.data.series import SeriesSamples
-from eossl.models.temporal import PixelSeriesEncoder, masked_series_loss
-from eossl.models.weights import INFO_FILE, WeightsInfo, read_weights_info
-from eossl.runs import atomic_write, write_json, write_text
+from eossl.models.temporal import (
+    SERIES_ARCH,
+    PixelSeriesEncoder,
+    export_series_encoder,
+    load_series_encoder,
+    masked_series_loss,
+)
+from eossl.models.weights import WeightsInfo
+from eossl.runs import write_json, write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SERIES_ARCH", "ENCODER_FILE", "hide_mask", "series_corpus", "pretrain_series", "load_series_encoder",
-           "export_series_encoder"]
+__all__ = ["hide_mask", "series_corpus", "pretrain_series", "load_series_encoder"]
 
-SERIES_ARCH = "pixel_transformer"
-ENCODER_FILE = "encoder.safetensors"
 TIME_CONVENTION = "day of year of each step (NaN unknown), steps in time order; any number of steps"
 
 
@@ -116,9 +117,7 @@ def series_corpus(cfg) -> tuple[SeriesSamples, dict]:
 
 
 def _tensors(s: SeriesSamples, norm: Normalization):
-    x = (torch.from_numpy(s.values) - torch.as_tensor(norm.mean)) / torch.as_tensor(norm.std)
-    valid = torch.from_numpy(s.valid)
-    return torch.where(valid, x, torch.zeros_like(x)).float(), valid, torch.from_numpy(s.day_of_year())
+    return norm.apply_series(s.values, s.valid), torch.from_numpy(s.valid), torch.from_numpy(s.day_of_year())
 
 
 def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
@@ -191,31 +190,3 @@ def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
     log.info("series pretraining: %d steps in %.0f s, loss %.4f -> %.4f; weights in %s", step, seconds,
              rows[0]["loss"], rows[-1]["loss"], weights)
     return summary
-
-
-def export_series_encoder(encoder: PixelSeriesEncoder, info: WeightsInfo, out: str | Path) -> Path:
-    out = Path(out)
-    if (out / INFO_FILE).exists():
-        raise ValueError(f"{out} already holds exported weights; choose another directory")
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    atomic_write(out / ENCODER_FILE, lambda p: save_file(state, str(p), metadata={"arch": SERIES_ARCH}))
-    atomic_write(out / INFO_FILE, lambda p: p.write_text(json.dumps(asdict(info), indent=2)))
-    return out
-
-
-def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = None) -> PixelSeriesEncoder:
-    """The exported encoder; ``wavelengths_nm`` re-targets it to another band set (its kernels are generated from
-    wavelengths, so any bands work). Carries ``weights_info``."""
-    info = read_weights_info(path)
-    if info.arch != SERIES_ARCH:
-        raise ValueError(f"{path} holds a {info.arch} image backbone, not a {SERIES_ARCH} time-series encoder "
-                         f"(export one with `eossl pretrain-series`)")
-    kwargs = {k: v for k, v in info.extra.get("temporal", {}).items() if k in ("dim", "depth", "heads",
-                                                                               "mlp_ratio", "dropout")}
-    encoder = PixelSeriesEncoder(info.wavelengths_nm, **kwargs)
-    encoder.load_state_dict(load_file(str(Path(path) / ENCODER_FILE)), strict=True)
-    if wavelengths_nm is not None:
-        encoder.set_bands(wavelengths_nm)
-    encoder.weights_info = info
-    return encoder
