@@ -53,8 +53,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pools", nargs="+", default=["last", "multi", "stats0", "stats1", "stats2"])
     p.add_argument("--ks", type=int, nargs="+", default=[5, 10])
     p.add_argument("--draws", type=int, default=20)
+    p.add_argument("--replot", type=Path, metavar="BUDGET_JSON", help="redraw budget.png from a budget.json")
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
+
+
+def with_random_init(result: dict) -> dict:
+    """The random init of each pool (the same draws and init seeds at every point) as dotted baseline lines."""
+    first = next((pts[0] for pts in result["curves"].values() if pts and "random init" in pts[0]), None)
+    if first is not None:
+        for k, pools in first["random init"].items():
+            result["baselines"][k].update({f"random init ({p})": v for p, v in pools.items()})
+    return result
 
 
 def train(name: str, config: str, steps: int, out: Path, overrides: list[str]) -> Path:
@@ -105,6 +115,12 @@ def from_histories(specs: list[str], pools: list[str], ks: list[int]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        result = json.loads(args.replot.read_text())
+        result["ks"] = [str(k) for k in result["ks"]]
+        plot(with_random_init(result), args.out / "budget.png")
+        print(f"wrote {args.out / 'budget.png'}")
+        return 0
     if args.history:
         result = from_histories(args.history, args.pools, args.ks)
         (args.out / "budget.json").write_text(json.dumps(result, indent=2))
@@ -135,7 +151,7 @@ def main(argv=None) -> int:
                   flush=True)
     result = {"curves": curves, "baselines": baselines, "pools": args.pools, "ks": args.ks, "draws": args.draws}
     (args.out / "budget.json").write_text(json.dumps(result, indent=2))
-    plot(result, args.out / "budget.png")
+    plot(with_random_init(result), args.out / "budget.png")
     print(f"wrote {args.out / 'budget.json'} and {args.out / 'budget.png'}")
     return 0
 
