@@ -105,7 +105,10 @@ class WeightMovement(L.Callback):
         return pl_module.method.backbone
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if not self.init_path.is_file():
+        # rank 0 decides and tells the others: a rank that looked after rank 0 had written the file would skip the
+        # barrier rank 0 waits at, and the ranks would deadlock in different collectives
+        missing = trainer.strategy.broadcast(not self.init_path.is_file(), src=0)
+        if missing:
             if trainer.global_rank == 0:
                 state = {k: v.detach().float().cpu().contiguous()
                          for k, v in self._backbone(pl_module).state_dict().items() if v.ndim >= 2}
