@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlparse
 
-from eossl.config import field
+from eossl.config import ConfigError, field
 
-__all__ = ["IndexOptions", "CatalogBuildConfig"]
+__all__ = ["IndexOptions", "CatalogBuildConfig", "is_stac_source"]
 
 DatetimeSource = Literal["filename", "tags", "sidecar"]
+
+
+def is_stac_source(root: str) -> bool:
+    """Whether a ``catalog build`` root is STAC JSON (by name: ``.json`` / ``.geojson``, local or URL)."""
+    text = str(root)
+    path = urlparse(text).path if "://" in text else text
+    return path.lower().endswith((".json", ".geojson"))
 
 
 @dataclass
@@ -40,3 +48,9 @@ class CatalogBuildConfig(IndexOptions):
                                           "root is STAC JSON")
     out: str = field(help="output .parquet path")
     overwrite: bool = False
+
+    def __post_init__(self):
+        others = [r for r in self.roots or [] if not is_stac_source(str(r))]
+        if self.sensor is None and others:
+            raise ConfigError(f"sensor: missing required field (the roots that are not STAC JSON need it: "
+                              f"{', '.join(map(str, others[:3]))}); pass --sensor NAME")

@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlparse
 from tqdm.auto import tqdm
 
 from eossl.catalog import platforms, quality, scan
-from eossl.catalog.config import IndexOptions
+from eossl.catalog.config import IndexOptions, is_stac_source
 from eossl.catalog.index import SENSOR_DEFINITION
 from eossl.catalog.rows import acquisition_row, add_quality_mask, header
 from eossl.catalog.sensors import Sensor, list_sensors, load_sensor, sensor_definition
@@ -47,12 +47,6 @@ _MIN_TOLERANCE_NM = 20.0
 
 
 # ------------------------------------------------------------------------------------------ reading STAC
-
-
-def is_stac_source(root: str) -> bool:
-    """Whether a ``catalog build`` root is STAC JSON (by name: ``.json`` / ``.geojson``, local or URL)."""
-    path = urlparse(str(root)).path if "://" in str(root) else str(root)
-    return path.lower().endswith((".json", ".geojson"))
 
 
 def read_items(source: str) -> list:
