@@ -30,11 +30,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eossl.config import load_config  # noqa: E402
-from eossl.data.normalization import Normalization  # noqa: E402
 from eossl.data.series import read_series_table  # noqa: E402
 from eossl.evaluate.metrics import mean_ci95  # noqa: E402
 from eossl.evaluate.series_eval import _keep_classes, evaluate_series, series_splits  # noqa: E402
-from eossl.models.temporal import load_series_encoder  # noqa: E402
+from eossl.models.temporal import load_series_encoder, series_normalization  # noqa: E402
 from eossl.train.config import SeriesPretrainConfig  # noqa: E402
 from eossl.train.series_pretrain import pretrain_series  # noqa: E402
 
@@ -73,15 +72,6 @@ def _pretrain(args, run: Path, seed: int, exclude: list[str] | None) -> Path:
     return run / "weights"
 
 
-def _norm(encoder, samples) -> Normalization:
-    info = encoder.weights_info
-    stored = dict(zip(info.bands, zip(info.normalization["mean"], info.normalization["std"])))
-    catalog = Normalization.of_sensor(samples.sensor, samples.bands)
-    return Normalization(tuple(samples.bands),
-                         [stored.get(b, (float(catalog.mean[i]), 0))[0] for i, b in enumerate(samples.bands)],
-                         [stored.get(b, (0, float(catalog.std[i])))[1] for i, b in enumerate(samples.bands)])
-
-
 def _evaluate(args, samples, seed: int, seeds: int, weights: Path | None, name: str, baselines) -> dict:
     from eossl.catalog.sensors import load_sensor
 
@@ -90,7 +80,7 @@ def _evaluate(args, samples, seed: int, seeds: int, weights: Path | None, name: 
     return evaluate_series(samples, ks=[k if k == "all" else int(k) for k in args.ks], seeds=seeds, seed=seed,
                            block_size_m=args.block_size_m, min_per_class=args.min_per_class,
                            baselines=baselines, pretrained=encoder, pretrained_name=name,
-                           pretrained_norm=None if encoder is None else _norm(encoder, samples), progress=False)
+                           pretrained_norm=None if encoder is None else series_normalization(encoder, samples.sensor, samples.bands), progress=False)
 
 
 def _merge(parts: list[dict]) -> list[dict]:

@@ -21,6 +21,7 @@ unbalanced), overall accuracy and Cohen's kappa:
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -73,7 +74,8 @@ def _doy_angle(doy: np.ndarray) -> np.ndarray:
 def phenology_features(s: SeriesSamples) -> np.ndarray:
     """(N, 6 C + 10): temporal band statistics, and NDVI phenology when the series hold B04 and B08 (else 0)."""
     v = np.where(s.valid, s.values, np.nan).astype(np.float64)
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN bands of a sample: NaN, filled below
         stats = [np.nanmean(v, 1), np.nanstd(v, 1), np.nanmin(v, 1), np.nanmax(v, 1), np.nanpercentile(v, 25, 1),
                  np.nanpercentile(v, 75, 1)]
     out = np.nan_to_num(np.concatenate(stats, axis=1))
@@ -95,18 +97,6 @@ def phenology_features(s: SeriesSamples) -> np.ndarray:
                             _doy_angle(doy[rows, peak]), _doy_angle(doy[rows, greenup]),
                             (peak - greenup)[:, None].astype(np.float64), ndvi.std(1)[:, None]], axis=1)
     return np.concatenate([out, feats], axis=1)
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
 
 
 def encoder_features(encoder: torch.nn.Module, s: SeriesSamples, norm: Normalization, batch_size: int = 256,

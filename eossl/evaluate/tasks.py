@@ -301,20 +301,13 @@ def _series_task(cfg, *, device: str, cache_dir, progress: bool) -> tuple[dict, 
     encoder, name, kwargs, norm = None, "", dict(cfg.series.encoder), None
     if cfg.weights is not None:
         from eossl.catalog.sensors import load_sensor
-        from eossl.models.temporal import load_series_encoder
+        from eossl.models.temporal import encoder_kwargs, load_series_encoder, series_normalization
 
         sensor = load_sensor(samples.sensor)
         encoder = load_series_encoder(cfg.weights, sensor.wavelengths(samples.bands))
-        info = encoder.weights_info
-        kwargs = {k: v for k, v in info.extra.get("temporal", {}).items() if k in ("dim", "depth", "heads",
-                                                                                   "mlp_ratio", "dropout")}
-        name = f"pixel transformer {info.ssl_method}"
-        # the weights' statistics for their bands, the sensor's for bands they were not pretrained on
-        stored = dict(zip(info.bands, zip(info.normalization["mean"], info.normalization["std"])))
-        catalog = Normalization.of_sensor(sensor, samples.bands)
-        norm = Normalization(tuple(samples.bands),
-                             [stored.get(b, (float(catalog.mean[i]), 0))[0] for i, b in enumerate(samples.bands)],
-                             [stored.get(b, (0, float(catalog.std[i])))[1] for i, b in enumerate(samples.bands)])
+        kwargs = encoder_kwargs(encoder.weights_info)
+        name = f"pixel transformer {encoder.weights_info.ssl_method}"
+        norm = series_normalization(encoder, sensor, samples.bands)
     out = evaluate_series(samples, ks=cfg.ks, seeds=cfg.seeds, seed=cfg.seed, test_fraction=cfg.test_fraction,
                           block_size_m=cfg.series.block_size_m, min_per_class=cfg.series.min_per_class, C=cfg.C,
                           baselines=cfg.series.baselines, encoder_kwargs=kwargs, pretrained=encoder,

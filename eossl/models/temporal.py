@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 __all__ = ["PixelSeriesEncoder", "masked_series_loss", "wavelength_features", "ltae_head", "SERIES_ARCH",
-           "ENCODER_FILE", "export_series_encoder", "load_series_encoder"]
+           "ENCODER_FILE", "export_series_encoder", "load_series_encoder", "encoder_kwargs", "series_normalization"]
 
 SERIES_ARCH = "pixel_transformer"          # weights.json arch of an exported PixelSeriesEncoder
 ENCODER_FILE = "encoder.safetensors"
@@ -172,11 +172,27 @@ def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = N
     if info.arch != SERIES_ARCH:
         raise ValueError(f"{path} holds a {info.arch} image backbone, not a {SERIES_ARCH} time-series encoder "
                          f"(export one with `eossl pretrain-series`)")
-    kwargs = {k: v for k, v in info.extra.get("temporal", {}).items() if k in ("dim", "depth", "heads",
-                                                                               "mlp_ratio", "dropout")}
-    encoder = PixelSeriesEncoder(info.wavelengths_nm, **kwargs)
+    encoder = PixelSeriesEncoder(info.wavelengths_nm, **encoder_kwargs(info))
     encoder.load_state_dict(load_file(str(Path(path) / ENCODER_FILE)), strict=True)
     if wavelengths_nm is not None:
         encoder.set_bands(wavelengths_nm)
     encoder.weights_info = info
     return encoder
+
+
+def encoder_kwargs(info) -> dict:
+    """The :class:`PixelSeriesEncoder` arguments recorded in exported weights' ``weights.json``."""
+    return {k: v for k, v in info.extra.get("temporal", {}).items()
+            if k in ("dim", "depth", "heads", "mlp_ratio", "dropout")}
+
+
+def series_normalization(encoder: PixelSeriesEncoder, sensor, bands: list[str]):
+    """Statistics for ``bands``: the loaded encoder's (``weights.json``) for the bands it was pretrained on, the
+    sensor catalog's for the others (the encoder reads any band set)."""
+    from eossl.data.normalization import Normalization
+
+    info = encoder.weights_info
+    stored = dict(zip(info.bands, zip(info.normalization["mean"], info.normalization["std"])))
+    catalog = Normalization.of_sensor(sensor, bands)
+    pairs = [stored.get(b, (float(catalog.mean[i]), float(catalog.std[i]))) for i, b in enumerate(bands)]
+    return Normalization(tuple(bands), [m for m, _ in pairs], [sd for _, sd in pairs])
