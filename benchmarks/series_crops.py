@@ -5,8 +5,10 @@ Rows on identical splits (``eossl.evaluate.series_eval``: k per class, ``--seeds
 
 * ``pretrained (cube)``: the pixel time-series encoder pretrained by masked autoencoding (``eossl
   pretrain-series``) on pixel series of the WorldCereal datacube (Belgium: unlabeled, another continent), once;
-* ``pretrained (cube + train points)``: the same, with the points of each seed's training side added to the
-  corpus as unlabeled series (labels unused, that seed's test points excluded): one pretraining per seed;
+* ``pretrained (cube + train points)``: the cube's weights pretrained again, per seed, on the points of that
+  seed's training side as unlabeled series (labels unused, the seed's test points excluded; each row
+  ``--points-repeats`` times per epoch) beside ``--points-cube-pixels`` cube pixels, for ``--points-epochs`` epochs
+  at ``--points-lr`` (``init`` of ``eossl pretrain-series``): domain-adaptive continued pretraining;
 * ``random-init pixel transformer``, ``raw series`` (logistic regression, random forest), ``temporal stats +
   phenology``: the baselines of the series task.
 
@@ -52,21 +54,27 @@ def parse_args(argv=None):
     p.add_argument("--block-size-m", type=float, default=10000.0)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--n-pixels", type=int, default=10000)
+    p.add_argument("--points-epochs", type=int, default=10)
+    p.add_argument("--points-repeats", type=int, default=10)
+    p.add_argument("--points-cube-pixels", type=int, default=2000)
+    p.add_argument("--points-lr", type=float, default=3e-4)
     p.add_argument("--variants", nargs="+", default=["cube", "cube+points"], choices=["cube", "cube+points"])
     p.add_argument("--set", action="append", default=[], help="override of the pretraining config (KEY=VALUE)")
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
 
-def _pretrain(args, run: Path, seed: int, exclude: list[str] | None) -> Path:
+def _pretrain(args, run: Path, seed: int, exclude: list[str] | None = None, init: Path | None = None) -> Path:
+    """The cube pretraining (``init`` None) or its continuation on the points outside ``exclude``."""
     if (run / "weights" / "weights.json").is_file():
         return run / "weights"
     sets = [f"corpus.roots=[{args.cube}]", "corpus.nodata=65535", f"corpus.n_pixels={args.n_pixels}",
             f"epochs={args.epochs}", f"seed={seed}", *args.set]
-    if exclude is not None:
-        sets += [f"corpus.table={args.table}", "corpus.id_column=sample_id",
-                 f"corpus.exclude_ids=[{', '.join(exclude)}]", "corpus.bands=[B02, B03, B04, B05, B06, B07, B08, "
-                                                                "B11, B12]"]
+    if init is not None:
+        sets += [f"init={init}", f"corpus.n_pixels={args.points_cube_pixels}", f"epochs={args.points_epochs}",
+                 f"lr={args.points_lr}", f"corpus.table={args.table}", "corpus.id_column=sample_id",
+                 f"corpus.table_repeats={args.points_repeats}", f"corpus.exclude_ids=[{', '.join(exclude)}]",
+                 "corpus.bands=[B02, B03, B04, B05, B06, B07, B08, B11, B12]"]
     cfg = load_config(SeriesPretrainConfig, None, overrides=sets)
     pretrain_series(cfg, run, progress=False)
     return run / "weights"
@@ -145,10 +153,11 @@ def main(argv=None) -> int:
                                 bands=[b for b in samples.bands if b != "B8A"])
     rows, paired, timings = [], [], {}
     baselines = ["raw_series", "random_forest", "phenology", "random_init"]
+    t = time.time()
+    cube = _pretrain(args, args.out / "pretrain-cube", 0)
+    timings["pretrain cube (s)"] = round(time.time() - t, 1)
     if "cube" in args.variants:
-        t = time.time()
-        weights = _pretrain(args, args.out / "pretrain-cube", 0, None)
-        timings["pretrain cube (s)"] = round(time.time() - t, 1)
+        weights = cube
         out = _evaluate(args, samples, 0, args.seeds, weights, "(cube)", baselines)
         rows += out["results"]
         paired += _paired(out["results"], "pretrained (cube)")
@@ -161,7 +170,7 @@ def main(argv=None) -> int:
         t = time.time()
         for sp in splits:
             test_ids = [kept.ids[i] for i in sp["test"]]
-            weights = _pretrain(args, args.out / f"pretrain-cube-points-seed{sp['seed']}", sp["seed"], test_ids)
+            weights = _pretrain(args, args.out / f"pretrain-cube-points-seed{sp['seed']}", sp["seed"], test_ids, cube)
             parts.append(_evaluate(args, samples, sp["seed"], 1, weights, "(cube + train points)",
                                    [] if "cube" in args.variants else baselines))
         timings["pretrain + evaluate cube+points, all seeds (s)"] = round(time.time() - t, 1)

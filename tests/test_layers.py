@@ -168,7 +168,7 @@ def test_one_config_loader_and_one_command_list():
     loaders = {m for m, text in sources.items() if re.search(r"^def load_config\(", text, re.M)}
     assert loaders == {"eossl.config"}
     # the command names are declared once: a literal list of them appears only in the registry
-    names = ["catalog", "pretrain", "pretrain-series", "export", "evaluate", "finetune", "predict", "report"]
+    names = ["catalog", "extract", "pretrain", "pretrain-series", "export", "evaluate", "finetune", "predict", "report"]
     literal = re.compile(r"[\(\[{]\s*" + r"\s*,\s*".join(rf'"{n}"' for n in names[:3]))
     assert {m for m, text in sources.items() if literal.search(text)} == set()
     from eossl.pipeline.commands import COMMANDS, stage_commands

@@ -99,6 +99,17 @@ def test_pretrain_series_end_to_end(cube, tmp_path):
     assert enc.weights_info.arch == "pixel_transformer" and enc.weights_info.ssl_method == "series_mae"
     out = enc(torch.randn(2, 4, 3), torch.ones(2, 4, 3, dtype=torch.bool), torch.tensor([[60.0, 90, 120, 150]] * 2))
     assert out.shape == (2, 64)
+    # the generic loader dispatches on the recorded arch, re-targeting by wavelength like load_series_encoder
+    from eossl.models.weights import load_backbone
+
+    generic = load_backbone(tmp_path / "run" / "weights", bands=[("B02", 492.4), ("B03", 559.8), ("B04", 664.6)])
+    assert type(generic) is type(enc) and generic.wavelengths.tolist() == pytest.approx([492.4, 559.8, 664.6])
+    x, v = torch.randn(2, 4, 3), torch.ones(2, 4, 3, dtype=torch.bool)
+    doy = torch.tensor([[60.0, 90, 120, 150]] * 2)
+    torch.testing.assert_close(generic.eval()(x, v, doy),
+                               load_series_encoder(tmp_path / "run" / "weights", [492.4, 559.8, 664.6]).eval()(x, v, doy))
+    with pytest.raises(ValueError, match="time-series encoder"):
+        load_backbone(tmp_path / "run" / "weights", pool="stats0")
 
 
 def test_table_corpus_excludes_ids(tmp_path):
@@ -112,6 +123,39 @@ def test_table_corpus_excludes_ids(tmp_path):
                                                              "corpus.exclude_ids=[s1, s3]"])
     samples, corpus = series_corpus(cfg)
     assert samples.ids == ["s0", "s2", "s4"] and corpus["parts"][0]["excluded_ids"] == 2
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[f"corpus.table={table}", "corpus.id_column=sample_id",
+                                                             "corpus.exclude_ids=[s1, s3]", "corpus.table_repeats=3"])
+    samples, corpus = series_corpus(cfg)
+    assert samples.ids == ["s0", "s2", "s4"] * 3
+    assert corpus["parts"][0]["rows"] == 3 and corpus["parts"][0]["n"] == 9
+
+
+def test_continued_pretraining_starts_from_the_init_weights(cube, tmp_path):
+    """``init``: the run starts from exported weights (same parameters at step 0, their encoder arguments and
+    normalisation kept) and records both corpora in weights.json."""
+    from eossl.models.weights import read_weights_info
+
+    path, _, _, _ = cube
+    base = [f"corpus.roots=[{path}]", "corpus.n_pixels=200", "corpus.window=8", "corpus.per_window=30",
+            "batch_size=64"]
+    pretrain_series(load_config(SeriesPretrainConfig, None, overrides=[
+        *base, "encoder={dim: 32, depth: 1, heads: 4}", "epochs=3", "lr=0.003"]), tmp_path / "a", progress=False)
+    first = load_series_encoder(tmp_path / "a" / "weights")
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[*base, f"init={tmp_path / 'a' / 'weights'}", "epochs=2",
+                                                             "lr=0.0003", "seed=1"])
+    summary = pretrain_series(cfg, tmp_path / "b", progress=False)
+    second = load_series_encoder(tmp_path / "b" / "weights")
+    assert second.dim == 32 and len(second.blocks.layers) == 1            # init's arguments, not the default 128
+    a, b = first.state_dict(), second.state_dict()
+    moved = [k for k in a if not torch.equal(a[k], b[k])]
+    assert moved and all(k in b for k in a)
+    drift = max(float((a[k] - b[k]).norm() / a[k].norm().clamp(min=1e-8)) for k in moved)
+    assert drift < 0.5                                                      # continued, not re-initialised
+    info, before = read_weights_info(tmp_path / "b" / "weights"), read_weights_info(tmp_path / "a" / "weights")
+    assert info.normalization == before.normalization
+    provenance = json.loads(info.pretrain_data)
+    assert provenance[0]["kind"] == "continued from" and provenance[0]["pretrained on"][0]["kind"] == "pixel series"
+    assert summary["corpus"]["init"] == str(tmp_path / "a" / "weights")
 
 
 def test_pretrained_series_weights_in_the_series_task(cube, tmp_path):
@@ -185,6 +229,24 @@ def test_extract_points_and_polygons_from_a_datacube(cube, tmp_path):
     assert s.ids == ["p", "q"] and s.values.shape == (2, T, 4) and not s.valid[:, 2].any()
 
 
+def test_grid_points_sit_on_pixel_centres_and_extract_their_pixels(cube):
+    from eossl.data.extract import extract_series, grid_points
+
+    path, data, x, y = cube
+    index = build_index([str(path)], "sentinel2-l2a", progress=False)
+    pts = grid_points(index, 30.0)                 # every 3rd pixel: cols 0, 3, ..., 18 (7), rows 0, 3, ..., 15 (6)
+    assert len(pts) == 7 * 6 and pts.crs.to_epsg() == 4326 and pts.sample_id.is_unique
+    local = pts.to_crs("EPSG:32631").geometry
+    assert np.allclose(sorted(set(np.round(local.x, 3))), x[::3]) and np.allclose(sorted(set(np.round(local.y, 3))),
+                                                                                  sorted(y[::3]))
+    table = extract_series(index, pts, id_column="sample_id", progress=False)
+    one = table[table.sample_id == "grid-0-1-2"].reset_index(drop=True)          # row 3, col 6
+    np.testing.assert_allclose(one.loc[0, BANDS].to_numpy(float), data[0, :, 3, 6] * 1e-4, rtol=1e-5)
+    assert len(grid_points(index, 1e6)) == 1                      # a spacing wider than the place: its first pixel
+    with pytest.raises(ValueError, match="spacing must be > 0"):
+        grid_points(index, 0.0)
+
+
 def test_extract_cli_from_a_scene_stack(tmp_path, capsys):
     import geopandas as gpd
     import rasterio
@@ -208,7 +270,8 @@ def test_extract_cli_from_a_scene_stack(tmp_path, capsys):
 
 
 def test_crops_pipeline_pretrains_evaluates_and_reports(cube, tmp_path):
-    """The shape of pipelines/crops.yaml (pretrain-series -> evaluate series -> report) on small written data."""
+    """The shape of pipelines/crops.yaml (extract a grid -> pretrain-series on it -> evaluate series -> report) on
+    small written data."""
     import yaml
 
     path, _, _, _ = cube
@@ -223,9 +286,9 @@ def test_crops_pipeline_pretrains_evaluates_and_reports(cube, tmp_path):
     table = tmp_path / "pts.parquet"
     pd.DataFrame(rows).to_parquet(table)
     pipe = {"name": "crops-test", "stages": [
-        {"name": "pretrain", "command": "pretrain-series",
-         "set": [f"corpus.roots=[{path}]", "corpus.n_pixels=100", "corpus.window=8",
-                 "encoder={dim: 16, depth: 1, heads: 2}", "epochs=2"]},
+        {"name": "extract", "command": "extract", "set": [f"roots=[{path}]", "sensor=sentinel2-l2a", "grid_m=40"]},
+        {"name": "pretrain", "command": "pretrain-series", "table": "extract",
+         "set": ["encoder={dim: 16, depth: 1, heads: 2}", "epochs=2", "batch_size=8"]},
         {"name": "evaluate", "command": "evaluate", "weights": "pretrain",
          "set": ["task=series", f"series.table={table}", "series.label_column=crop", "series.id_column=sample_id",
                  "series.min_per_class=5", "seeds=2", "ks=[3, all]"]},
@@ -234,5 +297,9 @@ def test_crops_pipeline_pretrains_evaluates_and_reports(cube, tmp_path):
     spec.write_text(yaml.safe_dump(pipe, sort_keys=False))
     assert main(["run", str(spec), "--runs", str(tmp_path / "runs")]) == 0
     report = next((tmp_path / "runs").rglob("report.md")).read_text()
+    assert "Extracted series (extract)" in report and "20 geometries x 6 dates" in report    # 4 x 5 grid points
+    assert "Temporal pretraining (pretrain)" in report and "table rows (labels unused)" in report
+    corpus = json.loads(next((tmp_path / "runs").rglob("corpus.json")).read_text())
+    assert corpus["n"] == 20 and corpus["parts"][0]["from"].endswith("series.parquet")
     assert "pretrained pixel transformer series_mae" in report
     assert "precision  recall     F1  support" in report

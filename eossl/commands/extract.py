@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", help="a scene index from `eossl catalog build`")
     p.add_argument("--sensor", help="sensor of ROOTS")
     p.add_argument("--nodata", type=float, help="nodata of ROOTS files that declare none (e.g. 65535)")
-    p.add_argument("--labels", required=True, help="points or polygons (GeoPackage, GeoParquet, GeoJSON, "
-                                                    "Shapefile, CSV with lon/lat)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--labels", help="points or polygons (GeoPackage, GeoParquet, GeoJSON, Shapefile, CSV with "
+                                        "lon/lat)")
+    where.add_argument("--grid", type=float, metavar="METRES", help="instead of --labels: unlabeled points every "
+                                                                    "METRES over the index's footprints (pixel "
+                                                                    "centres), e.g. a pretraining table")
     p.add_argument("--label-column", help="the class column, copied to the table")
     p.add_argument("--id-column", help="one id per geometry (default: the row number)")
     p.add_argument("--label-crs", help="CRS of the label coordinates when the file declares none")
@@ -34,9 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from eossl.catalog.build import IndexOptions, build_index
-    from eossl.catalog.index import open_index
-    from eossl.data.extract import extract_series, write_table
+    from eossl.data.config import ExtractConfig
+    from eossl.data.extract import run_extract
 
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it, or choose another --out")
@@ -44,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --index or ROOTS (with --sensor), not both")
     if args.roots and not args.sensor:
         raise ValueError("ROOTS need --sensor (e.g. --sensor sentinel2-l2a)")
-    index = open_index(args.index) if args.index else build_index(
-        args.roots, args.sensor, IndexOptions(nodata=args.nodata), progress=not args.no_progress)
-    table = extract_series(index, args.labels, label_column=args.label_column, id_column=args.id_column,
-                           bands=[b.strip() for b in args.bands.split(",")] if args.bands else None,
-                           label_crs=args.label_crs, progress=not args.no_progress)
-    out = write_table(table, args.out, overwrite=args.overwrite)
+    if args.grid is not None and (args.label_column or args.id_column or args.label_crs):
+        raise ValueError("--grid makes its own points: --label-column, --id-column and --label-crs go with --labels")
+    cfg = ExtractConfig(roots=args.roots or None, index=args.index, sensor=args.sensor, nodata=args.nodata,
+                        labels=args.labels, grid_m=args.grid, label_column=args.label_column,
+                        id_column=args.id_column, label_crs=args.label_crs,
+                        bands=[b.strip() for b in args.bands.split(",")] if args.bands else None)
+    out, table = run_extract(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     n = table["sample_id"].nunique()
     print(f"wrote {len(table)} rows ({n} geometries x dates, {int((table['valid_pixels'] > 0).sum())} with valid "
           f"pixels) to {out}")

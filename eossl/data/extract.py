@@ -27,7 +27,32 @@ from eossl.data.reader import ChipReader
 
 log = logging.getLogger(__name__)
 
-__all__ = ["extract_series", "write_table"]
+__all__ = ["extract_series", "grid_points", "run_extract", "write_table"]
+
+
+def grid_points(index: SceneIndex, spacing_m: float):
+    """Points every ``spacing_m`` (a multiple of the pixel size is best) over the footprint of each place of the
+    index (a stack of acquisitions sharing a grid), at pixel centres, as a GeoDataFrame in EPSG:4326 with a
+    ``sample_id`` column (``grid-<stack>-<row>-<col>``): unlabeled series to extract for pretraining or mapping."""
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    if spacing_m <= 0:
+        raise ValueError(f"grid spacing must be > 0 m, got {spacing_m}")
+    frames = []
+    for s, stack in enumerate(stacks_of(index)):
+        crs, res = index.crs(stack[0]), min(index.res(i) for i in stack)
+        left, bottom, right, top = index.bounds(stack[0])
+        xs = np.arange(left + res / 2, right, spacing_m)
+        ys = np.arange(top - res / 2, bottom, -spacing_m)
+        xs = np.floor((xs - left) / res) * res + left + res / 2             # on pixel centres
+        ys = top - np.floor((top - ys) / res) * res - res / 2
+        pts = [Point(x, y) for y in ys for x in xs]
+        names = [f"grid-{s}-{r}-{c}" for r in range(ys.size) for c in range(xs.size)]
+        frames.append(gpd.GeoDataFrame({"sample_id": names}, geometry=pts, crs=crs).to_crs("EPSG:4326"))
+    if not frames:
+        raise ValueError("the index has no acquisitions to put a grid on")
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
 
 
 def extract_series(index: SceneIndex, labels, *, label_column: str | None = None, id_column: str | None = None,
@@ -133,3 +158,18 @@ def write_table(table: pd.DataFrame, out: str | Path, overwrite: bool = False) -
         table.to_parquet(tmp, index=False)
     tmp.replace(out)
     return out
+
+
+def run_extract(cfg, out: str | Path, overwrite: bool = False, progress: bool = True) -> tuple[Path, pd.DataFrame]:
+    """``cfg`` (:class:`~eossl.data.config.ExtractConfig`) -> the table written to ``out``."""
+    from eossl.catalog.build import IndexOptions, build_index
+    from eossl.catalog.index import open_index
+
+    index = open_index(cfg.index) if cfg.index else build_index(list(cfg.roots), cfg.sensor,
+                                                                IndexOptions(nodata=cfg.nodata), progress=progress)
+    labels = cfg.labels if cfg.grid_m is None else grid_points(index, cfg.grid_m)
+    table = extract_series(index, labels, label_column=cfg.label_column,
+                           id_column="sample_id" if cfg.grid_m is not None else cfg.id_column, bands=cfg.bands,
+                           label_crs=cfg.label_crs, progress=progress)
+    return write_table(table, out, overwrite=overwrite), table
+

@@ -150,7 +150,7 @@ def ltae_head(in_channels: int, n_classes: int, steps: int, n_head: int = 16, d_
 
 def export_series_encoder(encoder: PixelSeriesEncoder, info, out: str | Path) -> Path:
     """``out/encoder.safetensors`` and ``out/weights.json`` (a :class:`~eossl.models.weights.WeightsInfo`), atomically."""
-    from eossl.models.weights import INFO_FILE
+    from eossl.models.info import INFO_FILE
     from eossl.runs import atomic_write
 
     out = Path(out)
@@ -166,7 +166,7 @@ def export_series_encoder(encoder: PixelSeriesEncoder, info, out: str | Path) ->
 def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = None) -> PixelSeriesEncoder:
     """The exported encoder; ``wavelengths_nm`` re-targets it to another band set (its kernels are generated from
     wavelengths, so any bands work). Carries ``weights_info``."""
-    from eossl.models.weights import read_weights_info
+    from eossl.models.info import read_weights_info
 
     info = read_weights_info(path)
     if info.arch != SERIES_ARCH:

@@ -12,59 +12,26 @@ model loads them (strict), whatever the feature pool.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from eossl import __version__
 from eossl.data.normalization import Normalization
-from eossl.models.adapt import UNMATCHED, BandMatch, adapt_stem_weight
+from eossl.models.adapt import BandMatch, adapt_stem_weight
 from eossl.models.backbones import create_backbone, stem_key
 from eossl.models.cards import write_model_card
+from eossl.models.info import INFO_FILE, WeightsInfo, read_info, read_weights_info
 from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
+from eossl.models.temporal import SERIES_ARCH, load_series_encoder
 from eossl.runs import atomic_write
 
 __all__ = ["INFO_FILE", "WEIGHTS_FILE", "WeightsInfo", "adapted_normalization", "backbone_for", "export_backbone", "load_backbone",
-           "read_weights_info"]
+           "read_info", "read_weights_info"]
 
 WEIGHTS_FILE = "backbone.safetensors"
-INFO_FILE = "weights.json"
-
-
-@dataclass
-class WeightsInfo:
-    arch: str
-    in_chans: int
-    bands: list[str]
-    wavelengths_nm: list[float]
-    gsd_m: float
-    normalization: dict[str, list[float]]
-    ssl_method: str
-    pretrain_data: str
-    epochs: int
-    img_size: int = 224
-    feature_pool: str = "last"
-    feature_pool_source: dict | None = None
-    unmatched: str = "error"     # stem policy for data bands with no counterpart (eossl.models.adapt.UNMATCHED)
-    eossl_version: str = __version__
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        n = self.in_chans
-        lengths = {"bands": len(self.bands), "wavelengths_nm": len(self.wavelengths_nm),
-                   "normalization.mean": len(self.normalization.get("mean", [])),
-                   "normalization.std": len(self.normalization.get("std", []))}
-        bad = {k: v for k, v in lengths.items() if v != n}
-        if bad:
-            raise ValueError(f"weights info: in_chans is {n} but {', '.join(f'{k} has {v}' for k, v in bad.items())}")
-        if self.unmatched not in UNMATCHED:
-            raise ValueError(f"weights info: unmatched {self.unmatched!r}; choose one of {', '.join(UNMATCHED)}")
-        if self.feature_pool not in POOLS:
-            raise ValueError(f"weights info: unknown feature_pool {self.feature_pool!r}; choose one of "
-                             f"{', '.join(POOLS)}")
 
 
 def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwrite: bool = False) -> Path:
@@ -88,26 +55,6 @@ def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwr
     return out
 
 
-def read_info(cls, path: str | Path, file: str, required: tuple[str, ...], hint: str):
-    """A self-describing model's info (``cls``: a dataclass) from ``path`` (its folder or the JSON ``file``);
-    a missing file or key is an error naming it (``hint``: how to make one). Unknown keys are ignored."""
-    path = Path(path)
-    info_file = path / file if path.is_dir() else path
-    if not info_file.is_file():
-        raise FileNotFoundError(f"no {file} in {path}; {hint}")
-    data = json.loads(info_file.read_text())
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ValueError(f"{info_file}: missing keys {missing}")
-    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-def read_weights_info(path: str | Path) -> WeightsInfo:
-    return read_info(WeightsInfo, path, INFO_FILE, ("arch", "in_chans", "bands", "wavelengths_nm", "gsd_m",
-                                                    "normalization", "ssl_method", "pretrain_data", "epochs"),
-                     "export weights with `eossl export`")
-
-
 def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
                   img_size: int | None = None, pool: str | None = None) -> nn.Module:
     """Rebuild the exported backbone; with ``bands`` ([(name, wavelength_nm), ...] of the target data, in input
@@ -125,12 +72,21 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
     * any other pool of :data:`~eossl.models.pooling.POOLS`: a PooledBackbone in that pool.
 
     Loading is strict: a missing or unexpected key is an error; so is a pool the architecture does not have.
+
+    Weights of the pixel time-series encoder (arch ``pixel_transformer``, ``eossl pretrain-series``) load as a
+    :class:`~eossl.models.temporal.PixelSeriesEncoder` instead, which maps ``(x (B, T, C), valid, doy)`` to (B, D);
+    ``bands`` re-targets it by wavelength, and ``pool``/``img_size`` do not apply.
     """
     if pool is not None and pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)} (or None: the weights' "
                          f"recorded feature_pool)")
     path = Path(path)
     info = read_weights_info(path)
+    if info.arch == SERIES_ARCH:
+        if pool is not None or img_size is not None:
+            raise ValueError(f"{path} holds a {SERIES_ARCH} time-series encoder: pool and img_size apply to image "
+                             f"backbones only (it returns its class token and mean step token)")
+        return load_series_encoder(path, None if bands is None else [float(w) for _, w in bands])
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path / WEIGHTS_FILE} is missing next to {INFO_FILE}")
     state = load_file(str(path / WEIGHTS_FILE))

@@ -8,7 +8,7 @@ commands from it: what a stage produces, which artifacts of earlier stages it ac
 >>> COMMANDS["evaluate"].produces
 frozenset({'run', 'metrics'})
 >>> stage_commands()
-['catalog', 'pretrain', 'export', 'evaluate', 'finetune', 'predict', 'report']
+['catalog', 'extract', 'pretrain', 'pretrain-series', 'export', 'evaluate', 'finetune', 'predict', 'report']
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "eossl.commands.catalog:register",
             f"{_STAGES}:CatalogStage", produces=frozenset({"index"})),
     Command("sensors", "list sensors, or show one sensor's bands", "eossl.commands.catalog:register_sensors"),
-    Command("extract", "time series at points or polygons from scenes and datacubes (a long table)",
-            "eossl.commands.extract:register"),
+    Command("extract", "time series at points, polygons or a point grid from scenes and datacubes (a long table)",
+            "eossl.commands.extract:register", f"{_STAGES}:ExtractStage", produces=frozenset({"table", "run"}),
+            accepts=frozenset({"index"})),
     Command("cache", "pre-extract chips from an index into a chip cache", "eossl.commands.cache:register"),
     Command("views", "write a PNG of chips and their augmented SSL views", "eossl.commands.views:register"),
     Command("pretrain", "self-supervised pretraining (default: VICReg / ResNet-18 on the built-in scene)",
@@ -62,7 +63,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             produces=frozenset({"weights", "index", "run"}), accepts=frozenset({"index"})),
     Command("pretrain-series", "temporal pretraining: masked autoencoding of pixel time series",
             "eossl.commands.pretrain_series:register", f"{_STAGES}:PretrainSeriesStage",
-            produces=frozenset({"weights", "run"})),
+            produces=frozenset({"weights", "run"}), accepts=frozenset({"table"})),
     Command("export", "export a pretraining run's backbone as portable weights", "eossl.commands.export:register",
             f"{_STAGES}:ExportStage", produces=frozenset({"weights"}), accepts=frozenset({"run"})),
     Command("import", "published weights (torchgeo:NAME, timm/torchvision checkpoints) as eossl weights",
@@ -83,7 +84,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 )}
 
 # the artifact a stage reference takes from the stage it names
-ARTIFACT_OF = {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run"}
+ARTIFACT_OF = {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run",
+               "table": "table"}
 
 
 def command(name: str) -> Command:

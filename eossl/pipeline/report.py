@@ -193,7 +193,32 @@ def _predict(name: str, rec: dict, out_dir: Path) -> list[tuple]:
     return blocks
 
 
-_SECTIONS = {"pretrain": _pretrain, "evaluate": _evaluate, "finetune": _finetune, "predict": _predict}
+def _extract(name: str, rec: dict, out_dir: Path) -> list[tuple]:
+    import pandas as pd
+
+    path = Path(rec["outputs"]["table"])
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    n = table["sample_id"].nunique()
+    valid = float((table["valid_pixels"] > 0).mean()) if len(table) else 0.0
+    return [("h2", f"Extracted series ({name})"),
+            ("p", f"{n} geometries x {table['date'].nunique()} dates ({len(table)} rows, {100 * valid:.0f}% with "
+                  f"valid pixels): {path}")]
+
+
+def _pretrain_series(name: str, rec: dict, out_dir: Path) -> list[tuple]:
+    run = Path(rec["run_dir"])
+    s = json.loads((run / "summary.json").read_text())
+    corpus = "; ".join(f"{p['kind']} from {p['from']} ({p['n']})" for p in s["corpus"]["parts"])
+    if s["corpus"].get("init"):
+        corpus = f"continued from {s['corpus']['init']} on {corpus}"
+    return [("h2", f"Temporal pretraining ({name})"),
+            ("p", f"Masked autoencoding of pixel time series: {s['steps']} steps ({s['epochs']} epochs) in "
+                  f"{s['seconds']:.0f} s, reconstruction loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}. "
+                  f"Corpus: {corpus}, {s['corpus']['steps']} time steps, bands {', '.join(s['corpus']['bands'])}.")]
+
+
+_SECTIONS = {"pretrain": _pretrain, "evaluate": _evaluate, "finetune": _finetune, "predict": _predict,
+             "extract": _extract, "pretrain-series": _pretrain_series}
 
 
 def _markdown(blocks: list[tuple]) -> str:

@@ -38,7 +38,8 @@ class StageSpec:
     set: list[str] = field(default_factory=list, help="dotted overrides of that config")
     roots: list[str] | None = field(None, help="catalog: folders / files / datacubes to index")
     sensor: str | None = field(None, help="catalog: sensor of the files")
-    index: str | None = field(None, help="pretrain: the stage whose scene index is the corpus")
+    index: str | None = field(None, help="pretrain / extract: the stage whose scene index is the corpus")
+    table: str | None = field(None, help="pretrain-series: the extract stage whose table joins the corpus")
     run: str | None = field(None, help="export: the pretrain stage to export")
     weights: str | None = field(None, help="evaluate / finetune: the stage whose weights are used")
     model: str | None = field(None, help="predict: the finetune stage whose classifier is used")
@@ -46,7 +47,7 @@ class StageSpec:
 
     def references(self) -> dict[str, str]:
         """Artifact -> stage name, for the stage references this stage makes."""
-        refs = {k: getattr(self, k) for k in ("index", "run", "weights", "model") if getattr(self, k)}
+        refs = {k: getattr(self, k) for k in ("index", "run", "weights", "model", "table") if getattr(self, k)}
         if self.input and not _looks_like_path(self.input):
             refs["input"] = self.input
         return refs

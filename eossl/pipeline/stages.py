@@ -103,13 +103,34 @@ class PretrainStage:
         return {"run": str(run_dir), "weights": str(run_dir / "weights"), "index": str(run_dir / "index.parquet")}
 
 
+class ExtractStage:
+    @staticmethod
+    def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
+        from eossl.config import load_config
+        from eossl.data.config import ExtractConfig
+
+        return load_config(ExtractConfig, path, overrides=sets + ([f"index={ref['index']}", "roots=null"]
+                                                                  if "index" in ref else []))
+
+    @staticmethod
+    def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
+        from eossl.data.extract import run_extract
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out, _ = run_extract(cfg, run_dir / f"series.{cfg.format}", overwrite=ctx.resume, progress=False)
+        return {"table": str(out), "run": str(run_dir)}
+
+
 class PretrainSeriesStage:
     @staticmethod
     def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
         from eossl.config import load_config
         from eossl.train.config import SeriesPretrainConfig
 
-        return load_config(SeriesPretrainConfig, path, overrides=sets)
+        # an extract stage's long table: sample_id per geometry, date per row
+        table = [f"corpus.table={ref['table']}", "corpus.id_column=sample_id", "corpus.time_column=date"] \
+            if "table" in ref else []
+        return load_config(SeriesPretrainConfig, path, overrides=table + sets)
 
     @staticmethod
     def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:

@@ -287,6 +287,8 @@ class SeriesCorpusConfig:
     id_column: str | None = field(None, help="table: the sample id column (exclude_ids refer to it)")
     time_column: str | None = field(None, help="table: the date column of a long table")
     exclude_ids: list[str] = field(default_factory=list, help="table rows never pretrained on (test samples)")
+    table_repeats: int = field(1, ge=1, help="each table row appears this many times per epoch (a few hundred "
+                                              "in-domain rows beside thousands of sampled pixels)")
 
 
 @dataclass
@@ -299,6 +301,9 @@ class SeriesPretrainConfig:
     mask: dict = field(default_factory=lambda: {"step_ratio": 0.3, "band_ratio": 0.15, "block_prob": 0.5,
                                                 "block_steps": 3},
                        help="hidden values: random steps, random single values, a contiguous block of steps")
+    init: str | None = field(None, help="weights of a pixel_transformer (`eossl pretrain-series`) to continue "
+                                        "from, e.g. on in-domain series; its encoder arguments and normalisation "
+                                        "are kept (encoder is then ignored)")
     epochs: int = field(40, ge=1)
     batch_size: int = field(256, ge=2)
     lr: float = field(1e-3, gt=0)

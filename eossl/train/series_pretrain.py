@@ -33,9 +33,11 @@ from eossl.data.series import SeriesSamples
 from eossl.models.temporal import (
     SERIES_ARCH,
     PixelSeriesEncoder,
+    encoder_kwargs,
     export_series_encoder,
     load_series_encoder,
     masked_series_loss,
+    series_normalization,
 )
 from eossl.models.weights import WeightsInfo
 from eossl.runs import write_json, write_text
@@ -88,14 +90,16 @@ def series_corpus(cfg) -> tuple[SeriesSamples, dict]:
         s = read_series_table(c.table, c.sensor, id_column=c.id_column, time_column=c.time_column, bands=c.bands,
                               nodata=c.nodata, min_valid_steps=c.min_valid_steps)
         excluded = 0
+        keep = list(range(len(s)))
         if c.exclude_ids:
             drop = set(map(str, c.exclude_ids))
             keep = [i for i, sid in enumerate(s.ids) if sid not in drop]
             excluded = len(s) - len(keep)
-            s = s.subset(keep)
+        rows = len(keep)
+        s = s.subset(keep * c.table_repeats)
         parts.append(s)
-        described.append({"kind": "table rows (labels unused)", "from": c.table, "n": len(s),
-                          "excluded_ids": excluded})
+        described.append({"kind": "table rows (labels unused)", "from": c.table, "n": len(s), "rows": rows,
+                          "repeats": c.table_repeats, "excluded_ids": excluded})
     if not parts:
         raise ValueError("corpus: give roots or index (scenes / datacubes to sample pixel series from) and/or table")
     bands = parts[0].bands
@@ -116,6 +120,21 @@ def series_corpus(cfg) -> tuple[SeriesSamples, dict]:
     return merged, {"parts": described, "n": len(merged), "steps": t, "bands": bands, "sensor": merged.sensor}
 
 
+def _provenance(cfg, corpus: dict) -> list:
+    """What the weights were pretrained on: this run's corpus, after what the ``init`` weights had seen."""
+    parts = list(corpus["parts"])
+    if cfg.init:
+        from eossl.models.weights import read_weights_info
+
+        before = read_weights_info(cfg.init).pretrain_data
+        try:
+            before = json.loads(before)
+        except (TypeError, ValueError):
+            pass
+        parts = [{"kind": "continued from", "from": str(cfg.init), "pretrained on": before}, *parts]
+    return parts
+
+
 def _tensors(s: SeriesSamples, norm: Normalization):
     return norm.apply_series(s.values, s.valid), torch.from_numpy(s.valid), torch.from_numpy(s.day_of_year())
 
@@ -132,10 +151,19 @@ def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
     samples, corpus = series_corpus(cfg)
     write_json(run_dir / "corpus.json", corpus)
     sensor = load_sensor(samples.sensor)
-    norm = Normalization.of_sensor(sensor, samples.bands)
-    x, valid, doy = _tensors(samples, norm)
     wavelengths = sensor.wavelengths(samples.bands)
-    encoder = PixelSeriesEncoder(wavelengths, **cfg.encoder).to(device)
+    if cfg.init:
+        encoder = load_series_encoder(cfg.init, wavelengths).to(device)
+        encoder_args = encoder_kwargs(encoder.weights_info)
+        norm = series_normalization(encoder, sensor, samples.bands)
+        corpus["init"] = str(cfg.init)
+        write_json(run_dir / "corpus.json", corpus)
+        log.info("continuing from %s (pretrained on %s)", cfg.init, encoder.weights_info.pretrain_data)
+    else:
+        encoder_args = dict(cfg.encoder)
+        encoder = PixelSeriesEncoder(wavelengths, **encoder_args).to(device)
+        norm = Normalization.of_sensor(sensor, samples.bands)
+    x, valid, doy = _tensors(samples, norm)
     m = cfg.mask
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(samples) / cfg.batch_size))
@@ -179,8 +207,8 @@ def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
     info = WeightsInfo(arch=SERIES_ARCH, in_chans=len(samples.bands), bands=list(samples.bands),
                        wavelengths_nm=list(wavelengths), gsd_m=float(min(sensor.band(b).gsd_m for b in samples.bands)),
                        normalization=norm.to_dict(), ssl_method="series_mae",
-                       pretrain_data=json.dumps(corpus["parts"]), epochs=cfg.epochs,
-                       extra={"temporal": {**cfg.encoder, "time": TIME_CONVENTION, "steps_seen": corpus["steps"]},
+                       pretrain_data=json.dumps(_provenance(cfg, corpus)), epochs=cfg.epochs,
+                       extra={"temporal": {**encoder_args, "time": TIME_CONVENTION, "steps_seen": corpus["steps"]},
                               "sensor": sensor.name, "mask": dict(m)})
     weights = export_series_encoder(encoder, info, run_dir / "weights")
     summary = {"run_dir": str(run_dir), "weights": str(weights), "steps": step, "epochs": cfg.epochs,
