@@ -412,6 +412,30 @@ def test_attention_ignores_invalid_dates_and_reads_the_order():
     assert torch.allclose(none_valid, torch.full((1, 3), 1 / 3))         # no NaN for a field without dates
 
 
+def test_ltae_learns_a_date_signal_fills_missing_dates_and_is_seeded():
+    """torchgeo's L-TAE as the parcel head: the classes differ at one date only, a missing date is filled (so its
+    values do not matter), the same parameters come from the same seed."""
+    from eossl.evaluate.temporal import fit_ltae, predict_ltae
+
+    rng = np.random.default_rng(0)
+    n, d, tr = 200, 6, 150
+    y = np.arange(n) % 2
+    feats = rng.normal(size=(n, 3, d)).astype(np.float32)
+    feats[:, 1, :2] += 3.0 * y[:, None]            # the signal: 2 features at date 1 (L-TAE layer-normalises each
+    #                                                  date over its features, so a shift of all of them would vanish)
+    valid = np.ones((n, 3), dtype=bool)
+    valid[:, 2] = False
+    model = fit_ltae(feats[:tr], valid[:tr], y[:tr], 2, seed=0, epochs=100)
+    assert (predict_ltae(model, feats[tr:], valid[tr:]) == y[tr:]).mean() >= 0.8          # chance: 0.5
+    again = fit_ltae(feats[:tr], valid[:tr], y[:tr], 2, seed=0, epochs=100)
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), again.state_dict().values()))
+    noisy = feats.copy()
+    noisy[:, 2] = 1e3
+    np.testing.assert_array_equal(predict_ltae(model, noisy, valid), predict_ltae(model, feats, valid))
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_ltae(feats[:1], valid[:1], y[:1], 2)
+
+
 # ============================================================================================ end to end
 
 
@@ -425,10 +449,11 @@ def _export(model, bands, out: Path, sensor="sentinel2-l2a") -> Path:
 
 
 def test_evaluate_crops_end_to_end(series):
-    result = evaluate_crops(series, ks=(1, "all"), seeds=3, block_size_m=480.0, attention_epochs=100)
+    result = evaluate_crops(series, ks=(1, "all"), seeds=3, block_size_m=480.0, attention_epochs=100,
+                            aggregation=("mean", "attention", "ltae"))
     print("\n" + crops_table(result))
     assert set(result["methods"]) == {"band statistics + logreg", "random-init resnet18 + mean/logreg",
-                                      "random-init resnet18 + attention"}
+                                      "random-init resnet18 + attention", "random-init resnet18 + ltae"}
     for m in result["methods"].values():
         for k in ("1", "all"):
             oa = m["by_k"][k]["overall_accuracy"]

@@ -159,6 +159,9 @@ def test_masked_series_loss_matches_a_plain_loop():
 def test_ltae_head_from_torchgeo():
     head = ltae_head(in_channels=64, n_classes=5, steps=12)
     assert head(torch.randn(3, 12, 64)).shape == (3, 5)
+    head.train()                                # trains: torchgeo's in-place ReLU + dropout pair is made out of place
+    head(torch.randn(4, 12, 64)).sum().backward()
+    assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
 
 
 # ------------------------------------------------------------------------------------------ evaluation

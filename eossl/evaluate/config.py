@@ -110,7 +110,10 @@ class FieldsConfig:
     bands: list[str] | None = None
     min_valid: float = field(0.5, ge=0, le=1, help="share of a field's pixels valid for a date to count")
     block_size_m: float = field(2000.0, gt=0, help="side of the spatial blocks that split train and test fields")
-    aggregation: list[Literal["mean", "attention"]] = field(default_factory=lambda: ["mean", "attention"])
+    aggregation: list[Literal["mean", "attention", "ltae"]] = field(
+        default_factory=lambda: ["mean", "attention"],
+        help="over the dates of a field's per-date features: mean (then logistic regression), attention (a learned "
+             "query) or ltae (torchgeo's L-TAE, Garnot & Landrieu 2020; missing dates filled with the field mean)")
     pool: Literal["mean", "meanstd"] = "mean"
     level: int | None = field(1, ge=0, help="ResNet stage (0 stem .. 4) / ViT block pooled over the field; "
                                              "null: the last map (too coarse for fields much smaller than a chip)")

@@ -41,8 +41,10 @@ from eossl.evaluate.temporal import (
     field_band_statistics,
     field_features,
     fit_attention,
+    fit_ltae,
     mean_over_dates,
     predict_attention,
+    predict_ltae,
 )
 from eossl.models.backbones import is_vit
 from eossl.models.weights import adapted_normalization, backbone_for, load_backbone, read_weights_info
@@ -51,12 +53,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["AGGREGATIONS", "evaluate_crops", "backbone_for_series", "crops_table", "field_rcf"]
 
-AGGREGATIONS = ("mean", "attention")
+AGGREGATIONS = ("mean", "attention", "ltae")
 
 
 def evaluate_crops(series: FieldSeries, *, weights: str | Path | None = None, arch: str | None = None,
                    ks=(1, 5, 10, "all"), seeds: int = 5, seed: int = 0, block_size_m: float = 2000.0,
-                   test_fraction: float = 0.3, aggregation=AGGREGATIONS, pool: str = "mean",
+                   test_fraction: float = 0.3, aggregation=("mean", "attention"), pool: str = "mean",
                    level: int | None = None, random_init: bool = True, band_stats: bool = True,
                    rcf: bool = False, fusion: bool = False, stats_over_dates: str = "concat",
                    attention_epochs: int = 150, C: float = 1.0, max_iter: int = 2000, batch_size: int = 64,
@@ -158,6 +160,10 @@ def _run(fs: dict, agg: str, series: FieldSeries, train, test, s: int, *, positi
         model = fit_attention(feats[train], valid[train], y[train], positions, len(series.classes), seed=s,
                               epochs=epochs)
         pred, converged = predict_attention(model, feats[test], valid[test], positions), True
+    elif agg == "ltae":
+        feats, valid = fs["x"]
+        model = fit_ltae(feats[train], valid[train], y[train], len(series.classes), seed=s, epochs=epochs)
+        pred, converged = predict_ltae(model, feats[test], valid[test]), True
     else:
         x = fs["by_seed"][s] if "by_seed" in fs else fs["x"] if fs["kind"] == "static" else mean_over_dates(*fs["x"])
         pred, converged = fit_logreg(x[train], y[train], x[test], C, max_iter)

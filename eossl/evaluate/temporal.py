@@ -26,7 +26,7 @@ from eossl.evaluate.baselines import band_statistics
 from eossl.models.backbones import feature_maps
 
 __all__ = ["POOLS", "field_features", "mean_over_dates", "date_positions", "TemporalAttention", "fit_attention",
-           "predict_attention", "field_band_statistics"]
+           "predict_attention", "fit_ltae", "predict_ltae", "field_band_statistics"]
 
 POOLS = ("mean", "meanstd")
 
@@ -183,6 +183,56 @@ def predict_attention(model: TemporalAttention, feats: np.ndarray, date_valid: n
         logits = model(torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(date_valid, dtype=torch.bool),
                        torch.as_tensor(positions, dtype=torch.int64))
     return logits.argmax(dim=1).numpy()
+
+
+def _ltae_inputs(x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Standardised (B, T, D) features with every invalid date filled by the field's mean over its valid dates
+    (0, the training mean, for a field with none): torchgeo's L-TAE attends over a fixed-length sequence."""
+    z = (x - mean) / std
+    w = valid.to(z.dtype)[..., None]
+    field_mean = (z * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
+    return torch.where(valid[..., None], z, field_mean.expand_as(z))
+
+
+def fit_ltae(feats: np.ndarray, date_valid: np.ndarray, labels: np.ndarray, n_classes: int, *, seed: int = 0,
+             epochs: int = 150, lr: float = 1e-3, weight_decay: float = 1e-2) -> nn.Module:
+    """Train torchgeo's L-TAE (:func:`eossl.models.temporal.ltae_head`) plus a linear layer on (N, T, D)
+    per-date training features, AdamW, full batch, seeded; standardised with the valid training dates'
+    statistics, missing dates filled (:func:`_ltae_inputs`). Returns the model in eval mode with ``mean``/``std``."""
+    from eossl.models.temporal import ltae_head
+
+    x = torch.as_tensor(feats, dtype=torch.float32)
+    valid = torch.as_tensor(date_valid, dtype=torch.bool)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    if x.shape[0] < 2:
+        raise ValueError("L-TAE needs at least 2 training fields (its MLP has batch normalisation)")
+    seen = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
+    std = seen.std(dim=0, correction=0) if seen.shape[0] > 1 else torch.ones(x.shape[-1])
+    mean, std = seen.mean(dim=0), torch.where(std > 1e-6, std, torch.ones_like(std))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ltae_head(x.shape[-1], n_classes, steps=x.shape[1])
+        inputs = _ltae_inputs(x, valid, mean, std)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        model.train()
+        for _ in range(epochs):          # dropout draws come from the forked, seeded generator
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(inputs), y)
+            if not torch.isfinite(loss):
+                raise ValueError(f"L-TAE: non-finite loss {loss.item()}; check the features")
+            loss.backward()
+            opt.step()
+    model.register_buffer("mean", mean)
+    model.register_buffer("std", std)
+    return model.eval()
+
+
+def predict_ltae(model: nn.Module, feats: np.ndarray, date_valid: np.ndarray) -> np.ndarray:
+    """(N,) int64 predicted classes of a :func:`fit_ltae` model."""
+    with torch.no_grad():
+        x = _ltae_inputs(torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(date_valid, dtype=torch.bool),
+                         model.mean, model.std)
+        return model(x).argmax(dim=1).numpy()
 
 
 def field_band_statistics(series: FieldSeries, percentiles: tuple[float, ...] = (10, 50, 90),

@@ -143,9 +143,14 @@ def ltae_head(in_channels: int, n_classes: int, steps: int, n_head: int = 16, d_
 
     if d_model % n_head:
         raise ValueError(f"d_model {d_model} must be a multiple of n_head {n_head}")
-    return nn.Sequential(LTAE(in_channels=in_channels, n_head=n_head, d_k=d_k, n_neurons=(d_model, 128),
-                              dropout=0.2, d_model=d_model, T=1000, len_max_seq=steps),
-                         nn.Linear(128, n_classes))
+    ltae = LTAE(in_channels=in_channels, n_head=n_head, d_k=d_k, n_neurons=(d_model, 128), dropout=0.2,
+                d_model=d_model, T=1000, len_max_seq=steps)
+    # torchgeo 0.8's L-TAE applies an in-place dropout to the output of an in-place ReLU, which breaks backward in
+    # training mode ("modified by an inplace operation"); the same layers out of place compute the same thing
+    for m in ltae.modules():
+        if isinstance(m, (nn.ReLU, nn.Dropout)):
+            m.inplace = False
+    return nn.Sequential(ltae, nn.Linear(128, n_classes))
 
 
 def export_series_encoder(encoder: PixelSeriesEncoder, info, out: str | Path) -> Path:
