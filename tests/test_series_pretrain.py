@@ -229,7 +229,8 @@ def test_extract_points_and_polygons_from_a_datacube(cube, tmp_path):
     assert s.ids == ["p", "q"] and s.values.shape == (2, T, 4) and not s.valid[:, 2].any()
 
 
-def test_grid_points_sit_on_pixel_centres_and_extract_their_pixels(cube):
+def test_grid_points_sit_on_pixel_centres_and_extract_their_pixels(cube, monkeypatch):
+    from eossl.data import extract
     from eossl.data.extract import extract_series, grid_points
 
     path, data, x, y = cube
@@ -242,6 +243,8 @@ def test_grid_points_sit_on_pixel_centres_and_extract_their_pixels(cube):
     table = extract_series(index, pts, id_column="sample_id", progress=False)
     one = table[table.sample_id == "grid-0-1-2"].reset_index(drop=True)          # row 3, col 6
     np.testing.assert_allclose(one.loc[0, BANDS].to_numpy(float), data[0, :, 3, 6] * 1e-4, rtol=1e-5)
+    monkeypatch.setattr(extract, "TILE_PX", 4)             # many read tiles instead of one: the same table
+    pd.testing.assert_frame_equal(extract_series(index, pts, id_column="sample_id", progress=False), table)
     assert len(grid_points(index, 1e6)) == 1                      # a spacing wider than the place: its first pixel
     with pytest.raises(ValueError, match="spacing must be > 0"):
         grid_points(index, 0.0)

@@ -1,7 +1,8 @@
 """``eossl extract``: time series at points or polygons from indexed scenes and datacubes, as a long table.
 
 For every geometry and every acquisition of the place it lies in (a stack, :func:`eossl.data.pixel_series.stacks_of`)
-the pixels are read on the stack's grid through the index's readers (scaling, nodata, cloud masks): a point gives
+the pixels are read on the stack's grid through the index's readers (scaling, nodata, cloud masks; geometries near
+each other share one read per acquisition, :data:`TILE_PX`): a point gives
 the pixel that contains it (``mode: pixel``), a polygon the mean of the valid pixels whose centres fall inside it
 (``mode: mean``; a polygon smaller than a pixel takes the pixel of its representative point). The table has one
 row per geometry and date: ``sample_id``, the label, ``date``, ``lon`` / ``lat`` (the geometry's representative
@@ -28,6 +29,8 @@ from eossl.data.reader import ChipReader
 log = logging.getLogger(__name__)
 
 __all__ = ["extract_series", "grid_points", "run_extract", "write_table"]
+
+TILE_PX = 256       # geometries whose windows start in one tile of this many pixels are read together
 
 
 def grid_points(index: SceneIndex, spacing_m: float):
@@ -95,24 +98,38 @@ def extract_series(index: SceneIndex, labels, *, label_column: str | None = None
         for i in stack[1:]:
             area = area.union(box(*index.bounds(i)))
         local = frame.geometry.to_crs(crs)
+        # geometries near each other are read together: one window per tile of TILE_PX pixels (keyed by the
+        # geometry's top-left corner) and acquisition, instead of one read per geometry and acquisition
+        tiles: dict[tuple[int, int], list] = {}
         for g, geom in enumerate(local):
-            bar.update(1)
-            if not geom.intersects(area):
-                continue
-            window, inside = _pixels(geom, res)
+            if geom.intersects(area):
+                window, inside = _pixels(geom, res)
+                key = (int(window[0] // (TILE_PX * res)), int(window[3] // (TILE_PX * res)))
+                tiles.setdefault(key, []).append((g, window, inside))
+            else:
+                bar.update(1)
+        for members in tiles.values():
+            ux0, uy0 = min(m[1][0] for m in members), min(m[1][1] for m in members)
+            ux1, uy1 = max(m[1][2] for m in members), max(m[1][3] for m in members)
             for i in stack:
-                chip = reader.read(i, window, gsd=res)
-                use = inside & chip.mask
-                valid = int(use.sum())
-                row = {"sample_id": ids[g], "date": index.datetime(i), "lon": lonlat.iloc[g].x,
-                       "lat": lonlat.iloc[g].y, "n_pixels": int(inside.sum()), "valid_pixels": valid,
-                       "acquisition": index.ids[i]}
-                if label_column:
-                    row[label_column] = frame[label_column].iloc[g]
-                means = chip.image[:, use].mean(axis=1) if valid else np.full(len(out_bands), np.nan)
-                row.update({b: float(v) for b, v in zip(out_bands, means)})
-                rows.append(row)
-            found[g] = True
+                chip = reader.read(i, (ux0, uy0, ux1, uy1), gsd=res)
+                for g, window, inside in members:
+                    c0, r0 = int(round((window[0] - ux0) / res)), int(round((uy1 - window[3]) / res))
+                    h, w = inside.shape
+                    use = inside & chip.mask[r0:r0 + h, c0:c0 + w]
+                    valid = int(use.sum())
+                    row = {"sample_id": ids[g], "date": index.datetime(i), "lon": lonlat.iloc[g].x,
+                           "lat": lonlat.iloc[g].y, "n_pixels": int(inside.sum()), "valid_pixels": valid,
+                           "acquisition": index.ids[i]}
+                    if label_column:
+                        row[label_column] = frame[label_column].iloc[g]
+                    means = chip.image[:, r0:r0 + h, c0:c0 + w][:, use].mean(axis=1) if valid else \
+                        np.full(len(out_bands), np.nan)
+                    row.update({b: float(v) for b, v in zip(out_bands, means)})
+                    rows.append(row)
+            for g, _, _ in members:
+                found[g] = True
+            bar.update(len(members))
     bar.close()
     reader.close()
     if not rows:
