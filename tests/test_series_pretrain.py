@@ -306,3 +306,4 @@ def test_crops_pipeline_pretrains_evaluates_and_reports(cube, tmp_path):
     assert corpus["n"] == 20 and corpus["parts"][0]["from"].endswith("series.parquet")
     assert "pretrained pixel transformer series_mae" in report
     assert "precision  recall     F1  support" in report
+    assert "pretrained - baseline, macro-f1 points (paired, 95% CI)" in report       # the series task's headline

@@ -66,15 +66,15 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
     save_confusion_matrix(run_dir / "confusion_matrix.png", head["metrics_all_seeds"]["confusion_matrix"],
                           classes, title=f"{head['model']} / {head['protocol']}, k={head['k']}, "
                                          f"{cfg.seeds} seeds pooled")
-    save_few_label_curve(run_dir / "few_label_curve.png", rows,
+    head_score = out.get("settings", {}).get("headline", "overall_accuracy")
+    save_few_label_curve(run_dir / "few_label_curve.png", rows, score=head_score,
                          title=f"{cfg.task}: {what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} seeds"
                                + (" (too few for a CI)" if cfg.seeds < MIN_SEEDS_FOR_CI else ""))
     out["paired_differences"] = paired_differences(rows)
     out["warnings"] = out.get("warnings", []) + emit(result_warnings(rows, seeds_hint="set seeds to 5 "
                                                                                   "(--set seeds=5)"))
     write_json(run_dir / "metrics.json", out)
-    paired = paired_table(out["paired_differences"])
-    head_score = out.get("settings", {}).get("headline", "overall_accuracy")
+    paired = paired_table(out["paired_differences"], head_score)
     tables = results_table(rows, head_score) + ("\n\n" + results_table(rows) if head_score != "overall_accuracy"
                                                 else "")
     write_text(run_dir / "table.txt", tables + "\n" + (f"\n{paired}\n" if paired else ""))
@@ -134,8 +134,9 @@ def paired_differences(rows: list[dict]) -> list[dict]:
     return out
 
 
-def paired_table(pairs: list[dict]) -> str:
-    """Text table of :func:`paired_differences`: overall accuracy, pretrained minus baseline in points, per k."""
+def paired_table(pairs: list[dict], score: str = "overall_accuracy") -> str:
+    """Text table of :func:`paired_differences`: ``score`` (the task's headline), pretrained minus baseline in
+    points, per k."""
     if not pairs:
         return ""
     ks = list(dict.fromkeys(p["k"] for p in pairs))
@@ -144,12 +145,14 @@ def paired_table(pairs: list[dict]) -> str:
         a, b = p["pretrained"], p["baseline"]
         label.setdefault(f"{a['model']} / {a['protocol']} - {b['model']} / {b['protocol']}", {})[p["k"]] = p
     width = max(len(n) for n in label)
-    lines = [f"{'pretrained - baseline, OA points (paired, 95% CI)':<{width}}  " +
+    title = f"pretrained - baseline, {'OA' if score == 'overall_accuracy' else score.replace('_', '-')} points " \
+            f"(paired, 95% CI)"
+    lines = [f"{title:<{width}}  " +
              "  ".join(f"{'k=' + k:>13}" for k in ks)]
     for name, by_k in label.items():
         cells = [f"{'-':>13}" if k not in by_k else
-                 f"{round(100 * by_k[k]['overall_accuracy']['mean'], 1) + 0.0:>+6.1f} ± "   # + 0.0: no "-0.0"
-                 f"{100 * (by_k[k]['overall_accuracy']['ci95'] or 0):>4.1f}" for k in ks]
+                 f"{round(100 * by_k[k][score]['mean'], 1) + 0.0:>+6.1f} ± "   # + 0.0: no "-0.0"
+                 f"{100 * (by_k[k][score]['ci95'] or 0):>4.1f}" for k in ks]
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
