@@ -68,10 +68,10 @@ def _pretrain(args, run: Path, seed: int, exclude: list[str] | None = None, init
     """The cube pretraining (``init`` None) or its continuation on the points outside ``exclude``."""
     if (run / "weights" / "weights.json").is_file():
         return run / "weights"
-    sets = [f"corpus.roots=[{args.cube}]", "corpus.nodata=65535", f"corpus.n_pixels={args.n_pixels}",
+    sets = [f"corpus.roots=[{args.cube}]", "corpus.nodata=65535", f"corpus.sampler.n_pixels={args.n_pixels}",
             f"epochs={args.epochs}", f"seed={seed}", *args.set]
     if init is not None:
-        sets += [f"init={init}", f"corpus.n_pixels={args.points_cube_pixels}", f"epochs={args.points_epochs}",
+        sets += [f"init={init}", f"corpus.sampler.n_pixels={args.points_cube_pixels}", f"epochs={args.points_epochs}",
                  f"lr={args.points_lr}", f"corpus.table={args.table}", "corpus.id_column=sample_id",
                  f"corpus.table_repeats={args.points_repeats}", f"corpus.exclude_ids=[{', '.join(exclude)}]",
                  "corpus.bands=[B02, B03, B04, B05, B06, B07, B08, B11, B12]"]

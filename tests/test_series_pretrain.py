@@ -4,6 +4,7 @@ hiding masks, and masked autoencoding end to end with export and evaluation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from eossl.cli import main
 from eossl.config import ConfigError, load_config
 from eossl.data.pixel_series import sample_pixel_series, stacks_of
 from eossl.models.temporal import load_series_encoder
-from eossl.train.config import SeriesPretrainConfig
+from eossl.train.config import PretrainConfig, SeriesPretrainConfig
 from eossl.train.series_pretrain import hide_mask, pretrain_series
 
 X0, Y0, NY, NX, T = 500000.0, 4999800.0, 16, 20, 6
@@ -89,7 +90,7 @@ def test_hide_mask_draws_steps_blocks_and_values_but_leaves_something_visible():
 def test_pretrain_series_end_to_end(cube, tmp_path):
     path, _, _, _ = cube
     cfg = load_config(SeriesPretrainConfig, None, overrides=[
-        f"corpus.roots=[{path}]", "corpus.n_pixels=300", "corpus.window=8", "corpus.per_window=30",
+        f"corpus.roots=[{path}]", "corpus.sampler.n_pixels=300", "corpus.sampler.window=8", "corpus.sampler.per_window=30",
         "encoder={dim: 32, depth: 1, heads: 4}", "epochs=6", "batch_size=64", "lr=0.003"])
     summary = pretrain_series(cfg, tmp_path / "run", progress=False)
     assert summary["last_loss"] < summary["first_loss"]
@@ -136,7 +137,7 @@ def test_continued_pretraining_starts_from_the_init_weights(cube, tmp_path):
     from eossl.models.weights import read_weights_info
 
     path, _, _, _ = cube
-    base = [f"corpus.roots=[{path}]", "corpus.n_pixels=200", "corpus.window=8", "corpus.per_window=30",
+    base = [f"corpus.roots=[{path}]", "corpus.sampler.n_pixels=200", "corpus.sampler.window=8", "corpus.sampler.per_window=30",
             "batch_size=64"]
     pretrain_series(load_config(SeriesPretrainConfig, None, overrides=[
         *base, "encoder={dim: 32, depth: 1, heads: 4}", "epochs=3", "lr=0.003"]), tmp_path / "a", progress=False)
@@ -161,8 +162,8 @@ def test_continued_pretraining_starts_from_the_init_weights(cube, tmp_path):
 def test_pretrained_series_weights_in_the_series_task(cube, tmp_path):
     path, _, _, _ = cube
     runs = tmp_path / "runs"
-    assert main(["pretrain-series", "--set", f"corpus.roots=[{path}]", "--set", "corpus.n_pixels=100",
-                 "--set", "corpus.window=8", "--set", "encoder={dim: 16, depth: 1, heads: 2}", "--set", "epochs=2",
+    assert main(["pretrain-series", "--set", f"corpus.roots=[{path}]", "--set", "corpus.sampler.n_pixels=100",
+                 "--set", "corpus.sampler.window=8", "--set", "encoder={dim: 16, depth: 1, heads: 2}", "--set", "epochs=2",
                  "--runs", str(runs), "--no-progress"]) == 0
     (weights,) = runs.glob("pretrain-series-*/weights")
     rng = np.random.default_rng(0)
@@ -183,6 +184,21 @@ def test_pretrained_series_weights_in_the_series_task(cube, tmp_path):
     assert "pretrained pixel transformer series_mae" in models and any(m.startswith("random-init") for m in models)
 
 
+def test_pretrain_with_a_pixel_series_sampler_runs_temporal_pretraining(cube, tmp_path, capsys):
+    """`eossl pretrain` with corpus.sampler.kind: pixel_series (the series config) trains the series encoder."""
+    path, _, _, _ = cube
+    config = Path(__file__).resolve().parents[1] / "configs" / "pretrain_series" / "series_mae.yaml"
+    runs = tmp_path / "runs"
+    assert main(["pretrain", "--config", str(config), "--runs", str(runs), "--set", f"corpus.roots=[{path}]",
+                 "--set", "corpus.nodata=null", "--set", "corpus.sampler.n_pixels=60", "--set",
+                 "corpus.sampler.window=8", "--set", "encoder={dim: 16, depth: 1, heads: 2}", "--set", "epochs=1"]) == 0
+    assert "temporal pretraining" in capsys.readouterr().out
+    weights = next(runs.glob("pretrain-series-*")) / "weights"
+    assert load_series_encoder(weights).weights_info.ssl_method == "series_mae"
+    with pytest.raises(ConfigError, match="corpus.sampler.kind"):        # the image pretraining does not take it
+        load_config(PretrainConfig, None, overrides=["corpus.sampler.kind=pixel_series"])
+
+
 def test_mask_config_is_checked():
     with pytest.raises(ConfigError, match="mask.step_ratio: must be in"):
         load_config(SeriesPretrainConfig, None, overrides=["mask={step_ratio: 1.5, band_ratio: 0.1, "
@@ -195,7 +211,7 @@ def test_shipped_series_configs_load():
     files = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain_series").glob("*.yaml"))
     assert files
     for f in files:
-        assert load_config(SeriesPretrainConfig, f).corpus.n_pixels > 0
+        assert load_config(SeriesPretrainConfig, f).corpus.sampler.n_pixels > 0
 
 
 # ------------------------------------------------------------------------------------------ eossl extract

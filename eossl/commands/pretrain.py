@@ -36,9 +36,28 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return new_run_dir(args.runs, "pretrain")
 
 
+def _series_sampler(args: argparse.Namespace) -> bool:
+    """True when the config (with --set) samples pixel time series (corpus.sampler.kind: pixel_series): a
+    temporal pretraining config, run as ``eossl pretrain-series`` does."""
+    from eossl.config import apply_overrides, load_yaml
+
+    data = apply_overrides(load_yaml(args.config) if args.config else {}, args.set or [])
+    sampler = (data.get("corpus") or {}).get("sampler") if isinstance(data, dict) else None
+    return isinstance(sampler, dict) and sampler.get("kind") == "pixel_series"
+
+
 def run(args: argparse.Namespace) -> int:
     from eossl.train.pretrain import pretrain
 
+    if not args.resume and _series_sampler(args):
+        from eossl.commands import pretrain_series
+
+        if args.run_dir:
+            raise ConfigError("--run-dir: temporal pretraining (corpus.sampler.kind: pixel_series) writes a new "
+                              "run directory under --runs")
+        print("corpus.sampler.kind is pixel_series: temporal pretraining (as `eossl pretrain-series`)")
+        args.no_progress = False
+        return pretrain_series.run(args)
     if args.resume:
         if args.config or args.set or args.run_dir:
             raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set/--run-dir")

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "series table (corpus.table). Writes RUN/weights (encoder.safetensors + "
                                    "weights.json) for `eossl evaluate --set task=series --weights RUN/weights`.")
     config_flags(p, "pretrain-series config YAML (see configs/pretrain_series/series_mae.yaml)",
-                 "dotted override, e.g. corpus.n_pixels=5000; repeatable", runs="new run directories")
+                 "dotted override, e.g. corpus.sampler.n_pixels=5000; repeatable", runs="new run directories")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, command="pretrain-series")
 

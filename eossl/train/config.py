@@ -270,6 +270,17 @@ class ExportConfig:
 
 
 @dataclass
+class SeriesSamplerConfig:
+    """How pixel series are drawn from the scenes / datacubes of a series corpus
+    (:func:`eossl.data.pixel_series.sample_pixel_series`)."""
+
+    kind: Literal["pixel_series"] = field("pixel_series", help="pixel time series on each place's pixel grid")
+    n_pixels: int = field(20000, ge=1, help="pixel series to sample from the scenes")
+    window: int = field(32, ge=1, help="side (px) of the windows pixels are drawn from")
+    per_window: int = field(64, ge=1, help="most pixels taken from one window")
+
+
+@dataclass
 class SeriesCorpusConfig:
     """Unlabeled pixel time series for ``eossl pretrain-series``: sampled from scenes / datacubes (``roots`` or
     ``index``) and/or the rows of a series table (labels unused)."""
@@ -280,9 +291,8 @@ class SeriesCorpusConfig:
     sensor: str = field("sentinel2-l2a", help="sensor of roots / table")
     nodata: float | None = field(None, help="fill value of files or the table that declare none (e.g. 65535)")
     bands: list[str] | None = field(None, help="bands, in order; null: every band of the data")
-    n_pixels: int = field(20000, ge=1, help="pixel series to sample from the scenes")
-    window: int = field(32, ge=1, help="side (px) of the windows pixels are drawn from")
-    per_window: int = field(64, ge=1, help="most pixels taken from one window")
+    sampler: SeriesSamplerConfig = field(default_factory=SeriesSamplerConfig,
+                                         help="how pixel series are drawn from roots / index")
     min_valid_steps: int = field(3, ge=1, help="a series needs this many dates with valid values")
     id_column: str | None = field(None, help="table: the sample id column (exclude_ids refer to it)")
     time_column: str | None = field(None, help="table: the date column of a long table")

@@ -82,7 +82,7 @@ def series_corpus(cfg) -> tuple[SeriesSamples, dict]:
     if c.index or c.roots:
         index = open_index(c.index) if c.index else build_index(list(c.roots), c.sensor,
                                                                  IndexOptions(nodata=c.nodata), progress=False)
-        s = sample_pixel_series(index, c.n_pixels, window=c.window, per_window=c.per_window,
+        s = sample_pixel_series(index, c.sampler.n_pixels, window=c.sampler.window, per_window=c.sampler.per_window,
                                 min_valid_steps=c.min_valid_steps, bands=c.bands, seed=cfg.seed)
         parts.append(s)
         described.append({"kind": "pixel series", "from": c.index or list(c.roots), "n": len(s), "how": s.source})
