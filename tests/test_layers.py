@@ -147,12 +147,12 @@ def _sources() -> dict[str, str]:
 
 def test_inputs_are_standardised_in_one_place():
     """``(x - mean) / std`` of input bands is written only in eossl.data.normalization (the view generator fuses
-    the same arithmetic into one multiply-add from a Normalization's statistics). The temporal attention head
-    z-scores its *features* with statistics it learns from training fields: a model's own layer, not inputs."""
+    the same arithmetic into one multiply-add from a Normalization's statistics). The temporal heads (attention,
+    L-TAE) z-score their *features* with statistics of the training fields, in one helper: not inputs."""
     pattern = re.compile(r"-\s*[\w.]*mean\w*\s*(\[[^\]]*\]|\.view\s*\([^)]*\))?\s*\)\s*/\s*[\w.]*std")
     found = {m for m, text in _sources().items() if pattern.search(text)}
     assert found == {"eossl.data.normalization", "eossl.evaluate.temporal"}
-    assert len(pattern.findall(_sources()["eossl.evaluate.temporal"])) == 2     # TemporalAttention's features only
+    assert len(pattern.findall(_sources()["eossl.evaluate.temporal"])) == 1     # the heads' feature helper only
     defined = {m for m, text in _sources().items() if re.search(r"^class Normalization\b", text, re.M)}
     assert defined == {"eossl.data.normalization"}
 

@@ -120,6 +120,11 @@ def date_positions(dates) -> np.ndarray:
     return np.arange(len(dates), dtype=np.int64)
 
 
+def _zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A temporal head's standardisation of its (B, T, D) *features* with statistics of the training fields."""
+    return (x - mean) / std
+
+
 class TemporalAttention(nn.Module):
     """Attention pooling over dates, then a linear classifier: (B, T, D) features, (B, T) bool valid, (T,) or
     (B, T) positions -> (B, K) logits. Features are standardised with fixed ``mean``/``std`` buffers (D,)."""
@@ -135,14 +140,14 @@ class TemporalAttention(nn.Module):
 
     def weights(self, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(B, T) attention weights: softmax over the valid dates only (uniform if a field has none)."""
-        keys = (x - self.mean) / self.std + self.position(positions.expand(x.shape[:2]))
+        keys = _zscore(x, self.mean, self.std) + self.position(positions.expand(x.shape[:2]))
         scores = keys @ self.query / math.sqrt(x.shape[-1])                      # (B, T)
         scores = scores.masked_fill(~valid, float("-inf"))
         scores = torch.where(valid.any(dim=1, keepdim=True), scores, torch.zeros_like(scores))
         return scores.softmax(dim=1)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.std
+        z = _zscore(x, self.mean, self.std)
         pooled = torch.einsum("bt,btd->bd", self.weights(x, valid, positions), z)
         return self.classifier(pooled)
 
@@ -188,7 +193,7 @@ def predict_attention(model: TemporalAttention, feats: np.ndarray, date_valid: n
 def _ltae_inputs(x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Standardised (B, T, D) features with every invalid date filled by the field's mean over its valid dates
     (0, the training mean, for a field with none): torchgeo's L-TAE attends over a fixed-length sequence."""
-    z = (x - mean) / std
+    z = _zscore(x, mean, std)
     w = valid.to(z.dtype)[..., None]
     field_mean = (z * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
     return torch.where(valid[..., None], z, field_mean.expand_as(z))
