@@ -10,7 +10,9 @@ Each run is ``eossl pretrain --config configs/pretrain/default.yaml --set method
 --set corpus.sampler.seed=S`` plus what the method needs to run at all (:data:`NEEDS`: ViT-only methods on
 ``vit_tiny_patch8``, one view for the pretext tasks and the masked methods, the ``upright`` views for rotation
 prediction). Everything else is the default's: 384 steps of batch 128, its views, LARS. Runs that already have
-``summary.json`` under ``--out`` are reused, so the script can be rerun to add methods or seeds. Roughly 4-10
+``summary.json`` under ``--out`` are reused, and so are their scores in ``methods.json`` (same runs, draws and
+ks), so the script can be rerun to add methods or seeds; the rows that do not depend on the weights (band
+statistics, RCF, random inits) are computed once per architecture in a process. Roughly 4-10
 minutes per run on a 2-core CPU: start it in the background (``nohup ... &``).
 """
 
@@ -36,6 +38,7 @@ VIT = ["model.arch=vit_tiny_patch8"]
 NEEDS = {"mae": [*VIT, "views.n_views=1"], "ijepa": [*VIT, "views.n_views=1"],
          "rotation": ["views.n_views=1", "views.preset=upright"], "jigsaw": ["views.n_views=1"]}
 ROWS = {"vs band statistics": "band stats", "vs RCF": "RCF", "vs random init": "random init"}
+BASELINES: dict = {}      # the weights-independent rows of quality(), computed once per process
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,12 +70,13 @@ def score(method: str, runs: list[Path], ks: list[int], draws: int) -> dict:
     weights = [r / "weights" for r in runs]
     recorded = [read_weights_info(w).feature_pool for w in weights]
     pool = Counter(recorded).most_common(1)[0][0] if len(set(recorded)) < len(recorded) else recorded[0]
-    q = quality(weights, pools=[pool], ks=tuple(ks), draws=draws)
+    q = quality(weights, pools=[pool], ks=tuple(ks), draws=draws, baselines=BASELINES)
     summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
     train_s = sum(s["seconds_this_attempt"] - s.get("probe_seconds_this_attempt", 0.0) for s in summaries)
     step_s = train_s / sum(s["steps_this_attempt"] for s in summaries)       # online-probe time left out
     row = {"method": method, "arch": read_weights_info(weights[0]).arch, "pool": pool, "recorded": recorded,
-           "seconds_per_step": round(step_s, 3), "seeds": len(runs), "k": {}}
+           "seconds_per_step": round(step_s, 3), "seeds": len(runs), "runs": [str(r) for r in runs],
+           "draws": draws, "ks": list(ks), "k": {}}
     for k in ks:
         acc, paired = q["k"][k]["accuracy"], q["k"][k]["paired"][pool]
         row["k"][k] = {"accuracy": acc[f"pretrained ({pool})"], "per_seed": paired["per_weights"],
@@ -102,10 +106,18 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS.names())}")
     args.out.mkdir(parents=True, exist_ok=True)
+    done = args.out / "methods.json"
+    # rows scored earlier from the same runs, draws and ks are kept (rows of older versions lack "runs": rescored)
+    earlier = {r["method"]: r for r in json.loads(done.read_text())} if done.is_file() else {}
     rows = []
     for method in methods:
         runs = [train(method, s, args.out, args.set) for s in args.seeds]
-        rows.append(score(method, runs, args.ks, args.draws))
+        old = earlier.get(method)
+        if old and old.get("runs") == [str(r) for r in runs] and old.get("draws") == args.draws \
+                and old.get("ks") == list(args.ks):
+            rows.append(old)
+        else:
+            rows.append(score(method, runs, args.ks, args.draws))
         (args.out / "methods.json").write_text(json.dumps(rows, indent=2))   # after every method: partial results
         print(table(rows[-1:], args.ks), flush=True)
     text = table(rows, args.ks)

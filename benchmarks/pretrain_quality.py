@@ -61,8 +61,12 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), draws: int = 20, seed: int = 0,
-            random_inits: int = 3, root: Path | None = None) -> dict:
-    """Every row of the module docstring for exported ``weights`` (same arch and bands): a JSON-ready dict."""
+            random_inits: int = 3, root: Path | None = None, baselines: dict | None = None) -> dict:
+    """Every row of the module docstring for exported ``weights`` (same arch and bands): a JSON-ready dict.
+
+    ``baselines``: a dict kept across calls (e.g. one per benchmark process) in which the accuracies of the rows
+    that do not depend on the weights (band statistics, RCF, the random inits and their fusion rows) are memoised
+    by architecture, bands, k, draws, seed and pool; they are computed from the same seeds either way."""
     infos = [read_weights_info(w) for w in weights]
     arch, bands = infos[0].arch, infos[0].bands
     if any(i.arch != arch or i.bands != bands for i in infos):
@@ -74,11 +78,24 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
     catalog = Normalization.of_sensor(chips.sensor, chips.bands)
     stats = band_statistics(chips.images, chips.mask)
     models = [backbone_for(chips.bands, chips.sensor, size, weights=w) for w in weights]
-    randoms = []
-    for s in range(seed, seed + random_inits):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
-            randoms.append(create_backbone(arch, len(bands), img_size=size))
+    memo = {} if baselines is None else baselines
+    randoms, random_feats = [], {}
+
+    def random_features(p):
+        if not randoms:
+            for s in range(seed, seed + random_inits):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(s)
+                    randoms.append(create_backbone(arch, len(bands), img_size=size))
+        if p not in random_feats:
+            random_feats[p] = [extract_features(r, chips.images, catalog, pool=p) for r in randoms]
+        return random_feats[p]
+
+    def baseline(name, k, compute):          # compute() runs at once (k, p bound as defaults for the linter)
+        key = (arch, tuple(bands), size, k, draws, seed, random_inits, name)
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     def probe(features, k):
         return np.asarray(few_shot_probe(features, chips.labels, per_class=k, draws=draws, seed=seed,
@@ -86,20 +103,22 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
 
     out = {"weights": [str(w) for w in weights], "arch": arch, "pools": pools, "recorded_pool": sorted(recorded),
            "draws": draws, "seed": seed, "random_inits": random_inits, "k": {}}
-    feats = {p: ([extract_features(m, chips.images, norm, pool=p) for m, norm in models],
-                 [extract_features(r, chips.images, catalog, pool=p) for r in randoms]) for p in pools}
+    feats = {p: [extract_features(m, chips.images, norm, pool=p) for m, norm in models] for p in pools}
     rcf = "RCF 512 (training-split filters)"
     for k in ks:
-        acc = {"band statistics": probe(stats, k),
-               rcf: probe(lambda train: rcf_features(chips.images, chips.images[train], catalog, seed=seed), k)}
+        acc = {"band statistics": baseline("band statistics", k, lambda k=k: probe(stats, k)),
+               rcf: baseline(rcf, k, lambda k=k: probe(
+                   lambda train: rcf_features(chips.images, chips.images[train], catalog, seed=seed), k))}
         rows = {}
         for p in pools:
-            pre, rnd = feats[p]
+            pre = feats[p]
             per_w = [probe(f, k) for f in pre]
             acc[f"pretrained ({p})"] = np.mean(per_w, axis=0)
-            acc[f"random init ({p})"] = np.mean([probe(f, k) for f in rnd], axis=0)
+            acc[f"random init ({p})"] = baseline(f"random init ({p})", k, lambda k=k, p=p: np.mean(
+                [probe(f, k) for f in random_features(p)], axis=0))
             acc[f"band stats + pretrained ({p})"] = np.mean([probe(np.hstack([stats, f]), k) for f in pre], axis=0)
-            acc[f"band stats + random init ({p})"] = np.mean([probe(np.hstack([stats, f]), k) for f in rnd], axis=0)
+            acc[f"band stats + random init ({p})"] = baseline(f"band stats + random init ({p})", k, lambda k=k, p=p: np.mean(
+                [probe(np.hstack([stats, f]), k) for f in random_features(p)], axis=0))
             rows[p] = {"per_weights": [float(100 * a.mean()) for a in per_w],
                        "vs band statistics": paired(acc[f"pretrained ({p})"], acc["band statistics"]),
                        "vs RCF": paired(acc[f"pretrained ({p})"], acc[rcf]),

@@ -106,6 +106,23 @@ def test_exported_file_loads_into_plain_timm_whatever_the_pool(arch, tmp_path):
         torch.testing.assert_close(eossl.load_backbone(tmp_path / "w", pool="last").eval()(x), plain(x))
 
 
+def test_vit_weights_load_at_another_image_size(tmp_path):
+    """A ViT pretrained on 32 px crops (17 position embeddings with patch 8) loads for 64 px chips (65): the grid's
+    embeddings are resampled, the class token's kept; at its own size nothing changes."""
+    torch.manual_seed(0)
+    model = create_backbone("vit_tiny_patch8", 13, img_size=32).eval()
+    export_backbone(model, _info("vit_tiny_patch8", img_size=32), tmp_path / "w")
+    big = eossl.load_backbone(tmp_path / "w", img_size=64, pool="last").eval()
+    assert big.pos_embed.shape == (1, 65, 192)
+    torch.testing.assert_close(big.pos_embed[:, :1], model.pos_embed[:, :1])
+    # a 2x bicubic upsampling of a smooth field keeps its mean over the grid
+    assert abs(float(big.pos_embed[:, 1:].mean() - model.pos_embed[:, 1:].mean())) < 1e-3
+    with torch.no_grad():
+        assert torch.isfinite(big(torch.randn(2, 13, 64, 64))).all()
+        x = torch.randn(2, 13, 32, 32)
+        torch.testing.assert_close(eossl.load_backbone(tmp_path / "w", pool="last").eval()(x), model(x))
+
+
 def test_loading_into_other_bands_adapts_the_stem(tmp_path):
     export_backbone(create_backbone("resnet18", 13), _info(), tmp_path / "w")
     l2a = load_sensor("sentinel2-l2a")

@@ -98,10 +98,26 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
         state[key], matches = adapt_stem_weight(state[key], source, list(bands), max_nm, info.unmatched)
         in_chans = len(bands)
     model = create_backbone(info.arch, in_chans, img_size or info.img_size)
+    _resize_pos_embed(state, model)
     model.load_state_dict(state, strict=True)
     model.weights_info = info
     model.band_matches = matches
     return model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
+
+
+def _resize_pos_embed(state: dict, model: nn.Module) -> None:
+    """A ViT's position embeddings in ``state`` resampled (bicubic, timm's ``resample_abs_pos_embed``; the class
+    token's kept) to ``model``'s patch grid when the weights were trained on another image size, e.g. 32 px
+    crops evaluated on 64 px chips."""
+    pos = state.get("pos_embed")
+    target = getattr(model, "pos_embed", None)
+    if pos is None or target is None or pos.shape == target.shape:
+        return
+    from timm.layers import resample_abs_pos_embed
+
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(model.patch_embed.grid_size),
+                                                num_prefix_tokens=prefix)
 
 
 def adapted_normalization(model: nn.Module, bands: list[str], sensor) -> Normalization:
