@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         old = earlier.get(method)
         if old and old.get("runs") == [str(r) for r in runs] and old.get("draws") == args.draws \
                 and old.get("ks") == list(args.ks):
-            rows.append(old)
+            rows.append({**old, "k": {int(k): v for k, v in old["k"].items()}})     # JSON keys are strings
         else:
             rows.append(score(method, runs, args.ks, args.draws))
         (args.out / "methods.json").write_text(json.dumps(rows, indent=2))   # after every method: partial results
