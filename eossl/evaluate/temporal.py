@@ -120,6 +120,14 @@ def date_positions(dates) -> np.ndarray:
     return np.arange(len(dates), dtype=np.int64)
 
 
+def _feature_stats(x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D,) mean and standard deviation of (N, T, D) features over the valid training dates (every date when none
+    is valid); a constant feature gets std 1."""
+    seen = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
+    std = seen.std(dim=0, correction=0) if seen.shape[0] > 1 else torch.ones(x.shape[-1])
+    return seen.mean(dim=0), torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
 def _zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """A temporal head's standardisation of its (B, T, D) *features* with statistics of the training fields."""
     return (x - mean) / std
@@ -163,12 +171,10 @@ def fit_attention(feats: np.ndarray, date_valid: np.ndarray, labels: np.ndarray,
     valid = torch.as_tensor(date_valid, dtype=torch.bool)
     y = torch.as_tensor(labels, dtype=torch.int64)
     pos = torch.as_tensor(positions, dtype=torch.int64)
-    seen = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
-    std = seen.std(dim=0, correction=0) if seen.shape[0] > 1 else torch.ones(x.shape[-1])
+    mean, std = _feature_stats(x, valid)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TemporalAttention(x.shape[-1], n_classes, max(12, int(pos.max()) + 1), seen.mean(dim=0),
-                                  torch.where(std > 1e-6, std, torch.ones_like(std)))
+        model = TemporalAttention(x.shape[-1], n_classes, max(12, int(pos.max()) + 1), mean, std)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     for _ in range(epochs):
@@ -211,9 +217,7 @@ def fit_ltae(feats: np.ndarray, date_valid: np.ndarray, labels: np.ndarray, n_cl
     y = torch.as_tensor(labels, dtype=torch.int64)
     if x.shape[0] < 2:
         raise ValueError("L-TAE needs at least 2 training fields (its MLP has batch normalisation)")
-    seen = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
-    std = seen.std(dim=0, correction=0) if seen.shape[0] > 1 else torch.ones(x.shape[-1])
-    mean, std = seen.mean(dim=0), torch.where(std > 1e-6, std, torch.ones_like(std))
+    mean, std = _feature_stats(x, valid)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ltae_head(x.shape[-1], n_classes, steps=x.shape[1])

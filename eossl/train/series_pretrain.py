@@ -120,19 +120,14 @@ def series_corpus(cfg) -> tuple[SeriesSamples, dict]:
     return merged, {"parts": described, "n": len(merged), "steps": t, "bands": bands, "sensor": merged.sensor}
 
 
-def _provenance(cfg, corpus: dict) -> list:
-    """What the weights were pretrained on: this run's corpus, after what the ``init`` weights had seen."""
+def _provenance(corpus: dict, init=None) -> list:
+    """What the weights were pretrained on: this run's corpus, after what the ``init`` weights (their
+    :class:`~eossl.models.info.WeightsInfo`, written by this module: JSON ``pretrain_data``) had seen."""
     parts = list(corpus["parts"])
-    if cfg.init:
-        from eossl.models.weights import read_weights_info
-
-        before = read_weights_info(cfg.init).pretrain_data
-        try:
-            before = json.loads(before)
-        except (TypeError, ValueError):
-            pass
-        parts = [{"kind": "continued from", "from": str(cfg.init), "pretrained on": before}, *parts]
-    return parts
+    if init is None:
+        return parts
+    return [{"kind": "continued from", "from": corpus["init"], "pretrained on": json.loads(init.pretrain_data)},
+            *parts]
 
 
 def _tensors(s: SeriesSamples, norm: Normalization):
@@ -207,7 +202,7 @@ def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
     info = WeightsInfo(arch=SERIES_ARCH, in_chans=len(samples.bands), bands=list(samples.bands),
                        wavelengths_nm=list(wavelengths), gsd_m=float(min(sensor.band(b).gsd_m for b in samples.bands)),
                        normalization=norm.to_dict(), ssl_method="series_mae",
-                       pretrain_data=json.dumps(_provenance(cfg, corpus)), epochs=cfg.epochs,
+                       pretrain_data=json.dumps(_provenance(corpus, encoder.weights_info if cfg.init else None)), epochs=cfg.epochs,
                        extra={"temporal": {**encoder_args, "time": TIME_CONVENTION, "steps_seen": corpus["steps"]},
                               "sensor": sensor.name, "mask": dict(m)})
     weights = export_series_encoder(encoder, info, run_dir / "weights")
