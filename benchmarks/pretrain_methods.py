@@ -11,7 +11,8 @@ Each run is ``eossl pretrain --config configs/pretrain/default.yaml --set method
 ``vit_tiny_patch8``, one view for the pretext tasks and the masked methods, the ``upright`` views for rotation
 prediction). Everything else is the default's: 384 steps of batch 128, its views, LARS. Runs that already have
 ``summary.json`` under ``--out`` are reused, and so are their scores in ``methods.json`` (same runs, draws and
-ks), so the script can be rerun to add methods or seeds; the rows that do not depend on the weights (band
+ks; rows of older versions without per-draw accuracies are rescored), so the script can be rerun to add methods
+or seeds; the rows that do not depend on the weights (band
 statistics, RCF, random inits) are computed once per architecture in a process. Roughly 4-10
 minutes per run on a 2-core CPU: start it in the background (``nohup ... &``).
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pretrain_quality import quality  # noqa: E402
+from pretrain_quality import paired, quality  # noqa: E402
 
 from eossl.methods import METHODS  # noqa: E402
 from eossl.models.weights import read_weights_info  # noqa: E402
@@ -48,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--ks", type=int, nargs="+", default=[5, 10])
     p.add_argument("--draws", type=int, default=20)
+    p.add_argument("--versus", default="vicreg",
+                   help="method every row is also paired with, draw by draw (default: the built-in default's)")
     p.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -77,6 +80,7 @@ def score(method: str, runs: list[Path], ks: list[int], draws: int) -> dict:
     for k in ks:
         acc, paired = q["k"][k]["accuracy"], q["k"][k]["paired"][pool]
         row["k"][k] = {"accuracy": acc[f"pretrained ({pool})"], "per_seed": paired["per_weights"],
+                       "per_draw": [float(a) for a in q["k"][k]["per_draw"][pool]],
                        **{ROWS[name]: paired[name] for name in ROWS},
                        "band statistics": acc["band statistics"]}
     return row
@@ -88,15 +92,21 @@ def seconds_per_step(run: Path) -> float:
     return (s["seconds_this_attempt"] - s.get("probe_seconds_this_attempt", 0.0)) / s["steps_this_attempt"]
 
 
-def table(rows: list[dict], ks: list[int]) -> str:
-    """Markdown tables per k; s/step per training seed (a run that shared the CPU shows up as an outlier)."""
+def table(rows: list[dict], ks: list[int], versus: str = "vicreg") -> str:
+    """Markdown tables per k; s/step per training seed (a run that shared the CPU shows up as an outlier). The
+    column ``- <versus>`` pairs each method with the ``versus`` method draw by draw (same EuroSAT draws, each
+    method's accuracy averaged over its training seeds, possibly in different pools)."""
+    ref = next((r for r in rows if r["method"] == versus), None)
     lines = []
     for k in ks:
         lines += [f"\n### k = {k}\n", "| method | arch | pool (recorded per seed) | accuracy % | per seed | - band stats "
-                  "| - RCF | - random init | s/step per seed |", "|---|---|---|---:|---|---:|---:|---:|---:|"]
+                  f"| - RCF | - random init | - {versus} | s/step per seed |",
+                  "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
         for r in rows:
             c = r["k"][k]
-            diffs = " | ".join(f"{c[v][0]:+.1f} ± {c[v][1]:.1f}" for v in ROWS.values())
+            vs = paired(c["per_draw"], ref["k"][k]["per_draw"]) if ref is not None and r is not ref else None
+            diffs = " | ".join([*(f"{c[v][0]:+.1f} ± {c[v][1]:.1f}" for v in ROWS.values()),
+                                f"{vs[0]:+.1f} ± {vs[1]:.1f}" if vs else ""])
             lines.append(f"| {r['method']} | {r['arch']} | {r['pool']} ({', '.join(r['recorded'])}) | "
                          f"{c['accuracy'][0]:.1f} | {' / '.join(f'{v:.1f}' for v in c['per_seed'])} | {diffs} | "
                          f"{' / '.join(f'{seconds_per_step(run):.2f}' for run in r['runs'])} |")
@@ -118,13 +128,13 @@ def main(argv=None) -> int:
         runs = [train(method, s, args.out, args.set) for s in args.seeds]
         old = earlier.get(method)
         if old and old.get("runs") == [str(r) for r in runs] and old.get("draws") == args.draws \
-                and old.get("ks") == list(args.ks):
+                and old.get("ks") == list(args.ks) and all("per_draw" in v for v in old["k"].values()):
             rows.append({**old, "k": {int(k): v for k, v in old["k"].items()}})     # JSON keys are strings
         else:
             rows.append(score(method, runs, args.ks, args.draws))
         (args.out / "methods.json").write_text(json.dumps(rows, indent=2))   # after every method: partial results
-        print(table(rows[-1:], args.ks), flush=True)
-    text = table(rows, args.ks)
+        print(table(rows[-1:], args.ks, args.versus), flush=True)
+    text = table(rows, args.ks, args.versus)
     (args.out / "methods.md").write_text(text + "\n")
     print(text)
     return 0

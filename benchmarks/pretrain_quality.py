@@ -128,7 +128,9 @@ def quality(weights: list[Path], pools: list[str] | None = None, ks=(5, 10), dra
                        "fusion vs random fusion": paired(acc[f"band stats + pretrained ({p})"],
                                                          acc[f"band stats + random init ({p})"])}
         out["k"][k] = {"accuracy": {n: (float(100 * a.mean()), mean_ci95(100 * a)["ci95"] or float("nan")) for n, a in acc.items()},
-                       "paired": rows}
+                       "paired": rows,
+                       # the pretrained rows' accuracy per draw (fractions), to pair two quality() calls draw by draw
+                       "per_draw": {p: [float(a) for a in acc[f"pretrained ({p})"]] for p in pools}}
     return out
 
 
