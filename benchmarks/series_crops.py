@@ -10,9 +10,12 @@ Rows on identical splits (``eossl.evaluate.series_eval``: k per class, ``--seeds
   ``--points-repeats`` times per epoch) beside ``--points-cube-pixels`` cube pixels, for ``--points-epochs`` epochs
   at ``--points-lr`` (``init`` of ``eossl pretrain-series``): domain-adaptive continued pretraining;
 * ``random-init pixel transformer``, ``raw series`` (logistic regression, random forest), ``temporal stats +
-  phenology``: the baselines of the series task.
+  phenology``: the baselines of the series task;
+* ``raw series + pretrained ...`` and ``raw series + random-init ...``: the fusion rows (the raw series
+  concatenated with the frozen features, one logistic regression).
 
-Paired differences (pretrained minus each baseline, seed by seed) with t-based 95% CIs at every k.
+Paired differences (each pretrained row and each fusion row with pretrained features, minus each other row, seed by
+seed) with t-based 95% CIs at every k.
 
     .venv/bin/python benchmarks/series_crops.py --out runs/series_bench [--seeds 10] [--epochs 40]
         [--variants cube cube+points]
@@ -111,7 +114,7 @@ def _paired(rows: list[dict], pretrained: str) -> list[dict]:
     out = []
     pre = {(r["protocol"], r["k"]): r for r in rows if r["model"] == pretrained}
     for r in rows:
-        if r["model"].startswith("pretrained"):
+        if r["model"].startswith("pretrained") or r["model"] == pretrained:
             continue
         for (_proto, k), p in pre.items():
             if k != r["k"]:
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
     samples = read_series_table(args.table, "sentinel2-l2a", label_column=args.label_column, id_column="sample_id",
                                 bands=[b for b in samples.bands if b != "B8A"])
     rows, paired, timings = [], [], {}
-    baselines = ["raw_series", "random_forest", "phenology", "random_init"]
+    baselines = ["raw_series", "random_forest", "phenology", "random_init", "fusion"]
     t = time.time()
     cube = _pretrain(args, args.out / "pretrain-cube", 0)
     timings["pretrain cube (s)"] = round(time.time() - t, 1)
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
         weights = cube
         out = _evaluate(args, samples, 0, args.seeds, weights, "(cube)", baselines)
         rows += out["results"]
-        paired += _paired(out["results"], "pretrained (cube)")
+        paired += _paired(out["results"], "pretrained (cube)") + _paired(out["results"], "raw series + pretrained (cube)")
         (args.out / "cube.json").write_text(json.dumps(out, indent=1, default=str))
     if "cube+points" in args.variants:
         kept, _ = _keep_classes(samples, args.min_per_class)
@@ -172,11 +175,14 @@ def main(argv=None) -> int:
             test_ids = [kept.ids[i] for i in sp["test"]]
             weights = _pretrain(args, args.out / f"pretrain-cube-points-seed{sp['seed']}", sp["seed"], test_ids, cube)
             parts.append(_evaluate(args, samples, sp["seed"], 1, weights, "(cube + train points)",
-                                   [] if "cube" in args.variants else baselines))
+                                   ["fusion"] if "cube" in args.variants else baselines))
         timings["pretrain + evaluate cube+points, all seeds (s)"] = round(time.time() - t, 1)
         merged = _merge(parts)
+        if "cube" in args.variants:      # its random-init fusion row (one init) is the cube variant's already
+            merged = [r for r in merged if not r["model"].startswith("raw series + random-init")]
         rows += merged
-        paired += _paired(rows, "pretrained (cube + train points)")
+        paired += _paired(rows, "pretrained (cube + train points)") + \
+            _paired(rows, "raw series + pretrained (cube + train points)")
     result = {"rows": rows, "paired_macro_f1": paired, "timings": timings, "seconds": round(time.time() - start, 1),
               "settings": vars(args) | {"out": str(args.out)}}
     (args.out / "series_crops.json").write_text(json.dumps(result, indent=1, default=str))

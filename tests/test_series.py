@@ -213,6 +213,40 @@ def test_evaluate_series_rows_layout_and_phenology_signal(tmp_path):
     assert "metrics_all_seeds" in pheno and out["settings"]["headline"] == "macro_f1"
 
 
+def test_evaluate_series_fusion_rows_concatenate_the_raw_series_and_the_features(tmp_path):
+    from eossl.catalog.sensors import load_sensor
+    from eossl.data.normalization import Normalization
+    from eossl.evaluate.fewshot import fit_logreg
+    from eossl.evaluate.metrics import classification_metrics
+    from eossl.evaluate.series_eval import (
+        _keep_classes,
+        encoder_features,
+        evaluate_series,
+        raw_series_features,
+        series_splits,
+    )
+
+    s = read_series_table(_crop_table(tmp_path), label_column="crop", id_column="sample_id")
+    kw = {"dim": 32, "heads": 4}
+    torch.manual_seed(0)        # the "pretrained" encoder is the random-init row's own init: same features
+    twin = PixelSeriesEncoder([float(w) for w in load_sensor(s.sensor).wavelengths(s.bands)], **kw)
+    out = evaluate_series(s, ks=[5], seeds=2, min_per_class=10, encoder_kwargs=kw, pretrained=twin,
+                          pretrained_name="(twin)", baselines=["raw_series", "fusion"], progress=False)
+    rows = {r["model"].split(" (")[0] + (" (twin)" if "(twin)" in r["model"] else ""): r for r in out["results"]}
+    assert set(rows) == {"pretrained (twin)", "raw series + pretrained (twin)", "raw series + random-init pixel "
+                         "transformer", "raw series"}          # random_init not asked: its fused twin only
+    fused, rand_fused = rows["raw series + pretrained (twin)"], rows["raw series + random-init pixel transformer"]
+    assert [r["macro_f1"] for r in fused["per_seed"]] == [r["macro_f1"] for r in rand_fused["per_seed"]]
+    # the fused row is one logistic regression on [raw | features], on the same splits as the other rows
+    kept, _ = _keep_classes(s, 10)
+    sp = series_splits(kept, [5], 1, 0, 0.3, 10000.0)[0][0]
+    x = np.hstack([raw_series_features(kept), encoder_features(twin, kept, Normalization.of_sensor(kept.sensor,
+                                                                                                kept.bands))])
+    pred = fit_logreg(x[sp["train"]["5"]], kept.labels[sp["train"]["5"]], x[sp["test"]])[0]
+    assert classification_metrics(kept.labels[sp["test"]], pred, kept.classes)["macro_f1"] == \
+        fused["per_seed"][0]["macro_f1"]
+
+
 def test_series_task_through_the_cli(tmp_path, capsys):
     from eossl.cli import main
 

@@ -160,10 +160,11 @@ class SeriesConfig:
                                                 "null: a block_size_m grid over lon/lat")
     block_size_m: float = field(10000.0, gt=0, help="side of the square blocks (equal-area grid) of the splits")
     min_per_class: int = field(20, ge=2, help="classes with fewer samples are left out (reported)")
-    baselines: list[Literal["raw_series", "random_forest", "phenology", "random_init"]] = field(
-        default_factory=lambda: ["raw_series", "random_forest", "phenology", "random_init"],
+    baselines: list[Literal["raw_series", "random_forest", "phenology", "random_init", "fusion"]] = field(
+        default_factory=lambda: ["raw_series", "random_forest", "phenology", "random_init", "fusion"],
         help="rows beside the encoder's (eossl.evaluate.series_eval): the raw series with logistic regression and "
-             "with a random forest, temporal band statistics + NDVI phenology, the encoder randomly initialised")
+             "with a random forest, temporal band statistics + NDVI phenology, the encoder randomly initialised, "
+             "the raw series fused with the pretrained and with the random-init features (with weights only)")
     encoder: dict = field(default_factory=lambda: {"dim": 128, "depth": 2, "heads": 8},
                           help="the pixel time-series encoder of the random-init row (eossl.models.temporal)")
 

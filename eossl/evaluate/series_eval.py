@@ -15,7 +15,11 @@ unbalanced), overall accuracy and Cohen's kappa:
 * ``temporal stats + phenology`` / ``linear``: per band mean, std, min, max and quartiles over the valid steps, and
   NDVI phenology (peak value and day, minimum, amplitude, green-up day, mean), logistic regression;
 * ``random-init <encoder>`` / ``linear`` and, with weights, ``pretrained <encoder>`` / ``linear``: frozen pooled
-  features of the pixel time-series encoder (:class:`~eossl.models.temporal.PixelSeriesEncoder`).
+  features of the pixel time-series encoder (:class:`~eossl.models.temporal.PixelSeriesEncoder`);
+* fusion (``fusion``): ``raw series + pretrained <encoder>`` and ``raw series + random-init <encoder>`` / ``linear``:
+  the raw series concatenated with the frozen features, each standardised, one logistic regression. Whether the
+  pretrained features add anything to the raw series is the first row minus ``raw series`` / ``linear``, and
+  whether that is pretraining rather than more random dimensions is the first row minus the second.
 """
 
 from __future__ import annotations
@@ -175,7 +179,7 @@ def _keep_classes(s: SeriesSamples, min_per_class: int) -> tuple[SeriesSamples, 
 
 def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, seed: int = 0,
                     test_fraction: float = 0.3, block_size_m: float = 10000.0, min_per_class: int = 20,
-                    C: float = 1.0, baselines=("raw_series", "random_forest", "phenology", "random_init"),
+                    C: float = 1.0, baselines=("raw_series", "random_forest", "phenology", "random_init", "fusion"),
                     encoder_kwargs: dict | None = None, pretrained=None, pretrained_name: str = "",
                     pretrained_norm: Normalization | None = None, device: str = "cpu",
                     progress: bool = True) -> dict:
@@ -200,17 +204,23 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
     def logreg(x):
         return lambda tr, te, sd: fit_logreg(x[tr], s.labels[tr], x[te], C)[0]
 
-    rows = []
+    rows, fused = [], []
     if pretrained is not None:
-        rows.append((f"pretrained {pretrained_name}", "linear",
-                     logreg(encoder_features(pretrained, s, pretrained_norm or norm, device=device))))
-    if "random_init" in baselines:
+        feats = encoder_features(pretrained, s, pretrained_norm or norm, device=device)
+        rows.append((f"pretrained {pretrained_name}", "linear", logreg(feats)))
+        fused.append((f"pretrained {pretrained_name}", feats))
+    if {"random_init", "fusion"} & set(baselines):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             rand = PixelSeriesEncoder(wavelengths, **encoder_kwargs)
-        rows.append((f"random-init pixel transformer ({sum(p.numel() for p in rand.parameters()) / 1e6:.2f} M)",
-                     "linear", logreg(encoder_features(rand, s, norm, device=device))))
-    raw = raw_series_features(s) if {"raw_series", "random_forest"} & set(baselines) else None
+        name = f"random-init pixel transformer ({sum(p.numel() for p in rand.parameters()) / 1e6:.2f} M)"
+        feats = encoder_features(rand, s, norm, device=device)
+        if "random_init" in baselines:
+            rows.append((name, "linear", logreg(feats)))
+        fused.append((name, feats))
+    raw = raw_series_features(s) if {"raw_series", "random_forest", "fusion"} & set(baselines) else None
+    if "fusion" in baselines and pretrained is not None:       # without weights the fusion rows have no question
+        rows += [(f"raw series + {name}", "linear", logreg(np.hstack([raw, feats]))) for name, feats in fused]
     if "raw_series" in baselines:
         rows.append(("raw series", "linear", logreg(raw)))
     if "random_forest" in baselines:
