@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -64,6 +65,9 @@ def train(method: str, seed: int, out: Path, overrides: list[str]) -> Path:
             cmd += ["--set", o]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
+        # the chip cache (1.7 GB per run at the default's 8192 chips) is only needed to resume; a finished run's
+        # weights and summary are what is scored, and the seeded sampler rebuilds the cache if ever needed
+        shutil.rmtree(run / "cache", ignore_errors=True)
     return run
 
 
