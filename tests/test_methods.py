@@ -105,10 +105,36 @@ def test_dino_multi_crop_teacher_temperature_warm_up_and_centre():
         method.loss(views)
     assert method.teacher_temperature() == pytest.approx(0.07)
     assert {"center", "steps"} <= set(method.state_dict()), "the centre and the step count resume"
-    vit = build_method("dino", create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8", out_dim=16,
-                       hidden=32, bottleneck=8)
-    with pytest.raises(ValueError, match="DINO on a ViT takes views of one size"):
-        vit.loss(views)
+
+
+@pytest.mark.parametrize("name,kwargs", [("dino", {"out_dim": 16, "hidden": 32, "bottleneck": 8}),
+                                         ("swav", {"proj_dim": 8, "hidden": 16, "n_prototypes": 6})])
+def test_multi_crop_on_a_vit_resamples_the_position_embeddings_per_view_size(name, kwargs):
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_tiny_patch8", 4, img_size=32)
+    x = _views(4)[0]["image"]
+    before = backbone(x).detach().clone()
+    method = build_method(name, backbone, "vit_tiny_patch8", **kwargs).train()
+    views = _views(4) + _views(4, size=16, seed=1)          # 2 global (32 px, 4x4 patches) + 2 local (16 px, 2x2)
+    out = method.loss(views)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = {n: p.grad for n, p in method.backbone.named_parameters()}
+    assert grads["pos_embed"] is not None and grads["pos_embed"].abs().sum() > 0
+    assert all(g is not None for n, g in grads.items() if n.startswith("blocks.")), "every block trains"
+    vits = [m for m in method.modules() if type(m).__name__ == "VisionTransformer"]
+    assert len(vits) >= 1 and all(m.dynamic_img_size for m in vits), "the EMA teacher too"
+    with torch.no_grad():       # at the built size nothing is resampled: the same features as before
+        assert torch.allclose(method.backbone.eval()(x), before, atol=1e-6)
+    with pytest.raises(ValueError, match="not multiples of the patch size 8; set views.local_crop_size"):
+        method.loss(_views(4) + _views(4, size=12, seed=2))
+
+
+def test_masked_methods_refuse_views_of_two_sizes():
+    for name in ("mae", "ijepa"):
+        method = build_method(name, create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8")
+        with pytest.raises(ValueError, match="fixed patch grid.*views.local_views=0"):
+            method.check_views(_views(4)[:1] + _views(4, size=16, seed=1)[:1])
 
 
 def test_swav_queue_fills_then_joins_the_codes_and_prototypes_can_start_frozen():
@@ -125,10 +151,6 @@ def test_swav_queue_fills_then_joins_the_codes_and_prototypes_can_start_frozen()
     assert int(method.queued) == 8, "the queue is full: the next codes are computed with it"
     assert torch.isfinite(method.loss(views)["loss"])
     assert {"queue", "queued", "steps"} <= set(method.state_dict())
-    vit = build_method("swav", create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8", proj_dim=8,
-                       hidden=16, n_prototypes=6)
-    with pytest.raises(ValueError, match="SwAV on a ViT takes views of one size"):
-        vit.loss(views)
 
 
 def test_pretext_tasks_take_one_view_and_jigsaw_draws_resume_from_the_checkpoint():

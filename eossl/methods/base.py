@@ -11,7 +11,7 @@ import abc
 import torch
 from torch import nn
 
-from eossl.models.backbones import multi_level, multi_level_dim, stem_key
+from eossl.models.backbones import accept_any_input_size, multi_level, multi_level_dim, stem_key
 from eossl.registry import Registry
 
 __all__ = ["Method", "METHODS", "build_method"]
@@ -25,6 +25,7 @@ class Method(nn.Module, abc.ABC):
     n_views = 2
     uses_ema = False
     vit_only = False
+    any_view_size = True      # False: the method addresses a fixed patch grid (MAE, I-JEPA), one view size only
 
     def __init__(self, backbone: nn.Module, arch: str, pool: str = "last"):
         super().__init__()
@@ -68,9 +69,15 @@ class Method(nn.Module, abc.ABC):
             raise ValueError(f"{type(self).__name__} needs {self.n_views} views, got {len(views)}")
         sizes = sorted({tuple(v["image"].shape[-2:]) for v in views})
         if len(sizes) > 1 and self.arch.startswith("vit"):
-            raise ValueError(f"{type(self).__name__} on a ViT takes views of one size, got {sizes}: set "
-                             f"views.local_views=0 or views.local_crop_size to the global crop size, or use a ResNet "
-                             f"for multi-crop")
+            if not self.any_view_size:
+                raise ValueError(f"{type(self).__name__} addresses a fixed patch grid and takes views of one size, "
+                                 f"got {sizes}: set views.local_views=0")
+            patch = accept_any_input_size(self)         # the online backbone and its EMA copies
+            odd = [s for s in sizes if s[0] % patch or s[1] % patch]
+            if odd:
+                raise ValueError(f"{type(self).__name__} on {self.arch}: view sizes {odd} are not multiples of the "
+                                 f"patch size {patch}; set views.local_crop_size (and views.crop_size) to multiples "
+                                 f"of {patch}")
         channels = views[0]["image"].shape[1]
         if channels != self.in_chans:
             raise ValueError(f"the data has {channels} bands but the {self.arch} backbone takes {self.in_chans}; "

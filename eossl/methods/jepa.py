@@ -23,6 +23,7 @@ from eossl.methods.base import METHODS, Method
 class IJEPA(Method):
     n_views = 1
     vit_only = True
+    any_view_size = False
     uses_ema = True
 
     def __init__(self, backbone, arch, predictor_dim: int = 192, predictor_depth: int = 4, predictor_heads: int = 4,

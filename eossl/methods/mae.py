@@ -19,6 +19,7 @@ from eossl.methods.base import METHODS, Method
 class MAE(Method):
     n_views = 1
     vit_only = True
+    any_view_size = False
 
     def __init__(self, backbone, arch, mask_ratio: float = 0.75, decoder_dim: int = 128, decoder_depth: int = 2,
                  decoder_heads: int = 4, norm_pix: bool = True, pool: str = "last"):

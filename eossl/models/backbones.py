@@ -60,6 +60,25 @@ def create_backbone(arch: str, in_chans: int, img_size: int = 224) -> nn.Module:
     return model
 
 
+def accept_any_input_size(model: nn.Module) -> int:
+    """Let every timm ViT in ``model`` take inputs of any size that is a multiple of its patch (multi-crop: local
+    views smaller than the global ones), as timm's ``dynamic_img_size``: the position embeddings are resampled
+    (bicubic) to each input's patch grid on the fly; inputs of the built size are unchanged (no resampling). The
+    parameters and state dict are the same, so exported weights load into a plain model. Returns the patch size."""
+    from timm.layers import Format
+
+    patch = 0
+    for m in model.modules():
+        if isinstance(m, VisionTransformer):
+            patch = int(m.patch_embed.patch_size[0])
+            if not m.dynamic_img_size:
+                m.dynamic_img_size = True
+                m.patch_embed.strict_img_size = False
+                m.patch_embed.flatten = False                 # (B, H, W, D) until the position embedding is added
+                m.patch_embed.output_fmt = Format.NHWC
+    return patch
+
+
 def stem_key(arch: str) -> str:
     """State-dict key of the first convolution, whose input channels are the bands."""
     return "patch_embed.proj.weight" if is_vit(arch) else "conv1.weight"
