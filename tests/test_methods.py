@@ -130,6 +130,19 @@ def test_multi_crop_on_a_vit_resamples_the_position_embeddings_per_view_size(nam
         method.loss(_views(4) + _views(4, size=12, seed=2))
 
 
+def test_vit_multi_crop_settings_are_checked_when_the_config_loads():
+    from eossl.config import ConfigError, load_config
+    from eossl.train.config import PretrainConfig
+
+    vit = ["model.arch=vit_tiny_patch8", "views.local_views=2"]
+    assert load_config(PretrainConfig, None, overrides=[*vit, "method.name=dino", "views.local_crop_size=16"])
+    with pytest.raises(ConfigError, match="views.local_crop_size = 12: multi-crop on vit_tiny_patch8 needs view "
+                                          "sizes that are multiples of its 8 px patch"):
+        load_config(PretrainConfig, None, overrides=[*vit, "method.name=dino", "views.local_crop_size=12"])
+    with pytest.raises(ConfigError, match="mae addresses a fixed patch grid.*views.local_views=0"):
+        load_config(PretrainConfig, None, overrides=[*vit, "method.name=mae"])
+
+
 def test_masked_methods_refuse_views_of_two_sizes():
     for name in ("mae", "ijepa"):
         method = build_method(name, create_backbone("vit_tiny_patch8", 4, img_size=32), "vit_tiny_patch8")

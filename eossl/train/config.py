@@ -233,10 +233,25 @@ class PretrainConfig:
                               "probe.data (e.g. builtin) and probe.baselines, or trainer.stop_when=null")
         if self.corpus.roots and self.corpus.index:
             raise ConfigError("corpus: give either roots (to index) or index (already built), not both")
+        if self.views.local_views and self.model.arch.startswith("vit"):
+            self._check_vit_multi_crop(ARCHS.get(self.model.arch)[1].get("patch_size", 16), METHODS)
         if self.views.crop_scale is not None:
             lo_hi = self.views.crop_scale
             if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1] <= 1:
                 raise ConfigError(f"views.crop_scale: expected [min, max] with 0 < min <= max <= 1, got {lo_hi}")
+
+
+    def _check_vit_multi_crop(self, patch: int, methods) -> None:
+        """Multi-crop on a ViT: the method must take views of several sizes and each size must be a patch multiple
+        (the same checks the method makes at its first step, here before any chip is cached)."""
+        if not methods.get(self.method.name).any_view_size:
+            raise ConfigError(f"views.local_views: {self.method.name} addresses a fixed patch grid and takes views of "
+                              f"one size; set views.local_views=0")
+        odd = {k: v for k, v in (("views.crop_size", self.views.crop_size or self.corpus.sampler.chip_size),
+                                 ("views.local_crop_size", self.views.local_crop_size)) if v % patch}
+        if odd:
+            raise ConfigError(f"{', '.join(f'{k} = {v}' for k, v in odd.items())}: multi-crop on {self.model.arch} "
+                              f"needs view sizes that are multiples of its {patch} px patch")
 
 
 def read_run_config(run_dir: str | Path) -> PretrainConfig:
