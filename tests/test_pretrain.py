@@ -213,6 +213,22 @@ def test_cli_pretrain_under_lightning_ddp_with_two_cpu_processes(tiny_s2_scene, 
     assert (run / "weights" / "weights.json").is_file()
 
 
+def test_a_completed_run_removes_its_chip_cache_when_asked_and_a_resume_rebuilds_it(tiny_s2_scene, tmp_path):
+    from dataclasses import replace
+
+    cfg = _config(tiny_s2_scene, max_steps=2)
+    kept = pretrain(cfg, tmp_path / "kept")
+    assert kept["cache"]["kept"] and kept["cache"]["gb"] > 0 and (tmp_path / "kept" / "cache" / "manifest.json").is_file()
+    cfg = replace(cfg, corpus=replace(cfg.corpus, keep_cache=False))
+    run = tmp_path / "dropped"
+    summary = pretrain(cfg, run)
+    assert summary["cache"]["kept"] is False and summary["cache"]["gb"] == kept["cache"]["gb"]
+    assert not (run / "cache").exists() and (run / "weights" / "weights.json").is_file()
+    longer = replace(cfg, trainer=replace(cfg.trainer, max_steps=4))
+    again = pretrain(longer, run, resume=True)       # extending the run rebuilds the same chips from the seed
+    assert again["global_step"] == 4 and again["cache"]["gb"] == kept["cache"]["gb"]
+
+
 @pytest.mark.filterwarnings("error::FutureWarning")   # shipped files use no renamed key
 def test_shipped_configs_load_strictly_and_default_yaml_is_the_default():
     configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("*.yaml"))

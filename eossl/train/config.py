@@ -45,6 +45,8 @@ class CorpusConfig:
     cache: bool = field(True, help="cache the sampler's windows in the run directory and train from the cache "
                                    "(the same windows every epoch); false reads live, new windows each epoch")
     cache_dtype: Literal["float32", "float16"] = "float32"
+    keep_cache: bool = field(True, help="keep the chip cache when the run completes (it is needed only to resume or "
+                                        "extend the run, and is rebuilt from the seed if missing); false removes it")
     batch_size: int = field(128, ge=2, help="per device")
     num_workers: int | None = field(None, ge=0, help="data-loader workers (default: 0 from the cache, which is "
                                                        "fastest in-process; up to 8 for live reads)")

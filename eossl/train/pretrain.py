@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,6 +276,20 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     return _finish(cfg, run_dir, trainer, info, seconds, step0, probe_seconds)
 
 
+def _settle_cache(cache: Path, keep: bool) -> dict | None:
+    """A completed run's chip cache: kept (its size logged, since runs add up) or removed (``corpus.keep_cache``)."""
+    if not cache.is_dir():
+        return None
+    gb = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 1e9
+    if keep:
+        log.info("chip cache %s: %.2f GB, needed only to resume or extend this run; delete it when done, or set "
+                 "corpus.keep_cache=false to remove it when a run completes", cache, gb)
+        return {"path": str(cache), "gb": round(gb, 3), "kept": True}
+    shutil.rmtree(cache)
+    log.info("chip cache removed (%.2f GB; corpus.keep_cache=false): resuming this run rebuilds it", gb)
+    return {"path": str(cache), "gb": round(gb, 3), "kept": False}
+
+
 def _movement(cfg: PretrainConfig, run_dir: Path, ckpt: dict) -> tuple[dict[str, float], list[str]]:
     """Per-stage relative change of the final backbone from its initialisation, and a warning for every stage
     that moved less than ``trainer.min_movement`` (a backbone that did not train)."""
@@ -353,6 +368,7 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
         "backbone_movement": movement, "warnings": warnings + probe_warnings, "weights": str(weights),
         "probe": probe, "stopped": probe["stopped"] if probe else None,
     }
+    summary["cache"] = _settle_cache(run_dir / "cache", cfg.corpus.keep_cache)
     write_json(run_dir / "summary.json", summary)
     write_json(run_dir / "metrics.json", {"global_step": trainer.global_step, **summary["final"]})
     write_json(run_dir / "environment.json", environment(str(trainer.strategy.root_device), cfg.trainer.seed))
