@@ -209,7 +209,8 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
         feats = encoder_features(pretrained, s, pretrained_norm or norm, device=device)
         rows.append((f"pretrained {pretrained_name}", "linear", logreg(feats)))
         fused.append((f"pretrained {pretrained_name}", feats))
-    if {"random_init", "fusion"} & set(baselines):
+    fusion = "fusion" in baselines and pretrained is not None       # without weights the fusion rows have no question
+    if "random_init" in baselines or fusion:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             rand = PixelSeriesEncoder(wavelengths, **encoder_kwargs)
@@ -218,8 +219,8 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
         if "random_init" in baselines:
             rows.append((name, "linear", logreg(feats)))
         fused.append((name, feats))
-    raw = raw_series_features(s) if {"raw_series", "random_forest", "fusion"} & set(baselines) else None
-    if "fusion" in baselines and pretrained is not None:       # without weights the fusion rows have no question
+    raw = raw_series_features(s) if {"raw_series", "random_forest"} & set(baselines) or fusion else None
+    if fusion:
         rows += [(f"raw series + {name}", "linear", logreg(np.hstack([raw, feats]))) for name, feats in fused]
     if "raw_series" in baselines:
         rows.append(("raw series", "linear", logreg(raw)))

@@ -36,6 +36,7 @@ class Method(nn.Module, abc.ABC):
                              f"several depths) or 'multi_std' (their means and standard deviations), got {pool!r}")
         self.backbone = backbone
         self.arch = arch
+        self._any_size_patch: int | None = None     # set when views of several sizes first reach a ViT
         self.pool = pool
         dims = {"last": int(backbone.num_features), "multi": multi_level_dim(backbone) if pool != "last" else 0}
         self.feat_dim = dims["last"] if pool == "last" else dims["multi"] * (2 if pool == "multi_std" else 1)
@@ -72,7 +73,9 @@ class Method(nn.Module, abc.ABC):
             if not self.any_view_size:
                 raise ValueError(f"{type(self).__name__} addresses a fixed patch grid and takes views of one size, "
                                  f"got {sizes}: set views.local_views=0")
-            patch = accept_any_input_size(self)         # the online backbone and its EMA copies
+            if self._any_size_patch is None:            # once: the online backbone and its EMA copies
+                self._any_size_patch = accept_any_input_size(self)
+            patch = self._any_size_patch
             odd = [s for s in sizes if s[0] % patch or s[1] % patch]
             if odd:
                 raise ValueError(f"{type(self).__name__} on {self.arch}: view sizes {odd} are not multiples of the "

@@ -35,6 +35,11 @@ def is_vit(arch: str) -> bool:
     return arch.startswith("vit")
 
 
+def patch_size(arch: str) -> int:
+    """A registered ViT's patch side in pixels (timm's default 16 unless the registry entry sets it)."""
+    return int(ARCHS.get(arch)[1].get("patch_size", 16))
+
+
 def create_backbone(arch: str, in_chans: int, img_size: int = 224) -> nn.Module:
     """A randomly initialised backbone for ``in_chans`` bands (``img_size`` matters for ViTs only). ResNets are
     built with every residual branch active (timm's ``zero_init_last=False``).
@@ -51,7 +56,7 @@ def create_backbone(arch: str, in_chans: int, img_size: int = 224) -> nn.Module:
         # train (BENCHMARKS.md, 'the backbone did not move'). Active branches from the start.
         kwargs["zero_init_last"] = False
     if is_vit(arch):
-        patch = extra.get("patch_size", 16)
+        patch = patch_size(arch)
         if img_size % patch:
             raise ValueError(f"{arch}: image size {img_size} is not a multiple of the patch size {patch}")
         kwargs["img_size"] = img_size

@@ -222,7 +222,7 @@ class PretrainConfig:
     def __post_init__(self):
         # unknown names stop here, at load time (and so under --dry-run), not after the chips are cached
         from eossl.methods import METHODS
-        from eossl.models.backbones import ARCHS
+        from eossl.models.backbones import ARCHS, patch_size
 
         if self.model.arch not in ARCHS:
             raise ConfigError(f"model.arch: unknown architecture {self.model.arch!r}; known: "
@@ -236,7 +236,7 @@ class PretrainConfig:
         if self.corpus.roots and self.corpus.index:
             raise ConfigError("corpus: give either roots (to index) or index (already built), not both")
         if self.views.local_views and self.model.arch.startswith("vit"):
-            self._check_vit_multi_crop(ARCHS.get(self.model.arch)[1].get("patch_size", 16), METHODS)
+            self._check_vit_multi_crop(patch_size(self.model.arch), METHODS)
         if self.views.crop_scale is not None:
             lo_hi = self.views.crop_scale
             if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1] <= 1:
