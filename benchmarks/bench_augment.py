@@ -47,9 +47,9 @@ from torch import nn  # noqa: E402
 from eossl.augment.views import ViewGenerator, preset  # noqa: E402
 from eossl.catalog.build import IndexOptions, build_index  # noqa: E402
 from eossl.catalog.sensors import load_sensor  # noqa: E402
-from eossl.data.dataset import ChipDataset, Collate  # noqa: E402
+from eossl.data.chips.dataset import ChipDataset, Collate  # noqa: E402
+from eossl.data.chips.samplers import RandomWindowSampler  # noqa: E402
 from eossl.data.reader import ChipReader  # noqa: E402
-from eossl.data.samplers import RandomWindowSampler  # noqa: E402
 from eossl.gdal_env import configure_gdal  # noqa: E402
 from eossl.runtime import configure_allocator  # noqa: E402
 from eossl.sample_data import builtin_s2_root  # noqa: E402

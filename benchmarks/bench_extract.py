@@ -25,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eossl.catalog.build import IndexOptions, build_index  # noqa: E402
-from eossl.data import extract  # noqa: E402
+from eossl.data.series import extract  # noqa: E402
 
 CUBE = Path(__file__).resolve().parents[2] / "shared" / "data" / "worldcereal" / "worldcereal_preprocessed_inputs.nc"
 

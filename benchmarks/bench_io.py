@@ -45,10 +45,10 @@ from torchgeo.samplers import RandomGeoSampler  # noqa: E402
 
 from eossl.catalog.build import IndexOptions, build_index  # noqa: E402
 from eossl.catalog.index import open_index  # noqa: E402
-from eossl.data.cache import CachedChipDataset, write_cache  # noqa: E402
-from eossl.data.dataset import ChipDataset, Collate  # noqa: E402
+from eossl.data.chips.cache import CachedChipDataset, write_cache  # noqa: E402
+from eossl.data.chips.dataset import ChipDataset, Collate  # noqa: E402
+from eossl.data.chips.samplers import RandomWindowSampler  # noqa: E402
 from eossl.data.reader import ChipReader  # noqa: E402
-from eossl.data.samplers import RandomWindowSampler  # noqa: E402
 from eossl.gdal_env import configure_gdal  # noqa: E402
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")

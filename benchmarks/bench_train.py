@@ -68,7 +68,7 @@ import torch  # noqa: E402
 
 import eossl.train.module  # noqa: E402
 from eossl.config import load_config  # noqa: E402
-from eossl.data.datamodule import ChipDataModule  # noqa: E402
+from eossl.data.chips.datamodule import ChipDataModule  # noqa: E402
 from eossl.evaluate.features import candidate_pools  # noqa: E402
 from eossl.models.backbones import create_backbone  # noqa: E402
 from eossl.runtime import configure_allocator  # noqa: E402

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eossl.catalog.build import IndexOptions, build_index  # noqa: E402
-from eossl.data.config import SamplerConfig, make_sampler  # noqa: E402
+from eossl.data.chips.config import SamplerConfig, make_sampler  # noqa: E402
 from eossl.data.reader import ChipReader  # noqa: E402
 from eossl.methods import build_method  # noqa: E402
 from eossl.models.backbones import create_backbone  # noqa: E402

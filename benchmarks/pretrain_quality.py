@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing eossl
 
-from eossl.data.labelled import load_eurosat  # noqa: E402
+from eossl.data.labelled.folders import load_eurosat  # noqa: E402
 from eossl.data.normalization import Normalization  # noqa: E402
 from eossl.evaluate.baselines import band_statistics, rcf_features  # noqa: E402
 from eossl.evaluate.features import extract_features  # noqa: E402

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eossl.config import load_config  # noqa: E402
-from eossl.data.series import read_series_table  # noqa: E402
+from eossl.data.series.tables import read_series_table  # noqa: E402
 from eossl.evaluate.metrics import mean_ci95  # noqa: E402
 from eossl.evaluate.series_eval import _keep_classes, evaluate_series, series_splits  # noqa: E402
 from eossl.models.temporal import load_series_encoder, series_normalization  # noqa: E402

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from eossl.catalog.build import IndexOptions, build_index
-from eossl.data import cache as cache_mod
-from eossl.data.cache import CachedChipDataset, CacheError, write_cache
-from eossl.data.dataset import ChipDataset
-from eossl.data.pairs import SeasonalPairSampler
+from eossl.data.chips import cache as cache_mod
+from eossl.data.chips.cache import CachedChipDataset, CacheError, write_cache
+from eossl.data.chips.dataset import ChipDataset
+from eossl.data.chips.pairs import SeasonalPairSampler
+from eossl.data.chips.samplers import RandomWindowSampler
 from eossl.data.reader import ChipReader
-from eossl.data.samplers import RandomWindowSampler
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_pair_cache_and_float16(worldcereal_nc, tmp_path):
 def test_batched_reads_equal_item_reads_with_and_without_workers(setup, tmp_path):
     from torch.utils.data import DataLoader
 
-    from eossl.data.dataset import Collate, collate
+    from eossl.data.chips.dataset import Collate, collate
 
     index, sampler, reader = setup
     write_cache(tmp_path / "c", index, sampler, reader, shard_size=16, progress=False)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from eossl.cli import build_parser, main
-from eossl.data.cache import CachedChipDataset
+from eossl.data.chips.cache import CachedChipDataset
 from eossl.pipeline.commands import COMMANDS
 
 

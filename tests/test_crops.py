@@ -24,7 +24,7 @@ from shapely.geometry import Point, box
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.sensors import load_sensor
-from eossl.data.fields import load_fields
+from eossl.data.labelled.fields import load_fields
 from eossl.data.normalization import Normalization
 from eossl.evaluate import crops
 from eossl.evaluate.crops import backbone_for_series, crops_table, evaluate_crops, field_rcf
@@ -185,7 +185,7 @@ def test_fields_outside_the_scenes_are_dropped_or_refused(index, scenes, tmp_pat
     far["geometry"] = far.geometry.translate(50_000, 0)
     some = pd.concat([scenes.fields, far], ignore_index=True)
     some.to_file(tmp_path / "some.gpkg")
-    with caplog.at_level(logging.WARNING, logger="eossl.data.fields"):
+    with caplog.at_level(logging.WARNING, logger="eossl.data.labelled.fields"):
         loaded = load_fields(index, tmp_path / "some.gpkg", "crop", id_column="field_id", chip_size=16)
     assert "away1" not in loaded.field_ids and len(loaded) == len(scenes.fields)
     assert "dropped 2 of 28 fields outside every acquisition" in caplog.text and "away2" in caplog.text

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from eossl.config import ConfigError, from_dict
-from eossl.data.cache import write_cache
-from eossl.data.config import DataConfig, SamplerConfig, make_sampler
-from eossl.data.datamodule import ChipDataModule, ShuffledIndexSampler
+from eossl.data.chips.cache import write_cache
+from eossl.data.chips.config import DataConfig, SamplerConfig, make_sampler
+from eossl.data.chips.datamodule import ChipDataModule, ShuffledIndexSampler
 from eossl.data.reader import ChipReader
 
 

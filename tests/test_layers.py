@@ -205,7 +205,7 @@ def _config_fields():
     import typing
 
     from eossl.catalog.config import CatalogBuildConfig
-    from eossl.data.config import DataConfig
+    from eossl.data.chips.config import DataConfig
     from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
     from eossl.predict.config import PredictConfig
     from eossl.train.config import ExportConfig, PretrainConfig

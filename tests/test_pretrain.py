@@ -16,7 +16,7 @@ from conftest import tiny_pretrain_config as _config
 import eossl
 from eossl.cli import main
 from eossl.config import ConfigError, load_config, to_dict
-from eossl.data.resumable import ResumableLoader, SkippableSampler
+from eossl.data.chips.resumable import ResumableLoader, SkippableSampler
 from eossl.train.checkpoint import AtomicCheckpointIO
 from eossl.train.config import PretrainConfig
 from eossl.train.pretrain import pretrain

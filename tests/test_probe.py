@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 
 from eossl.catalog.sensors import load_sensor
-from eossl.data.labelled import EUROSAT_FILE_BANDS, LabelledChips, load_class_folders, load_eurosat
+from eossl.data.labelled.folders import EUROSAT_FILE_BANDS, LabelledChips, load_class_folders, load_eurosat
 from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics, rcf_features, rcf_maps, rcf_model, rcf_pooled
 from eossl.evaluate.features import extract_features

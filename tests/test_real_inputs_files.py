@@ -22,10 +22,10 @@ from eossl.catalog import quality
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import open_index
 from eossl.cli import main
-from eossl.data.dataset import ChipDataset, collate
+from eossl.data.chips.dataset import ChipDataset, collate
+from eossl.data.chips.samplers import GridWindowSampler
 from eossl.data.radiometry import check_radiometry
 from eossl.data.reader import ChipReader
-from eossl.data.samplers import GridWindowSampler
 from eossl.data.sources import ReadError
 
 STEM = "T33UUP_20200615T101031"
@@ -285,7 +285,7 @@ def test_invalid_pixels_are_left_out_of_the_statistics():
 
 
 def test_evaluation_refuses_chips_scaled_twice():
-    from eossl.data.labelled import LabelledChips
+    from eossl.data.labelled.folders import LabelledChips
     from eossl.evaluate.config import EvaluateConfig
     from eossl.evaluate.patches import evaluate_chips
 

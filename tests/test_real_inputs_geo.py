@@ -23,11 +23,11 @@ from shapely.geometry import Point
 
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.config import from_dict, load_config
-from eossl.data.config import SamplerConfig
-from eossl.data.label_rasters import load_segmentation_chips
-from eossl.data.labels import LabelWindowSampler, read_labels
+from eossl.data.chips.config import SamplerConfig
+from eossl.data.chips.samplers import GridWindowSampler
+from eossl.data.labelled.points import LabelWindowSampler, read_labels
+from eossl.data.labelled.rasters import load_segmentation_chips
 from eossl.data.reader import ChipReader
-from eossl.data.samplers import GridWindowSampler
 from eossl.evaluate.config import FieldsConfig, LabelledDataConfig, SegmentationConfig
 from eossl.geo import ground_res_m, scene_gsd_m, utm_crs_for, working_crs
 from eossl.models.classifier import Classifier, ClassifierInfo

@@ -111,7 +111,7 @@ def test_class_folders_of_float_reflectance_are_not_scaled_twice(tmp_path):
     import rasterio
     from rasterio.transform import from_origin
 
-    from eossl.data.labelled import load_class_folders
+    from eossl.data.labelled.folders import load_class_folders
 
     rng = np.random.default_rng(0)
     dn = rng.integers(200, 4000, size=(2, 2, 13, 16, 16)).astype(np.uint16)   # class, chip, band, y, x

@@ -13,11 +13,11 @@ from shapely.geometry import Point, box
 from torch.utils.data import DataLoader
 
 from eossl.catalog.build import IndexOptions, build_index
-from eossl.data.dataset import ChipDataset, Collate
-from eossl.data.labels import LabelWindowSampler
-from eossl.data.pairs import SeasonalPairSampler, season_of
+from eossl.data.chips.dataset import ChipDataset, Collate
+from eossl.data.chips.pairs import SeasonalPairSampler, season_of
+from eossl.data.chips.samplers import GridWindowSampler, RandomWindowSampler
+from eossl.data.labelled.points import LabelWindowSampler
 from eossl.data.reader import ChipReader
-from eossl.data.samplers import GridWindowSampler, RandomWindowSampler
 from eossl.data.windows import valid_fraction
 
 

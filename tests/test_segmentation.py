@@ -19,7 +19,7 @@ from rasterio.warp import calculate_default_transform, reproject
 from scipy.ndimage import gaussian_filter
 
 from eossl.catalog.build import IndexOptions, build_index
-from eossl.data.label_rasters import SegmentationChips, load_segmentation_chips
+from eossl.data.labelled.rasters import SegmentationChips, load_segmentation_chips
 from eossl.data.normalization import Normalization
 from eossl.evaluate.segmentation import evaluate_segmentation, predict_segmentation, train_segmentation
 from eossl.evaluate.splits import window_block_split

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from eossl.data.series import read_series_table
+from eossl.data.series.tables import read_series_table
 from eossl.models.temporal import PixelSeriesEncoder, ltae_head, masked_series_loss
 
 S2_L2A_WL = {"B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5, "B07": 782.8, "B08": 832.8,

@@ -17,7 +17,7 @@ from pyproj import CRS
 from eossl.catalog.build import build_index
 from eossl.cli import main
 from eossl.config import ConfigError, load_config
-from eossl.data.pixel_series import sample_pixel_series, stacks_of
+from eossl.data.series.pixels import sample_pixel_series, stacks_of
 from eossl.models.temporal import load_series_encoder
 from eossl.train.config import PretrainConfig, SeriesPretrainConfig
 from eossl.train.series_pretrain import hide_mask, pretrain_series
@@ -221,8 +221,8 @@ def test_extract_points_and_polygons_from_a_datacube(cube, tmp_path):
     import geopandas as gpd
     from shapely.geometry import Point, box
 
-    from eossl.data.extract import extract_series
-    from eossl.data.series import read_series_table
+    from eossl.data.series.extract import extract_series
+    from eossl.data.series.tables import read_series_table
 
     path, data, x, y = cube
     index = build_index([str(path)], "sentinel2-l2a", progress=False)
@@ -246,8 +246,8 @@ def test_extract_points_and_polygons_from_a_datacube(cube, tmp_path):
 
 
 def test_grid_points_sit_on_pixel_centres_and_extract_their_pixels(cube, monkeypatch):
-    from eossl.data import extract
-    from eossl.data.extract import extract_series, grid_points
+    from eossl.data.series import extract
+    from eossl.data.series.extract import extract_series, grid_points
 
     path, data, x, y = cube
     index = build_index([str(path)], "sentinel2-l2a", progress=False)

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_geotiff
 
 from eossl.config import ConfigError, load_config
-from eossl.data.torchgeo_datasets import load_torchgeo
+from eossl.data.labelled.torchgeo import load_torchgeo
 from eossl.evaluate.config import EvaluateConfig, LabelledDataConfig
 
 EUROSAT_BASE = Path("ds/images/remote_sensing/otherDatasets/sentinel_2/tif")

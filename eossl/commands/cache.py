@@ -7,8 +7,8 @@ import argparse
 from eossl.catalog.index import open_index
 from eossl.commands import config_flags, print_config
 from eossl.config import load_config
-from eossl.data.cache import write_cache
-from eossl.data.config import DataConfig, make_sampler
+from eossl.data.chips.cache import write_cache
+from eossl.data.chips.config import DataConfig, make_sampler
 from eossl.data.reader import ChipReader
 from eossl.pipeline.commands import COMMANDS
 

@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from eossl.data.config import ExtractConfig
-    from eossl.data.extract import run_extract
+    from eossl.data.chips.config import ExtractConfig
+    from eossl.data.series.extract import run_extract
 
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it, or choose another --out")

@@ -55,7 +55,7 @@ class LabelledDataConfig:
     root: str | None = field(None, help="class folders root/<class>/*.tif (or the local root of data.torchgeo); "
                                         "null: the built-in EuroSAT-MS sample")
     torchgeo: str | None = field(None, help="a torchgeo classification dataset read from root (EuroSAT, EuroSAT100, "
-                                            "EuroSATSpatial; eossl.data.torchgeo_datasets)")
+                                            "EuroSATSpatial; eossl.data.labelled.torchgeo)")
     torchgeo_splits: list[str] | None = field(None, help="with torchgeo: the splits pooled (default: all)")
     labels: str | None = field(None, help="label points/polygons (any file geopandas reads); chips centred on them")
     label_column: str | None = field(None, help="with labels: the column holding each geometry's class")
@@ -79,15 +79,15 @@ class LabelledDataConfig:
 
     def load(self):
         """The labelled chips (:class:`~eossl.data.labelled.LabelledChips`)."""
-        from eossl.data.labelled import load_class_folders, load_eurosat
+        from eossl.data.labelled.folders import load_class_folders, load_eurosat
 
         if self.labels is not None:
-            from eossl.data.labelled import load_label_chips
+            from eossl.data.labelled.folders import load_label_chips
 
             return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
                                     gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
         if self.torchgeo is not None:
-            from eossl.data.torchgeo_datasets import load_torchgeo
+            from eossl.data.labelled.torchgeo import load_torchgeo
 
             return load_torchgeo(self.torchgeo, self.root, bands=self.bands, splits=self.torchgeo_splits)
         if self.root is None:
@@ -142,7 +142,7 @@ class SegmentationConfig:
 
 @dataclass
 class SeriesConfig:
-    """Per-sample time series (``task: series``): a table (eossl.data.series), wide or long."""
+    """Per-sample time series (``task: series``): a table (eossl.data.series.tables), wide or long."""
 
     table: str = field(help="Parquet or CSV: one row per sample (wide: columns like OPTICAL-B02-ts0-10m or "
                             "B02_t0) or per sample and date (long: give time_column and id_column)")
@@ -169,7 +169,7 @@ class SeriesConfig:
                           help="the pixel time-series encoder of the random-init row (eossl.models.temporal)")
 
     def load(self):
-        from eossl.data.series import read_series_table
+        from eossl.data.series.tables import read_series_table
 
         return read_series_table(self.table, self.sensor, label_column=self.label_column, id_column=self.id_column,
                                  time_column=self.time_column, bands=self.bands, nodata=self.nodata,

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from eossl.catalog.sensors import load_sensor
-from eossl.data.fields import FieldSeries
+from eossl.data.labelled.fields import FieldSeries
 from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_radiometry
 from eossl.evaluate.baselines import RCF_FEATURES, rcf_model, rcf_pooled

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eossl.config import to_dict
-from eossl.data.labelled import LabelledChips
+from eossl.data.labelled.folders import LabelledChips
 from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_radiometry
 from eossl.evaluate.baselines import RCF_FEATURES, band_statistics, rcf_features

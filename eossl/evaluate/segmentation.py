@@ -1,4 +1,4 @@
-"""Land-cover segmentation on label-raster chips (:mod:`eossl.data.label_rasters`): training, prediction, metrics.
+"""Land-cover segmentation on label-raster chips (:mod:`eossl.data.labelled.rasters`): training, prediction, metrics.
 
 >>> train, test = window_block_split(chips.bounds, block_size_m=2560, test_fraction=0.2, crs=chips.crs)
 >>> model = train_segmentation(backbone, chips, train, norm=norm, epochs=20, lr=1e-3, batch_size=16)
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eossl.data.label_rasters import SegmentationChips
+from eossl.data.labelled.rasters import SegmentationChips
 from eossl.data.normalization import Normalization
 from eossl.evaluate.metrics import classification_metrics, iou_from_confusion
 from eossl.models.classifier import Classifier

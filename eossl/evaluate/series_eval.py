@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
 from eossl.data.normalization import Normalization
-from eossl.data.series import SeriesSamples
+from eossl.data.series.tables import SeriesSamples
 from eossl.evaluate.fewshot import fit_logreg
 from eossl.evaluate.metrics import classification_metrics, mean_ci95
 from eossl.evaluate.splits import few_label_subset, spatial_block_split

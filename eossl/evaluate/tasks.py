@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from eossl.data.fields import load_fields
-from eossl.data.label_rasters import SegmentationChips, load_segmentation_chips
+from eossl.data.labelled.fields import load_fields
+from eossl.data.labelled.rasters import SegmentationChips, load_segmentation_chips
 from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import RCF_FEATURES, rcf_maps, rcf_model
 from eossl.evaluate.config import FieldsConfig, SegmentationConfig

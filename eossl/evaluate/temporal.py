@@ -20,7 +20,7 @@ from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from eossl.data.fields import FieldSeries
+from eossl.data.labelled.fields import FieldSeries
 from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics
 from eossl.models.backbones import feature_maps

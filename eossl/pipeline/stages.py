@@ -107,14 +107,14 @@ class ExtractStage:
     @staticmethod
     def config(stage: StageSpec, path, sets: list[str], ref: dict, artifacts: dict):
         from eossl.config import load_config
-        from eossl.data.config import ExtractConfig
+        from eossl.data.chips.config import ExtractConfig
 
         return load_config(ExtractConfig, path, overrides=sets + ([f"index={ref['index']}", "roots=null"]
                                                                   if "index" in ref else []))
 
     @staticmethod
     def run(cfg, run_dir: Path, ctx: StageContext) -> dict[str, str]:
-        from eossl.data.extract import run_extract
+        from eossl.data.series.extract import run_extract
 
         run_dir.mkdir(parents=True, exist_ok=True)
         out, _ = run_extract(cfg, run_dir / f"series.{cfg.format}", overwrite=ctx.resume, progress=False)

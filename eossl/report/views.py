@@ -9,8 +9,8 @@ import numpy as np
 
 from eossl.augment.views import ViewGenerator, ViewSpec
 from eossl.config import to_dict
-from eossl.data.config import SamplerConfig, make_sampler
-from eossl.data.dataset import ChipDataset, Collate
+from eossl.data.chips.config import SamplerConfig, make_sampler
+from eossl.data.chips.dataset import ChipDataset, Collate
 from eossl.data.reader import ChipReader
 from eossl.report.plots import composite_bands, save_view_grid
 from eossl.runs import write_json

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from eossl.data.resumable import ResumableLoader
+from eossl.data.chips.resumable import ResumableLoader
 
 __all__ = ["AtomicCheckpointIO", "LoaderProgress", "last_checkpoint", "CHECKPOINT_DIR", "LAST"]
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from eossl.augment.views import OpSpec
 from eossl.config import ConfigError, field, from_dict, load_yaml
-from eossl.data.config import SamplerConfig
+from eossl.data.chips.config import SamplerConfig
 
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
            "ProbeConfig", "PretrainConfig", "ExportConfig", "read_run_config"]
@@ -304,7 +304,7 @@ class SeriesCorpusConfig:
 
     roots: list[str] | None = field(None, help="folders or .nc/.zarr datacubes to index and sample pixels from")
     index: str | None = field(None, help="a scene index (`eossl catalog build`) to sample pixels from")
-    table: str | None = field(None, help="a series table (eossl.data.series) whose rows join the corpus")
+    table: str | None = field(None, help="a series table (eossl.data.series.tables) whose rows join the corpus")
     sensor: str = field("sentinel2-l2a", help="sensor of roots / table")
     nodata: float | None = field(None, help="fill value of files or the table that declare none (e.g. 65535)")
     bands: list[str] | None = field(None, help="bands, in order; null: every band of the data")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from eossl.config import ConfigError
-from eossl.data.labelled import LabelledChips, load_class_folders, load_eurosat
+from eossl.data.labelled.folders import LabelledChips, load_class_folders, load_eurosat
 from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics, rcf_features
 from eossl.evaluate.features import candidate_pools, extract_pools

@@ -36,9 +36,9 @@ from eossl.augment.views import ViewGenerator, ViewSpec, preset
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.catalog.index import SceneIndex, open_index
 from eossl.config import ConfigError, to_dict
-from eossl.data.cache import write_cache
-from eossl.data.config import DataConfig, make_sampler
-from eossl.data.datamodule import ChipDataModule
+from eossl.data.chips.cache import write_cache
+from eossl.data.chips.config import DataConfig, make_sampler
+from eossl.data.chips.datamodule import ChipDataModule
 from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_chips, spread
 from eossl.data.reader import ChipReader

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
 from eossl.data.normalization import Normalization
-from eossl.data.series import SeriesSamples
+from eossl.data.series.tables import SeriesSamples
 from eossl.models.temporal import (
     SERIES_ARCH,
     PixelSeriesEncoder,
@@ -74,8 +74,8 @@ def series_corpus(cfg) -> tuple[SeriesSamples, dict]:
     """The pretraining series of ``cfg.corpus`` and a description of them (for ``corpus.json``)."""
     from eossl.catalog.build import IndexOptions, build_index
     from eossl.catalog.index import open_index
-    from eossl.data.pixel_series import sample_pixel_series
-    from eossl.data.series import read_series_table
+    from eossl.data.series.pixels import sample_pixel_series
+    from eossl.data.series.tables import read_series_table
 
     c = cfg.corpus
     parts, described = [], []

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eossl.catalog.sensors import load_sensor
-from eossl.data.labelled import LabelledChips
+from eossl.data.labelled.folders import LabelledChips
 
 log = logging.getLogger(__name__)
 

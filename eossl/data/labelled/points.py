@@ -17,7 +17,7 @@ import pandas as pd
 from pyproj import CRS
 
 from eossl.catalog.index import SceneIndex
-from eossl.data.samplers import SamplerBase
+from eossl.data.chips.samplers import SamplerBase
 from eossl.data.windows import Window
 
 log = logging.getLogger(__name__)

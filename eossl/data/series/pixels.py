@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from eossl.catalog.index import SceneIndex
 from eossl.data.reader import ChipReader
-from eossl.data.series import SeriesSamples
+from eossl.data.series.tables import SeriesSamples
 
 log = logging.getLogger(__name__)
 

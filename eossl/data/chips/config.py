@@ -7,7 +7,7 @@ from typing import Literal
 
 from eossl.catalog.index import SceneIndex
 from eossl.config import field
-from eossl.data.samplers import GridWindowSampler, RandomWindowSampler, SamplerBase
+from eossl.data.chips.samplers import GridWindowSampler, RandomWindowSampler, SamplerBase
 
 __all__ = ["SamplerConfig", "DataConfig", "ExtractConfig", "make_sampler"]
 
@@ -70,11 +70,11 @@ def make_sampler(index: SceneIndex, cfg: SamplerConfig, rank: int | None = None,
     if cfg.kind == "grid":
         return GridWindowSampler(index, cfg.chip_size, cfg.stride, cfg.gsd, **common)
     if cfg.kind == "seasonal_pair":
-        from eossl.data.pairs import SeasonalPairSampler
+        from eossl.data.chips.pairs import SeasonalPairSampler
 
         return SeasonalPairSampler(index, cfg.chip_size, cfg.num_samples, cfg.gsd, min_days=cfg.min_days,
                                    different_season=cfg.different_season, fallback=cfg.fallback, **common)
-    from eossl.data.labels import LabelWindowSampler
+    from eossl.data.labelled.points import LabelWindowSampler
 
     if not cfg.labels or not cfg.label_column:
         raise ValueError("sampler.kind 'labels' needs sampler.labels (a vector file) and sampler.label_column")

@@ -23,8 +23,8 @@ from rasterio.warp import reproject, transform_bounds
 from shapely.geometry import box
 
 from eossl.catalog.index import SceneIndex
+from eossl.data.chips.samplers import GridWindowSampler
 from eossl.data.reader import ChipReader
-from eossl.data.samplers import GridWindowSampler
 from eossl.gdal_env import open_raster
 
 __all__ = ["SegmentationChips", "load_segmentation_chips"]

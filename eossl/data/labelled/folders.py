@@ -208,7 +208,7 @@ def load_label_chips(index, labels: str | Path, label_column: str, *, size: int 
     The labels' class names come from ``label_column`` (``classes`` fixes their order); labels outside every
     acquisition raise unless ``on_outside="skip"``.
     """
-    from eossl.data.labels import LabelWindowSampler
+    from eossl.data.labelled.points import LabelWindowSampler
     from eossl.data.reader import ChipReader
 
     sampler = LabelWindowSampler(index, size, labels, label_column, gsd, classes=classes, id_column=id_column,

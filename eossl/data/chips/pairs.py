@@ -16,7 +16,7 @@ import torch
 from shapely.geometry import box
 
 from eossl.catalog.index import SceneIndex
-from eossl.data.samplers import SamplerBase
+from eossl.data.chips.samplers import SamplerBase
 from eossl.data.windows import Window
 
 __all__ = ["SeasonalPairSampler", "season_of"]

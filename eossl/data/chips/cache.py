@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from eossl.catalog.index import SceneIndex
-from eossl.data.dataset import ChipDataset, CollatedBatch, collate, sample_from_arrays
+from eossl.data.chips.dataset import ChipDataset, CollatedBatch, collate, sample_from_arrays
+from eossl.data.chips.samplers import SamplerBase
 from eossl.data.reader import ChipReader
-from eossl.data.samplers import SamplerBase
 from eossl.data.windows import Window
 
 __all__ = ["write_cache", "CachedChipDataset", "read_manifest", "CacheError"]

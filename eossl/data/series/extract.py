@@ -23,8 +23,8 @@ from shapely.geometry import box
 from tqdm.auto import tqdm
 
 from eossl.catalog.index import SceneIndex
-from eossl.data.pixel_series import stacks_of
 from eossl.data.reader import ChipReader
+from eossl.data.series.pixels import stacks_of
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def extract_series(index: SceneIndex, labels, *, label_column: str | None = None
     lon/lat or x/y) or a GeoDataFrame."""
     import geopandas as gpd
 
-    from eossl.data.labels import _read_frame, _with_crs
+    from eossl.data.labelled.points import _read_frame, _with_crs
 
     if isinstance(labels, gpd.GeoDataFrame):
         frame, where = labels, "labels"

@@ -29,7 +29,7 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
 from eossl.catalog.index import SceneIndex
-from eossl.data.labels import read_labels
+from eossl.data.labelled.points import read_labels
 from eossl.data.reader import ChipReader
 from eossl.geo import crs_is_metric, scene_gsd_m
 

@@ -15,12 +15,12 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from eossl.catalog.index import SceneIndex, open_index
-from eossl.data.cache import CachedChipDataset
-from eossl.data.config import DataConfig, make_sampler
-from eossl.data.dataset import ChipDataset, Collate
+from eossl.data.chips.cache import CachedChipDataset
+from eossl.data.chips.config import DataConfig, make_sampler
+from eossl.data.chips.dataset import ChipDataset, Collate
+from eossl.data.chips.resumable import ResumableLoader, SkippableSampler
+from eossl.data.chips.samplers import dist_info
 from eossl.data.reader import ChipReader
-from eossl.data.resumable import ResumableLoader, SkippableSampler
-from eossl.data.samplers import dist_info
 
 __all__ = ["ChipDataModule", "ShuffledIndexSampler"]
 
