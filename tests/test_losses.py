@@ -21,7 +21,7 @@ from eossl.losses.contrastive import (
     simsiam_loss,
 )
 from eossl.losses.distillation import dino_center, dino_loss
-from eossl.losses.masked import mae_loss, patchify
+from eossl.losses.masked import mae_loss, masked_series_loss, patchify
 from eossl.losses.predictive import jepa_blocks, jepa_loss
 from eossl.losses.pretext import jigsaw_permutations, pretext_loss, rotations, shuffle_tiles
 from eossl.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
@@ -644,6 +644,87 @@ def test_mae_valid_mask_of_wrong_shape_raises_value_error():
         mae_loss(pred, images, mask, p, valid=torch.ones(2, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError):
         mae_loss(pred, images, mask, p, valid=torch.ones(4, 6, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# masked pixel time series (Presto-style masked autoencoding)
+# ---------------------------------------------------------------------------------------------------------------
+
+def ref_masked_series(pred, target, valid, hidden) -> float:
+    """Sum over (sample, step, band) of the squared error where the value is valid and hidden, over their count."""
+    total, n = 0.0, 0
+    b, t, c = pred.shape
+    for i in range(b):
+        for s in range(t):
+            for k in range(c):
+                if bool(valid[i, s, k]) and bool(hidden[i, s, k]):
+                    total += (float(pred[i, s, k]) - float(target[i, s, k])) ** 2
+                    n += 1
+    return total / n if n else 0.0
+
+
+def _series_inputs(seed=200, b=3, t=5, c=4):
+    g = torch.Generator().manual_seed(seed)
+    pred, target = _randn(b, t, c, seed=seed), _randn(b, t, c, seed=seed + 1) * 2 + 1
+    valid = torch.rand(b, t, c, generator=g) > 0.25
+    hidden = torch.rand(b, t, c, generator=g) > 0.5
+    return pred, target, valid, hidden
+
+
+@pytest.mark.parametrize("b, t, c", [(1, 1, 1), (1, 6, 13), (3, 5, 4), (8, 2, 2)])
+def test_masked_series_loss_matches_loop(b, t, c):
+    pred, target, valid, hidden = _series_inputs(seed=200 + b * t * c, b=b, t=t, c=c)
+    hidden[0, 0, 0] = valid[0, 0, 0] = True                    # at least one value counts
+    assert masked_series_loss(pred, target, valid, hidden).item() == pytest.approx(
+        ref_masked_series(pred, target, valid, hidden), **TOL)
+
+
+def test_masked_series_loss_is_zero_without_hidden_valid_values_and_for_a_perfect_reconstruction():
+    pred, target, valid, hidden = _series_inputs(seed=210)
+    assert masked_series_loss(pred, target, valid, torch.zeros_like(hidden)).item() == 0.0
+    assert masked_series_loss(pred, target, torch.zeros_like(valid), hidden).item() == 0.0
+    assert masked_series_loss(pred, target, valid & ~hidden, hidden).item() == 0.0      # disjoint masks
+    assert masked_series_loss(target.clone(), target, valid, hidden).item() == 0.0
+
+
+def test_masked_series_loss_ignores_visible_and_invalid_values_and_their_gradient():
+    pred, target, valid, hidden = _series_inputs(seed=220)
+    counted = valid & hidden
+    base = masked_series_loss(pred, target, valid, hidden)
+    junk_pred = torch.where(counted, pred, torch.full_like(pred, -7.0))
+    junk_target = torch.where(counted, target, torch.full_like(target, 1e4))
+    assert masked_series_loss(junk_pred, junk_target, valid, hidden).item() == pytest.approx(base.item(), **TOL)
+    pred = pred.clone().requires_grad_()
+    masked_series_loss(pred, target, valid, hidden).backward()
+    assert torch.all(pred.grad[~counted] == 0)
+    # d/dpred of sum((pred - target)^2) / n, written out
+    n = int(counted.sum())
+    expected = 2 * (pred.detach() - target) / n
+    torch.testing.assert_close(pred.grad[counted], expected[counted], rtol=1e-12, atol=1e-14)
+
+
+def test_masked_series_loss_float32_agrees_with_float64():
+    pred, target, valid, hidden = _series_inputs(seed=230)
+    loss32 = masked_series_loss(pred.float(), target.float(), valid, hidden)
+    assert loss32.dtype == torch.float32
+    assert loss32.item() == pytest.approx(ref_masked_series(pred, target, valid, hidden), rel=1e-5)
+
+
+@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 3, 5), (2, 3, 4), (2, 3, 4)),      # target
+                                    ((2, 3, 4), (2, 3, 4), (2, 3), (2, 3, 4)),         # valid
+                                    ((2, 3, 4), (2, 3, 4), (2, 3, 4), (2, 4, 4)),      # hidden
+                                    ((6, 4), (6, 4), (6, 4), (6, 4))])                 # no time axis
+def test_masked_series_loss_bad_shapes_raise(shapes):
+    p, t, v, h = shapes
+    with pytest.raises(ValueError):
+        masked_series_loss(torch.zeros(p), torch.zeros(t), torch.ones(v, dtype=torch.bool),
+                           torch.ones(h, dtype=torch.bool))
+
+
+def test_masked_series_loss_wants_bool_masks():
+    pred, target, valid, hidden = _series_inputs(seed=240)
+    with pytest.raises(ValueError, match="bool"):
+        masked_series_loss(pred, target, valid.double(), hidden)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from eossl.data.series.tables import read_series_table
-from eossl.models.temporal import PixelSeriesEncoder, ltae_head, masked_series_loss
+from eossl.losses.masked import masked_series_loss
+from eossl.models.temporal import PixelSeriesEncoder, ltae_head
 
 S2_L2A_WL = {"B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5, "B07": 782.8, "B08": 832.8,
              "B8A": 864.7, "B09": 945.1, "B11": 1613.7, "B12": 2202.4, "B01": 442.7, "B10": 1373.5}
@@ -202,15 +203,15 @@ def test_evaluate_series_rows_layout_and_phenology_signal(tmp_path):
     from eossl.evaluate.series_eval import evaluate_series
 
     s = read_series_table(_crop_table(tmp_path), label_column="crop", id_column="sample_id")
-    out = evaluate_series(s, ks=[5, "all"], seeds=3, min_per_class=10, encoder_kwargs={"dim": 32, "heads": 4},
-                          progress=False)
-    assert out["data"]["dropped_classes"] == ["rare (4)"] and out["data"]["classes"] == ["early", "late"]
-    names = {(r["model"].split(" (")[0], r["protocol"]) for r in out["results"]}
+    results, notes = evaluate_series(s, ks=[5, "all"], seeds=3, min_per_class=10,
+                                     encoder_kwargs={"dim": 32, "heads": 4}, progress=False)
+    assert notes.data["dropped_classes"] == ["rare (4)"] and notes.data["classes"] == ["early", "late"]
+    names = {(r.model.split(" (")[0], r.protocol) for r in results}
     assert names == {("random-init pixel transformer", "linear"), ("raw series", "linear"),
                      ("raw series", "random_forest"), ("temporal stats + phenology", "linear")}
-    pheno = next(r for r in out["results"] if r["model"].startswith("temporal") and r["k"] == "all")
-    assert pheno["macro_f1"]["mean"] > 0.9 and pheno["macro_f1"]["n"] == 3      # the peak month tells them apart
-    assert "metrics_all_seeds" in pheno and out["settings"]["headline"] == "macro_f1"
+    pheno = next(r for r in results if r.model.startswith("temporal") and r.k == "all")
+    assert pheno.score("macro_f1").mean > 0.9 and pheno.score("macro_f1").n == 3   # the peak month tells them apart
+    assert pheno.metrics_all_seeds is not None and notes.headline_score == "macro_f1"
 
 
 def test_evaluate_series_fusion_rows_concatenate_the_raw_series_and_the_features(tmp_path):
@@ -230,13 +231,13 @@ def test_evaluate_series_fusion_rows_concatenate_the_raw_series_and_the_features
     kw = {"dim": 32, "heads": 4}
     torch.manual_seed(0)        # the "pretrained" encoder is the random-init row's own init: same features
     twin = PixelSeriesEncoder([float(w) for w in load_sensor(s.sensor).wavelengths(s.bands)], **kw)
-    out = evaluate_series(s, ks=[5], seeds=2, min_per_class=10, encoder_kwargs=kw, pretrained=twin,
+    out, _ = evaluate_series(s, ks=[5], seeds=2, min_per_class=10, encoder_kwargs=kw, pretrained=twin,
                           pretrained_name="(twin)", baselines=["raw_series", "fusion"], progress=False)
-    rows = {r["model"].split(" (")[0] + (" (twin)" if "(twin)" in r["model"] else ""): r for r in out["results"]}
+    rows = {r.model.split(" (")[0] + (" (twin)" if "(twin)" in r.model else ""): r for r in out}
     assert set(rows) == {"pretrained (twin)", "raw series + pretrained (twin)", "raw series + random-init pixel "
                          "transformer", "raw series"}          # random_init not asked: its fused twin only
     fused, rand_fused = rows["raw series + pretrained (twin)"], rows["raw series + random-init pixel transformer"]
-    assert [r["macro_f1"] for r in fused["per_seed"]] == [r["macro_f1"] for r in rand_fused["per_seed"]]
+    assert [r.scores["macro_f1"] for r in fused.per_seed] == [r.scores["macro_f1"] for r in rand_fused.per_seed]
     # the fused row is one logistic regression on [raw | features], on the same splits as the other rows
     kept, _ = _keep_classes(s, 10)
     sp = series_splits(kept, [5], 1, 0, 0.3, 10000.0)[0][0]
@@ -244,7 +245,7 @@ def test_evaluate_series_fusion_rows_concatenate_the_raw_series_and_the_features
                                                                                                 kept.bands))])
     pred = fit_logreg(x[sp["train"]["5"]], kept.labels[sp["train"]["5"]], x[sp["test"]])[0]
     assert classification_metrics(kept.labels[sp["test"]], pred, kept.classes)["macro_f1"] == \
-        fused["per_seed"][0]["macro_f1"]
+        fused.per_seed[0].scores["macro_f1"]
 
 
 def test_series_task_through_the_cli(tmp_path, capsys):

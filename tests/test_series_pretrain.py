@@ -200,9 +200,104 @@ def test_pretrain_with_a_pixel_series_sampler_runs_temporal_pretraining(cube, tm
 
 
 def test_mask_config_is_checked():
-    with pytest.raises(ConfigError, match="mask.step_ratio: must be in"):
+    with pytest.raises(ConfigError, match=r"mask.step_ratio: 1.5 is out of range; allowed: < 1"):
         load_config(SeriesPretrainConfig, None, overrides=["mask={step_ratio: 1.5, band_ratio: 0.1, "
                                                            "block_prob: 0.5, block_steps: 3}"])
+    with pytest.raises(ConfigError, match=r"mask.block_steps: -1 is out of range"):
+        load_config(SeriesPretrainConfig, None, overrides=["mask.block_steps=-1"])
+
+
+@pytest.mark.parametrize("override, key, allowed", [
+    ("encoder={dim: 32, depht: 1}", "encoder.depht", "dim, depth, heads, mlp_ratio, dropout"),
+    ("encoder.width=64", "encoder.width", "dim, depth, heads, mlp_ratio, dropout"),
+    ("mask={step_ratio: 0.3, block_step: 2}", "mask.block_step", "step_ratio, band_ratio, block_prob, block_steps"),
+])
+def test_a_wrong_series_key_is_an_error_at_load_time(override, key, allowed, tmp_path):
+    """The typed encoder / mask settings refuse an unknown key when the config loads, naming the dotted key and
+    the allowed keys, from an override and from a YAML file alike."""
+    with pytest.raises(ConfigError, match=rf"^{key}: unknown key; allowed keys: {allowed}$"):
+        load_config(SeriesPretrainConfig, None, overrides=[override])
+    section, sub = key.split(".")
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"{section}: {{{sub}: 1}}\n")
+    with pytest.raises(ConfigError, match=rf"^{key}: unknown key"):
+        load_config(SeriesPretrainConfig, path)
+
+
+def test_every_series_key_of_today_still_loads():
+    """The keys the plain dicts took (the PixelSeriesEncoder arguments; the four masking values) load into the
+    typed settings, partial mappings keep the defaults, and a dim that the heads do not divide is refused."""
+    from eossl.models.config import SeriesEncoderConfig
+    from eossl.models.temporal import PixelSeriesEncoder
+    from eossl.train.config import SeriesMaskConfig
+
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[
+        "encoder={dim: 32, depth: 1, heads: 4, mlp_ratio: 3.0, dropout: 0.1}",
+        "mask={step_ratio: 0.2, band_ratio: 0.1, block_prob: 0.4, block_steps: 2}"])
+    assert cfg.encoder == SeriesEncoderConfig(32, 1, 4, 3.0, 0.1)
+    assert cfg.mask == SeriesMaskConfig(0.2, 0.1, 0.4, 2)
+    cfg = load_config(SeriesPretrainConfig, None, overrides=["encoder={dim: 16, depth: 1, heads: 2}", "mask.block_steps=0"])
+    assert cfg.encoder.mlp_ratio == 2.0 and cfg.mask == SeriesMaskConfig(block_steps=0)
+    import inspect
+
+    defaults = {k: v.default for k, v in inspect.signature(PixelSeriesEncoder).parameters.items() if k != "wavelengths_nm"}
+    assert SeriesEncoderConfig().kwargs() == defaults          # the config's defaults are the encoder's
+    with pytest.raises(ConfigError, match="dim 100 must be a multiple of heads 8"):
+        load_config(SeriesPretrainConfig, None, overrides=["encoder.dim=100"])
+
+
+@pytest.fixture()
+def series_table(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"sample_id": f"s{i}", "start_date": "2021-01-01",
+             **{f"{b}_t{t}": int(rng.integers(300, 3000)) for b in BANDS for t in range(T)}} for i in range(40)]
+    table = tmp_path / "t.parquet"
+    pd.DataFrame(rows).to_parquet(table)
+    return [f"corpus.table={table}", "corpus.id_column=sample_id", "encoder={dim: 16, depth: 1, heads: 2}",
+            "batch_size=8", "lr=0.003", "threads=1"]
+
+
+def test_series_pretraining_stops_on_a_non_finite_loss_naming_the_step(series_table, tmp_path, monkeypatch):
+    """The guard of image pretraining (eossl.train.guard): a NaN loss at the 4th step raises with step 3."""
+    from eossl.train import series_pretrain
+    from eossl.train.guard import NonFiniteLossError
+
+    calls, loss_fn = [], series_pretrain.masked_series_loss
+
+    def poisoned(*args):
+        calls.append(1)
+        return loss_fn(*args) * (float("nan") if len(calls) == 4 else 1.0)
+
+    monkeypatch.setattr(series_pretrain, "masked_series_loss", poisoned)
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[*series_table, "epochs=2"])
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 \(epoch 0\)"):
+        pretrain_series(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "weights").exists()
+
+
+def test_the_shared_schedule_trains_the_same_weights_as_the_old_formula(series_table, tmp_path, monkeypatch):
+    """Series pretraining on eossl.schedule.cosine_with_warmup gives bit-identical weights and the same metrics
+    as with the schedule it wrote itself before (the old formula, restored here by monkeypatching)."""
+    import math
+
+    from eossl.train import series_pretrain
+
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[*series_table, "epochs=4"])
+    pretrain_series(cfg, tmp_path / "new", progress=False)
+
+    calls = []
+
+    def old(step, total, warmup):           # series_pretrain.lr_at before the schedule moved
+        calls.append(step)
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    monkeypatch.setattr(series_pretrain, "cosine_with_warmup", old)
+    pretrain_series(cfg, tmp_path / "old", progress=False)
+    assert calls == list(range(4 * 5 + 1))                  # the old formula ran: 40 series / 8 per batch x 4 epochs
+    for name in ("weights/encoder.safetensors", "metrics.csv"):
+        assert (tmp_path / "new" / name).read_bytes() == (tmp_path / "old" / name).read_bytes(), name
 
 
 def test_shipped_series_configs_load():

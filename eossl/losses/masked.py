@@ -1,4 +1,6 @@
-"""Masked-image-modelling loss (MAE: He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022)."""
+"""Masked-autoencoding losses: of image patches (MAE: He et al., "Masked Autoencoders Are Scalable Vision Learners",
+CVPR 2022) and of pixel time series (Presto: Tseng et al., "Lightweight, Pre-trained Transformers for Remote Sensing
+Timeseries", 2023)."""
 
 from __future__ import annotations
 
@@ -48,3 +50,29 @@ def mae_loss(pred: torch.Tensor, images: torch.Tensor, mask: torch.Tensor, patch
     if total == 0:
         raise ValueError("no masked patch holds a valid pixel: the loss is undefined for this batch")
     return (per_value * mask.unsqueeze(-1)).sum() / total
+
+
+def masked_series_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                       hidden: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the values that were hidden from the encoder and are valid; 0 when there are none
+    (a batch whose hidden values are all invalid teaches nothing, but is no error: the masks are drawn at random).
+
+    Masked autoencoding of pixel time series as in Presto (Tseng et al. 2023): the encoder sees the visible values,
+    reconstructs every band at every step, and only the hidden, valid values count.
+
+    Args:
+        pred: (B, T, C) reconstruction (normalised values).
+        target: (B, T, C) the series (normalised values; invalid entries count 0 but must be finite).
+        valid: (B, T, C) bool, the values that were observed.
+        hidden: (B, T, C) bool, the values hidden from the encoder.
+    """
+    if pred.ndim != 3 or pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must both be (B, T, C)")
+    if valid.shape != pred.shape or hidden.shape != pred.shape:
+        raise ValueError(f"valid {tuple(valid.shape)} and hidden {tuple(hidden.shape)} must be (B, T, C) = "
+                         f"{tuple(pred.shape)}")
+    if valid.dtype != torch.bool or hidden.dtype != torch.bool:
+        raise ValueError(f"valid and hidden must be bool masks, got {valid.dtype} and {hidden.dtype}")
+    use = (valid & hidden).to(pred.dtype)
+    n = use.sum()
+    return ((pred - target) ** 2 * use).sum() / n.clamp(min=1.0)

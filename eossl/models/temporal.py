@@ -8,7 +8,8 @@ time is encoded from the day of year (sin/cos over 365.25 days) plus the step or
 a mask token that the other steps do not attend to. ``forward`` returns pooled
 (B, D) features (mean over valid steps, concatenated with the class token); ``forward_tokens`` the per-step
 tokens; :meth:`PixelSeriesEncoder.reconstruct` predicts every band at every step from tokens (for masked
-autoencoding, see :func:`masked_series_loss`).
+autoencoding, see :func:`eossl.losses.masked.masked_series_loss`). Its arguments are typed in
+:class:`eossl.models.config.SeriesEncoderConfig`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["PixelSeriesEncoder", "masked_series_loss", "wavelength_features", "ltae_head", "SERIES_ARCH",
+__all__ = ["PixelSeriesEncoder", "wavelength_features", "ltae_head", "SERIES_ARCH",
            "ENCODER_FILE", "export_series_encoder", "load_series_encoder", "encoder_kwargs", "series_normalization"]
 
 SERIES_ARCH = "pixel_transformer"          # weights.json arch of an exported PixelSeriesEncoder
@@ -122,16 +123,6 @@ class PixelSeriesEncoder(nn.Module):
         """(B, T, D) step tokens -> (B, T, C) predicted values of every band (wavelength-generated readout)."""
         w = self.decode_kernel(wavelength_features(self.wavelengths.to(tokens.device)))   # (C, D + 1)
         return torch.einsum("btd,cd->btc", tokens, w[:, :-1]) + w[:, -1]
-
-
-def masked_series_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                       hidden: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the values that were hidden from the encoder and are valid; 0 when there are none.
-
-    ``pred``, ``target`` (B, T, C); ``valid``, ``hidden`` (B, T, C) bool."""
-    use = (valid & hidden).to(pred.dtype)
-    n = use.sum()
-    return ((pred - target) ** 2 * use).sum() / n.clamp(min=1.0)
 
 
 def ltae_head(in_channels: int, n_classes: int, steps: int, n_head: int = 16, d_k: int = 8,

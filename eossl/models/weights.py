@@ -12,7 +12,8 @@ model loads them (strict), whatever the feature pool.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,15 +22,16 @@ from torch import nn
 
 from eossl.data.normalization import Normalization
 from eossl.models.adapt import BandMatch, adapt_stem_weight
-from eossl.models.backbones import create_backbone, stem_key
+from eossl.models.backbones import ARCHS, create_backbone, stem_key
 from eossl.models.cards import write_model_card
 from eossl.models.info import INFO_FILE, WeightsInfo, read_info, read_weights_info
 from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
 from eossl.models.temporal import SERIES_ARCH, load_series_encoder
+from eossl.registry import Registry
 from eossl.runs import atomic_write
 
-__all__ = ["INFO_FILE", "WEIGHTS_FILE", "WeightsInfo", "adapted_normalization", "backbone_for", "export_backbone", "load_backbone",
-           "read_info", "read_weights_info"]
+__all__ = ["INFO_FILE", "WEIGHTS_FILE", "WEIGHTS_LOADERS", "WeightsInfo", "WeightsLoader", "adapted_normalization",
+           "backbone_for", "export_backbone", "load_backbone", "read_info", "read_weights_info", "weights_kind"]
 
 WEIGHTS_FILE = "backbone.safetensors"
 
@@ -55,12 +57,39 @@ def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwr
     return out
 
 
+@dataclass(frozen=True)
+class WeightsLoader:
+    """One kind of exported weights: the ``arch`` values of ``weights.json`` it reads (``archs()``, a callable so a
+    registry filled later, such as :data:`~eossl.models.backbones.ARCHS`, is read when asked) and ``load(path, info,
+    bands, max_nm, img_size, pool) -> nn.Module`` (the arguments of :func:`load_backbone`)."""
+
+    archs: Callable[[], list[str]]
+    load: Callable[..., nn.Module]
+
+
+# kind of weights -> loader; load_backbone picks the entry whose archs hold weights.json's arch
+WEIGHTS_LOADERS: Registry[WeightsLoader] = Registry("kind of weights")
+
+
+def weights_kind(arch: str) -> str:
+    """The :data:`WEIGHTS_LOADERS` entry that reads weights of ``arch``; an unknown arch is an error listing every
+    kind with its archs."""
+    kinds = [k for k in WEIGHTS_LOADERS.names() if arch in WEIGHTS_LOADERS.get(k).archs()]
+    if len(kinds) != 1:
+        known = "; ".join(f"{k}: {', '.join(WEIGHTS_LOADERS.get(k).archs())}" for k in WEIGHTS_LOADERS.names())
+        what = "no loader reads" if not kinds else f"several loaders ({', '.join(kinds)}) claim"
+        raise ValueError(f"{what} weights of arch {arch!r}; known kinds of weights and their archs: {known}")
+    return kinds[0]
+
+
 def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
                   img_size: int | None = None, pool: str | None = None) -> nn.Module:
-    """Rebuild the exported backbone; with ``bands`` ([(name, wavelength_nm), ...] of the target data, in input
-    order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`); data bands with no
-    counterpart follow the weights' ``unmatched`` policy (weights.json; "error" unless set by ``eossl import``).
+    """Rebuild the exported weights at ``path`` with the :data:`WEIGHTS_LOADERS` entry of their recorded ``arch``
+    (:func:`weights_kind`): ``image`` for the timm backbones, ``series`` for the pixel time-series encoder.
 
+    ``image`` (:func:`_load_image_backbone`): with ``bands`` ([(name, wavelength_nm), ...] of the target data, in
+    input order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`); data bands with no
+    counterpart follow the weights' ``unmatched`` policy (weights.json; "error" unless set by ``eossl import``).
     The returned module maps a normalised (B, C, H, W) batch to (B, D) features and carries ``weights_info`` and
     ``band_matches``. Its type depends on ``pool`` only, never on what the file records:
 
@@ -73,8 +102,8 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
 
     Loading is strict: a missing or unexpected key is an error; so is a pool the architecture does not have.
 
-    Weights of the pixel time-series encoder (arch ``pixel_transformer``, ``eossl pretrain-series``) load as a
-    :class:`~eossl.models.temporal.PixelSeriesEncoder` instead, which maps ``(x (B, T, C), valid, doy)`` to (B, D);
+    ``series`` (arch ``pixel_transformer``, ``eossl pretrain-series``): a
+    :class:`~eossl.models.temporal.PixelSeriesEncoder`, which maps ``(x (B, T, C), valid, doy)`` to (B, D);
     ``bands`` re-targets it by wavelength, and ``pool``/``img_size`` do not apply.
     """
     if pool is not None and pool not in POOLS:
@@ -82,11 +111,13 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
                          f"recorded feature_pool)")
     path = Path(path)
     info = read_weights_info(path)
-    if info.arch == SERIES_ARCH:
-        if pool is not None or img_size is not None:
-            raise ValueError(f"{path} holds a {SERIES_ARCH} time-series encoder: pool and img_size apply to image "
-                             f"backbones only (it returns its class token and mean step token)")
-        return load_series_encoder(path, None if bands is None else [float(w) for _, w in bands])
+    loader = WEIGHTS_LOADERS.get(weights_kind(info.arch))
+    return loader.load(path, info, bands, max_nm, img_size, pool)
+
+
+def _load_image_backbone(path: Path, info: WeightsInfo, bands, max_nm: float, img_size: int | None,
+                         pool: str | None) -> nn.Module:
+    """A timm backbone of :data:`~eossl.models.backbones.ARCHS` (see :func:`load_backbone`)."""
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path / WEIGHTS_FILE} is missing next to {INFO_FILE}")
     state = load_file(str(path / WEIGHTS_FILE))
@@ -103,6 +134,20 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
     model.weights_info = info
     model.band_matches = matches
     return model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
+
+
+def _load_series_encoder(path: Path, info: WeightsInfo, bands, max_nm: float, img_size: int | None,
+                         pool: str | None) -> nn.Module:
+    """The pixel time-series encoder (see :func:`load_backbone`); ``max_nm`` does not apply (its kernels are
+    generated from any band's wavelength)."""
+    if pool is not None or img_size is not None:
+        raise ValueError(f"{path} holds a {SERIES_ARCH} time-series encoder: pool and img_size apply to image "
+                         f"backbones only (it returns its class token and mean step token)")
+    return load_series_encoder(path, None if bands is None else [float(w) for _, w in bands])
+
+
+WEIGHTS_LOADERS.register("image")(WeightsLoader(ARCHS.names, _load_image_backbone))
+WEIGHTS_LOADERS.register("series")(WeightsLoader(lambda: [SERIES_ARCH], _load_series_encoder))
 
 
 def _resize_pos_embed(state: dict, model: nn.Module) -> None:

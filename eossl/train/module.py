@@ -16,6 +16,7 @@ import torch
 from eossl.augment.views import ViewGenerator
 from eossl.methods.base import Method
 from eossl.train.config import OptimConfig
+from eossl.train.guard import NonFiniteLossError, check_finite_loss
 from eossl.train.monitors import effective_rank, embedding_std
 from eossl.train.optim import build_optimizer, cosine_with_warmup, ema_momentum, ema_update, scaled_lr
 
@@ -23,10 +24,6 @@ __all__ = ["OptimConfig", "SSLModule", "NonFiniteLossError", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step."""
 
 
 def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -121,9 +118,7 @@ class SSLModule(L.LightningModule):
         else:
             out = self.method.loss(views)
         loss = out["loss"].float()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                                     f"lower the learning rate or check the input normalisation")
+        check_finite_loss(loss, self.global_step, self.current_epoch)
         n = batch["image"].shape[0]
         self.log_dict({"loss": loss.detach(), "lr": self.trainer.optimizers[0].param_groups[0]["lr"]},
                       prog_bar=True, on_step=True, batch_size=n)

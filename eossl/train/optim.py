@@ -3,7 +3,8 @@
 * parameter groups: no weight decay (and no LARS adaptation) on biases and normalisation parameters (1-D);
 * LARS: You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks", 2017 (as used by Barlow
   Twins / VICReg / BYOL), SGD with momentum on a layer-wise trust ratio;
-* learning rate: ``base_lr * effective_batch / 256`` (Goyal et al., 2017), cosine decay after linear warmup;
+* learning rate: ``base_lr * effective_batch / 256`` (Goyal et al., 2017), cosine decay after linear warmup
+  (:func:`eossl.schedule.cosine_with_warmup`, re-exported here);
 * EMA momentum for target encoders: cosine increase from ``base`` to 1 (BYOL, MoCo v3).
 
 Why these are written here rather than taken from lightly (installed with torchgeo): lightly's ``LARS`` (from
@@ -24,6 +25,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from eossl.schedule import cosine_with_warmup  # the one schedule, shared with evaluate/ (core layer)
 
 __all__ = ["param_groups", "LARS", "build_optimizer", "scaled_lr", "cosine_with_warmup", "ema_momentum",
            "ema_update"]
@@ -99,17 +102,6 @@ def scaled_lr(base_lr: float, effective_batch: int, reference: int = 256,
     if rule == "sqrt":
         return base_lr * math.sqrt(effective_batch / reference)
     raise ValueError(f"unknown LR scaling rule {rule!r}; allowed: linear, sqrt")
-
-
-def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based): linear warmup, then cosine to ``final_fraction``."""
-    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got {total_steps}, "
-                         f"{warmup_steps}")
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def ema_momentum(step: int, total_steps: int, base: float = 0.996) -> float:

@@ -6,7 +6,11 @@ The corpus is unlabeled pixel series sampled from indexed scenes and datacubes
 sample with a seeded generator: random time steps (``step_ratio``), one contiguous block of steps
 (``block_steps``, with probability ``block_prob``) and random single values (``band_ratio``, bands hidden at one
 step). The encoder (:class:`~eossl.models.temporal.PixelSeriesEncoder`) reads the rest, reconstructs every band at
-every step, and the loss is the MSE on the hidden values that are valid (:func:`masked_series_loss`).
+every step, and the loss is the MSE on the hidden values that are valid
+(:func:`eossl.losses.masked.masked_series_loss`). The learning rate follows the shared warmup + cosine schedule
+(:func:`eossl.schedule.cosine_with_warmup`) and a non-finite loss stops the run naming the step
+(:func:`eossl.train.guard.check_finite_loss`), as in image pretraining. ``encoder`` and ``mask`` are typed
+(:class:`~eossl.models.config.SeriesEncoderConfig`, :class:`~eossl.train.config.SeriesMaskConfig`).
 
 The run directory holds ``config.yaml``, ``corpus.json`` (what was pretrained on), ``metrics.csv`` (loss per
 epoch), ``weights/`` (``encoder.safetensors`` + ``weights.json``, arch ``pixel_transformer``, the bands,
@@ -19,6 +23,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,21 +35,25 @@ from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
 from eossl.data.normalization import Normalization
 from eossl.data.series.tables import SeriesSamples
+from eossl.losses.masked import masked_series_loss
+from eossl.models.config import SeriesEncoderConfig
 from eossl.models.temporal import (
     SERIES_ARCH,
     PixelSeriesEncoder,
     encoder_kwargs,
     export_series_encoder,
     load_series_encoder,
-    masked_series_loss,
     series_normalization,
 )
 from eossl.models.weights import WeightsInfo
 from eossl.runs import write_json, write_text
+from eossl.schedule import cosine_with_warmup
+from eossl.train.config import SeriesMaskConfig
+from eossl.train.guard import check_finite_loss
 
 log = logging.getLogger(__name__)
 
-__all__ = ["hide_mask", "series_corpus", "pretrain_series", "load_series_encoder"]
+__all__ = ["hide_mask", "series_corpus", "schedule_steps", "pretrain_series", "load_series_encoder"]
 
 TIME_CONVENTION = "day of year of each step (NaN unknown), steps in time order; any number of steps"
 
@@ -134,6 +143,72 @@ def _tensors(s: SeriesSamples, norm: Normalization):
     return norm.apply_series(s.values, s.valid), torch.from_numpy(s.valid), torch.from_numpy(s.day_of_year())
 
 
+def _encoder(cfg, sensor, bands: list[str], wavelengths: list[float], corpus: dict):
+    """(encoder, its SeriesEncoderConfig, Normalization): continued from ``cfg.init`` (its arguments and
+    statistics) or built from ``cfg.encoder`` under the global seed (the sensor catalog's statistics)."""
+    if not cfg.init:
+        encoder = PixelSeriesEncoder(wavelengths, **cfg.encoder.kwargs())
+        return encoder, cfg.encoder, Normalization.of_sensor(sensor, bands)
+    encoder = load_series_encoder(cfg.init, wavelengths)
+    corpus["init"] = str(cfg.init)
+    log.info("continuing from %s (pretrained on %s)", cfg.init, encoder.weights_info.pretrain_data)
+    return (encoder, SeriesEncoderConfig(**encoder_kwargs(encoder.weights_info)),
+            series_normalization(encoder, sensor, bands))
+
+
+def schedule_steps(n: int, batch_size: int, epochs: int) -> tuple[int, int, int]:
+    """(steps per epoch, total steps, warmup steps) of series pretraining on ``n`` series: warmup is a tenth of
+    the run, at most two epochs."""
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = steps_per_epoch * epochs
+    return steps_per_epoch, total, min(total // 10, steps_per_epoch * 2)
+
+
+def _train(encoder: PixelSeriesEncoder, data: tuple, cfg, device: str, progress: bool) -> list[dict]:
+    """AdamW on :func:`~eossl.losses.masked.masked_series_loss` under the shared warmup + cosine schedule
+    (:func:`eossl.schedule.cosine_with_warmup`) and the non-finite guard; one row per epoch."""
+    x, valid, doy = data
+    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch, total, warmup = schedule_steps(len(x), cfg.batch_size, cfg.epochs)
+    log.info("series pretraining: %d steps (%d per epoch), warmup %d, peak lr %g", total, steps_per_epoch, warmup,
+             cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, warmup))
+    g = torch.Generator().manual_seed(cfg.seed)
+    rows, step = [], 0
+    bar = tqdm(total=total, desc="series pretraining", unit="step", disable=not progress)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(x), generator=g)
+        losses = []
+        encoder.train()
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            loss = _masked_loss(encoder, x[idx], valid[idx], doy[idx], g, cfg.mask, device)
+            check_finite_loss(loss, step, epoch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.update(1)
+        rows.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0]})
+        bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}")
+    bar.close()
+    return rows
+
+
+def _masked_loss(encoder: PixelSeriesEncoder, xb, vb, db, g: torch.Generator, m: SeriesMaskConfig,
+                 device: str) -> torch.Tensor:
+    """One batch ((B, T, C) values, valid; (B, T) day of year): hide values with ``g``, encode the rest,
+    reconstruct, and score the hidden valid values."""
+    hidden = hide_mask(vb, g, m.step_ratio, m.band_ratio, m.block_prob, m.block_steps)
+    seen = vb & ~hidden
+    xb, vb, db, seen, hidden = (t.to(device) for t in (xb, vb, db, seen, hidden))
+    tokens, _ = encoder.forward_tokens(torch.where(seen, xb, torch.zeros_like(xb)), seen, db)
+    return masked_series_loss(encoder.reconstruct(tokens[:, 1:]), xb, vb, hidden)
+
+
 def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
     """Train ``cfg`` (:class:`~eossl.train.config.SeriesPretrainConfig`) into ``run_dir``; returns the summary."""
     run_dir = Path(run_dir)
@@ -147,65 +222,24 @@ def pretrain_series(cfg, run_dir: str | Path, progress: bool = True) -> dict:
     write_json(run_dir / "corpus.json", corpus)
     sensor = load_sensor(samples.sensor)
     wavelengths = sensor.wavelengths(samples.bands)
+    encoder, encoder_cfg, norm = _encoder(cfg, sensor, samples.bands, wavelengths, corpus)
+    encoder = encoder.to(device)
     if cfg.init:
-        encoder = load_series_encoder(cfg.init, wavelengths).to(device)
-        encoder_args = encoder_kwargs(encoder.weights_info)
-        norm = series_normalization(encoder, sensor, samples.bands)
-        corpus["init"] = str(cfg.init)
         write_json(run_dir / "corpus.json", corpus)
-        log.info("continuing from %s (pretrained on %s)", cfg.init, encoder.weights_info.pretrain_data)
-    else:
-        encoder_args = dict(cfg.encoder)
-        encoder = PixelSeriesEncoder(wavelengths, **encoder_args).to(device)
-        norm = Normalization.of_sensor(sensor, samples.bands)
-    x, valid, doy = _tensors(samples, norm)
-    m = cfg.mask
-    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(samples) / cfg.batch_size))
-    total = steps_per_epoch * cfg.epochs
-    warmup = min(total // 10, steps_per_epoch * 2)
-
-    def lr_at(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    g = torch.Generator().manual_seed(cfg.seed)
-    rows, start, step = [], time.time(), 0
-    bar = tqdm(total=total, desc="series pretraining", unit="step", disable=not progress)
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(samples), generator=g)
-        losses = []
-        encoder.train()
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb, vb, db = x[idx], valid[idx], doy[idx]
-            hidden = hide_mask(vb, g, m["step_ratio"], m["band_ratio"], m["block_prob"], m["block_steps"])
-            seen = vb & ~hidden
-            xb, vb, db, seen, hidden = (t.to(device) for t in (xb, vb, db, seen, hidden))
-            tokens, _ = encoder.forward_tokens(torch.where(seen, xb, torch.zeros_like(xb)), seen, db)
-            loss = masked_series_loss(encoder.reconstruct(tokens[:, 1:]), xb, vb, hidden)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            bar.update(1)
-        rows.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0]})
-        bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}")
-    bar.close()
+    start = time.time()
+    rows = _train(encoder, _tensors(samples, norm), cfg, device, progress)
     seconds = time.time() - start
     write_text(run_dir / "metrics.csv", "epoch,step,loss,lr\n" + "".join(
         f"{r['epoch']},{r['step']},{r['loss']:.6f},{r['lr']:.6g}\n" for r in rows))
     info = WeightsInfo(arch=SERIES_ARCH, in_chans=len(samples.bands), bands=list(samples.bands),
                        wavelengths_nm=list(wavelengths), gsd_m=float(min(sensor.band(b).gsd_m for b in samples.bands)),
                        normalization=norm.to_dict(), ssl_method="series_mae",
-                       pretrain_data=json.dumps(_provenance(corpus, encoder.weights_info if cfg.init else None)), epochs=cfg.epochs,
-                       extra={"temporal": {**encoder_args, "time": TIME_CONVENTION, "steps_seen": corpus["steps"]},
-                              "sensor": sensor.name, "mask": dict(m)})
+                       pretrain_data=json.dumps(_provenance(corpus, encoder.weights_info if cfg.init else None)),
+                       epochs=cfg.epochs,
+                       extra={"temporal": {**encoder_cfg.kwargs(), "time": TIME_CONVENTION, "steps_seen": corpus["steps"]},
+                              "sensor": sensor.name, "mask": asdict(cfg.mask)})
     weights = export_series_encoder(encoder, info, run_dir / "weights")
+    step = rows[-1]["step"]
     summary = {"run_dir": str(run_dir), "weights": str(weights), "steps": step, "epochs": cfg.epochs,
                "seconds": round(seconds, 1), "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"],
                "corpus": corpus}
