@@ -1,8 +1,8 @@
 """The ``eossl`` command line: ``eossl <command> [options]``; ``eossl <command> --help`` for each command.
 
-The commands come from :data:`eossl.pipeline.commands.COMMANDS`. Only the module of the command being run is
-imported (and only what it needs, when it runs), so ``eossl --help``, ``--version`` and ``eossl sensors``
-answer without loading torch.
+The commands are the modules listed in :data:`eossl.commands.COMMANDS`, each light to import: the parser of the
+command being run is built in full, and what a command needs is imported when it runs, so ``eossl --help``,
+``eossl <command> --help``, ``--version`` and ``eossl sensors`` answer without loading torch.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 import sys
 
 from eossl import __version__
+from eossl.commands import modules
 from eossl.config import ConfigError
-from eossl.pipeline.commands import COMMANDS
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -26,11 +26,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, spec in COMMANDS.items():
+    for name, mod in modules().items():
         if command in (name, "*"):
-            spec.add_parser(sub)
+            p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", None))
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.cli, command=name)
         else:
-            sub.add_parser(name, help=spec.help)
+            sub.add_parser(name, help=mod.HELP)
     return parser
 
 

@@ -30,7 +30,8 @@ import yaml
 T = TypeVar("T")
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
-__all__ = ["ConfigError", "field", "from_dict", "to_dict", "load_config", "load_yaml", "apply_overrides"]
+__all__ = ["ConfigError", "field", "from_dict", "to_dict", "load_config", "config_data", "load_yaml",
+           "apply_overrides"]
 
 
 class ConfigError(ValueError):
@@ -263,9 +264,15 @@ def load_config(cls: type[T], path: str | Path | None = None, flags: dict[str, A
                 overrides: typing.Iterable[str] | None = None) -> T:
     """``cls`` from the YAML ``path`` (None: defaults), updated by command-line ``flags`` (None values ignored),
     then by ``key=value`` ``overrides``: the precedence every command uses."""
+    return from_dict(cls, config_data(path, flags, overrides))
+
+
+def config_data(path: str | Path | None = None, flags: dict[str, Any] | None = None,
+                overrides: typing.Iterable[str] | None = None) -> dict:
+    """The plain data :func:`load_config` types: the YAML ``path``, then ``flags``, then ``overrides``."""
     data = load_yaml(path) if path else {}
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     data = dict(data or {})
     data.update({k: v for k, v in (flags or {}).items() if v is not None})
-    return from_dict(cls, apply_overrides(data, overrides or []))
+    return apply_overrides(data, overrides or [])

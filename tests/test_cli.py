@@ -1,4 +1,5 @@
-"""End-to-end command line: catalog build/show, sensors, cache, views, the lazy parser, and errors with exit code 2."""
+"""End-to-end command line: catalog build/show, sensors, cache, views, the lazy parser, --help of every command
+without torch, and errors with exit code 2."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import sys
 import pytest
 
 from eossl.cli import build_parser, main
+from eossl.commands import modules
 from eossl.data.chips.cache import CachedChipDataset
-from eossl.pipeline.commands import COMMANDS
+
+COMMANDS = modules()
 
 
 def test_help_lists_every_command_without_importing_torch():
@@ -31,9 +34,30 @@ def test_every_command_has_a_full_parser_with_its_registered_help():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == list(COMMANDS)
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert helps == {name: c.help for name, c in COMMANDS.items()}
-    for name, p in sub.choices.items():     # a full parser: its own options and a run function
-        assert p.get_default("func") is not None or name == "catalog", name
+    assert helps == {name: mod.HELP for name, mod in COMMANDS.items()}
+    for name, p in sub.choices.items():     # a full parser: its own options and the module's cli
+        assert p.get_default("func") is COMMANDS[name].cli, name
+
+
+_HELP = ("import sys\nfrom eossl.cli import main\ntry:\n    main(sys.argv[1:] + ['--help'])\nexcept SystemExit:\n"
+         "    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "catalog build"])
+def test_help_of_every_command_starts_without_torch(command):
+    """The command modules and the config modules import types only: --help loads no torch (the time and memory
+    it takes are measured by benchmarks/bench_cli_startup.py)."""
+    out = subprocess.run([sys.executable, "-c", _HELP, *command.split()], capture_output=True, text=True, check=True)
+    assert "usage: eossl" in out.stdout and out.stdout.strip().endswith("NO-TORCH"), out.stdout[-500:]
+
+
+@pytest.mark.parametrize("module", ["eossl.train.config", "eossl.evaluate.config", "eossl.data.chips.config",
+                                    "eossl.predict.config", "eossl.catalog.config", "eossl.pipeline.spec"])
+def test_config_modules_import_no_heavy_library(module):
+    code = (f"import sys, {module}\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'timm', 'kornia') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_catalog_build_show_and_cache(s2_root, tmp_path, capsys):
@@ -99,3 +123,26 @@ def test_views_config_errors(tmp_path, capsys):
     assert "views.n_views" in capsys.readouterr().err
     assert main(["views", "--preset", "mae", "--dry-run"]) == 0
     assert "resized_crop" in capsys.readouterr().out
+
+
+def test_a_method_parameter_typo_fails_at_load_time_before_any_run_directory(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["pretrain", "--runs", str(runs), "--set", "method.params.proj_dmi=5"]
+    assert main([*argv, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "method.params.proj_dmi: unknown parameter of vicreg; allowed: proj_dim, sim_coeff" in err
+    assert main(argv) == 2 and not runs.exists()          # without --dry-run too: nothing written
+    assert main(["pretrain", "--set", "method.name=simsiam", "--set", "method.params={pred_hidden: 64}",
+                 "--dry-run"]) == 0
+    assert "pred_hidden: 64" in capsys.readouterr().out
+
+
+def test_pretrain_tells_a_series_config_from_the_parsed_config(capsys):
+    from eossl.train.config import PretrainConfig, SeriesPretrainConfig, pretraining_config
+
+    assert isinstance(pretraining_config(None, ["corpus.sampler.kind=grid"]), PretrainConfig)
+    series = pretraining_config(None, ["corpus.sampler.kind=pixel_series", "corpus.sampler.n_pixels=60"])
+    assert isinstance(series, SeriesPretrainConfig) and series.corpus.sampler.n_pixels == 60
+    assert main(["pretrain", "--set", "corpus.sampler.kind=pixel_series", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "temporal pretraining" in out and "n_pixels: 20000" in out

@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from eossl.cli import main
+from eossl.commands import stage_commands
 from eossl.config import ConfigError
 from eossl.pipeline.spec import load_pipeline
 
@@ -90,6 +91,7 @@ def test_pipeline_runs_skips_reruns_what_changed_and_reports(tiny_s2_scene, tmp_
 _KILLER = textwrap.dedent("""
     import os, sys
     import lightning as L
+    from eossl.commands import stage_commands
     from eossl.pipeline.runner import run_pipeline
 
     class Kill(L.Callback):   # a hard kill mid-stage: no cleanup
@@ -97,7 +99,7 @@ _KILLER = textwrap.dedent("""
             if trainer.global_step == 3:
                 os._exit(9)
 
-    run_pipeline(sys.argv[1], sys.argv[2], callbacks={"pretrain": [Kill()]})
+    run_pipeline(sys.argv[1], stage_commands(), sys.argv[2], callbacks={"pretrain": [Kill()]})
 """)
 
 
@@ -146,7 +148,7 @@ def test_bad_pipelines_are_refused_at_load_time(tmp_path, stages, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"name": "bad", "stages": stages}))
     with pytest.raises(ConfigError, match=message):
-        load_pipeline(path)
+        load_pipeline(path, None, stage_commands())
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")   # shipped files use no renamed key
@@ -156,7 +158,7 @@ def test_shipped_pipelines_load_and_dry_run(capsys):
     shipped = sorted((Path(__file__).resolve().parents[1] / "pipelines").glob("*.yaml"))
     assert shipped
     for path in shipped:
-        spec, _ = load_pipeline(path)
+        spec, _ = load_pipeline(path, None, stage_commands())
         assert spec.stages
     assert main(["run", "--dry-run"]) == 0
     out = capsys.readouterr().out

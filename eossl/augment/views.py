@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import kornia.augmentation as K
 import torch
 from torch import nn
 
 from eossl.augment import spatial, spectral
+from eossl.augment.spec import METHOD_PRESETS, PRESETS, OpSpec
 from eossl.config import ConfigError
 from eossl.data.normalization import Normalization
 from eossl.registry import Registry
@@ -34,14 +35,6 @@ for _name, _cls in (("band_dropout", spectral.RandomBandDropout), ("spectral_shi
                     ("rot90_flip", spatial.RandomRot90Flip), ("rotation", spatial.RandomRotationReflect),
                     ("resized_crop", spatial.RandomResizedCropMS)):
     OPS.register(_name)(_cls)
-
-
-@dataclass
-class OpSpec:
-    """One op: a registered ``name`` and its keyword arguments (``seed`` and ``wavelengths_nm`` are supplied)."""
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,34 +64,6 @@ class ViewSpec:
             raise ConfigError(f"views.seasonal_pairs: got {self.seasonal_pairs!r}; allowed: 'use', 'ignore'")
         for i, op in enumerate(self.ops):
             _op_class(op, i)
-
-
-def _strong(crop_scale=(0.2, 1.0)) -> list[OpSpec]:
-    return [OpSpec("spectral_shift", {"p": 0.8}),
-            OpSpec("resized_crop", {"scale": list(crop_scale)}),
-            OpSpec("rot90_flip"),
-            OpSpec("brightness_contrast", {"p": 0.8, "brightness": [-0.1, 0.1]}),
-            OpSpec("band_dropout", {"p_band": 0.2, "p": 0.5, "fill": "mean"}),
-            OpSpec("blur", {"p": 0.5}),
-            OpSpec("noise", {"p": 0.3})]
-
-
-PRESETS: dict[str, list[OpSpec]] = {
-    "strong": _strong(),
-    "light": [OpSpec("resized_crop", {"scale": [0.5, 1.0]}), OpSpec("rot90_flip")],
-    # geometry only: keeps the spectra, which is what few-label land-cover probes need (BENCHMARKS.md)
-    "spatial": [OpSpec("resized_crop", {"scale": [0.2, 1.0]}), OpSpec("rot90_flip")],
-    # the ground sampling distance kept: crops of crop_size px at native resolution (no zoom: texture scale tells
-    # land covers apart), exact rotations/flips, a small per-band gain/offset (BENCHMARKS.md, issue 11)
-    "native": [OpSpec("spectral_shift", {"p": 0.8}), OpSpec("resized_crop", {"scale": "native"}),
-               OpSpec("rot90_flip")],
-    # strong without rotations or flips: rotation prediction must not see rotated chips
-    "upright": [op for op in _strong() if op.name != "rot90_flip"],
-    "none": [],
-}
-METHOD_PRESETS = {"simsiam": "strong", "moco_v2": "strong", "moco_v3": "strong", "simclr": "strong",
-                  "byol": "strong", "dino": "strong", "barlow": "strong", "vicreg": "strong", "mae": "light",
-                  "rotation": "upright", "jigsaw": "strong", "swav": "strong", "ijepa": "light"}
 
 
 def preset(name: str, **overrides) -> ViewSpec:

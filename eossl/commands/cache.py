@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from eossl.catalog.index import open_index
 from eossl.commands import config_flags, print_config
-from eossl.config import load_config
-from eossl.data.chips.cache import write_cache
-from eossl.data.chips.config import DataConfig, make_sampler
-from eossl.data.reader import ChipReader
-from eossl.pipeline.commands import COMMANDS
+
+NAME = "cache"
+HELP = "pre-extract chips from an index into a chip cache"
+DESCRIPTION = ("Write the windows of the configured sampler into OUT as sharded .npy files (resumes an interrupted "
+               "run; refuses a cache made from another index/config).")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help=COMMANDS["cache"].help,
-                       description="Write the windows of the configured sampler into OUT as sharded .npy files "
-                                   "(resumes an interrupted run; refuses a cache made from another index/config).")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     config_flags(p, "data config YAML (keys of DataConfig: index, bands, sampler, ...)",
                  "dotted override, e.g. --set sampler.num_samples=4096; repeatable")
     p.add_argument("--index", help="scene index (overrides the config's `index`)")
@@ -24,10 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=int, default=1024)
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers while reading")
-    p.set_defaults(func=run, command="cache")
 
 
-def run(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
+    from eossl.catalog.index import open_index
+    from eossl.config import load_config
+    from eossl.data.chips.cache import write_cache
+    from eossl.data.chips.config import DataConfig, make_sampler
+    from eossl.data.reader import ChipReader
+
     cfg = load_config(DataConfig, args.config, {"index": args.index}, args.set)
     if args.dry_run:
         return print_config(cfg)

@@ -1,22 +1,32 @@
-"""``eossl catalog build|search|show`` and ``eossl sensors``: scene indexes and the sensor catalog."""
+"""``eossl catalog build|search|show``: scene indexes; a pipeline's catalog stage indexes its roots."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from eossl.catalog.config import CatalogBuildConfig
-from eossl.catalog.scan import DEFAULT_PATTERNS
-from eossl.catalog.sensors import list_sensors, load_sensor
 from eossl.commands import config_flags, print_config
-from eossl.config import load_config
-from eossl.pipeline.commands import COMMANDS
+
+NAME = "catalog"
+HELP = "build (from folders or STAC), search (a STAC API) or show a scene index"
+PRODUCES = frozenset({"index"})
+ACCEPTS: frozenset[str] = frozenset()
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("catalog", help=COMMANDS["catalog"].help)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION")
     csub.required = True
+    _build_arguments(csub)
+    _search_arguments(csub)
+    s = csub.add_parser("show", help="print a summary of an index")
+    s.add_argument("index")
+    s.add_argument("--root", help="where the data lives now, if it moved since the index was built")
+    s.set_defaults(command="catalog show")
+
+
+def _build_arguments(csub) -> None:
+    from eossl.catalog.scan import DEFAULT_PATTERNS
+    from eossl.catalog.sensors import list_sensors
 
     b = csub.add_parser("build", help="scan folders of rasters / datacubes into an index",
                         description="Scan ROOT folders (or files, URLs, .nc/.zarr datacubes, STAC Item / "
@@ -46,8 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-cloud-mask", action="store_true",
                    help="ignore SCL / QA_PIXEL / Fmask files beside the bands (by default their cloud, shadow, "
                         "cirrus and no-data pixels are invalid)")
-    b.set_defaults(func=run_build, command="catalog build")
+    b.set_defaults(command="catalog build")
 
+
+def _search_arguments(csub) -> None:
     q = csub.add_parser("search", help="query a STAC API and index the items it returns",
                         description="Search a STAC API (pystac-client) and write the scene index of the items "
                                     "found, plus the items themselves as an ItemCollection (--items-out). Asset "
@@ -67,22 +79,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--overwrite", action="store_true", help="replace an existing index / items file")
     q.add_argument("--quick", action="store_true", help="read asset headers only (no block read per asset)")
     q.add_argument("--no-cloud-mask", action="store_true", help="do not use the items' SCL / QA_PIXEL assets")
-    q.set_defaults(func=run_search, command="catalog search")
-
-    s = csub.add_parser("show", help="print a summary of an index")
-    s.add_argument("index")
-    s.add_argument("--root", help="where the data lives now, if it moved since the index was built")
-    s.set_defaults(func=run_show, command="catalog show")
+    q.set_defaults(command="catalog search")
 
 
-def register_sensors(sub: argparse._SubParsersAction) -> None:
-    n = sub.add_parser("sensors", help=COMMANDS["sensors"].help)
-    n.add_argument("name", nargs="?")
-    n.set_defaults(func=run_sensors, command="sensors")
+def cli(args: argparse.Namespace) -> int:
+    return {"build": run_build, "search": run_search, "show": run_show}[args.catalog_command](args)
+
+
+def check_stage(stage, where: str) -> None:
+    from eossl.config import ConfigError
+
+    if not stage.roots:
+        raise ConfigError(f"{where}: a catalog stage needs roots (and sensor)")
+
+
+def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
+    """A pipeline's catalog stage: its roots and sensor (the stage's own keys; the index goes to its run
+    directory)."""
+    from eossl.catalog.stac import is_stac_source
+
+    stac_only = bool(stage.roots) and all(is_stac_source(str(r)) for r in stage.roots)
+    # STAC items name their sensor; folders of rasters default to the built-in corpus's
+    sensor = stage.sensor or (None if stac_only else "sentinel2-l1c")
+    return {"roots": list(stage.roots), "sensor": sensor, "set": sets}
+
+
+def run(cfg: dict, run_dir: Path, ctx) -> dict[str, str]:
+    """Index ``cfg["roots"]`` as ``cfg["sensor"]`` into RUN_DIR/index.parquet (a pipeline's catalog stage; `eossl
+    catalog build` writes where --out says, with the options of CatalogBuildConfig)."""
+    from eossl.catalog.build import build_index
+
+    out = build_index(cfg["roots"], cfg["sensor"], progress=ctx.progress).save(Path(run_dir) / "index.parquet")
+    return {"index": str(out)}
 
 
 def run_build(args: argparse.Namespace) -> int:
     from eossl.catalog.build import build_index
+    from eossl.catalog.config import CatalogBuildConfig
+    from eossl.config import load_config
 
     flags = {"roots": args.roots or None, "sensor": args.sensor, "out": args.out,
              "band_order": [b.strip() for b in args.band_order.split(",")] if args.band_order else None,
@@ -158,22 +192,4 @@ def run_show(args: argparse.Namespace) -> int:
     from eossl.catalog.index import open_index
 
     print(open_index(args.index, root=args.root, check=args.root is not None).summary())
-    return 0
-
-
-def run_sensors(args: argparse.Namespace) -> int:
-    if not args.name:
-        for name in list_sensors():
-            s = load_sensor(name)
-            print(f"{name:22s} {len(s.bands):2d} bands  {s.description}")
-        return 0
-    s = load_sensor(args.name)
-    print(f"{s.name}: {s.description}\n")
-    print(f"{'band':7s} {'common':10s} {'nm':>8s} {'width':>6s} {'gsd':>5s} {'scale':>9s} {'offset':>7s} "
-          f"{'nodata':>7s} {'mean':>8s} {'std':>8s}  aliases")
-    for b in s.bands:
-        print(f"{b.name:7s} {b.common_name or '':10s} {b.wavelength_nm:8.1f} {b.bandwidth_nm:6.1f} {b.gsd_m:5g} "
-              f"{b.scale:9.3g} {b.offset:7.3g} {str(b.nodata):>7s} {s.normalization.mean[b.name]:8.4f} "
-              f"{s.normalization.std[b.name]:8.4f}  {', '.join(b.aliases)}")
-    print(f"\nnormalisation: {s.normalization.source}")
     return 0

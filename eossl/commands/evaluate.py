@@ -1,5 +1,5 @@
-"""``eossl evaluate`` (few-label evaluation of exported weights beside the baselines: probe, kNN, fine-tuning) and
-``eossl finetune`` (fine-tune exported weights, or train from scratch, on labelled chips; save the classifier)."""
+"""``eossl evaluate``: few-label evaluation of exported weights beside the baselines (probe, kNN, fine-tuning);
+a pipeline's evaluate stage runs the same :func:`run`."""
 
 from __future__ import annotations
 
@@ -7,29 +7,24 @@ import argparse
 from pathlib import Path
 
 from eossl.commands import config_flags, print_config
-from eossl.pipeline.commands import COMMANDS
-from eossl.runs import marks_failure, new_run_dir
+
+NAME = "evaluate"
+HELP = "few-label evaluation: linear probe, kNN, fine-tuning, with baselines"
+DESCRIPTION = ("Score exported weights with few labels (k per class, several seeds, mean and 95%% CI) beside the "
+               "same architecture randomly initialised, per-band statistics, random convolutional features (RCF), "
+               "band statistics fused with the features and supervised training from scratch, all on identical "
+               "splits, with paired differences. Without --config: the built-in EuroSAT-MS sample. Writes "
+               "metrics.json, few_label_curve.png, confusion_matrix.png and table.txt into a new run directory.")
+PRODUCES = frozenset({"run", "metrics"})
+ACCEPTS = frozenset({"weights"})
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    _register(sub, "evaluate", run, "evaluation", "--set ks=[1,5,10] --set seeds=3", "",
-              "Score exported weights with few labels (k per class, several seeds, mean and 95%% CI) beside the "
-              "same architecture randomly initialised, per-band statistics, random convolutional features (RCF), "
-              "band statistics fused with the features and supervised training from scratch, all on identical "
-              "splits, with paired differences. Without --config: the built-in EuroSAT-MS sample. Writes "
-              "metrics.json, few_label_curve.png, confusion_matrix.png and table.txt into a new run directory.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    labelled_flags(p, NAME, "evaluation", "--set ks=[1,5,10] --set seeds=3", "")
 
 
-def register_finetune(sub: argparse._SubParsersAction) -> None:
-    _register(sub, "finetune", run_finetune, "fine-tuning", "--set k=10 --set finetune.epochs=50",
-              "; none: from scratch",
-              "Fine-tune a backbone + linear head on k labelled chips per class (default: all of the training "
-              "pool) with AdamW, cosine schedule and layer-wise LR decay, score a stratified hold-out, and save "
-              "the classifier (model/) for `eossl predict`. Without --config: the built-in EuroSAT-MS sample.")
-
-
-def _register(sub, name: str, func, what: str, example: str, no_weights: str, description: str) -> None:
-    p = sub.add_parser(name, help=COMMANDS[name].help, description=description)
+def labelled_flags(p: argparse.ArgumentParser, name: str, what: str, example: str, no_weights: str) -> None:
+    """The flags of the commands on labelled chips (evaluate, finetune)."""
     config_flags(p, f"{what} config YAML (see configs/{name}/)", f"dotted override, e.g. {example}; repeatable",
                  runs="new run directories")
     p.add_argument("--weights", help=f"exported weights directory (same as --set weights=DIR), or published weights "
@@ -37,14 +32,17 @@ def _register(sub, name: str, func, what: str, example: str, no_weights: str, de
                                      f"{no_weights}")
     p.add_argument("--weights-file", help="local file of the torchgeo:NAME weights (machines without internet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=func, command=name)
 
 
-def _config_and_run_dir(args: argparse.Namespace, cls):
-    """(config, a new run directory), or (config, None) under --dry-run."""
+def config_and_run_dir(args: argparse.Namespace, cls_name: str):
+    """(config, a new run directory), or (config, None) under --dry-run. ``cls_name``: a config class of
+    :mod:`eossl.evaluate.config`."""
+    from eossl.evaluate import config as evaluate_config
     from eossl.evaluate.config import config_with_weights
+    from eossl.runs import new_run_dir
 
-    cfg = config_with_weights(cls, args.config, args.set, args.weights, args.weights_file, resolve=not args.dry_run)
+    cfg = config_with_weights(getattr(evaluate_config, cls_name), args.config, args.set, args.weights,
+                              args.weights_file, resolve=not args.dry_run)
     if args.dry_run:
         return cfg, None
     run_dir = new_run_dir(args.runs, args.command)
@@ -52,33 +50,38 @@ def _config_and_run_dir(args: argparse.Namespace, cls):
     return cfg, run_dir
 
 
-def run(args: argparse.Namespace) -> int:
-    from eossl.evaluate.config import EvaluateConfig
+def labelled_stage_config(cls_name: str, path, sets: list[str], ref: dict):
+    """A pipeline stage's config of class ``cls_name`` (:mod:`eossl.evaluate.config`), weights from ``ref``."""
+    from eossl.config import load_config
+    from eossl.evaluate import config as evaluate_config
+
+    cls = getattr(evaluate_config, cls_name)
+    return load_config(cls, path, overrides=sets + ([f"weights={ref['weights']}"] if "weights" in ref else []))
+
+
+def cli(args: argparse.Namespace) -> int:
+    from eossl.pipeline.stages import RunContext
+    from eossl.runs import marks_failure
+
+    cfg, run_dir = config_and_run_dir(args, "EvaluateConfig")
+    if run_dir is None:
+        return print_config(cfg)
+    with marks_failure(run_dir):
+        run(cfg, run_dir, RunContext(progress=not args.no_progress, cache_dir=Path(args.runs) / "cache"))
+    return 0
+
+
+def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
+    return labelled_stage_config("EvaluateConfig", path, sets, ref)
+
+
+def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
+    """Evaluate ``cfg`` into ``run_dir``; features are cached under ``ctx.cache_dir``/features."""
     from eossl.evaluate.runs import results_table, run_evaluate
 
-    cfg, run_dir = _config_and_run_dir(args, EvaluateConfig)
-    if run_dir is None:
-        return print_config(cfg)
-    with marks_failure(run_dir):
-        out = run_evaluate(cfg, run_dir, cache_dir=Path(args.runs) / "cache" / "features",
-                           progress=not args.no_progress)
-    print(results_table(out["results"], out.get("settings", {}).get("headline", "overall_accuracy")))
-    print(f"done in {out['seconds']} s: {run_dir} (metrics.json, few_label_curve.png, confusion_matrix.png, "
-          f"table.txt)")
-    return 0
-
-
-def run_finetune(args: argparse.Namespace) -> int:
-    from eossl.evaluate.config import FinetuneConfig
-    from eossl.evaluate.runs import run_finetune
-
-    cfg, run_dir = _config_and_run_dir(args, FinetuneConfig)
-    if run_dir is None:
-        return print_config(cfg)
-    with marks_failure(run_dir):
-        out = run_finetune(cfg, run_dir, progress=not args.no_progress)
-    m = out["metrics"]
-    print(f"done in {out['seconds']} s: hold-out ({out['n_test']} chips) overall accuracy "
-          f"{100 * m['overall_accuracy']:.1f}%, macro-F1 {100 * m['macro_f1']:.1f}%, kappa {m['kappa']:.3f}; "
-          f"classifier in {out['model']} (for eossl predict), metrics in {run_dir / 'metrics.json'}")
-    return 0
+    out = run_evaluate(cfg, run_dir, cache_dir=ctx.cache_dir / "features" if ctx.cache_dir else None,
+                       progress=ctx.progress)
+    ctx.echo(results_table(out.rows, out.notes.headline_score))
+    ctx.echo(f"done in {out.seconds} s: {run_dir} (metrics.json, few_label_curve.png, confusion_matrix.png, "
+             f"table.txt)")
+    return {"run": str(run_dir), "metrics": str(Path(run_dir) / "metrics.json")}

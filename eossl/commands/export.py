@@ -1,24 +1,24 @@
-"""``eossl export RUN_DIR --out DIR``: portable backbone weights (safetensors + weights.json) from a run."""
+"""``eossl export RUN_DIR --out DIR``: portable backbone weights (safetensors + weights.json) from a run; a pipeline's
+export stage writes them into its run directory."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from eossl.commands import config_flags, print_config
-from eossl.config import load_config
-from eossl.models.pooling import POOLS
-from eossl.models.weights import read_weights_info
-from eossl.pipeline.commands import COMMANDS
-from eossl.train.config import ExportConfig
-from eossl.train.export import export_run
+from eossl.models.pool_names import POOLS
+
+NAME = "export"
+HELP = "export a pretraining run's backbone as portable weights"
+DESCRIPTION = ("Write DIR/backbone.safetensors (timm keys) and DIR/weights.json (arch, bands, wavelengths, GSD, "
+               "normalisation, method, data, epochs, feature pool) from RUN_DIR's last checkpoint. The feature pool "
+               "is the online probe's best (RUN_DIR/probe/history.json), else last, unless --feature-pool sets it.")
+PRODUCES = frozenset({"weights"})
+ACCEPTS = frozenset({"run"})
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help=COMMANDS["export"].help,
-                       description="Write DIR/backbone.safetensors (timm keys) and DIR/weights.json (arch, bands, "
-                                   "wavelengths, GSD, normalisation, method, data, epochs, feature pool) from "
-                                   "RUN_DIR's last checkpoint. The feature pool is the online probe's best "
-                                   "(RUN_DIR/probe/history.json), else last, unless --feature-pool sets it.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a directory written by `eossl pretrain`")
     p.add_argument("--out", metavar="DIR", help="output directory (must not hold weights already)")
     p.add_argument("--checkpoint", help="a specific checkpoint file instead of checkpoints/last.ckpt")
@@ -29,10 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-pool", metavar="POOL",
                    help=f"record this pool in weights.json instead of the probe's choice ({', '.join(POOLS)})")
     config_flags(p, "YAML with run_dir, out, checkpoint, feature_pool, data_licence, onnx")
-    p.set_defaults(func=run, command="export")
 
 
-def run(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
+    from eossl.config import load_config
+    from eossl.models.weights import read_weights_info
+    from eossl.train.config import ExportConfig
+    from eossl.train.export import export_run
+
     cfg = load_config(ExportConfig, args.config, {"run_dir": args.run_dir, "out": args.out,
                                                   "checkpoint": args.checkpoint,
                                                   "feature_pool": args.feature_pool,
@@ -51,3 +55,22 @@ def run(args: argparse.Namespace) -> int:
           f"{info.epochs} epochs, step {info.extra.get('global_step')}, feature pool {info.feature_pool} "
           f"({chosen}) -> {out}")
     return 0
+
+
+def check_stage(stage, where: str) -> None:
+    from eossl.config import ConfigError
+
+    if not stage.run:
+        raise ConfigError(f"{where}: an export stage needs run (a pretrain stage)")
+
+
+def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict) -> dict:
+    return {"run": ref["run"]}
+
+
+def run(cfg: dict, run_dir: Path, ctx) -> dict[str, str]:
+    """The weights of the run ``cfg["run"]`` into RUN_DIR/weights (a pipeline's export stage)."""
+    from eossl.train.export import export_run
+
+    export_run(cfg["run"], Path(run_dir) / "weights")
+    return {"weights": str(Path(run_dir) / "weights")}

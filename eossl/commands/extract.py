@@ -1,19 +1,22 @@
-"""``eossl extract``: time series at points or polygons from indexed scenes and datacubes (a long table)."""
+"""``eossl extract``: time series at points or polygons from indexed scenes and datacubes (a long table); a
+pipeline's extract stage writes it into its run directory."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from eossl.pipeline.commands import COMMANDS
+NAME = "extract"
+HELP = "time series at points, polygons or a point grid from scenes and datacubes (a long table)"
+DESCRIPTION = ("Per geometry and date, the pixel under a point or the mean of the valid pixels in a polygon, for "
+               "every band, from the acquisitions of an index (or of ROOTS indexed now). Writes a long table "
+               "(Parquet or CSV) for `eossl evaluate --set task=series --set series.table=OUT --set "
+               "series.id_column=sample_id --set series.time_column=date`.")
+PRODUCES = frozenset({"table", "run"})
+ACCEPTS = frozenset({"index"})
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("extract", help=COMMANDS["extract"].help,
-                       description="Per geometry and date, the pixel under a point or the mean of the valid pixels "
-                                   "in a polygon, for every band, from the acquisitions of an index (or of ROOTS "
-                                   "indexed now). Writes a long table (Parquet or CSV) for `eossl evaluate --set "
-                                   "task=series --set series.table=OUT --set series.id_column=sample_id --set "
-                                   "series.time_column=date`.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("roots", nargs="*", metavar="ROOT", help="folders or .nc/.zarr datacubes to index now "
                                                             "(instead of --index)")
     p.add_argument("--index", help="a scene index from `eossl catalog build`")
@@ -32,29 +35,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .parquet or .csv")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run, command="extract")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+def config(args: argparse.Namespace):
+    """The ExtractConfig of the flags (this command takes no config file)."""
     from eossl.data.chips.config import ExtractConfig
-    from eossl.data.series.extract import run_extract
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise ValueError(f"{args.out} exists; pass --overwrite to replace it, or choose another --out")
     if bool(args.index) == bool(args.roots):
         raise ValueError("give --index or ROOTS (with --sensor), not both")
     if args.roots and not args.sensor:
         raise ValueError("ROOTS need --sensor (e.g. --sensor sentinel2-l2a)")
     if args.grid is not None and (args.label_column or args.id_column or args.label_crs):
         raise ValueError("--grid makes its own points: --label-column, --id-column and --label-crs go with --labels")
-    cfg = ExtractConfig(roots=args.roots or None, index=args.index, sensor=args.sensor, nodata=args.nodata,
-                        labels=args.labels, grid_m=args.grid, label_column=args.label_column,
-                        id_column=args.id_column, label_crs=args.label_crs,
-                        bands=[b.strip() for b in args.bands.split(",")] if args.bands else None)
+    return ExtractConfig(roots=args.roots or None, index=args.index, sensor=args.sensor, nodata=args.nodata,
+                         labels=args.labels, grid_m=args.grid, label_column=args.label_column,
+                         id_column=args.id_column, label_crs=args.label_crs,
+                         bands=[b.strip() for b in args.bands.split(",")] if args.bands else None)
+
+
+def cli(args: argparse.Namespace) -> int:
+    from eossl.data.series.extract import run_extract
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; pass --overwrite to replace it, or choose another --out")
+    cfg = config(args)
     out, table = run_extract(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     n = table["sample_id"].nunique()
     print(f"wrote {len(table)} rows ({n} geometries x dates, {int((table['valid_pixels'] > 0).sum())} with valid "
           f"pixels) to {out}")
     return 0
+
+
+def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
+    from eossl.config import load_config
+    from eossl.data.chips.config import ExtractConfig
+
+    return load_config(ExtractConfig, path, overrides=sets + ([f"index={ref['index']}", "roots=null"]
+                                                              if "index" in ref else []))
+
+
+def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
+    """The table of ``cfg`` as RUN_DIR/series.<format> (a pipeline's extract stage)."""
+    from eossl.data.series.extract import run_extract
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out, _ = run_extract(cfg, run_dir / f"series.{cfg.format}", overwrite=ctx.resume, progress=ctx.progress)
+    return {"table": str(out), "run": str(run_dir)}

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from eossl.pipeline.commands import COMMANDS
+NAME = "import"
+HELP = "published weights (torchgeo:NAME, timm/torchvision checkpoints) as eossl weights"
+DESCRIPTION = ("Turn published weights into an eossl weights directory. SOURCE is torchgeo:<WeightsEnum name> "
+               "(bands, channels and normalisation from torchgeo's metadata and transforms; downloaded by torchgeo, "
+               "or --weights-file) or a timm / torchvision state dict (.pth/.pt/.safetensors; give --arch and "
+               "--sensor, and --bands unless it is a 3-band RGB stem). `eossl import --list` prints torchgeo's "
+               "names.")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help=COMMANDS["import"].help,
-                       description="Turn published weights into an eossl weights directory. SOURCE is "
-                                   "torchgeo:<WeightsEnum name> (bands, channels and normalisation from torchgeo's "
-                                   "metadata and transforms; downloaded by torchgeo, or --weights-file) or a "
-                                   "timm / torchvision state dict (.pth/.pt/.safetensors; give --arch and "
-                                   "--sensor, and --bands unless it is a 3-band RGB stem). `eossl import --list` "
-                                   "prints torchgeo's names.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE", help="torchgeo:NAME or a checkpoint file")
     p.add_argument("--out", metavar="DIR", help="output directory (must not hold weights already)")
     p.add_argument("--weights-file", help="local file of torchgeo:NAME weights (no download)")
@@ -32,7 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssl-method", default="supervised", help="how a plain checkpoint was trained (model card)")
     p.add_argument("--pretrain-data", default="unknown", help="what a plain checkpoint was trained on (model card)")
     p.add_argument("--list", action="store_true", help="print torchgeo's weights names and exit")
-    p.set_defaults(func=run, command="import")
 
 
 def _floats(text: str | None, flag: str) -> list[float] | None:
@@ -44,7 +42,7 @@ def _floats(text: str | None, flag: str) -> list[float] | None:
         raise ValueError(f"{flag} {text!r}: give comma-separated numbers") from err
 
 
-def run(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
     from eossl.models.published import TORCHGEO, import_checkpoint, import_torchgeo, torchgeo_names
 
     if args.list:

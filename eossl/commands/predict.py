@@ -1,22 +1,27 @@
-"""``eossl predict``: a georeferenced class map (COG) from a fine-tuned classifier and a scene or GeoTIFF."""
+"""``eossl predict``: a georeferenced class map (COG) from a fine-tuned classifier and a scene or GeoTIFF; a
+pipeline's predict stage writes it (and a quick look) into its run directory."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from eossl.commands import config_flags, print_config
 from eossl.config import load_config
-from eossl.pipeline.commands import COMMANDS
 from eossl.predict.config import PredictConfig
 
+NAME = "predict"
+HELP = "class map (Cloud-Optimised GeoTIFF) of a scene from a fine-tuned classifier"
+DESCRIPTION = ("Slide the classifier's windows over an indexed acquisition or a multi-band GeoTIFF (at the "
+               "classifier's bands and GSD, on the source's CRS grid), blend their softmax probabilities and write "
+               "uint8 classes (nodata 255, colour table, class names in the tags) to --out; with --probabilities "
+               "also <out stem>_probabilities.tif (one uint8 band per class, p * 254). Flags override --config; "
+               "--set overrides both.")
+PRODUCES = frozenset({"map", "run"})
+ACCEPTS = frozenset({"model", "input"})
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help=COMMANDS["predict"].help,
-        description="Slide the classifier's windows over an indexed acquisition or a multi-band GeoTIFF (at the "
-                    "classifier's bands and GSD, on the source's CRS grid), blend their softmax probabilities and "
-                    "write uint8 classes (nodata 255, colour table, class names in the tags) to --out; with "
-                    "--probabilities also <out stem>_probabilities.tif (one uint8 band per class, p * 254). "
-                    "Flags override --config; --set overrides both.")
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="classifier directory (classifier.json + classifier.safetensors)")
     p.add_argument("--input", metavar="INDEX_OR_TIFF", help="scene index (.parquet) or multi-band GeoTIFF/COG")
     p.add_argument("--acquisition", metavar="ID", help="acquisition id (or row position, 0 = first), for an index with several rows")
@@ -34,10 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no progress bar")
     config_flags(p, "predict config YAML (keys of eossl.predict.config.PredictConfig)",
                  "override, e.g. --set tile=2048 --set bounds=[x0,y0,x1,y1]; repeatable")
-    p.set_defaults(func=run, command="predict")
 
 
-def run(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
     import rasterio
 
     from eossl.predict.maps import predict_from_config, probabilities_path
@@ -55,3 +59,27 @@ def run(args: argparse.Namespace) -> int:
     extra = f" and per-class probabilities to {probabilities_path(out)}" if cfg.probabilities else ""
     print(f"wrote a {len(model.info.classes)}-class {model.info.task} map of {cfg.input} ({grid}) to {out}{extra}")
     return 0
+
+
+def check_stage(stage, where: str) -> None:
+    from eossl.config import ConfigError
+
+    if not (stage.model and stage.input):
+        raise ConfigError(f"{where}: a predict stage needs model (a finetune stage) and input")
+
+
+def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict) -> PredictConfig:
+    return load_config(PredictConfig, path, {"model": ref["model"], "input": ref.get("input", stage.input),
+                                             "out": "map.tif", "progress": False}, sets)
+
+
+def run(cfg: PredictConfig, run_dir: Path, ctx) -> dict[str, str]:
+    """The class map as RUN_DIR/map.tif with a quick look, RUN_DIR/map_preview.png (a pipeline's predict stage)."""
+    from dataclasses import replace
+
+    from eossl.predict.maps import predict_from_config
+    from eossl.report.maps import save_class_map_preview
+
+    out, _ = predict_from_config(replace(cfg, out=str(run_dir / "map.tif")))
+    preview = save_class_map_preview(out, run_dir / "map_preview.png")
+    return {"run": str(run_dir), "map": str(out), "preview": str(preview)}

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eossl.augment.views import METHOD_PRESETS, PRESETS, ViewSpec, preset
-from eossl.catalog.build import IndexOptions, build_index
-from eossl.catalog.index import open_index
+from eossl.augment.spec import METHOD_PRESETS, PRESETS
 from eossl.commands import config_flags, print_config
-from eossl.config import apply_overrides, from_dict, load_yaml, to_dict
-from eossl.pipeline.commands import COMMANDS
-from eossl.report.views import write_view_grid
-from eossl.runs import new_run_dir
-from eossl.sample_data import builtin_s2_root
+
+if TYPE_CHECKING:
+    from eossl.augment.views import ViewSpec
+
+NAME = "views"
+HELP = "write a PNG of chips and their augmented SSL views"
+DESCRIPTION = ("Sample a few chips, make their views with a preset or a view config, and write a grid in true and "
+               "false colour, to see what the model is taught.")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("views", help=COMMANDS["views"].help,
-                       description="Sample a few chips, make their views with a preset or a view config, and "
-                                   "write a grid in true and false colour, to see what the model is taught.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", help="scene index (default: the built-in Sentinel-2 scene)")
     p.add_argument("--bands", help="comma-separated bands (default: every band in the index)")
     p.add_argument("--preset", default="vicreg",
@@ -32,17 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chip-size", "--size", dest="chip_size", type=int, default=64, help="chip side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG path (default: a new run directory under --runs)")
-    p.set_defaults(func=run, command="views")
 
 
 def resolve_spec(config: str | None, preset_name: str, overrides: list[str]) -> ViewSpec:
+    from eossl.augment.views import ViewSpec, preset
+    from eossl.config import apply_overrides, from_dict, load_yaml, to_dict
+
     base = to_dict(preset(preset_name))
     if config:
         base = load_yaml(config) or {}
     return from_dict(ViewSpec, apply_overrides(base, overrides), "views")
 
 
-def run(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
+    from eossl.catalog.build import IndexOptions, build_index
+    from eossl.catalog.index import open_index
+    from eossl.report.views import write_view_grid
+    from eossl.runs import new_run_dir
+    from eossl.sample_data import builtin_s2_root
+
     spec = resolve_spec(args.config, args.preset, args.set)
     if args.dry_run:
         return print_config(spec)

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from eossl.config import ConfigError, field, load_config
-from eossl.evaluate.features import POOLS
-from eossl.evaluate.finetuning import FinetuneSettings
-from eossl.models.weights import read_weights_info
+from eossl.evaluate.finetune_settings import FinetuneSettings
+from eossl.models.pool_names import POOLS
 
 __all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig"]
 
@@ -223,6 +222,8 @@ class EvaluateConfig:
             return self.pool
         if self.weights is None:
             return "last"
+        from eossl.models.weights import read_weights_info
+
         return read_weights_info(self.weights).feature_pool
 
 

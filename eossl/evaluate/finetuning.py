@@ -2,6 +2,9 @@
 
 The same routine from a randomly initialised backbone is the "supervised from scratch" baseline.
 
+The LR follows the one warmup + cosine schedule (:func:`eossl.schedule.cosine_with_warmup`, over
+``max(epochs * steps per epoch, min_steps)`` optimiser steps, warmup ``warmup_fraction`` of them).
+
 Layer-wise LR decay (BEiT, Bao et al. 2022): depth ``d`` of ``L`` gets ``lr * layer_decay ** (L - d)``; the head
 has depth ``L`` (full LR). ResNet depths: stem 0, layer1..layer4 = 1..4. ViT: embeddings 0, block i = i + 1,
 final norm = L. No weight decay on norms and biases.
@@ -10,8 +13,6 @@ final norm = L. No weight decay on norms and biases.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,36 +21,12 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from tqdm.auto import tqdm
 
-from eossl.config import field
 from eossl.data.normalization import Normalization
+from eossl.evaluate.finetune_settings import FinetuneSettings
 from eossl.models.classifier import Classifier
+from eossl.schedule import cosine_with_warmup
 
 __all__ = ["FinetuneSettings", "finetune_classifier", "layer_depths", "predict_chips"]
-
-
-@dataclass
-class FinetuneSettings:
-    """How a classifier is fine-tuned (the ``finetune`` section of the evaluate and finetune configs)."""
-
-    epochs: int = field(30, ge=1)
-    min_steps: int = field(60, ge=1, help="at least this many optimiser steps however few the labels")
-    batch_size: int = field(32, ge=2)
-    lr: float = field(1e-3, gt=0, help="AdamW peak LR of the head; layers get lr * layer_decay ** (L - depth)")
-    weight_decay: float = field(0.05, ge=0)
-    layer_decay: float | None = field(0.75, gt=0, le=1, help="layer-wise LR decay; null: off")
-    warmup_fraction: float = field(0.1, ge=0, lt=1)
-    freeze_backbone: bool = False
-    precision: Literal["auto", "fp32", "bf16"] = field("auto", help="auto: bf16 autocast on GPU, float32 on CPU")
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"fine-tuning needs epochs >= 1, batch_size >= 1 and lr > 0, got {self}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1] or null, got {self.layer_decay}")
-
-    def bf16(self, device: str | torch.device) -> bool:
-        """Whether to autocast to bf16 on ``device``: asked for, or ``auto`` on a CUDA device."""
-        return self.precision == "bf16" or (self.precision == "auto" and str(device).startswith("cuda"))
 
 
 def layer_depths(backbone: nn.Module) -> tuple[dict[str, int], int]:
@@ -128,8 +105,7 @@ def finetune_classifier(backbone: nn.Module, images: np.ndarray, labels: np.ndar
             batch = order[start:start + s.batch_size]
             if batch.numel() < 2 and len(order) >= 2:   # BatchNorm needs 2 samples; fold a last single one away
                 continue
-            factor = (step + 1) / max(warmup, 1) if step < warmup else \
-                0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+            factor = cosine_with_warmup(step, total, warmup)
             for g in opt.param_groups:
                 g["lr"] = s.lr * g["lr_scale"] * factor
             x = _augment(x_all[batch], gen).to(device)

@@ -7,6 +7,7 @@ and checkpointing; a method only says how views become a loss.
 from __future__ import annotations
 
 import abc
+import inspect
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 from eossl.models.backbones import accept_any_input_size, multi_level, multi_level_dim, stem_key
 from eossl.registry import Registry
 
-__all__ = ["Method", "METHODS", "build_method"]
+__all__ = ["Method", "METHODS", "build_method", "method_parameters"]
 
 METHODS: Registry[type] = Registry("SSL method")
 
@@ -90,3 +91,12 @@ class Method(nn.Module, abc.ABC):
 def build_method(name: str, backbone: nn.Module, arch: str, **kwargs) -> Method:
     """The registered method ``name`` around ``backbone``; unknown names list the known ones."""
     return METHODS.get(name)(backbone, arch, **kwargs)
+
+
+def method_parameters(name: str) -> list[str] | None:
+    """The keyword arguments ``method.params`` may give the registered method ``name`` (its constructor's
+    parameters after ``backbone`` and ``arch``); None when it takes any (``**kwargs``)."""
+    params = list(inspect.signature(METHODS.get(name).__init__).parameters.values())[3:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]

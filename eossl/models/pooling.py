@@ -22,10 +22,10 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from eossl.models.backbones import RESNET_STAGES, VIT_LAST_BLOCKS, multi_level, multi_level_dim
+from eossl.models.pool_names import POOLS
 
 __all__ = ["POOLS", "model_pools", "check_pool", "pool_features", "pool_features_many", "pool_dim", "PooledBackbone"]
 
-POOLS = ("last", "multi", *(f"stats{k}" for k in range(13)))   # statsK: K up to 12 (ViT blocks)
 _KEEP = ("weights_info", "band_matches")                         # attributes of loaded weights a wrapper keeps
 
 

@@ -10,6 +10,9 @@ of its resolved config, its status (``running``, ``done``, ``failed``), its run 
   overwritten. Because artifacts enter a stage's config by path, a stage that reruns makes every stage that uses
   its artifacts rerun too, and no other.
 * The first failure stops the pipeline with the stage named; fix it and rerun: finished stages are skipped.
+
+The stage commands come in as ``commands`` (name -> command module, :func:`eossl.commands.stage_commands`): the
+pipeline sits below the commands in the layers and names none of them.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from eossl.pipeline.spec import PipelineSpec, load_pipeline
-from eossl.pipeline.stages import config_digest, outputs_exist, resolve, run_stage
+from eossl.pipeline.stages import StageCommand, config_digest, outputs_exist, resolve, run_stage
 from eossl.runs import marks_failure, new_run_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -37,11 +41,12 @@ def read_state(pipeline_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"stages": {}}
 
 
-def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list[str] | None = None,
-                 callbacks: dict[str, list] | None = None, echo=print) -> dict:
-    """Run the pipeline file ``path``; returns its state (stage name -> record with ``action``: ran, resumed,
-    skipped). ``callbacks``: extra Lightning callbacks per pretrain stage name (tests use them to kill a run)."""
-    spec, base = load_pipeline(path, overrides)
+def run_pipeline(path: str | Path, commands: Mapping[str, StageCommand], runs: str | Path = "runs", *,
+                 overrides: list[str] | None = None, callbacks: dict[str, list] | None = None, echo=print) -> dict:
+    """Run the pipeline file ``path`` with the stage ``commands``; returns its state (stage name -> record with
+    ``action``: ran, resumed, skipped). ``callbacks``: extra Lightning callbacks per stage name (tests use them to
+    kill a pretraining run)."""
+    spec, base = load_pipeline(path, overrides, commands)
     pipeline_dir = Path(runs) / spec.name
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(pipeline_dir)
@@ -49,7 +54,7 @@ def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list
     artifacts: dict[str, dict[str, str]] = {}
     total = time.time()
     for i, stage in enumerate(spec.stages):
-        cfg = resolve(stage, base, artifacts)
+        cfg = resolve(stage, base, artifacts, commands)
         digest = config_digest(stage, cfg)
         rec = state["stages"].get(stage.name, {})
         prefix = f"[{i + 1}/{len(spec.stages)}] {stage.name} ({stage.command})"
@@ -58,7 +63,8 @@ def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list
             artifacts[stage.name] = rec["outputs"]
             echo(f"{prefix}: unchanged since {rec['finished']}, skipped ({rec['run_dir']})")
             continue
-        resume = rec.get("status") == "running" and rec.get("digest") == digest and _resumable(stage.command, rec)
+        resume = (rec.get("status") == "running" and rec.get("digest") == digest
+                  and _resumable(commands[stage.command], rec))
         run_dir = Path(rec["run_dir"]) if resume else new_run_dir(pipeline_dir, stage.name)
         rec = {"digest": digest, "status": "running", "run_dir": str(run_dir), "command": stage.command,
                "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "outputs": {}}
@@ -68,7 +74,7 @@ def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list
         start = time.time()
         try:
             with marks_failure(run_dir, "rerun the pipeline: finished stages are skipped"):
-                rec["outputs"] = run_stage(stage, cfg, run_dir, resume=resume,
+                rec["outputs"] = run_stage(commands[stage.command], cfg, run_dir, resume=resume,
                                            pipeline_dir=pipeline_dir, state=state,
                                            callbacks=(callbacks or {}).get(stage.name))
         except Exception as err:
@@ -86,11 +92,11 @@ def run_pipeline(path: str | Path, runs: str | Path = "runs", *, overrides: list
     return state
 
 
-def _resumable(command: str, rec: dict) -> bool:
-    """Pretraining resumes from its last checkpoint; the other stages are short and run again in a new directory
-    (the interrupted attempt's directory is left as it is)."""
+def _resumable(command: StageCommand, rec: dict) -> bool:
+    """A command that ``RESUMES`` (pretraining) continues from its last checkpoint; the other stages are short and
+    run again in a new directory (the interrupted attempt's directory is left as it is)."""
     run_dir = Path(rec.get("run_dir", ""))
-    return command == "pretrain" and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return getattr(command, "RESUMES", False) and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
 def _save(pipeline_dir: Path, state: dict) -> None:

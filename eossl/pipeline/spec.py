@@ -18,22 +18,24 @@ catalog or pretrain stage's scene index).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
-from eossl.pipeline.commands import ARTIFACT_OF, command, stage_commands
 
-__all__ = ["COMMANDS", "PipelineSpec", "StageSpec", "load_pipeline"]
+__all__ = ["ARTIFACT_OF", "PipelineSpec", "StageSpec", "load_pipeline"]
 
-COMMANDS = tuple(stage_commands())      # the stage commands of eossl.pipeline.commands
+# the artifact a stage reference takes from the stage it names
+ARTIFACT_OF = {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run",
+               "table": "table"}
 
 
 @dataclass
 class StageSpec:
     name: str = field(help="unique stage name (also its run directory prefix)")
-    command: Literal[COMMANDS] = field(help="what the stage runs")
+    command: str = field(help="what the stage runs: a stage command (eossl.commands.stage_commands)")
     config: str | None = field(None, help="the command's config YAML, relative to the pipeline file")
     set: list[str] = field(default_factory=list, help="dotted overrides of that config")
     roots: list[str] | None = field(None, help="catalog: folders / files / datacubes to index")
@@ -60,40 +62,45 @@ class PipelineSpec:
     description: str = ""
 
     def __post_init__(self):
+        if not self.stages:
+            raise ConfigError("stages: a pipeline needs at least one stage")
+
+    def check(self, commands: Mapping[str, Any]) -> None:
+        """Each stage runs a stage command of ``commands`` (name -> command module), with unique names and
+        references to earlier stages that produce what it takes."""
         seen: dict[str, StageSpec] = {}
         for i, st in enumerate(self.stages):
             where = f"stages[{i}] ({st.name})"
+            if st.command not in commands:
+                raise ConfigError(f"stages[{i}].command: got {st.command!r}; allowed: "
+                                  f"{', '.join(map(repr, commands))}")
             if st.name in seen:
                 raise ConfigError(f"{where}: duplicate stage name {st.name!r}")
+            command = commands[st.command]
             for artifact, ref in st.references().items():
-                accepts = command(st.command).accepts
-                if artifact not in accepts:
+                if artifact not in command.ACCEPTS:
                     raise ConfigError(f"{where}: a {st.command} stage takes no {artifact!r}; it takes "
-                                      f"{sorted(accepts) or 'no stage references'}")
+                                      f"{sorted(command.ACCEPTS) or 'no stage references'}")
                 if ref not in seen:
                     raise ConfigError(f"{where}: {artifact}: {ref!r} is not an earlier stage; earlier stages: "
                                       f"{list(seen) or 'none'}")
-                if ARTIFACT_OF[artifact] not in command(seen[ref].command).produces:
+                if ARTIFACT_OF[artifact] not in commands[seen[ref].command].PRODUCES:
                     raise ConfigError(f"{where}: {artifact}: stage {ref!r} ({seen[ref].command}) produces no "
                                       f"{ARTIFACT_OF[artifact]}")
-            if st.command == "catalog" and not st.roots:
-                raise ConfigError(f"{where}: a catalog stage needs roots (and sensor)")
-            if st.command == "predict" and not (st.model and st.input):
-                raise ConfigError(f"{where}: a predict stage needs model (a finetune stage) and input")
-            if st.command == "export" and not st.run:
-                raise ConfigError(f"{where}: an export stage needs run (a pretrain stage)")
+            if hasattr(command, "check_stage"):
+                command.check_stage(st, where)
             seen[st.name] = st
-        if not self.stages:
-            raise ConfigError("stages: a pipeline needs at least one stage")
 
 
 def _looks_like_path(value: str) -> bool:
     return "/" in value or value.endswith((".tif", ".tiff", ".parquet", ".nc", ".zarr"))
 
 
-def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> tuple[PipelineSpec, Path]:
-    """The pipeline of ``path`` (with ``key=value`` overrides, e.g. ``name=demo-2``) and the folder its relative
-    config paths resolve against."""
+def load_pipeline(path: str | Path, overrides: list[str] | None,
+                  commands: Mapping[str, Any]) -> tuple[PipelineSpec, Path]:
+    """The pipeline of ``path`` (with ``key=value`` overrides, e.g. ``name=demo-2``), checked against the stage
+    ``commands`` (:func:`eossl.commands.stage_commands`), and the folder its relative config paths resolve
+    against."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pipeline file not found: {path}; see pipelines/ for examples")
@@ -101,6 +108,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> tuple
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with name and stages")
     try:
-        return from_dict(PipelineSpec, apply_overrides(data, overrides or [])), path.resolve().parent
+        spec = from_dict(PipelineSpec, apply_overrides(data, overrides or []))
+        spec.check(commands)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+    return spec, path.resolve().parent

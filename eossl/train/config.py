@@ -14,14 +14,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
-from eossl.augment.views import OpSpec
-from eossl.config import ConfigError, field, from_dict, load_yaml
+from eossl.augment.spec import OpSpec
+from eossl.config import ConfigError, config_data, field, from_dict, load_yaml
 from eossl.data.chips.config import SamplerConfig
+from eossl.models.config import SeriesEncoderConfig
 
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
-           "ProbeConfig", "PretrainConfig", "ExportConfig", "read_run_config"]
+           "ProbeConfig", "PretrainConfig", "ExportConfig", "read_run_config", "SeriesSamplerConfig",
+           "SeriesCorpusConfig", "SeriesMaskConfig", "SeriesEncoderConfig", "SeriesPretrainConfig",
+           "pretraining_config"]
 
 
 DEFAULT_SENSOR = "sentinel2-l1c"
@@ -85,6 +88,17 @@ class MethodConfig:
     params: dict[str, Any] = field(default_factory=lambda: {"pool": "multi_std"},
                                    help="keyword arguments of the method, e.g. proj_dim; pool: 'last' or 'multi' "
                                         "(the loss sees global averages of every stage)")
+
+    def check_params(self) -> None:
+        """Every key of ``params`` must be a parameter of the method's constructor: a typo fails when the config
+        loads (and so under --dry-run), before a run directory or chip cache is written."""
+        from eossl.methods import method_parameters
+
+        allowed = method_parameters(self.name)
+        unknown = [k for k in self.params if allowed is not None and k not in allowed]
+        if unknown:
+            raise ConfigError(f"method.params.{unknown[0]}: unknown parameter of {self.name}; allowed: "
+                              f"{', '.join(allowed)}")
 
 
 @dataclass
@@ -230,6 +244,7 @@ class PretrainConfig:
         if self.method.name not in METHODS:
             raise ConfigError(f"method.name: unknown SSL method {self.method.name!r}; known: "
                               f"{', '.join(METHODS.names())}")
+        self.method.check_params()
         if self.trainer.stop_when == "beats_baselines" and not (self.probe.enabled and self.probe.baselines):
             raise ConfigError("trainer.stop_when: beats_baselines needs the online probe with baselines; set "
                               "probe.data (e.g. builtin) and probe.baselines, or trainer.stop_when=null")
@@ -319,15 +334,25 @@ class SeriesCorpusConfig:
 
 
 @dataclass
+class SeriesMaskConfig:
+    """What each batch hides from the encoder, drawn per sample (:func:`eossl.train.series_pretrain.hide_mask`)."""
+
+    step_ratio: float = field(0.3, ge=0, lt=1, help="fraction of time steps hidden whole")
+    band_ratio: float = field(0.15, ge=0, lt=1, help="fraction of single values (a band at a step) hidden")
+    block_prob: float = field(0.5, ge=0, lt=1, help="probability that a sample also hides a contiguous block")
+    block_steps: int = field(3, ge=0, help="length of that block in steps (0: no block)")
+
+
+@dataclass
 class SeriesPretrainConfig:
     """``eossl pretrain-series``: masked autoencoding of pixel time series (eossl.train.series_pretrain)."""
 
     corpus: SeriesCorpusConfig = field(default_factory=SeriesCorpusConfig)
-    encoder: dict = field(default_factory=lambda: {"dim": 128, "depth": 2, "heads": 8},
-                          help="PixelSeriesEncoder arguments (dim, depth, heads, mlp_ratio, dropout)")
-    mask: dict = field(default_factory=lambda: {"step_ratio": 0.3, "band_ratio": 0.15, "block_prob": 0.5,
-                                                "block_steps": 3},
-                       help="hidden values: random steps, random single values, a contiguous block of steps")
+    encoder: SeriesEncoderConfig = field(default_factory=SeriesEncoderConfig,
+                                         help="PixelSeriesEncoder arguments (eossl.models.temporal)")
+    mask: SeriesMaskConfig = field(default_factory=SeriesMaskConfig,
+                                   help="hidden values: random steps, random single values, a contiguous block of "
+                                        "steps")
     init: str | None = field(None, help="weights of a pixel_transformer (`eossl pretrain-series`) to continue "
                                         "from, e.g. on in-domain series; its encoder arguments and normalisation "
                                         "are kept (encoder is then ignored)")
@@ -339,10 +364,14 @@ class SeriesPretrainConfig:
     device: str = field("auto", help="auto: cuda if available, else cpu")
     threads: int | None = field(None, ge=1, help="CPU threads for torch (default: torch's)")
 
-    def __post_init__(self):
-        need = {"step_ratio", "band_ratio", "block_prob", "block_steps"}
-        if set(self.mask) != need:
-            raise ConfigError(f"mask: give exactly {sorted(need)}, got {sorted(self.mask)}")
-        for k in ("step_ratio", "band_ratio", "block_prob"):
-            if not 0.0 <= float(self.mask[k]) < 1.0:
-                raise ConfigError(f"mask.{k}: must be in [0, 1), got {self.mask[k]}")
+
+def pretraining_config(path: str | Path | None = None,
+                       overrides: list[str] | None = None) -> PretrainConfig | SeriesPretrainConfig:
+    """The config of ``eossl pretrain``, parsed once: a :class:`SeriesPretrainConfig` (temporal pretraining) when
+    its ``corpus.sampler.kind`` is one of :class:`SeriesSamplerConfig`'s kinds, else a :class:`PretrainConfig`
+    (image chips; its sampler kinds are :class:`SamplerConfig`'s)."""
+    data = config_data(path, None, overrides)
+    sampler = (data.get("corpus") or {}).get("sampler") if isinstance(data.get("corpus"), dict) else None
+    kind = sampler.get("kind") if isinstance(sampler, dict) else None
+    series = kind in get_args(get_type_hints(SeriesSamplerConfig)["kind"])
+    return from_dict(SeriesPretrainConfig if series else PretrainConfig, data)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from eossl.catalog.index import SceneIndex
 from eossl.config import field
-from eossl.data.chips.samplers import GridWindowSampler, RandomWindowSampler, SamplerBase
+
+if TYPE_CHECKING:
+    from eossl.catalog.index import SceneIndex
+    from eossl.data.chips.samplers import SamplerBase
 
 __all__ = ["SamplerConfig", "DataConfig", "ExtractConfig", "make_sampler"]
 
@@ -62,6 +64,8 @@ class DataConfig:
 def make_sampler(index: SceneIndex, cfg: SamplerConfig, rank: int | None = None,
                  world_size: int | None = None) -> SamplerBase:
     """Build the sampler ``cfg.kind`` describes."""
+    from eossl.data.chips.samplers import GridWindowSampler, RandomWindowSampler
+
     common = dict(roi=cfg.roi, roi_crs=cfg.roi_crs, seed=cfg.seed, rank=rank, world_size=world_size,
                   time_range=tuple(cfg.time_range) if cfg.time_range else None,
                   min_valid_fraction=cfg.min_valid_fraction)
