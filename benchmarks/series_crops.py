@@ -88,10 +88,12 @@ def _evaluate(args, samples, seed: int, seeds: int, weights: Path | None, name: 
 
     encoder = None if weights is None else load_series_encoder(
         weights, load_sensor(samples.sensor).wavelengths(samples.bands))
-    return evaluate_series(samples, ks=[k if k == "all" else int(k) for k in args.ks], seeds=seeds, seed=seed,
-                           block_size_m=args.block_size_m, min_per_class=args.min_per_class,
-                           baselines=baselines, pretrained=encoder, pretrained_name=name,
-                           pretrained_norm=None if encoder is None else series_normalization(encoder, samples.sensor, samples.bands), progress=False)
+    rows, notes = evaluate_series(samples, ks=[k if k == "all" else int(k) for k in args.ks], seeds=seeds, seed=seed,
+                                  block_size_m=args.block_size_m, min_per_class=args.min_per_class,
+                                  baselines=baselines, pretrained=encoder, pretrained_name=name,
+                                  pretrained_norm=None if encoder is None else series_normalization(
+                                      encoder, samples.sensor, samples.bands), progress=False)
+    return notes.to_dict(rows)
 
 
 def _merge(parts: list[dict]) -> list[dict]:

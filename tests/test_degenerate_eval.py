@@ -12,12 +12,14 @@ import torch
 from eossl.config import load_config
 from eossl.data.labelled.folders import LabelledChips
 from eossl.data.labelled.rasters import SegmentationChips
-from eossl.evaluate import sanity, tasks
+from eossl.evaluate import sanity
 from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, LabelledDataConfig
+from eossl.evaluate.context import TaskContext
 from eossl.evaluate.patches import evaluate_chips
 from eossl.evaluate.runs import run_evaluate, run_finetune
 from eossl.evaluate.sanity import check_splits, class_presence, result_warnings
 from eossl.evaluate.splits import window_block_split
+from eossl.evaluate.tasks import segment
 from eossl.pipeline.report import write_report
 
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -111,11 +113,11 @@ def _toy_chips(per_class: int = 12, classes=("a", "b", "c")) -> LabelledChips:
 def test_patch_evaluation_flags_a_class_without_chips_and_a_small_test_side():
     chips = _toy_chips(classes=("a", "b", "c", "d"))          # 'd' has no chip
     s = EvaluateConfig(ks=[2], seeds=3, protocols=["linear"], baselines=["band_statistics"])
-    out = evaluate_chips(chips, s, progress=False)
-    assert _by_code(out["warnings"], "class_without_samples")["classes"] == ["d"]
-    assert _by_code(out["warnings"], "small_test_split")["n_test"] == 12          # 4 test chips x 3 classes
-    assert set(_by_code(out["warnings"], "few_test_samples_per_class")["classes"]) == {"a", "b", "c"}
-    json.dumps(out)
+    rows, notes = evaluate_chips(chips, s, progress=False)
+    assert _by_code(notes.warnings, "class_without_samples")["classes"] == ["d"]
+    assert _by_code(notes.warnings, "small_test_split")["n_test"] == 12          # 4 test chips x 3 classes
+    assert set(_by_code(notes.warnings, "few_test_samples_per_class")["classes"]) == {"a", "b", "c"}
+    json.dumps(notes.to_dict(rows))
 
 
 def _segment_chips(one_class_block: bool) -> SegmentationChips:
@@ -159,7 +161,7 @@ def _segment_config(seed: int, seeds: int) -> EvaluateConfig:
 def test_segment_evaluation_warnings_reach_the_log_metrics_json_and_the_report(tmp_path, monkeypatch, caplog):
     torch.set_num_threads(1)
     chips = _segment_chips(one_class_block=True)
-    monkeypatch.setattr(tasks, "load_segment_chips", lambda s: chips)
+    monkeypatch.setattr(segment, "load_segment_chips", lambda s: chips)
     seed = _seed_testing(chips, block=2, count=2)              # both seeds test on block 2: class a only
     run = tmp_path / "evaluate-1"
     run.mkdir()
@@ -185,14 +187,13 @@ def test_segment_evaluation_warnings_reach_the_log_metrics_json_and_the_report(t
 
 def test_segment_split_leaving_a_class_out_of_training_is_refused(monkeypatch):
     chips = _segment_chips(one_class_block=False)              # class c only in block 1
-    monkeypatch.setattr(tasks, "load_segment_chips", lambda s: chips)
+    monkeypatch.setattr(segment, "load_segment_chips", lambda s: chips)
     seed = _seed_testing(chips, block=1, count=1)
     cfg = _segment_config(seed, 1)
     with pytest.raises(ValueError, match=rf"split of seed {seed} leaves 1 class\(es\) out of training "
                                          r"\(class 'c': 0 training windows, 4 test, 4 in all\).*"
                                          r"segmentation\.block_size_m"):
-        tasks.evaluate_segment_task(cfg.segmentation, None, "resnet18", cfg.ks, cfg.seeds, cfg.seed,
-                                    cfg.test_fraction, cfg.baselines, "cpu", False)
+        segment.run(cfg, TaskContext(progress=False))
 
 
 def test_finetune_writes_its_warnings_into_metrics_json_and_the_report(tmp_path, monkeypatch):

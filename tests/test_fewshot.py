@@ -28,6 +28,7 @@ from eossl.evaluate.runs import paired_differences
 from eossl.models.backbones import create_backbone
 from eossl.models.classifier import load_classifier
 from eossl.models.weights import WeightsInfo, export_backbone
+from eossl.report.rows import ResultRow
 
 S2 = load_sensor("sentinel2-l1c")
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -154,19 +155,19 @@ def test_evaluation_rows_share_splits_and_pretrained_equals_random_with_the_same
     weights = _export(tmp_path, BANDS, seed=0)       # the random-init row's weights (seed 0) exported
     s = EvaluateConfig(ks=[2, "all"], seeds=2, protocols=["linear", "knn"],
                            baselines=["random_init", "band_statistics"])
-    out = evaluate_chips(chips, replace(s, weights=weights), cache_dir=tmp_path / "cache", progress=False)
-    rows = {(r["model"], r["protocol"], r["k"]): r for r in out["results"]}
+    results, notes = evaluate_chips(chips, replace(s, weights=weights), cache_dir=tmp_path / "cache", progress=False)
+    rows = {r.key: r for r in results}
     assert set(rows) == {(m, p, k) for m, p in [("pretrained resnet18 test", "linear"),
                                                 ("pretrained resnet18 test", "knn"), ("random-init resnet18", "linear"),
                                                 ("random-init resnet18", "knn"), ("band statistics", "linear")]
                          for k in ("2", "all")}
     for p in ("linear", "knn"):    # same weights, same normalisation, same splits -> identical scores
-        assert rows[("pretrained resnet18 test", p, "2")]["per_seed"] == rows[("random-init resnet18", p, "2")]["per_seed"]
-    assert rows[("band statistics", "linear", "all")]["overall_accuracy"]["mean"] >= 0.9
-    assert all(r["per_seed"][0]["n_train"] == (6 if r["k"] == "2" else 24) for r in out["results"])
-    assert "metrics_all_seeds" in rows[("band statistics", "linear", "all")]
+        assert rows[("pretrained resnet18 test", p, "2")].per_seed == rows[("random-init resnet18", p, "2")].per_seed
+    assert rows[("band statistics", "linear", "all")].score("overall_accuracy").mean >= 0.9
+    assert all(r.per_seed[0].n_train == (6 if r.k == "2" else 24) for r in results)
+    assert rows[("band statistics", "linear", "all")].metrics_all_seeds is not None
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
-    json.dumps(out)
+    json.dumps(notes.to_dict(results))
 
 
 def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the_features(tmp_path, monkeypatch):
@@ -185,8 +186,8 @@ def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the
     weights = _export(tmp_path, BANDS, seed=1)
     s = EvaluateConfig(ks=[2, "all"], seeds=2, protocols=["linear"],
                            baselines=["random_init", "band_statistics", "rcf", "fusion"])
-    out = evaluate_chips(chips, replace(s, weights=weights), progress=False)
-    rows = {(r["model"], r["protocol"], r["k"]): r for r in out["results"]}
+    out, _ = evaluate_chips(chips, replace(s, weights=weights), progress=False)
+    rows = {r.key: r for r in out}
     models = ["pretrained resnet18 test", "random-init resnet18", "band statistics", "RCF 512",
               "band stats + pretrained resnet18 test", "band stats + random-init resnet18"]
     assert set(rows) == {(m, "linear", k) for m in models for k in ("2", "all")}
@@ -198,21 +199,20 @@ def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the
         assert not set(call["index"]) & set(sp.test.tolist())
     assert not np.allclose(calls[0]["features"], calls[1]["features"])    # another seed, other filters
     # fusion: band statistics (4 bands x 7) next to each model's frozen features (512 for resnet18)
-    dim = {m: rows[(m, "linear", "2")]["dim"] for m in models}
+    dim = {m: rows[(m, "linear", "2")].dim for m in models}
     assert dim["RCF 512"] == 512 and dim["band statistics"] == 28 and dim["pretrained resnet18 test"] == 512
     for m in ("pretrained resnet18 test", "random-init resnet18"):
         assert dim[f"band stats + {m}"] == dim["band statistics"] + dim[m]
     # same seed, same filters and numbers
-    again = evaluate_chips(chips, replace(s, weights=weights), progress=False)
+    again, _ = evaluate_chips(chips, replace(s, weights=weights), progress=False)
     np.testing.assert_array_equal(calls[2]["features"], calls[0]["features"])
-    assert [r for r in again["results"] if r["model"] == "RCF 512"] == [r for r in out["results"]
-                                                                      if r["model"] == "RCF 512"]
+    assert [r for r in again if r.model == "RCF 512"] == [r for r in out if r.model == "RCF 512"]
 
 
 def _row(model, protocol, k, values):
-    return {"model": model, "protocol": protocol, "k": k,
-            "per_seed": [{"seed": i, "n_train": 10, "overall_accuracy": v, "kappa": v / 2}
-                         for i, v in enumerate(values)]}
+    return ResultRow.from_dict({"model": model, "protocol": protocol, "k": k,
+                                "per_seed": [{"seed": i, "n_train": 10, "overall_accuracy": v, "kappa": v / 2}
+                                             for i, v in enumerate(values)]})
 
 
 def test_paired_differences_pair_seeds_and_pick_the_matching_pretrained_row():
@@ -224,21 +224,22 @@ def test_paired_differences_pair_seeds_and_pick_the_matching_pretrained_row():
             _row("band statistics", "linear", "5", [0.6, 0.6, 0.8]),
             _row("band stats + pretrained resnet18 x", "linear", "5", [0.85, 0.75, 0.95]),
             _row("band stats + random-init resnet18", "linear", "5", [0.8, 0.7, 0.9])]
-    pairs = {(p["baseline"]["model"], p["baseline"]["protocol"]): p for p in paired_differences(rows)}
+    pairs = {p.baseline: p for p in paired_differences(rows)}
     assert set(pairs) == {("random-init resnet18", "attention"), ("band statistics", "linear"),
                           ("band stats + random-init resnet18", "linear")}
-    assert pairs[("random-init resnet18", "attention")]["pretrained"] == {"model": pre, "protocol": "attention"}
+    assert pairs[("random-init resnet18", "attention")].pretrained == (pre, "attention")
     stat = pairs[("band statistics", "linear")]          # no pretrained linear row: the frozen-feature protocol
-    assert stat["pretrained"] == {"model": pre, "protocol": "mean + linear"}
-    np.testing.assert_allclose([r["overall_accuracy"] for r in stat["per_seed"]], [0.2, 0.1, 0.1])
+    assert stat.pretrained == (pre, "mean + linear")
+    np.testing.assert_allclose([r.scores["overall_accuracy"] for r in stat.per_seed], [0.2, 0.1, 0.1])
     d = np.array([0.2, 0.1, 0.1])
-    assert stat["overall_accuracy"]["mean"] == pytest.approx(d.mean())
-    assert stat["overall_accuracy"]["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
-    assert stat["kappa"]["mean"] == pytest.approx(d.mean() / 2)
+    assert stat.score("overall_accuracy").mean == pytest.approx(d.mean())
+    assert stat.score("overall_accuracy").ci95 == pytest.approx(stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+    assert stat.score("kappa").mean == pytest.approx(d.mean() / 2)
+    assert stat.to_dict()["pretrained"] == {"model": pre, "protocol": "mean + linear"}
     fusion = pairs[("band stats + random-init resnet18", "linear")]
-    assert fusion["pretrained"]["model"] == "band stats + pretrained resnet18 x"
-    assert fusion["overall_accuracy"]["mean"] == pytest.approx(0.05)
-    assert paired_differences([r for r in rows if "pretrained" not in r["model"]]) == []
+    assert fusion.pretrained[0] == "band stats + pretrained resnet18 x"
+    assert fusion.score("overall_accuracy").mean == pytest.approx(0.05)
+    assert paired_differences([r for r in rows if "pretrained" not in r.model]) == []
 
 
 def test_evaluation_errors(tmp_path):

@@ -362,12 +362,14 @@ def test_per_pixel_rcf_and_fusion_rows(scene, chips, tmp_path, monkeypatch):
     """RCF maps per pixel (filters from each seed's training windows only) and band values + frozen features."""
     from eossl.catalog.sensors import load_sensor
     from eossl.config import load_config
-    from eossl.evaluate import tasks
+    from eossl.evaluate import pixel_probes
     from eossl.evaluate.config import EvaluateConfig
+    from eossl.evaluate.context import TaskContext
+    from eossl.evaluate.tasks import segment
     from eossl.models.weights import WeightsInfo, export_backbone
 
     drawn, dims = [], []
-    real_rcf, real_fit = tasks.rcf_model, tasks.fit_logreg
+    real_rcf, real_fit = pixel_probes.rcf_model, pixel_probes.fit_logreg
 
     def spy_rcf(source, norm, **kw):
         model = real_rcf(source, norm, **kw)
@@ -378,9 +380,9 @@ def test_per_pixel_rcf_and_fusion_rows(scene, chips, tmp_path, monkeypatch):
         dims.append(x.shape[1])
         return real_fit(x, y, test_x, *args)
 
-    monkeypatch.setattr(tasks, "rcf_model", spy_rcf)
-    monkeypatch.setattr(tasks, "fit_logreg", spy_fit)
-    monkeypatch.setattr(tasks, "load_segment_chips", lambda s: chips)
+    monkeypatch.setattr(pixel_probes, "rcf_model", spy_rcf)
+    monkeypatch.setattr(pixel_probes, "fit_logreg", spy_fit)
+    monkeypatch.setattr(segment, "load_segment_chips", lambda s: chips)
     s2 = load_sensor("sentinel2-l2a")
     mean, std = s2.norm_stats(BANDS)
     torch.manual_seed(0)
@@ -388,14 +390,14 @@ def test_per_pixel_rcf_and_fusion_rows(scene, chips, tmp_path, monkeypatch):
                        normalization={"mean": mean.tolist(), "std": std.tolist()}, ssl_method="test",
                        pretrain_data="test", epochs=0, img_size=CHIP)
     weights = export_backbone(create_backbone("resnet18", 4, CHIP), info, tmp_path / "w")
-    seg = load_config(EvaluateConfig, _seg_config(scene, tmp_path / "ev.yaml")).segmentation
+    cfg = load_config(EvaluateConfig, _seg_config(scene, tmp_path / "ev.yaml"), overrides=[
+        "arch=resnet18", "ks=[4]", "seeds=2", "seed=0", "test_fraction=0.3", "device=cpu"])
 
     def run(weights, baselines):
-        return tasks.evaluate_segment_task(seg, weights, "resnet18", [4], seeds=2, seed=0, test_fraction=0.3,
-                                           baselines=baselines, device="cpu", progress=False)
+        return segment.run(replace(cfg, weights=weights, baselines=baselines), TaskContext(progress=False))
 
     out = run(weights, ["rcf", "fusion"])
-    rows = {r["model"]: r for r in out["results"] if r["protocol"] == "linear"}
+    rows = {r.model: r for r in out if r.protocol == "linear"}
     assert set(rows) == {"RCF 512 per pixel", "band values + random-init resnet18",
                          "band values + pretrained resnet18 test"}
     assert dims == [512] * 2 + [4 + 512] * 4                   # RCF maps; 4 band values + resnet18's 512 channels
@@ -404,7 +406,7 @@ def test_per_pixel_rcf_and_fusion_rows(scene, chips, tmp_path, monkeypatch):
         train, test = window_block_split(chips.bounds, 640.0, 0.3, seed, crs=chips.crs)
         assert index.tolist() == train.tolist() and not set(index.tolist()) & set(test.tolist())
     assert not torch.equal(drawn[0][2], drawn[1][2])           # each seed draws its own filters
-    assert rows["RCF 512 per pixel"]["overall_accuracy"]["mean"] > 0.7     # the classes have distinct spectra
+    assert rows["RCF 512 per pixel"].score("overall_accuracy").mean > 0.7     # the classes have distinct spectra
     again = run(None, ["rcf"])                                  # same seeds: same filters, same numbers
     assert torch.equal(drawn[2][2], drawn[0][2])
-    assert again["results"] == [rows["RCF 512 per pixel"]]
+    assert again == [rows["RCF 512 per pixel"]]

@@ -16,7 +16,10 @@ import math
 
 import numpy as np
 
-__all__ = ["classification_metrics", "confusion_matrix", "iou_from_confusion", "mean_ci95", "metrics_from_confusion"]
+from eossl.report.rows import Score, SeedScores
+
+__all__ = ["classification_metrics", "confusion_matrix", "iou_from_confusion", "mean_ci95", "metrics_from_confusion",
+           "summarise"]
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -81,6 +84,11 @@ def mean_ci95(values) -> dict:
         raise ValueError("no values to summarise")
     half = None if v.size < 2 else float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
     return {"mean": float(v.mean()), "ci95": half, "n": int(v.size)}
+
+
+def summarise(per_seed: list[SeedScores], names) -> dict[str, Score]:
+    """Score name -> :func:`mean_ci95` of its per-seed values, in the order of ``names``."""
+    return {name: Score(**mean_ci95([s.scores[name] for s in per_seed])) for name in names}
 
 
 def _check(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,10 +12,11 @@ Rows (model x protocol), each scored at every k of :func:`few_label_splits` and 
   random-init model, linear probe (does the model add anything to the spectrum?);
 * supervised training from scratch: the fine-tuning protocol from a random init, at the same label budget.
 
-The result is a JSON-ready dict: per row and k, the feature dimension (``dim``, frozen-feature rows), the
-per-seed overall accuracy / macro-F1 / kappa and their mean and 95% CI, plus full metrics (per-class, confusion
-matrix over all seeds' test predictions) of every row at the largest k, and ``warnings`` about the splits (classes
-absent from a test side, too few test chips; :mod:`eossl.evaluate.sanity`).
+The result is a list of :class:`~eossl.report.rows.ResultRow`: per row and k, the feature dimension (``dim``,
+frozen-feature rows), the per-seed overall accuracy / macro-F1 / kappa and their mean and 95% CI, plus full metrics
+(per-class, confusion matrix over all seeds' test predictions) of every row at the largest k; beside them
+(:class:`~eossl.evaluate.context.TaskNotes`) ``warnings`` about the splits (classes absent from a test side, too
+few test chips; :mod:`eossl.evaluate.sanity`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +37,15 @@ from eossl.data.normalization import Normalization
 from eossl.data.radiometry import check_radiometry
 from eossl.evaluate.baselines import RCF_FEATURES, band_statistics, rcf_features
 from eossl.evaluate.config import EvaluateConfig
+from eossl.evaluate.context import TaskNotes
 from eossl.evaluate.features import extract_features
 from eossl.evaluate.fewshot import FewLabelSplit, few_label_splits, knn_predict, linear_probe
 from eossl.evaluate.finetuning import finetune_classifier, predict_chips
-from eossl.evaluate.metrics import classification_metrics, mean_ci95
+from eossl.evaluate.metrics import classification_metrics, summarise
 from eossl.evaluate.sanity import check_splits, class_presence, emit
 from eossl.models.backbones import is_vit
 from eossl.models.weights import WEIGHTS_FILE, backbone_for, read_weights_info
+from eossl.report.rows import ResultRow, SeedScores
 from eossl.runs import atomic_write
 
 log = logging.getLogger(__name__)
@@ -53,9 +57,10 @@ _SETTINGS = ("ks", "seeds", "seed", "test_fraction", "protocols", "baselines", "
 
 
 def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | Path | None = None,
-                   device: str = "cpu", progress: bool = True) -> dict:
+                   device: str = "cpu", progress: bool = True) -> tuple[list[ResultRow], TaskNotes]:
     """The rows of ``cfg`` (an :class:`~eossl.evaluate.config.EvaluateConfig`: ``weights``, protocols,
-    baselines, ks, seeds, pool...) on ``chips``; ``device`` for features and fine-tuning."""
+    baselines, ks, seeds, pool...) on ``chips``, and the notes beside them (settings, data, warnings);
+    ``device`` for features and fine-tuning."""
     if not chips.sensor:
         raise ValueError("the chips name no sensor, so band wavelengths and normalisation are unknown; load them "
                          "with load_class_folders(..., sensor=...)")
@@ -72,35 +77,11 @@ def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | P
                                  hint="add chips of the classes named or change test_fraction"))
     if info is None:  # with weights, backbone_for checks the chips (normalisation, then physical range)
         check_radiometry(chips.images, chips.mask, chips.bands, chips.sensor, "evaluation chips")
-    rows = _rows(chips, weights, info, arch, s, cache_dir, device)
-    if not rows:
+    entries = _entries(chips, weights, info, arch, s, cache_dir, device)
+    if not entries:
         raise ValueError("nothing to evaluate: give weights or at least one baseline")
-
-    results = []
-    bar = tqdm(total=len(rows) * len(splits) * len(s.ks), desc="evaluate", unit="fit", disable=not progress)
-    for model_name, protocol, what in rows:
-        per_k = {k: [] for k in splits[0].train}
-        preds_top = []
-        for split in splits:
-            x = what(split) if callable(what) else what           # split-dependent features (RCF) per seed
-            for k, train in split.train.items():
-                pred = _predict(protocol, x, chips, train, split.test, s, split.seed, device)
-                m = classification_metrics(chips.labels[split.test], pred, chips.classes)
-                per_k[k].append({"seed": split.seed, "n_train": int(train.size),
-                                 **{sc: m[sc] for sc in _SCORES}})
-                if k == list(split.train)[-1]:
-                    preds_top.append((split.test, pred))
-                bar.update(1)
-        dim = {"dim": int(x.shape[1])} if isinstance(x, np.ndarray) else {}     # frozen-feature rows
-        for k, per_seed in per_k.items():
-            results.append({"model": model_name, "protocol": protocol, "k": k, **dim, "per_seed": per_seed,
-                            **{sc: mean_ci95([r[sc] for r in per_seed]) for sc in _SCORES}})
-            log.info("%s / %s / k=%s: OA %.1f%% ± %.1f", model_name, protocol, k,
-                     100 * results[-1]["overall_accuracy"]["mean"],
-                     100 * (results[-1]["overall_accuracy"]["ci95"] or 0))
-        y = np.concatenate([chips.labels[t] for t, _ in preds_top])
-        p = np.concatenate([q for _, q in preds_top])
-        results[-1]["metrics_all_seeds"] = classification_metrics(y, p, chips.classes)
+    bar = tqdm(total=len(entries) * len(splits) * len(s.ks), desc="evaluate", unit="fit", disable=not progress)
+    results = [row for entry in entries for row in _score(entry, chips, splits, bar)]
     bar.close()
     settings = {k: to_dict(getattr(s, k)) for k in _SETTINGS}
     settings.update(weights=None if weights is None else str(weights), arch=arch)
@@ -109,19 +90,61 @@ def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | P
                            "normalization": f"sensor catalog ({chips.sensor})"}
     data = {"n": len(chips), "classes": chips.classes, "bands": chips.bands, "sensor": chips.sensor,
             "class_counts": np.bincount(chips.labels, minlength=len(chips.classes)).tolist()}
-    return {"settings": settings, "data": data, "results": results, "warnings": warnings}
+    return results, TaskNotes(what=f"{len(chips)} chips", settings=settings, data=data, warnings=warnings)
 
 
-def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cache_dir, device) -> list:
-    """(model, protocol, what) per row; ``what``: (N, D) features, a function of the split giving them (RCF),
-    or ``(backbone factory, Normalization)`` for fine-tuning."""
+@dataclass(frozen=True)
+class _Entry:
+    """One (model, protocol) before scoring: ``prepare(split)`` gives ``predict(train) -> predictions on
+    split.test`` (features that depend on the split, RCF, are computed once per split there)."""
+
+    model: str
+    protocol: str                                                       # linear, knn or finetune
+    prepare: Callable[[FewLabelSplit], Callable[[np.ndarray], np.ndarray]]
+    dim: int | None = None                                              # frozen-feature rows: feature dimension
+
+
+def _score(entry: _Entry, chips: LabelledChips, splits: list[FewLabelSplit], bar) -> list[ResultRow]:
+    """The entry's rows, one per k, scored on every split; the last carries the metrics of all seeds pooled."""
+    per_k = {k: [] for k in splits[0].train}
+    preds_top = []
+    for split in splits:
+        predict = entry.prepare(split)
+        for k, train in split.train.items():
+            pred = predict(train)
+            m = classification_metrics(chips.labels[split.test], pred, chips.classes)
+            per_k[k].append(SeedScores(seed=split.seed, n_train=int(train.size), scores={sc: m[sc] for sc in _SCORES}))
+            if k == list(split.train)[-1]:
+                preds_top.append((split.test, pred))
+            bar.update(1)
+    rows = []
+    for k, per_seed in per_k.items():
+        rows.append(ResultRow(entry.model, entry.protocol, k, per_seed, summarise(per_seed, _SCORES), dim=entry.dim))
+        oa = rows[-1].score("overall_accuracy")
+        log.info("%s / %s / k=%s: OA %.1f%% ± %.1f", entry.model, entry.protocol, k, 100 * oa.mean,
+                 100 * (oa.ci95 or 0))
+    y = np.concatenate([chips.labels[t] for t, _ in preds_top])
+    p = np.concatenate([q for _, q in preds_top])
+    rows[-1] = replace(rows[-1], metrics_all_seeds=classification_metrics(y, p, chips.classes))
+    return rows
+
+
+def _entries(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cache_dir, device) -> list[_Entry]:
+    """The rows to score, in table order (see the module docstring)."""
     img = int(chips.images.shape[-1])
     catalog = Normalization.of_sensor(chips.sensor, chips.bands)
+
+    def frozen(model, protocol, features) -> _Entry:
+        return _Entry(model, protocol, lambda split: _frozen(protocol, features, chips, split, s),
+                      int(features.shape[1]))
+
+    def tuned(model, make, norm) -> _Entry:
+        return _Entry(model, "finetune", lambda split: _finetuned(make, norm, chips, split, s, device))
 
     def random_backbone():
         return backbone_for(chips.bands, chips.sensor, img, arch=arch, seed=s.seed)[0]
 
-    rows, fused = [], []
+    out, fused = [], []
     stats = band_statistics(chips.images, chips.mask) if {"band_statistics", "fusion"} & set(s.baselines) else None
     if info is not None:
         pretrained, norm = backbone_for(chips.bands, chips.sensor, img, weights=weights, images=chips.images,
@@ -130,39 +153,48 @@ def _rows(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cac
         key = _file_digest(Path(weights) / WEIGHTS_FILE)
         feats = _cached(cache_dir, f"{name}-{s.pool}-{key}", chips,
                         lambda: extract_features(pretrained, chips.images, norm, pool=s.pool, device=device))
-        rows += [(name, p, feats) for p in ("linear", "knn") if p in s.protocols]
+        out += [frozen(name, p, feats) for p in ("linear", "knn") if p in s.protocols]
         if "finetune" in s.protocols:
-            rows.append((name, "finetune", (lambda: copy.deepcopy(pretrained), norm)))
+            out.append(tuned(name, lambda: copy.deepcopy(pretrained), norm))
         fused.append((name, feats))
     if {"random_init", "fusion"} & set(s.baselines):
         feats = extract_features(random_backbone(), chips.images, catalog, pool=s.pool, device=device)
         if "random_init" in s.baselines:
-            rows += [(f"random-init {arch}", p, feats) for p in ("linear", "knn") if p in s.protocols]
+            out += [frozen(f"random-init {arch}", p, feats) for p in ("linear", "knn") if p in s.protocols]
         fused.append((f"random-init {arch}", feats))
     if "band_statistics" in s.baselines:
-        rows.append(("band statistics", "linear", stats))
+        out.append(frozen("band statistics", "linear", stats))
     if "rcf" in s.baselines:
-        def rcf(split: FewLabelSplit) -> np.ndarray:
-            return rcf_features(chips.images, chips.images, catalog, seed=split.seed, mask=chips.mask,
-                                source_mask=chips.mask, source_index=split.pool, device=device)
-        rows.append((f"RCF {RCF_FEATURES}", "linear", rcf))
+        out.append(_Entry(f"RCF {RCF_FEATURES}", "linear", lambda split: _frozen(
+            "linear", _rcf(chips, catalog, split, device), chips, split, s), RCF_FEATURES))
     if "fusion" in s.baselines:
-        rows += [(f"band stats + {name}", "linear", np.hstack([stats, feats])) for name, feats in fused]
+        out += [frozen(f"band stats + {name}", "linear", np.hstack([stats, feats])) for name, feats in fused]
     if "scratch" in s.baselines:
-        rows.append((f"from scratch {arch}", "finetune", (random_backbone, catalog)))
-    return rows
+        out.append(tuned(f"from scratch {arch}", random_backbone, catalog))
+    return out
 
 
-def _predict(protocol, what, chips, train, test, s: EvaluateConfig, seed: int, device) -> np.ndarray:
+def _rcf(chips: LabelledChips, catalog: Normalization, split: FewLabelSplit, device) -> np.ndarray:
+    """(N, 512) RCF features, the filters drawn from the split's training pool."""
+    return rcf_features(chips.images, chips.images, catalog, seed=split.seed, mask=chips.mask,
+                        source_mask=chips.mask, source_index=split.pool, device=device)
+
+
+def _frozen(protocol: str, x: np.ndarray, chips: LabelledChips, split: FewLabelSplit, s: EvaluateConfig):
+    """train -> predictions of the linear probe or kNN on frozen features ``x`` (N, D)."""
     y = chips.labels
     if protocol == "linear":
-        return linear_probe(what[train], y[train], what[test], C=s.C)
-    if protocol == "knn":
-        return knn_predict(what[train], y[train], what[test], s.knn_neighbors)
-    make, norm = what
-    model = finetune_classifier(make(), chips.images, y, train, len(chips.classes), norm, s.finetune,
-                                seed=seed, device=device)
-    return predict_chips(model, chips.images[test], norm, device=device).argmax(1)
+        return lambda train: linear_probe(x[train], y[train], x[split.test], C=s.C)
+    return lambda train: knn_predict(x[train], y[train], x[split.test], s.knn_neighbors)
+
+
+def _finetuned(make, norm: Normalization, chips: LabelledChips, split: FewLabelSplit, s: EvaluateConfig, device):
+    """train -> predictions of a backbone from ``make()`` fine-tuned on ``train`` (seeded by the split)."""
+    def predict(train):
+        model = finetune_classifier(make(), chips.images, chips.labels, train, len(chips.classes), norm, s.finetune,
+                                    seed=split.seed, device=device)
+        return predict_chips(model, chips.images[split.test], norm, device=device).argmax(1)
+    return predict
 
 
 def _file_digest(path: Path) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -21,9 +22,10 @@ import yaml
 from eossl.catalog.sensors import load_sensor
 from eossl.config import to_dict
 from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, resolve_device, with_resolved_weights
+from eossl.evaluate.context import TaskContext, TaskNotes
 from eossl.evaluate.fewshot import few_label_splits, k_label
 from eossl.evaluate.finetuning import finetune_classifier, predict_chips
-from eossl.evaluate.metrics import classification_metrics, mean_ci95
+from eossl.evaluate.metrics import classification_metrics, summarise
 from eossl.evaluate.sanity import (
     MIN_SEEDS_FOR_CI,
     accuracy_warnings,
@@ -36,17 +38,31 @@ from eossl.evaluate.sanity import (
 from eossl.models.classifier import ClassifierInfo, save_classifier
 from eossl.models.weights import backbone_for, read_weights_info
 from eossl.report.figures import save_confusion_matrix, save_few_label_curve
+from eossl.report.rows import Headline, PairedDifference, ResultRow, SeedScores
 from eossl.runs import environment, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["paired_differences", "paired_table", "results_table", "run_evaluate", "run_finetune"]
+__all__ = ["Evaluation", "paired_differences", "paired_table", "results_table", "run_evaluate", "run_finetune"]
 
 FROZEN_PROTOCOLS = ("linear", "mean + linear", "frozen + decoder")   # each task's frozen-feature protocol
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`run_evaluate` wrote: the task's rows and notes, and ``metrics`` (``metrics.json``)."""
+
+    rows: list[ResultRow]
+    notes: TaskNotes
+    metrics: dict
+
+    @property
+    def seconds(self) -> float:
+        return self.metrics["seconds"]
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True) -> Evaluation:
     from eossl.evaluate.tasks import TASKS
 
     cfg = with_resolved_weights(cfg)
@@ -54,96 +70,92 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
     device = resolve_device(cfg.device)
     write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     start = time.time()
-    out, what = TASKS.get(cfg.task)(cfg, device=device, cache_dir=cache_dir, progress=progress)
-    out["task"] = cfg.task
-    out["environment"] = environment(device, cfg.seed)
-    out["seconds"] = round(time.time() - start, 1)
-    rows = out["results"]
-    top = [r for r in rows if "metrics_all_seeds" in r]
-    classes = top[0]["metrics_all_seeds"]["classes"]
-    head = next((r for r in top if r["model"].startswith("pretrained")), top[0])
-    out["headline"] = {"model": head["model"], "protocol": head["protocol"], "k": head["k"]}
-    save_confusion_matrix(run_dir / "confusion_matrix.png", head["metrics_all_seeds"]["confusion_matrix"],
-                          classes, title=f"{head['model']} / {head['protocol']}, k={head['k']}, "
-                                         f"{cfg.seeds} seeds pooled")
-    head_score = out.get("settings", {}).get("headline", "overall_accuracy")
+    ctx = TaskContext(device=device, progress=progress, cache_dir=None if cache_dir is None else Path(cache_dir))
+    rows = TASKS.get(cfg.task)(cfg, ctx)
+    notes = ctx.notes
+    out = notes.to_dict(rows)
+    out.update(task=cfg.task, environment=environment(device, cfg.seed), seconds=round(time.time() - start, 1))
+    top = [r for r in rows if r.metrics_all_seeds is not None]
+    classes = top[0].classes
+    head = next((r for r in top if r.model.startswith("pretrained")), top[0])
+    out["headline"] = Headline(head.model, head.protocol, head.k).to_dict()
+    save_confusion_matrix(run_dir / "confusion_matrix.png", head.metrics_all_seeds["confusion_matrix"],
+                          classes, title=f"{head.model} / {head.protocol}, k={head.k}, {cfg.seeds} seeds pooled")
+    head_score = notes.headline_score
     save_few_label_curve(run_dir / "few_label_curve.png", rows, score=head_score,
-                         title=f"{cfg.task}: {what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} seeds"
-                               + (" (too few for a CI)" if cfg.seeds < MIN_SEEDS_FOR_CI else ""))
-    out["paired_differences"] = paired_differences(rows)
-    out["warnings"] = out.get("warnings", []) + emit(result_warnings(rows, seeds_hint="set seeds to 5 "
-                                                                                  "(--set seeds=5)"))
+                         title=f"{cfg.task}: {notes.what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} "
+                               f"seeds" + (" (too few for a CI)" if cfg.seeds < MIN_SEEDS_FOR_CI else ""))
+    pairs = paired_differences(rows)
+    out["paired_differences"] = [p.to_dict() for p in pairs]
+    out["warnings"] = out["warnings"] + emit(result_warnings([r.to_dict() for r in rows],
+                                                             seeds_hint="set seeds to 5 (--set seeds=5)"))
     write_json(run_dir / "metrics.json", out)
-    paired = paired_table(out["paired_differences"], head_score)
+    paired = paired_table(pairs, head_score)
     tables = results_table(rows, head_score) + ("\n\n" + results_table(rows) if head_score != "overall_accuracy"
                                                 else "")
     write_text(run_dir / "table.txt", tables + "\n" + (f"\n{paired}\n" if paired else ""))
-    return out
+    return Evaluation(rows=rows, notes=notes, metrics=out)
 
 
-def results_table(rows: list[dict], score: str = "overall_accuracy") -> str:
+def results_table(rows: list[ResultRow], score: str = "overall_accuracy") -> str:
     """A plain-text table: one line per (model, protocol), one column per k (``score`` mean ± CI, in %)."""
-    ks = list(dict.fromkeys(r["k"] for r in rows))
-    keys = list(dict.fromkeys((r["model"], r["protocol"]) for r in rows))
+    ks = list(dict.fromkeys(r.k for r in rows))
+    keys = list(dict.fromkeys((r.model, r.protocol) for r in rows))
     width = max(len(f"{m} / {p}") for m, p in keys)
     title = f"{score.replace('_', ' ')} (95% CI)"
+    by_key = {r.key: r for r in reversed(rows)}                       # the first row of a key, as before
     lines = [f"{title:<{width}}  " + "  ".join(f"{'k=' + k:>13}" for k in ks)]
     for m, p in keys:
         cells = []
         for k in ks:
-            r = next((r for r in rows if (r["model"], r["protocol"], r["k"]) == (m, p, k)), None)
-            oa = r[score] if r else None
-            cells.append(f"{'-':>13}" if oa is None else
-                         f"{100 * oa['mean']:>6.1f} ± {100 * (oa['ci95'] or 0):>4.1f}")
+            r = by_key.get((m, p, k))
+            oa = r.score(score) if r else None
+            cells.append(f"{'-':>13}" if oa is None else f"{100 * oa.mean:>6.1f} ± {100 * (oa.ci95 or 0):>4.1f}")
         lines.append(f"{m + ' / ' + p:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
 
-def paired_differences(rows: list[dict]) -> list[dict]:
+def paired_differences(rows: list[ResultRow]) -> list[PairedDifference]:
     """Pretrained minus each baseline row, seed by seed (identical splits): per k and score the per-seed
     differences, their mean and 95% CI (t-interval). A baseline is compared with the pretrained row of its
     protocol; a fusion row ``X + random-init ...`` with ``X + pretrained ...``; a baseline whose protocol the
     pretrained model was not scored with (band statistics, RCF of the crop and segment tasks) with the pretrained
     row of the task's frozen-feature protocol (:data:`FROZEN_PROTOCOLS`). Empty without a pretrained row."""
-    pretrained = next((r["model"] for r in rows if r["model"].startswith("pretrained ")), None)
+    pretrained = next((r.model for r in rows if r.model.startswith("pretrained ")), None)
     if pretrained is None:
         return []
-    by_key = {(r["model"], r["protocol"], r["k"]): r for r in rows}
+    by_key = {r.key: r for r in rows}
     protocols = [p for m, p, _ in by_key if m == pretrained]
     out = []
     for b in rows:
-        model, protocol = b["model"], b["protocol"]
-        if "pretrained " in model:
+        if "pretrained " in b.model:
             continue
-        if " + random-init " in model:
-            ref = (model.split(" + random-init ")[0] + " + " + pretrained, protocol)
-        elif protocol in protocols:
-            ref = (pretrained, protocol)
+        if " + random-init " in b.model:
+            ref = (b.model.split(" + random-init ")[0] + " + " + pretrained, b.protocol)
+        elif b.protocol in protocols:
+            ref = (pretrained, b.protocol)
         else:
             ref = (pretrained, next((p for p in FROZEN_PROTOCOLS if p in protocols), None))
-        a = by_key.get((*ref, b["k"]))
+        a = by_key.get((*ref, b.k))
         if a is None:
             continue
-        theirs = {r["seed"]: r for r in b["per_seed"]}
-        scores = [sc for sc in a["per_seed"][0] if sc not in ("seed", "n_train")]
-        per_seed = [{"seed": r["seed"], **{sc: r[sc] - theirs[r["seed"]][sc] for sc in scores}}
-                    for r in a["per_seed"] if r["seed"] in theirs]
-        out.append({"pretrained": {"model": ref[0], "protocol": ref[1]}, "baseline": {"model": model, "protocol":
-                    protocol}, "k": b["k"], "per_seed": per_seed,
-                    **{sc: mean_ci95([r[sc] for r in per_seed]) for sc in scores}})
+        theirs = {r.seed: r.scores for r in b.per_seed}
+        scores = list(a.per_seed[0].scores)
+        per_seed = [SeedScores(seed=r.seed, scores={sc: r.scores[sc] - theirs[r.seed][sc] for sc in scores})
+                    for r in a.per_seed if r.seed in theirs]
+        out.append(PairedDifference(ref, (b.model, b.protocol), b.k, per_seed, summarise(per_seed, scores)))
     return out
 
 
-def paired_table(pairs: list[dict], score: str = "overall_accuracy") -> str:
+def paired_table(pairs: list[PairedDifference], score: str = "overall_accuracy") -> str:
     """Text table of :func:`paired_differences`: ``score`` (the task's headline), pretrained minus baseline in
     points, per k."""
     if not pairs:
         return ""
-    ks = list(dict.fromkeys(p["k"] for p in pairs))
+    ks = list(dict.fromkeys(p.k for p in pairs))
     label = {}
     for p in pairs:
-        a, b = p["pretrained"], p["baseline"]
-        label.setdefault(f"{a['model']} / {a['protocol']} - {b['model']} / {b['protocol']}", {})[p["k"]] = p
+        label.setdefault(p.label, {})[p.k] = p
     width = max(len(n) for n in label)
     title = f"pretrained - baseline, {'OA' if score == 'overall_accuracy' else score.replace('_', '-')} points " \
             f"(paired, 95% CI)"
@@ -151,8 +163,8 @@ def paired_table(pairs: list[dict], score: str = "overall_accuracy") -> str:
              "  ".join(f"{'k=' + k:>13}" for k in ks)]
     for name, by_k in label.items():
         cells = [f"{'-':>13}" if k not in by_k else
-                 f"{round(100 * by_k[k][score]['mean'], 1) + 0.0:>+6.1f} ± "   # + 0.0: no "-0.0"
-                 f"{100 * (by_k[k][score]['ci95'] or 0):>4.1f}" for k in ks]
+                 f"{round(100 * by_k[k].score(score).mean, 1) + 0.0:>+6.1f} ± "   # + 0.0: no "-0.0"
+                 f"{100 * (by_k[k].score(score).ci95 or 0):>4.1f}" for k in ks]
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
@@ -215,9 +227,15 @@ def _holdout_warnings(metrics: dict) -> list[dict]:
 
 def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress: bool) -> dict:
     """Train backbone + decoder on the training blocks, score the test blocks per pixel, save the classifier."""
-    from eossl.evaluate.segmentation import evaluate_segmentation, train_segmentation
+    from eossl.evaluate.segmentation import (
+        SEGMENT_SPLIT_HINT,
+        evaluate_segmentation,
+        k_subset,
+        load_segment_chips,
+        segment_backbone,
+        train_segmentation,
+    )
     from eossl.evaluate.splits import window_block_split
-    from eossl.evaluate.tasks import SEGMENT_SPLIT_HINT, k_subset, load_segment_chips, segment_backbone
 
     s = cfg.segmentation
     chips = load_segment_chips(s)

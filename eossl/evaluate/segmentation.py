@@ -17,12 +17,38 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eossl.data.labelled.rasters import SegmentationChips
+from eossl.data.labelled.rasters import SegmentationChips, load_segmentation_chips
 from eossl.data.normalization import Normalization
+from eossl.evaluate.config import SegmentationConfig
 from eossl.evaluate.metrics import classification_metrics, iou_from_confusion
 from eossl.models.classifier import Classifier
+from eossl.models.weights import backbone_for
 
-__all__ = ["train_segmentation", "evaluate_segmentation", "predict_segmentation"]
+__all__ = ["SEGMENT_SPLIT_HINT", "evaluate_segmentation", "k_subset", "load_segment_chips", "predict_segmentation",
+           "segment_backbone", "train_segmentation"]
+
+SEGMENT_SPLIT_HINT = ("use a smaller segmentation.block_size_m or test_fraction, or another seed, so that both sides "
+                      "hold every class")
+
+
+def load_segment_chips(s: SegmentationConfig) -> SegmentationChips:
+    """The label-raster chips of a ``segmentation:`` config."""
+    return load_segmentation_chips(s.scenes.open(), s.label_raster, chip_size=s.chip_size, gsd=s.gsd, bands=s.bands,
+                                   classes=s.classes, label_nodata=s.label_nodata, stride=s.stride,
+                                   min_labelled=s.min_labelled, label_crs=s.label_crs)
+
+
+def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):
+    """(backbone, Normalization): exported weights adapted to the chips' bands, or a random ``arch`` (seeded)."""
+    size = int(chips.images.shape[-1])
+    return backbone_for(chips.bands, chips.sensor, size, weights=weights, arch=arch, seed=seed,
+                        images=chips.images, valid=chips.valid)
+
+
+def k_subset(train, k, seed: int) -> np.ndarray:
+    """Sorted ``k`` training windows drawn from ``train`` with ``np.random.default_rng(seed)`` (``"all"``: all)."""
+    train = np.asarray(train)
+    return np.sort(train if k == "all" else np.random.default_rng(seed).permutation(train)[:int(k)])
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

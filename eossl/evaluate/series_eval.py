@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -34,9 +35,11 @@ from tqdm.auto import tqdm
 from eossl.catalog.sensors import load_sensor
 from eossl.data.normalization import Normalization
 from eossl.data.series.tables import SeriesSamples
+from eossl.evaluate.context import TaskNotes
 from eossl.evaluate.fewshot import fit_logreg
-from eossl.evaluate.metrics import classification_metrics, mean_ci95
+from eossl.evaluate.metrics import classification_metrics, summarise
 from eossl.evaluate.splits import few_label_subset, spatial_block_split
+from eossl.report.rows import ResultRow, SeedScores
 
 log = logging.getLogger(__name__)
 
@@ -182,24 +185,55 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
                     C: float = 1.0, baselines=("raw_series", "random_forest", "phenology", "random_init", "fusion"),
                     encoder_kwargs: dict | None = None, pretrained=None, pretrained_name: str = "",
                     pretrained_norm: Normalization | None = None, device: str = "cpu",
-                    progress: bool = True) -> dict:
-    """Result rows (the layout of every task, see :mod:`eossl.evaluate.tasks`) of the rows named above.
+                    progress: bool = True) -> tuple[list[ResultRow], TaskNotes]:
+    """Result rows of the rows named above, and the notes beside them (settings, data, splits, skipped ks,
+    warnings).
 
     ``pretrained``: a pretrained encoder (its features are scored as ``pretrained <pretrained_name>``), on data
     normalised with ``pretrained_norm`` (default: the sensor's statistics, as the random-init row)."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    from eossl.models.temporal import PixelSeriesEncoder
-
     if (s.labels < 0).any():
         raise ValueError(f"{s.source}: {int((s.labels < 0).sum())} samples have no label; give series.label_column")
     s, dropped = _keep_classes(s, min_per_class)
     if dropped:
         log.info("classes with fewer than %d samples left out: %s", min_per_class, ", ".join(dropped))
     splits, how = series_splits(s, list(ks), seeds, seed, test_fraction, block_size_m)
-    norm = Normalization.of_sensor(s.sensor, s.bands)
     encoder_kwargs = dict(encoder_kwargs or {})
     wavelengths = [float(w) for w in load_sensor(s.sensor).wavelengths(s.bands)]
+    entries = _entries(s, baselines, C, seed, encoder_kwargs, wavelengths, pretrained, pretrained_name,
+                       pretrained_norm, device)
+    results, skipped = [], {}
+    bar = tqdm(total=len(entries) * len(splits) * len(ks), desc="evaluate series", unit="fit", disable=not progress)
+    for name, protocol, fit in entries:
+        results += _score(s, name, protocol, fit, splits, ks, skipped, bar)
+    bar.close()
+    warnings = []
+    if s.blocks is None and s.lonlat is None:
+        warnings.append({"code": "random_split", "message": "the table has no lon/lat or block column: test samples "
+                                                            "may neighbour training samples, scores are optimistic"})
+    skipped_k = {k: n // len(entries) for k, n in skipped.items()}
+    for k, n in skipped_k.items():
+        warnings.append({"code": "skipped_k", "message": f"k={k} was skipped in {n} of {seeds} seeds: a class had "
+                                                         f"fewer than {k} training samples after the spatial split"})
+    counts = np.bincount(s.labels, minlength=len(s.classes)).tolist()
+    test_sizes = [int(sp["test"].size) for sp in splits]
+    settings = {"ks": [str(k) for k in ks], "seeds": seeds, "seed": seed, "test_fraction": test_fraction,
+                "blocks": how, "min_per_class": min_per_class, "C": C, "headline": "macro_f1",
+                "encoder": {"wavelengths_nm": wavelengths, **encoder_kwargs}}
+    data = {"n": len(s), "classes": s.classes, "class_counts": counts, "bands": s.bands, "sensor": s.sensor,
+            "steps": int(s.values.shape[1]), "source": s.source, "dropped_classes": dropped, "notes": s.notes}
+    return results, TaskNotes(what=f"{len(s)} series", settings=settings, data=data,
+                              splits={"test_sizes": test_sizes, "blocks": how}, skipped_k=skipped_k,
+                              warnings=warnings)
+
+
+def _entries(s: SeriesSamples, baselines, C: float, seed: int, encoder_kwargs: dict, wavelengths: list[float],
+             pretrained, pretrained_name: str, pretrained_norm, device: str) -> list:
+    """(model, protocol, fit(train, test, seed) -> predictions) of every row, in table order."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from eossl.models.temporal import PixelSeriesEncoder
+
+    norm = Normalization.of_sensor(s.sensor, s.bands)
 
     def logreg(x):
         return lambda tr, te, sd: fit_logreg(x[tr], s.labels[tr], x[te], C)[0]
@@ -233,48 +267,30 @@ def evaluate_series(s: SeriesSamples, *, ks=(5, 10, "all"), seeds: int = 10, see
         rows.append(("temporal stats + phenology", "linear", logreg(phenology_features(s))))
     if not rows:
         raise ValueError("nothing to evaluate: give weights or at least one baseline")
-    results = []
-    skipped = {}
-    bar = tqdm(total=len(rows) * len(splits) * len(ks), desc="evaluate series", unit="fit", disable=not progress)
-    for name, protocol, fit in rows:
-        per_k = {str(k): [] for k in ks}
-        top = []
-        for sp in splits:
-            for k, train in sp["train"].items():
-                bar.update(1)
-                if train is None:
-                    skipped[k] = skipped.get(k, 0) + 1
-                    continue
-                pred = fit(train, sp["test"], sp["seed"])
-                m = classification_metrics(s.labels[sp["test"]], pred, s.classes)
-                per_k[k].append({"seed": sp["seed"], "n_train": int(train.size), **{c: m[c] for c in _SCORES}})
-                if k == str(ks[-1]):
-                    top.append((sp["test"], pred))
-        for k, per_seed in per_k.items():
-            if not per_seed:
+    return rows
+
+
+def _score(s: SeriesSamples, name: str, protocol: str, fit, splits: list[dict], ks, skipped: dict,
+           bar) -> list[ResultRow]:
+    """One row per k with a training subset in some seed (``skipped`` counts the others per k); the last carries
+    the metrics of every seed's test predictions at the largest k, pooled."""
+    per_k = {str(k): [] for k in ks}
+    top = []
+    for sp in splits:
+        for k, train in sp["train"].items():
+            bar.update(1)
+            if train is None:
+                skipped[k] = skipped.get(k, 0) + 1
                 continue
-            results.append({"model": name, "protocol": protocol, "k": k, "per_seed": per_seed,
-                            **{c: mean_ci95([r[c] for r in per_seed]) for c in _SCORES}})
-        if top:
-            y = np.concatenate([s.labels[t] for t, _ in top])
-            p = np.concatenate([q for _, q in top])
-            results[-1]["metrics_all_seeds"] = classification_metrics(y, p, s.classes)
-    bar.close()
-    warnings = []
-    if s.blocks is None and s.lonlat is None:
-        warnings.append({"code": "random_split", "message": "the table has no lon/lat or block column: test samples "
-                                                            "may neighbour training samples, scores are optimistic"})
-    skipped_k = {k: n // len(rows) for k, n in skipped.items()}
-    for k, n in skipped_k.items():
-        warnings.append({"code": "skipped_k", "message": f"k={k} was skipped in {n} of {seeds} seeds: a class had "
-                                                         f"fewer than {k} training samples after the spatial split"})
-    counts = np.bincount(s.labels, minlength=len(s.classes)).tolist()
-    test_sizes = [int(sp["test"].size) for sp in splits]
-    return {"settings": {"ks": [str(k) for k in ks], "seeds": seeds, "seed": seed, "test_fraction": test_fraction,
-                         "blocks": how, "min_per_class": min_per_class, "C": C, "headline": "macro_f1",
-                         "encoder": {"wavelengths_nm": wavelengths, **encoder_kwargs}},
-            "data": {"n": len(s), "classes": s.classes, "class_counts": counts, "bands": s.bands,
-                     "sensor": s.sensor, "steps": int(s.values.shape[1]), "source": s.source,
-                     "dropped_classes": dropped, "notes": s.notes},
-            "splits": {"test_sizes": test_sizes, "blocks": how}, "skipped_k": skipped_k, "results": results,
-            "warnings": warnings}
+            pred = fit(train, sp["test"], sp["seed"])
+            m = classification_metrics(s.labels[sp["test"]], pred, s.classes)
+            per_k[k].append(SeedScores(seed=sp["seed"], n_train=int(train.size), scores={c: m[c] for c in _SCORES}))
+            if k == str(ks[-1]):
+                top.append((sp["test"], pred))
+    rows = [ResultRow(name, protocol, k, per_seed, summarise(per_seed, _SCORES))
+            for k, per_seed in per_k.items() if per_seed]
+    if top:
+        y = np.concatenate([s.labels[t] for t, _ in top])
+        p = np.concatenate([q for _, q in top])
+        rows[-1] = replace(rows[-1], metrics_all_seeds=classification_metrics(y, p, s.classes))
+    return rows

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from eossl.report.figures import save_probe_curves, save_training_curves
+from eossl.report.rows import Headline, ResultRow
 from eossl.runs import write_text
 
 __all__ = ["write_report"]
@@ -122,34 +123,32 @@ def _views(run: Path, out: Path) -> str | None:
 def _evaluate(name: str, rec: dict, out_dir: Path) -> list[tuple]:
     run = Path(rec["run_dir"])
     metrics = json.loads((run / "metrics.json").read_text())
-    head = metrics.get("headline", {})
+    head = Headline.from_dict(metrics["headline"]) if "headline" in metrics else None
+    what = "" if head is None else f"{head.model} / {head.protocol}"
     blocks = [("h2", f"Few-label evaluation ({name}, task {metrics.get('task', 'patch')})"),
               ("p", "Mean and 95% CI over seeds; every row is scored on the same splits.")]
     blocks += _warnings(metrics)
     if (run / "table.txt").is_file():
         blocks.append(("pre", (run / "table.txt").read_text().rstrip()))
-    per_class = _per_class(metrics)
+    row = None if head is None else next(
+        (r for r in map(ResultRow.from_dict, metrics.get("results", [])) if head.matches(r)), None)
+    per_class = _per_class(row) if row is not None else None
     if per_class:
-        blocks.append(("p", f"Per-class scores of {head.get('model')} / {head.get('protocol')} at k={head.get('k')}, "
-                            f"every seed's test predictions pooled:"))
+        blocks.append(("p", f"Per-class scores of {what} at k={head.k}, every seed's test predictions pooled:"))
         blocks.append(("pre", per_class))
     for fig, caption in (("few_label_curve.png", "Few-label curve against the baselines"),
-                         ("confusion_matrix.png", f"Confusion matrix: {head.get('model')} / {head.get('protocol')}, "
-                                                  f"k={head.get('k')}, seeds pooled")):
+                         ("confusion_matrix.png", f"Confusion matrix: {what}, k={head.k if head else None}, "
+                                                  f"seeds pooled")):
         if _copy(run / fig, out_dir, f"{name}_{fig}"):
             blocks.append(("img", f"{name}_{fig}", caption))
     return blocks
 
 
-def _per_class(metrics: dict) -> str | None:
-    """Precision, recall, F1 and support per class of the headline row (pooled over seeds), as text."""
-    head = metrics.get("headline", {})
-    row = next((r for r in metrics.get("results", []) if "metrics_all_seeds" in r
-                and (r["model"], r["protocol"], r["k"]) == (head.get("model"), head.get("protocol"), head.get("k"))),
-               None)
-    if row is None:
+def _per_class(row: ResultRow) -> str | None:
+    """Precision, recall, F1 and support per class of ``row`` (pooled over seeds), as text."""
+    if row.metrics_all_seeds is None:
         return None
-    per = row["metrics_all_seeds"].get("per_class") or {}
+    per = row.metrics_all_seeds.get("per_class") or {}
     width = max([len(c) for c in per] + [5])
 
     def pct(v):

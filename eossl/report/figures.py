@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from eossl.report.rows import ResultRow  # noqa: E402
 from eossl.runs import atomic_write  # noqa: E402
 
 __all__ = ["save_confusion_matrix", "save_few_label_curve", "save_figure", "save_probe_curves",
@@ -48,26 +49,23 @@ def save_confusion_matrix(path: str | Path, matrix, classes: list[str], title: s
     return save_figure(fig, path)
 
 
-def save_few_label_curve(path: str | Path, results: list[dict], score: str = "overall_accuracy",
+def save_few_label_curve(path: str | Path, results: list[ResultRow], score: str = "overall_accuracy",
                          title: str = "") -> Path:
     """One line per (model, protocol): mean ``score`` against labels per class, with its 95% CI as a band.
 
-    ``results``: rows as :func:`eossl.evaluate.patches.evaluate_chips` returns them (``k`` "5"/"all", and
-    ``per_seed`` entries with ``n_train``); "all" is placed at its mean number of labels per class.
+    ``results``: the rows of an evaluation (``k`` "5"/"all"); "all" is placed at its mean number of training
+    samples (``per_seed`` ``n_train``) per class.
     """
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     lines: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    n_classes = None
+    n_classes = next((len(r.classes) for r in results if r.classes is not None), None)
     for r in results:
-        if n_classes is None and "metrics_all_seeds" in r:
-            n_classes = len(r["metrics_all_seeds"]["classes"])
-    for r in results:
-        if r["k"] == "all":
-            x = float(np.mean([p["n_train"] for p in r["per_seed"]])) / (n_classes or 1)
+        if r.k == "all":
+            x = float(np.mean([p.n_train for p in r.per_seed])) / (n_classes or 1)
         else:
-            x = float(r["k"])
-        mean, ci = r[score]["mean"], r[score]["ci95"] or 0.0
-        lines.setdefault((r["model"], r["protocol"]), []).append((x, mean, ci))
+            x = float(r.k)
+        s = r.score(score)
+        lines.setdefault((r.model, r.protocol), []).append((x, s.mean, s.ci95 or 0.0))
     ticks: set[float] = set()
     for (model, protocol), pts in lines.items():
         pts.sort()
