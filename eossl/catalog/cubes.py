@@ -6,11 +6,11 @@ Layouts understood:
 * bands as variables (``S2-L2A-B02``, ``B04``, ``red``...: a variable is a band when a token of its name is a band
   name or alias of the sensor) or as a ``band``/``bands`` dimension of one variable, whose coordinate values
   name the bands;
-* time called ``time``, ``t`` or ``date`` (or no time dimension: one acquisition);
+* time called ``time``, ``t``, ``date`` or ``timestamp`` (or no time dimension: one acquisition);
 * spatial dimensions ``x``/``y`` (or ``easting``/``northing``), regular pixel-centre coordinates, either
   north-up (y decreasing) or south-up;
 * the CRS from the variable's ``grid_mapping`` variable (``crs_wkt``/``spatial_ref``), a ``spatial_ref``
-  variable, or a ``crs`` attribute.
+  variable, or a ``crs`` / ``epsg`` attribute (WorldCereal NetCDF: ``epsg: 32631``).
 
 Each time step becomes one index row (kind ``cube``).
 """
@@ -30,9 +30,9 @@ from eossl.catalog.quality import valid_of
 from eossl.catalog.scan import band_of_name
 from eossl.catalog.sensors import Sensor
 
-__all__ = ["CubeLayout", "open_cube", "cube_layout", "scan_cube", "CubeHandle"]
+__all__ = ["CubeLayout", "open_cube", "cube_layout", "scan_cube", "CubeHandle", "find_crs", "TIME_DIMS"]
 
-TIME_DIMS = ("time", "t", "date")
+TIME_DIMS = ("time", "t", "date", "timestamp")
 BAND_DIMS = ("band", "bands", "spectral")
 X_DIMS = ("x", "easting", "X")
 Y_DIMS = ("y", "northing", "Y")
@@ -52,19 +52,20 @@ class CubeLayout:
     height: int
 
 
-def open_cube(path: str):
-    """Open a NetCDF/Zarr datacube lazily, with an error naming the file."""
+def open_cube(path: str, **options):
+    """Open a NetCDF/Zarr datacube lazily, with an error naming the file; ``options`` go to xarray's opener
+    (e.g. ``mask_and_scale=False`` for the stored values)."""
     import xarray as xr
 
     if not str(path).startswith(("s3://", "gs://", "http")) and not Path(path).exists():
         raise FileNotFoundError(f"datacube not found: {path}")
     try:
         if str(path).rstrip("/").endswith(".zarr"):
-            return xr.open_zarr(path)
+            return xr.open_zarr(path, **options)
         try:
-            return xr.open_dataset(path, engine="h5netcdf")
+            return xr.open_dataset(path, engine="h5netcdf", **options)
         except (ValueError, OSError):
-            return xr.open_dataset(path)
+            return xr.open_dataset(path, **options)
     except Exception as err:
         raise ValueError(f"cannot open datacube {path}: {err}; NetCDF needs h5netcdf (or netCDF4), "
                          f"Zarr needs zarr installed") from err
@@ -77,7 +78,9 @@ def _pick(names, candidates) -> str | None:
     return None
 
 
-def _crs_of(ds, var, path) -> CRS:
+def find_crs(ds, var: str | None = None) -> CRS | None:
+    """The CRS of variable ``var`` (or of the dataset): see the module doc for where it is looked for; None when
+    nothing names one."""
     candidates = []
     gm = ds[var].attrs.get("grid_mapping") if var in ds else None
     if gm and gm in ds.variables:
@@ -91,15 +94,32 @@ def _crs_of(ds, var, path) -> CRS:
         for key in ("crs_wkt", "spatial_ref", "crs", "proj4", "epsg"):
             if key in attrs:
                 try:
-                    return CRS.from_user_input(attrs[key])
+                    return _parse_crs(attrs[key])
                 except Exception:
                     continue
+    return None
+
+
+def _parse_crs(value) -> CRS:
+    """A CRS from WKT/PROJ/``EPSG:n`` text or a bare EPSG code (``32631``, ``"32631"``)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.strip().isdigit()):
+        return CRS.from_epsg(int(value))
+    return CRS.from_user_input(value)
+
+
+def _crs_of(ds, var, path) -> CRS:
+    crs = find_crs(ds, var)
+    if crs is not None:
+        return crs
     raise ValueError(f"datacube {path} has no CRS (looked for a grid_mapping variable with crs_wkt/spatial_ref, "
                      f"a spatial_ref variable, or a crs attribute); write one, e.g. with rioxarray's "
                      f"`ds.rio.write_crs('EPSG:32631')`")
 
 
-def cube_layout(ds, var: str, path: str) -> CubeLayout:
+def cube_layout(ds, var: str, path: str, crs: CRS | None = None) -> CubeLayout:
+    """Grid of variable ``var``; ``crs`` (when given) instead of the one the file names."""
     dims = ds[var].dims
     x_dim = _pick(dims, X_DIMS)
     y_dim = _pick(dims, Y_DIMS)
@@ -119,7 +139,7 @@ def cube_layout(ds, var: str, path: str) -> CubeLayout:
     top = y.max() + res_y / 2
     return CubeLayout(time_dim=_pick(dims, TIME_DIMS), x_dim=x_dim, y_dim=y_dim,
                       transform=Affine(res_x, 0, left, 0, -res_y, top), flip_y=bool(flip_y),
-                      crs=_crs_of(ds, var, path), width=len(x), height=len(y))
+                      crs=crs if crs is not None else _crs_of(ds, var, path), width=len(x), height=len(y))
 
 
 def _band_variables(ds, sensor: Sensor, path: str) -> dict[str, tuple[str, str | None]]:
