@@ -117,3 +117,25 @@ def test_pixel_series_one_path_for_chosen_and_all_pixels(tmp_path):
         pixel_series(comp, [8], [0])
     with pytest.raises(ValueError, match="both rows and cols"):
         pixel_series(comp, rows=[0])
+
+
+def test_stack_samples_are_the_pixel_series_with_observed_periods_and_centre_days(tmp_path):
+    from eossl.data.series.stack_samples import period_centres, stack_samples
+
+    raw = make_raw(n_dates=5)
+    write_wc_folder(tmp_path, raw)
+    comp = composite(open_stack(tmp_path), "10D")
+    p, c = comp.values.shape[:2]
+    every = stack_samples(comp)
+    assert every.values.shape == (64, p, c) and (every.labels == -1).all() and every.bands == comp.bands
+    rows, cols = np.array([0, 3, 7]), np.array([5, 0, 7])
+    chosen = stack_samples(comp, rows, cols, labels=np.array([0, 1, 0]), classes=["a", "b"])
+    np.testing.assert_array_equal(chosen.values, pixel_series(comp, rows, cols)[..., :c])
+    np.testing.assert_array_equal(chosen.values, every.values[rows * 8 + cols])
+    np.testing.assert_array_equal(chosen.valid[1], (comp.counts[:, :, 3, 0] > 0))
+    assert chosen.ids == ["r0c5", "r3c0", "r7c7"] and chosen.classes == ["a", "b"]
+    centres = period_centres(comp)
+    assert (centres >= comp.starts.astype("datetime64[D]")).all() and (centres < comp.ends.astype("datetime64[D]")).all()
+    np.testing.assert_array_equal(chosen.times[2], centres)
+    with pytest.raises(ValueError, match="2 labels for 3 pixels"):
+        stack_samples(comp, rows, cols, labels=np.array([0, 1]))
