@@ -86,13 +86,14 @@ def _pretrain(args, run: Path, seed: int, exclude: list[str] | None = None, init
 def _evaluate(args, samples, seed: int, seeds: int, weights: Path | None, name: str, baselines) -> dict:
     from eossl.catalog.sensors import load_sensor
 
-    encoder = None if weights is None else load_series_encoder(
+    loaded = None if weights is None else load_series_encoder(
         weights, load_sensor(samples.sensor).wavelengths(samples.bands))
     rows, notes = evaluate_series(samples, ks=[k if k == "all" else int(k) for k in args.ks], seeds=seeds, seed=seed,
                                   block_size_m=args.block_size_m, min_per_class=args.min_per_class,
-                                  baselines=baselines, pretrained=encoder, pretrained_name=name,
-                                  pretrained_norm=None if encoder is None else series_normalization(
-                                      encoder, samples.sensor, samples.bands), progress=False)
+                                  baselines=baselines, pretrained=None if loaded is None else loaded.model,
+                                  pretrained_name=name,
+                                  pretrained_norm=None if loaded is None else series_normalization(
+                                      loaded.info, samples.sensor, samples.bands), progress=False)
     return notes.to_dict(rows)
 
 

@@ -30,16 +30,16 @@ from eossl.evaluate import crops
 from eossl.evaluate.crops import backbone_for_series, crops_table, evaluate_crops, field_rcf
 from eossl.evaluate.splits import block_ids, check_block_split, few_label_subset, spatial_block_split
 from eossl.evaluate.temporal import (
-    TemporalAttention,
     date_positions,
     field_band_statistics,
     field_features,
-    fit_attention,
     mean_over_dates,
     predict_attention,
 )
 from eossl.models.backbones import create_backbone
+from eossl.models.field_heads import TemporalAttention
 from eossl.models.weights import WeightsInfo, export_backbone
+from eossl.train.heads import fit_attention
 
 torch.set_num_threads(1)
 
@@ -415,7 +415,8 @@ def test_attention_ignores_invalid_dates_and_reads_the_order():
 def test_ltae_learns_a_date_signal_fills_missing_dates_and_is_seeded():
     """torchgeo's L-TAE as the parcel head: the classes differ at one date only, a missing date is filled (so its
     values do not matter), the same parameters come from the same seed."""
-    from eossl.evaluate.temporal import fit_ltae, predict_ltae
+    from eossl.evaluate.temporal import predict_ltae
+    from eossl.train.heads import fit_ltae
 
     rng = np.random.default_rng(0)
     n, d, tr = 200, 6, 150
@@ -471,16 +472,16 @@ def test_pretrained_weights_take_their_bands_by_name(series, tmp_path):
     torch.manual_seed(1)
     model = create_backbone("resnet18", 4, img_size=32)
     order = ["B08", "B04", "B02", "B03"]
-    model_ready, used, norm, arch = backbone_for_series(series, _export(model, order, tmp_path / "w"))
-    assert arch == "resnet18" and used.bands == order and model_ready.band_matches == []
+    loaded, used, norm = backbone_for_series(series, _export(model, order, tmp_path / "w"))
+    assert loaded.info.arch == "resnet18" and used.bands == order and loaded.band_matches == ()
     np.testing.assert_array_equal(used.images, series.images[:, :, [3, 2, 0, 1]])
     assert norm.bands == tuple(order)
     np.testing.assert_allclose(norm.mean, load_sensor("sentinel2-l2a").norm_stats(order)[0])
     # weights with a band the data lacks (B11): the stem is adapted to the data's four bands, by name
     five = create_backbone("resnet18", 5, img_size=32)
-    model_ready, used, _, _ = backbone_for_series(series, _export(five, BANDS + ["B11"], tmp_path / "w5"))
-    assert used.bands == BANDS and [m.source for m in model_ready.band_matches] == BANDS
-    np.testing.assert_allclose(model_ready.conv1.weight.detach(), five.conv1.weight.detach()[:, :4] * 5 / 4)
+    loaded, used, _ = backbone_for_series(series, _export(five, BANDS + ["B11"], tmp_path / "w5"))
+    assert used.bands == BANDS and [m.source for m in loaded.band_matches] == BANDS
+    np.testing.assert_allclose(loaded.model.conv1.weight.detach(), five.conv1.weight.detach()[:, :4] * 5 / 4)
     # field series scaled twice (reflectance x 1e-4) are refused before any feature is computed
     with pytest.raises(ValueError, match="scaled twice"):
         backbone_for_series(replace(series, images=series.images * np.float32(1e-4)), tmp_path / "w")

@@ -127,10 +127,11 @@ def test_loading_into_other_bands_adapts_the_stem(tmp_path):
     export_backbone(create_backbone("resnet18", 13), _info(), tmp_path / "w")
     l2a = load_sensor("sentinel2-l2a")
     target = [(b, l2a.band(b).wavelength_nm) for b in ["B04", "B03", "B02", "B08"]]
-    model = eossl.load_backbone(tmp_path / "w", bands=target)
-    assert model.band_matches is model.backbone.band_matches
-    assert model.backbone.conv1.weight.shape[1] == 4
-    assert [m.source for m in model.band_matches] == ["B04", "B03", "B02", "B08"]
+    loaded = eossl.load_weights(tmp_path / "w", bands=target)
+    assert loaded.model.backbone.conv1.weight.shape[1] == 4
+    assert [m.source for m in loaded.band_matches] == ["B04", "B03", "B02", "B08"]
+    assert loaded.info.bands == _info().bands                                  # the weights' own, as recorded
+    assert not hasattr(loaded.model, "band_matches") and not hasattr(loaded.model.backbone, "weights_info")
     with pytest.raises(ValueError, match="no counterpart"):
         eossl.load_backbone(tmp_path / "w", bands=[("VV", 55_000_000.0)])
 
@@ -218,10 +219,11 @@ def test_old_weights_without_feature_pool_load_as_last(tmp_path):
     (tmp_path / "w" / "weights.json").write_text(json.dumps(data))
     info = read_weights_info(tmp_path / "w")
     assert info.feature_pool == "last" and info.feature_pool_source is None
-    plain = eossl.load_backbone(tmp_path / "w", pool="last")
-    assert type(plain) is type(model) and plain.weights_info.feature_pool == "last"     # the timm model, as before
-    pooled = eossl.load_backbone(tmp_path / "w")
-    assert isinstance(pooled, PooledBackbone) and pooled.pool == "last" and pooled.weights_info == info
+    plain = eossl.load_weights(tmp_path / "w", pool="last")
+    assert type(plain.model) is type(model) and plain.info.feature_pool == "last"     # the timm model, as before
+    pooled = eossl.load_weights(tmp_path / "w")
+    assert isinstance(pooled.model, PooledBackbone) and pooled.model.pool == "last" and pooled.info == info
+    pooled = pooled.model
     x = torch.randn(2, 13, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(pooled.eval()(x), model(x))

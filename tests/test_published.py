@@ -16,7 +16,7 @@ from conftest import tiny_pretrain_config
 from eossl.cli import main
 from eossl.evaluate.config import EvaluateConfig, config_with_weights
 from eossl.models.published import import_checkpoint, import_torchgeo, resolve_weights, torchgeo_weight
-from eossl.models.weights import backbone_for, load_backbone, read_weights_info
+from eossl.models.weights import backbone_for, load_backbone, load_weights, read_weights_info
 
 S2_13 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 NAME = "ResNet18_Weights.SENTINEL2_ALL_MOCO"
@@ -139,7 +139,11 @@ def test_rgb_checkpoint_with_mean_policy_adapts_and_logs_each_band(tmp_path, rgb
                             unmatched="mean")
     with caplog.at_level(logging.WARNING, logger="eossl.models.adapt"):
         model, norm = backbone_for(S2_13, "sentinel2-l1c", 32, weights=out)
-    policy = [m.target for m in model.band_matches if m.how == "mean"]
+    from eossl.catalog.sensors import load_sensor
+
+    loaded = load_weights(out, bands=list(zip(S2_13, load_sensor("sentinel2-l1c").wavelengths(S2_13))), pool="last")
+    torch.testing.assert_close(loaded.model.conv1.weight, model.conv1.weight)      # backbone_for's model, the same
+    policy = [m.target for m in loaded.band_matches if m.how == "mean"]
     assert policy == ["B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
     for band in policy:
         assert f"stem: band {band} has no pretrained counterpart" in caplog.text

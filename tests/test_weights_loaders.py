@@ -1,6 +1,6 @@
 """Every kind of exported weights is read by one registered loader (eossl.models.weights.WEIGHTS_LOADERS): one
-contract test over every entry (export, load through load_backbone, same outputs, info attached, bands
-re-targeted), and loud errors for an arch no loader reads."""
+contract test over every entry (export, load through load_weights into one LoadedWeights record, same outputs,
+info beside the model and never on it, bands re-targeted), and loud errors for an arch no loader reads."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from eossl.models.temporal import SERIES_ARCH, PixelSeriesEncoder, export_series
 from eossl.models.weights import (
     INFO_FILE,
     WEIGHTS_LOADERS,
+    LoadedWeights,
     WeightsInfo,
     export_backbone,
     load_backbone,
+    load_weights,
     weights_kind,
 )
 
@@ -62,11 +64,14 @@ def test_each_loader_rebuilds_its_weights_through_load_backbone(kind, tmp_path):
     path, model, inputs, kwargs = MAKERS[kind](tmp_path)
     info = json.loads((path / INFO_FILE).read_text())
     assert weights_kind(info["arch"]) == kind
-    loaded = load_backbone(path, **kwargs).eval()
-    assert type(loaded) is type(model)
-    assert loaded.weights_info.arch == info["arch"] and loaded.weights_info.bands == BANDS
+    record = load_weights(path, **kwargs)
+    assert isinstance(record, LoadedWeights) and isinstance(record.info, WeightsInfo)
+    assert record.info.arch == info["arch"] and record.info.bands == BANDS and record.band_matches == ()
+    loaded = record.model.eval()
+    assert type(loaded) is type(model) and not hasattr(loaded, "weights_info") and not hasattr(loaded, "band_matches")
     with torch.no_grad():
         torch.testing.assert_close(loaded(*inputs), model(*inputs))
+        torch.testing.assert_close(load_backbone(path, **kwargs).eval()(*inputs), model(*inputs))   # the model alone
     # the target data's bands in the weights' own order change nothing
     same = load_backbone(path, bands=list(zip(BANDS, info["wavelengths_nm"])), **kwargs).eval()
     with torch.no_grad():

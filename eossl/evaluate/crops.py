@@ -40,14 +40,13 @@ from eossl.evaluate.temporal import (
     date_positions,
     field_band_statistics,
     field_features,
-    fit_attention,
-    fit_ltae,
     mean_over_dates,
     predict_attention,
     predict_ltae,
 )
 from eossl.models.backbones import is_vit
-from eossl.models.weights import adapted_normalization, backbone_for, load_backbone, read_weights_info
+from eossl.models.weights import adapted_normalization, backbone_for, load_weights, read_weights_info
+from eossl.train.heads import fit_attention, fit_ltae
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +178,16 @@ def _feature_sets(series: FieldSeries, weights, arch, use: dict, over_dates, see
     if use["band_stats"]:
         out.append({"name": "band statistics", "kind": "static", "x": stats, "dim": stats.shape[1],
                     "normalization": "none"})
-    model, used, norm, arch = backbone_for_series(series, weights, arch) if weights is not None else (
-        None, series, None, arch or "resnet18")
+    loaded, used, norm = backbone_for_series(series, weights, arch) if weights is not None else (None, series, None)
+    arch = loaded.info.arch if loaded is not None else arch or "resnet18"
     if use["random_init"] or use["fusion"]:
         rand, catalog = backbone_for(used.bands, series.sensor, int(series.images.shape[-1]), arch=arch, seed=seed)
         x = field_features(rand, used, catalog, **extract)
         backbones.append({"name": f"random-init {arch}", "kind": "temporal", "x": x, "dim": x[0].shape[-1],
                           "normalization": f"sensor catalog ({series.sensor})"})
-    if model is not None:
-        x = field_features(model, used, norm, **extract)
-        backbones.append({"name": f"pretrained {arch} {model.weights_info.ssl_method}", "kind": "temporal", "x": x,
+    if loaded is not None:
+        x = field_features(loaded.model, used, norm, **extract)
+        backbones.append({"name": f"pretrained {arch} {loaded.info.ssl_method}", "kind": "temporal", "x": x,
                           "dim": x[0].shape[-1], "normalization": "weights.json"})
     out += [b for b in backbones if use["random_init"] or b["name"].startswith("pretrained")]
     if use["rcf"]:
@@ -224,10 +223,11 @@ def field_rcf(series: FieldSeries, train, seed: int, device: str = "cpu") -> np.
 
 
 def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | None = None):
-    """Exported weights made ready for ``series``: ``(model, series with the bands the model takes, in its input
-    order, its Normalization, arch)``. When the data holds every band of the weights, those bands are picked by
-    name (in the weights' order); else the stem is adapted to the data's bands by name and wavelength
-    (:func:`eossl.models.weights.load_backbone`; an error names a band without a counterpart). The statistics
+    """Exported weights made ready for ``series``: ``(LoadedWeights (the plain timm model, its info and band
+    matches), series with the bands the model takes, in its input order, its Normalization)``. When the data holds
+    every band of the weights, those bands are picked by name (in the weights' order); else the stem is adapted to
+    the data's bands by name and wavelength (:func:`eossl.models.weights.load_weights`; an error names a band
+    without a counterpart). The statistics
     come from ``weights.json`` (an adapted band takes those of the band its kernel came from)."""
     info = read_weights_info(weights)
     if arch is not None and arch != info.arch:
@@ -240,18 +240,17 @@ def backbone_for_series(series: FieldSeries, weights: str | Path, arch: str | No
     if set(info.bands) <= set(series.bands):
         idx = [series.bands.index(b) for b in info.bands]
         used = replace(series, images=series.images[:, :, idx], bands=list(info.bands))
-        model = load_backbone(weights, img_size=size, pool="last")
+        loaded = load_weights(weights, img_size=size, pool="last")
     else:
         missing = sorted(set(info.bands) - set(series.bands))
         log.info("the data lacks bands %s of %s: adapting the stem to the data's bands", missing, weights)
         used = series
         wavelengths = load_sensor(series.sensor).wavelengths(series.bands)
-        model = load_backbone(weights, bands=list(zip(series.bands, wavelengths)), img_size=size,
-                              pool="last")
-    norm = adapted_normalization(model, list(used.bands), series.sensor)
+        loaded = load_weights(weights, bands=list(zip(series.bands, wavelengths)), img_size=size, pool="last")
+    norm = adapted_normalization(loaded, list(used.bands), series.sensor)
     check_radiometry(series.images, series.valid, series.bands, series.sensor, f"fields for {weights}")
     norm.check(used.images, used.valid, f"fields for {weights}")
-    return model, used, norm, info.arch
+    return loaded, used, norm
 
 
 def crops_table(result: dict, metric: str = "overall_accuracy") -> str:

@@ -1,17 +1,22 @@
-"""``weights.json``: what exported weights are (:class:`WeightsInfo`), read back with a clear error. Image backbones
-(:mod:`eossl.models.weights`) and time-series encoders (:mod:`eossl.models.temporal`) share it."""
+"""``weights.json``: what exported weights are (:class:`WeightsInfo`), read back with a clear error, and what
+loading them gives (:class:`LoadedWeights`). Image backbones (:mod:`eossl.models.weights`) and time-series
+encoders (:mod:`eossl.models.temporal`) share both."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eossl import __version__
-from eossl.models.adapt import UNMATCHED
+from eossl.models.adapt import UNMATCHED, BandMatch
 from eossl.models.pooling import POOLS
 
-__all__ = ["INFO_FILE", "WeightsInfo", "read_info", "read_weights_info"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["INFO_FILE", "LoadedWeights", "WeightsInfo", "read_info", "read_weights_info"]
 
 INFO_FILE = "weights.json"
 
@@ -47,6 +52,18 @@ class WeightsInfo:
         if self.feature_pool not in POOLS:
             raise ValueError(f"weights info: unknown feature_pool {self.feature_pool!r}; choose one of "
                              f"{', '.join(POOLS)}")
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What a loader of exported weights returns (:data:`eossl.models.weights.WEIGHTS_LOADERS`): the rebuilt
+    ``model``, the ``info`` of its ``weights.json``, and ``band_matches``, how each target band's stem kernel was
+    made (:class:`~eossl.models.adapt.BandMatch`, input order; empty when the weights' own bands were kept or the
+    model generates its kernels from wavelengths). Nothing is pinned onto the model itself."""
+
+    model: nn.Module
+    info: WeightsInfo
+    band_matches: tuple[BandMatch, ...] = ()
 
 
 def read_info(cls, path: str | Path, file: str, required: tuple[str, ...], hint: str):

@@ -48,12 +48,12 @@ def export_onnx(weights: str | Path, check_batch: int = 3, atol: float = 1e-4, r
     except ImportError as err:
         raise ImportError('ONNX export needs onnx and onnxruntime: pip install "eossl[onnx]"') from err
     from eossl.models.cards import ITEM_FILE
-    from eossl.models.weights import load_backbone
+    from eossl.models.weights import load_weights
     from eossl.runs import atomic_write
 
     weights = Path(weights)
-    model = load_backbone(weights).eval()
-    info = model.weights_info
+    loaded = load_weights(weights)
+    model, info = loaded.model.eval(), loaded.info
     if (weights / ONNX_FILE).exists():
         raise ValueError(f"{weights / ONNX_FILE} exists; exported files are never overwritten")
     g = torch.Generator().manual_seed(seed)

@@ -26,8 +26,6 @@ from eossl.models.pool_names import POOLS
 
 __all__ = ["POOLS", "model_pools", "check_pool", "pool_features", "pool_features_many", "pool_dim", "PooledBackbone"]
 
-_KEEP = ("weights_info", "band_matches")                         # attributes of loaded weights a wrapper keeps
-
 
 def model_pools(model: nn.Module) -> list[str]:
     """The pools ``model`` supports: ResNet ``last, multi, stats0..stats4``; ViT ``last, multi, stats1..statsN``
@@ -90,7 +88,8 @@ class PooledBackbone(nn.Module):
     """A timm backbone whose forward pools its features: normalised (B, C, H, W) -> (B, ``num_features``).
 
     ``backbone`` is the timm model (its state-dict keys are those of ``backbone.safetensors``); ``pool`` is the
-    pool's name. ``weights_info`` and ``band_matches`` of a loaded backbone are kept on the wrapper.
+    pool's name. What loaded weights are travels beside the model, in
+    :class:`~eossl.models.info.LoadedWeights`, not on it.
     """
 
     def __init__(self, backbone: nn.Module, pool: str):
@@ -100,9 +99,6 @@ class PooledBackbone(nn.Module):
         self.num_features = pool_dim(backbone, pool)     # checks the pool first
         self.backbone = backbone
         self.pool = pool
-        for name in _KEEP:
-            if hasattr(backbone, name):
-                setattr(self, name, getattr(backbone, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pool_features(self.backbone, x, self.pool)

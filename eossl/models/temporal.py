@@ -18,10 +18,14 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+if TYPE_CHECKING:
+    from eossl.models.info import LoadedWeights, WeightsInfo
 
 __all__ = ["PixelSeriesEncoder", "wavelength_features", "ltae_head", "SERIES_ARCH",
            "ENCODER_FILE", "export_series_encoder", "load_series_encoder", "encoder_kwargs", "series_normalization"]
@@ -159,10 +163,11 @@ def export_series_encoder(encoder: PixelSeriesEncoder, info, out: str | Path) ->
     return out
 
 
-def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = None) -> PixelSeriesEncoder:
-    """The exported encoder; ``wavelengths_nm`` re-targets it to another band set (its kernels are generated from
-    wavelengths, so any bands work). Carries ``weights_info``."""
-    from eossl.models.info import read_weights_info
+def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = None) -> LoadedWeights:
+    """The exported encoder (``.model``, a :class:`PixelSeriesEncoder`) with its ``weights.json`` (``.info``);
+    ``wavelengths_nm`` re-targets it to another band set (its kernels are generated from wavelengths, so any bands
+    work and ``.band_matches`` is empty)."""
+    from eossl.models.info import LoadedWeights, read_weights_info
 
     info = read_weights_info(path)
     if info.arch != SERIES_ARCH:
@@ -172,8 +177,7 @@ def load_series_encoder(path: str | Path, wavelengths_nm: list[float] | None = N
     encoder.load_state_dict(load_file(str(Path(path) / ENCODER_FILE)), strict=True)
     if wavelengths_nm is not None:
         encoder.set_bands(wavelengths_nm)
-    encoder.weights_info = info
-    return encoder
+    return LoadedWeights(encoder, info)
 
 
 def encoder_kwargs(info) -> dict:
@@ -182,12 +186,11 @@ def encoder_kwargs(info) -> dict:
             if k in ("dim", "depth", "heads", "mlp_ratio", "dropout")}
 
 
-def series_normalization(encoder: PixelSeriesEncoder, sensor, bands: list[str]):
-    """Statistics for ``bands``: the loaded encoder's (``weights.json``) for the bands it was pretrained on, the
-    sensor catalog's for the others (the encoder reads any band set)."""
+def series_normalization(info: WeightsInfo, sensor, bands: list[str]):
+    """Statistics for ``bands``: the encoder's (``info``, its ``weights.json``) for the bands it was pretrained on,
+    the sensor catalog's for the others (the encoder reads any band set)."""
     from eossl.data.normalization import Normalization
 
-    info = encoder.weights_info
     stored = dict(zip(info.bands, zip(info.normalization["mean"], info.normalization["std"])))
     catalog = Normalization.of_sensor(sensor, bands)
     pairs = [stored.get(b, (float(catalog.mean[i]), float(catalog.std[i]))) for i, b in enumerate(bands)]

@@ -24,14 +24,15 @@ from eossl.data.normalization import Normalization
 from eossl.models.adapt import BandMatch, adapt_stem_weight
 from eossl.models.backbones import ARCHS, create_backbone, stem_key
 from eossl.models.cards import write_model_card
-from eossl.models.info import INFO_FILE, WeightsInfo, read_info, read_weights_info
+from eossl.models.info import INFO_FILE, LoadedWeights, WeightsInfo, read_info, read_weights_info
 from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
 from eossl.models.temporal import SERIES_ARCH, load_series_encoder
 from eossl.registry import Registry
 from eossl.runs import atomic_write
 
-__all__ = ["INFO_FILE", "WEIGHTS_FILE", "WEIGHTS_LOADERS", "WeightsInfo", "WeightsLoader", "adapted_normalization",
-           "backbone_for", "export_backbone", "load_backbone", "read_info", "read_weights_info", "weights_kind"]
+__all__ = ["INFO_FILE", "WEIGHTS_FILE", "WEIGHTS_LOADERS", "LoadedWeights", "WeightsInfo", "WeightsLoader",
+           "adapted_normalization", "backbone_for", "export_backbone", "load_backbone", "load_weights", "read_info",
+           "read_weights_info", "weights_kind"]
 
 WEIGHTS_FILE = "backbone.safetensors"
 
@@ -61,13 +62,13 @@ def export_backbone(model: nn.Module, info: WeightsInfo, out: str | Path, overwr
 class WeightsLoader:
     """One kind of exported weights: the ``arch`` values of ``weights.json`` it reads (``archs()``, a callable so a
     registry filled later, such as :data:`~eossl.models.backbones.ARCHS`, is read when asked) and ``load(path, info,
-    bands, max_nm, img_size, pool) -> nn.Module`` (the arguments of :func:`load_backbone`)."""
+    bands, max_nm, img_size, pool) -> LoadedWeights`` (the arguments of :func:`load_weights`)."""
 
     archs: Callable[[], list[str]]
-    load: Callable[..., nn.Module]
+    load: Callable[..., LoadedWeights]
 
 
-# kind of weights -> loader; load_backbone picks the entry whose archs hold weights.json's arch
+# kind of weights -> loader; load_weights picks the entry whose archs hold weights.json's arch
 WEIGHTS_LOADERS: Registry[WeightsLoader] = Registry("kind of weights")
 
 
@@ -82,16 +83,17 @@ def weights_kind(arch: str) -> str:
     return kinds[0]
 
 
-def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
-                  img_size: int | None = None, pool: str | None = None) -> nn.Module:
+def load_weights(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
+                 img_size: int | None = None, pool: str | None = None) -> LoadedWeights:
     """Rebuild the exported weights at ``path`` with the :data:`WEIGHTS_LOADERS` entry of their recorded ``arch``
-    (:func:`weights_kind`): ``image`` for the timm backbones, ``series`` for the pixel time-series encoder.
+    (:func:`weights_kind`): ``image`` for the timm backbones, ``series`` for the pixel time-series encoder. The
+    record holds the ``model``, its ``weights.json`` (``info``) and how its stem was adapted (``band_matches``).
 
     ``image`` (:func:`_load_image_backbone`): with ``bands`` ([(name, wavelength_nm), ...] of the target data, in
     input order) the stem is adapted by band name and wavelength (see :mod:`eossl.models.adapt`); data bands with no
     counterpart follow the weights' ``unmatched`` policy (weights.json; "error" unless set by ``eossl import``).
-    The returned module maps a normalised (B, C, H, W) batch to (B, D) features and carries ``weights_info`` and
-    ``band_matches``. Its type depends on ``pool`` only, never on what the file records:
+    The model maps a normalised (B, C, H, W) batch to (B, D) features. Its type depends on ``pool`` only, never on
+    what the file records:
 
     * ``pool=None`` (default): a :class:`~eossl.models.pooling.PooledBackbone` in the weights' recorded
       ``feature_pool`` ("last" for weights.json files that predate it): the features the weights are best used
@@ -115,9 +117,17 @@ def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None
     return loader.load(path, info, bands, max_nm, img_size, pool)
 
 
+def load_backbone(path: str | Path, bands: list[tuple[str, float]] | None = None, max_nm: float = 60.0,
+                  img_size: int | None = None, pool: str | None = None) -> nn.Module:
+    """The model of :func:`load_weights` (same arguments), for callers that need nothing else: the public
+    ``eossl.load_backbone`` and the model cards. Code that needs the weights' info or band matches calls
+    :func:`load_weights`."""
+    return load_weights(path, bands=bands, max_nm=max_nm, img_size=img_size, pool=pool).model
+
+
 def _load_image_backbone(path: Path, info: WeightsInfo, bands, max_nm: float, img_size: int | None,
-                         pool: str | None) -> nn.Module:
-    """A timm backbone of :data:`~eossl.models.backbones.ARCHS` (see :func:`load_backbone`)."""
+                         pool: str | None) -> LoadedWeights:
+    """A timm backbone of :data:`~eossl.models.backbones.ARCHS` (see :func:`load_weights`)."""
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path / WEIGHTS_FILE} is missing next to {INFO_FILE}")
     state = load_file(str(path / WEIGHTS_FILE))
@@ -131,14 +141,13 @@ def _load_image_backbone(path: Path, info: WeightsInfo, bands, max_nm: float, im
     model = create_backbone(info.arch, in_chans, img_size or info.img_size)
     _resize_pos_embed(state, model)
     model.load_state_dict(state, strict=True)
-    model.weights_info = info
-    model.band_matches = matches
-    return model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
+    pooled = model if pool == "last" else PooledBackbone(model, pool or info.feature_pool)
+    return LoadedWeights(pooled, info, tuple(matches))
 
 
 def _load_series_encoder(path: Path, info: WeightsInfo, bands, max_nm: float, img_size: int | None,
-                         pool: str | None) -> nn.Module:
-    """The pixel time-series encoder (see :func:`load_backbone`); ``max_nm`` does not apply (its kernels are
+                         pool: str | None) -> LoadedWeights:
+    """The pixel time-series encoder (see :func:`load_weights`); ``max_nm`` does not apply (its kernels are
     generated from any band's wavelength)."""
     if pool is not None or img_size is not None:
         raise ValueError(f"{path} holds a {SERIES_ARCH} time-series encoder: pool and img_size apply to image "
@@ -165,13 +174,13 @@ def _resize_pos_embed(state: dict, model: nn.Module) -> None:
                                                 num_prefix_tokens=prefix)
 
 
-def adapted_normalization(model: nn.Module, bands: list[str], sensor) -> Normalization:
-    """The statistics for ``bands`` of a loaded backbone: ``weights.json``'s, an adapted band taking those of the band
+def adapted_normalization(loaded: LoadedWeights, bands: list[str], sensor) -> Normalization:
+    """The statistics for ``bands`` of loaded weights: ``weights.json``'s, an adapted band taking those of the band
     its kernel came from, a band set by the ``unmatched`` policy (no pretrained counterpart) the sensor catalog's."""
-    matches = {m.target: m for m in getattr(model, "band_matches", [])}
+    matches = {m.target: m for m in loaded.band_matches}
     policy = [b for b in bands if b in matches and not matches[b].source]
     known = [b for b in bands if b not in policy]
-    stored = Normalization.of_weights(model.weights_info).for_bands(
+    stored = Normalization.of_weights(loaded.info).for_bands(
         known, {b: matches[b].source for b in known if b in matches})
     if not policy:
         return stored
@@ -208,10 +217,10 @@ def backbone_for(bands: list[str], sensor: str, img_size: int, *, weights: str |
             model = create_backbone(arch, len(bands), img_size=img_size)
         return model, Normalization.of_sensor(sensor, bands)
     wavelengths = load_sensor(sensor).wavelengths(bands)
-    model = load_backbone(weights, bands=list(zip(bands, wavelengths)), img_size=img_size, pool="last")
-    norm = adapted_normalization(model, list(bands), sensor)
+    loaded = load_weights(weights, bands=list(zip(bands, wavelengths)), img_size=img_size, pool="last")
+    norm = adapted_normalization(loaded, list(bands), sensor)
     if images is not None:
         label = what or f"data for {weights}"
         norm.check(images, valid, label)
         check_radiometry(images, valid, list(bands), sensor, label)
-    return model, norm
+    return loaded.model, norm

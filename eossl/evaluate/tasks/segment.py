@@ -24,10 +24,11 @@ from eossl.evaluate.segmentation import (
     k_subset,
     load_segment_chips,
     segment_backbone,
-    train_segmentation,
 )
 from eossl.evaluate.splits import window_block_split
+from eossl.models.info import read_weights_info
 from eossl.report.rows import ResultRow, SeedScores
+from eossl.train.segmentation import train_segmentation
 
 __all__ = ["run"]
 
@@ -73,9 +74,10 @@ def _models(chips: SegmentationChips, cfg: EvaluateConfig) -> tuple[list, list]:
     models, backbones, arch = [], [], cfg.arch
     if cfg.weights is not None:
         pre = segment_backbone(chips, cfg.weights, arch, cfg.seed)
-        name = f"pretrained {pre[0].weights_info.arch} {pre[0].weights_info.ssl_method}"
+        info = read_weights_info(cfg.weights)
+        name = f"pretrained {info.arch} {info.ssl_method}"
         models += [(name, "finetune", pre, False), (name, "frozen + decoder", pre, True)]
-        arch = pre[0].weights_info.arch
+        arch = info.arch
         backbones.append((name, pre))
     rand = segment_backbone(chips, None, arch, cfg.seed)
     backbones.insert(0, (f"random-init {arch}", rand))

@@ -36,6 +36,6 @@ def pretrained_encoder(weights, samples: SeriesSamples) -> tuple[object, str, di
     from eossl.models.temporal import encoder_kwargs, load_series_encoder, series_normalization
 
     sensor = load_sensor(samples.sensor)
-    encoder = load_series_encoder(weights, sensor.wavelengths(samples.bands))
-    return (encoder, f"pixel transformer {encoder.weights_info.ssl_method}", encoder_kwargs(encoder.weights_info),
-            series_normalization(encoder, sensor, samples.bands))
+    loaded = load_series_encoder(weights, sensor.wavelengths(samples.bands))
+    return (loaded.model, f"pixel transformer {loaded.info.ssl_method}", encoder_kwargs(loaded.info),
+            series_normalization(loaded.info, sensor, samples.bands))
