@@ -12,8 +12,10 @@ import logging
 import sys
 
 from eossl import __version__
-from eossl.commands import modules
+from eossl.commands import COMMANDS, modules
 from eossl.config import ConfigError
+
+__all__ = ["COMMANDS", "build_parser", "main"]     # COMMANDS: eossl.commands's list, the one the CLI reads
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -104,19 +104,40 @@ def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict) -> di
     return {"roots": list(stage.roots), "sensor": sensor, "set": sets}
 
 
-def run(cfg: dict, run_dir: Path, ctx) -> dict[str, str]:
-    """Index ``cfg["roots"]`` as ``cfg["sensor"]`` into RUN_DIR/index.parquet (a pipeline's catalog stage; `eossl
-    catalog build` writes where --out says, with the options of CatalogBuildConfig)."""
+def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
+    """Index ``cfg.roots`` as ``cfg.sensor`` into ``cfg.out``, relative to ``run_dir``: a pipeline's catalog stage
+    writes RUN_DIR/index.parquet; `eossl catalog build` passes the working directory, so --out means what it says.
+    ``cfg``: a :class:`~eossl.catalog.config.CatalogBuildConfig`, or a stage's ``{roots, sensor, set}``."""
     from eossl.catalog.build import build_index
 
-    out = build_index(cfg["roots"], cfg["sensor"], progress=ctx.progress).save(Path(run_dir) / "index.parquet")
+    cfg = build_config(cfg)
+    out = Path(run_dir) / cfg.out
+    if out.exists() and not cfg.overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    index = build_index(list(cfg.roots), cfg.sensor, cfg, progress=ctx.progress)
+    index.save(out)
+    ctx.echo(index.summary())
+    ctx.echo(f"\nwrote {len(index)} acquisitions to {out}")
     return {"index": str(out)}
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from eossl.catalog.build import build_index
+def build_config(cfg):
+    """A :class:`~eossl.catalog.config.CatalogBuildConfig` as it is, or the one of a pipeline stage's ``{roots,
+    sensor, set}`` (:func:`stage_config`, whose shape keeps the stage's recorded digest): its index is
+    ``index.parquet`` in the stage's run directory."""
     from eossl.catalog.config import CatalogBuildConfig
     from eossl.config import load_config
+
+    if isinstance(cfg, CatalogBuildConfig):
+        return cfg
+    return load_config(CatalogBuildConfig, None, {"roots": cfg["roots"], "sensor": cfg["sensor"],
+                                                  "out": "index.parquet"}, cfg["set"])
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from eossl.catalog.config import CatalogBuildConfig
+    from eossl.config import load_config
+    from eossl.pipeline.stages import RunContext
 
     flags = {"roots": args.roots or None, "sensor": args.sensor, "out": args.out,
              "band_order": [b.strip() for b in args.band_order.split(",")] if args.band_order else None,
@@ -129,13 +150,7 @@ def run_build(args: argparse.Namespace) -> int:
     cfg = load_config(CatalogBuildConfig, args.config, flags, args.set)
     if args.dry_run:
         return print_config(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not cfg.overwrite:
-        raise ValueError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
-    index = build_index(list(cfg.roots), cfg.sensor, cfg)
-    index.save(out)
-    print(index.summary())
-    print(f"\nwrote {len(index)} acquisitions to {out}")
+    run(cfg, Path(), RunContext())
     return 0
 
 

@@ -33,9 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cli(args: argparse.Namespace) -> int:
     from eossl.config import load_config
-    from eossl.models.weights import read_weights_info
+    from eossl.pipeline.stages import RunContext
     from eossl.train.config import ExportConfig
-    from eossl.train.export import export_run
 
     cfg = load_config(ExportConfig, args.config, {"run_dir": args.run_dir, "out": args.out,
                                                   "checkpoint": args.checkpoint,
@@ -43,17 +42,7 @@ def cli(args: argparse.Namespace) -> int:
                                                   "data_licence": args.data_licence, "onnx": args.onnx}, args.set)
     if args.dry_run:
         return print_config(cfg)
-    out = export_run(cfg.run_dir, cfg.out, checkpoint=cfg.checkpoint, feature_pool=cfg.feature_pool,
-                     data_licence=cfg.data_licence)
-    if cfg.onnx:
-        from eossl.models.onnx_export import export_onnx
-
-        print(f"wrote {export_onnx(out)} (checked against PyTorch with onnxruntime)")
-    info = read_weights_info(out)
-    chosen = (info.feature_pool_source or {}).get("chosen_by", "no probe history")
-    print(f"exported {info.arch} ({info.in_chans} bands: {', '.join(info.bands)}), {info.ssl_method}, "
-          f"{info.epochs} epochs, step {info.extra.get('global_step')}, feature pool {info.feature_pool} "
-          f"({chosen}) -> {out}")
+    run(cfg, Path(), RunContext())
     return 0
 
 
@@ -68,9 +57,32 @@ def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict) -> di
     return {"run": ref["run"]}
 
 
-def run(cfg: dict, run_dir: Path, ctx) -> dict[str, str]:
-    """The weights of the run ``cfg["run"]`` into RUN_DIR/weights (a pipeline's export stage)."""
+def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
+    """The weights of the run ``cfg.run_dir`` into ``cfg.out``, relative to ``run_dir``: a pipeline's export stage
+    writes RUN_DIR/weights; `eossl export` passes the working directory, so --out means what it says. ``cfg``: an
+    :class:`~eossl.train.config.ExportConfig`, or a stage's ``{run}``."""
+    from eossl.models.weights import read_weights_info
     from eossl.train.export import export_run
 
-    export_run(cfg["run"], Path(run_dir) / "weights")
-    return {"weights": str(Path(run_dir) / "weights")}
+    cfg = export_config(cfg)
+    out = export_run(cfg.run_dir, Path(run_dir) / cfg.out, checkpoint=cfg.checkpoint, feature_pool=cfg.feature_pool,
+                     data_licence=cfg.data_licence)
+    if cfg.onnx:
+        from eossl.models.onnx_export import export_onnx
+
+        ctx.echo(f"wrote {export_onnx(out)} (checked against PyTorch with onnxruntime)")
+    info = read_weights_info(out)
+    chosen = (info.feature_pool_source or {}).get("chosen_by", "no probe history")
+    ctx.echo(f"exported {info.arch} ({info.in_chans} bands: {', '.join(info.bands)}), {info.ssl_method}, "
+             f"{info.epochs} epochs, step {info.extra.get('global_step')}, feature pool {info.feature_pool} "
+             f"({chosen}) -> {out}")
+    return {"weights": str(out)}
+
+
+def export_config(cfg):
+    """An :class:`~eossl.train.config.ExportConfig` as it is, or the one of a pipeline stage's ``{run}``
+    (:func:`stage_config`, whose shape keeps the stage's recorded digest): its weights go to ``weights`` in the
+    stage's run directory."""
+    from eossl.train.config import ExportConfig
+
+    return cfg if isinstance(cfg, ExportConfig) else ExportConfig(run_dir=cfg["run"], out="weights")

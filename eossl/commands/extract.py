@@ -54,15 +54,12 @@ def config(args: argparse.Namespace):
 
 
 def cli(args: argparse.Namespace) -> int:
-    from eossl.data.series.extract import run_extract
+    from eossl.pipeline.stages import RunContext
 
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it, or choose another --out")
-    cfg = config(args)
-    out, table = run_extract(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
-    n = table["sample_id"].nunique()
-    print(f"wrote {len(table)} rows ({n} geometries x dates, {int((table['valid_pixels'] > 0).sum())} with valid "
-          f"pixels) to {out}")
+    run(config(args), Path(), RunContext(progress=not args.no_progress, out=Path(args.out),
+                                         overwrite=args.overwrite))
     return 0
 
 
@@ -75,9 +72,15 @@ def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
 
 
 def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
-    """The table of ``cfg`` as RUN_DIR/series.<format> (a pipeline's extract stage)."""
+    """The table of ``cfg`` as RUN_DIR/series.<format> (a pipeline's extract stage), or at ``ctx.out`` (`eossl
+    extract --out`: the config names no output, so the command line's path comes with the context)."""
     from eossl.data.series.extract import run_extract
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    out, _ = run_extract(cfg, run_dir / f"series.{cfg.format}", overwrite=ctx.resume, progress=ctx.progress)
+    if ctx.out is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    out, table = run_extract(cfg, ctx.out or run_dir / f"series.{cfg.format}", overwrite=ctx.overwrite or ctx.resume,
+                             progress=ctx.progress)
+    n = table["sample_id"].nunique()
+    ctx.echo(f"wrote {len(table)} rows ({n} geometries x dates, {int((table['valid_pixels'] > 0).sum())} with valid "
+             f"pixels) to {out}")
     return {"table": str(out), "run": str(run_dir)}

@@ -42,9 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    import rasterio
-
-    from eossl.predict.maps import predict_from_config, probabilities_path
+    from eossl.pipeline.stages import RunContext
 
     order = [b.strip() for item in args.band_order for b in item.split(",") if b.strip()] if args.band_order else None
     flags = {"model": args.model, "input": args.input, "acquisition": args.acquisition, "band_order": order,
@@ -53,11 +51,7 @@ def cli(args: argparse.Namespace) -> int:
     cfg = load_config(PredictConfig, args.config, flags, args.set)
     if args.dry_run:
         return print_config(cfg)
-    out, model = predict_from_config(cfg)
-    with rasterio.open(out) as ds:
-        grid = f"{ds.width}x{ds.height} px at {model.info.gsd_m:g} m, {ds.crs}"
-    extra = f" and per-class probabilities to {probabilities_path(out)}" if cfg.probabilities else ""
-    print(f"wrote a {len(model.info.classes)}-class {model.info.task} map of {cfg.input} ({grid}) to {out}{extra}")
+    run(cfg, Path(), RunContext())
     return 0
 
 
@@ -74,12 +68,23 @@ def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict) -> Pr
 
 
 def run(cfg: PredictConfig, run_dir: Path, ctx) -> dict[str, str]:
-    """The class map as RUN_DIR/map.tif with a quick look, RUN_DIR/map_preview.png (a pipeline's predict stage)."""
+    """The class map at ``cfg.out``, relative to ``run_dir``: a pipeline's predict stage writes RUN_DIR/map.tif and,
+    as every stage with ``ctx.quick_looks``, a quick look RUN_DIR/map_preview.png; `eossl predict` passes the
+    working directory, so --out means what it says."""
     from dataclasses import replace
 
-    from eossl.predict.maps import predict_from_config
-    from eossl.report.maps import save_class_map_preview
+    import rasterio
 
-    out, _ = predict_from_config(replace(cfg, out=str(run_dir / "map.tif")))
-    preview = save_class_map_preview(out, run_dir / "map_preview.png")
-    return {"run": str(run_dir), "map": str(out), "preview": str(preview)}
+    from eossl.predict.maps import predict_from_config, probabilities_path
+
+    out, model = predict_from_config(replace(cfg, out=str(Path(run_dir) / cfg.out)))
+    outputs = {"run": str(run_dir), "map": str(out)}
+    if ctx.quick_looks:
+        from eossl.report.maps import save_class_map_preview
+
+        outputs["preview"] = str(save_class_map_preview(out, Path(run_dir) / "map_preview.png"))
+    with rasterio.open(out) as ds:
+        grid = f"{ds.width}x{ds.height} px at {model.info.gsd_m:g} m, {ds.crs}"
+    extra = f" and per-class probabilities to {probabilities_path(out)}" if cfg.probabilities else ""
+    ctx.echo(f"wrote a {len(model.info.classes)}-class {model.info.task} map of {cfg.input} ({grid}) to {out}{extra}")
+    return outputs

@@ -1,5 +1,5 @@
 """``eossl report DIR``: write report.md and report.html of a pipeline's runs (DIR holds pipeline.json) or of
-one run directory (pretrain, evaluate, finetune or predict)."""
+one run directory (pretraining, evaluation, fine-tuning, class map, ...: the run directory tells which)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def cli(args: argparse.Namespace) -> int:
     if not pipeline_dir.is_dir():
         raise FileNotFoundError(f"{pipeline_dir} is not a directory; give a pipeline or run directory")
     state = read_state(pipeline_dir) if (pipeline_dir / "pipeline.json").is_file() else _single_run(pipeline_dir)
-    out = Path(run(None, new_run_dir(pipeline_dir, "report"), RunContext(pipeline_dir=pipeline_dir,
-                                                                         state=state))["report"])
+    out = Path(run(None, new_run_dir(pipeline_dir, NAME), RunContext(pipeline_dir=pipeline_dir,
+                                                                      state=state))["report"])
     print(f"report: {out} and {out.with_suffix('.html')}")
     return 0
 
@@ -47,18 +47,10 @@ def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
 
 
 def _single_run(run_dir: Path) -> dict:
-    """A one-stage state for a run directory, its kind told by what it holds."""
-    if (run_dir / "summary.json").is_file() and (run_dir / "checkpoints").is_dir():
-        command, outputs = "pretrain", {"run": str(run_dir)}
-    elif (run_dir / "model" / "classifier.json").is_file():
-        command, outputs = "finetune", {"model": str(run_dir / "model")}
-    elif (run_dir / "metrics.json").is_file() and (run_dir / "few_label_curve.png").is_file():
-        command, outputs = "evaluate", {"metrics": str(run_dir / "metrics.json")}
-    elif (run_dir / "map.tif").is_file():
-        command, outputs = "predict", {"map": str(run_dir / "map.tif"), "preview": str(run_dir / "map_preview.png")}
-    else:
-        raise ValueError(f"{run_dir} holds no pipeline.json and is not a pretrain, evaluate, finetune or predict run "
-                         f"directory (no summary.json + checkpoints/, model/, metrics.json + few_label_curve.png "
-                         f"or map.tif)")
-    return {"name": run_dir.name, "stages": {run_dir.name: {"command": command, "status": "done", "action": "ran",
-                                                            "run_dir": str(run_dir), "outputs": outputs}}}
+    """A one-stage state for a run directory the report knows (the run directory tells what ran in it)."""
+    from eossl.pipeline.report import KNOWN_RUNS, run_kind
+
+    if run_kind(run_dir) is None:
+        raise ValueError(f"{run_dir} holds no pipeline.json and no run the report knows; it reads {KNOWN_RUNS}")
+    return {"name": run_dir.name, "stages": {run_dir.name: {"status": "done", "action": "ran",
+                                                            "run_dir": str(run_dir)}}}

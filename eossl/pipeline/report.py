@@ -1,7 +1,8 @@
 """``report.md`` and ``report.html`` of a pipeline: what ran, the training curves and collapse monitors, the SSL
 views, the few-label curve against the baselines, confusion matrices and a quick look at the class map.
 
-The report directory is self-contained: every figure it shows is copied (or drawn) into it.
+The report directory is self-contained: every figure it shows is copied (or drawn) into it. What a stage's run
+directory holds tells which section it gets (:func:`run_kind`): the pipeline names no command.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from eossl.report.figures import save_probe_curves, save_training_curves
 from eossl.report.rows import Headline, ResultRow
 from eossl.runs import write_text
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "run_kind", "KNOWN_RUNS"]
 
 
 def write_report(out_dir: str | Path, pipeline_dir: str | Path, state: dict) -> Path:
@@ -24,21 +25,21 @@ def write_report(out_dir: str | Path, pipeline_dir: str | Path, state: dict) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks: list[tuple] = [("h1", f"eossl pipeline report: {state.get('name', Path(pipeline_dir).name)}"),
                            ("table", ["stage", "command", "action", "seconds", "run directory"],
-                            [[n, r.get("command", ""), _action(r), str(r.get("seconds", "")), r.get("run_dir", "")]
-                             for n, r in state["stages"].items()])]
+                            [[n, r.get("command", ""), _action(r, out_dir), str(r.get("seconds", "")),
+                              r.get("run_dir", "")] for n, r in state["stages"].items()])]
     for name, rec in state["stages"].items():
-        if rec.get("status") != "done":
+        if rec.get("status") != "done" or "run_dir" not in rec:
             continue
-        section = _SECTIONS.get(rec.get("command"))
-        if section is not None:
-            blocks += section(name, rec, out_dir)
+        kind = run_kind(Path(rec["run_dir"]), rec.get("outputs"))
+        if kind is not None:
+            blocks += _KINDS[kind][2](name, rec, out_dir)
     write_text(out_dir / "report.md", _markdown(blocks))
     write_text(out_dir / "report.html", _html(blocks, state.get("name", "")))
     return out_dir / "report.md"
 
 
-def _action(rec: dict) -> str:
-    if rec.get("command") == "report" and rec.get("status") == "running":
+def _action(rec: dict, out_dir: Path) -> str:
+    if rec.get("status") == "running" and Path(rec.get("run_dir", "")) == out_dir:
         return "this report"
     return rec.get("action", rec.get("status", ""))
 
@@ -185,9 +186,10 @@ def _warnings(metrics: dict) -> list[tuple]:
 
 
 def _predict(name: str, rec: dict, out_dir: Path) -> list[tuple]:
-    out = rec["outputs"]
-    blocks = [("h2", f"Class map ({name})"), ("p", f"Cloud-Optimised GeoTIFF: {out.get('map')}")]
-    if _copy(Path(out.get("preview", "")), out_dir, f"{name}_map.png"):
+    run, out = Path(rec["run_dir"]), rec.get("outputs") or {}
+    blocks = [("h2", f"Class map ({name})"),
+              ("p", f"Cloud-Optimised GeoTIFF: {out.get('map') or run / MAP_FILE}")]
+    if _copy(Path(out.get("preview") or run / MAP_PREVIEW_FILE), out_dir, f"{name}_map.png"):
         blocks.append(("img", f"{name}_map.png", "Quick look of the predicted class map"))
     return blocks
 
@@ -195,7 +197,7 @@ def _predict(name: str, rec: dict, out_dir: Path) -> list[tuple]:
 def _extract(name: str, rec: dict, out_dir: Path) -> list[tuple]:
     import pandas as pd
 
-    path = Path(rec["outputs"]["table"])
+    path = _table(Path(rec["run_dir"]), rec.get("outputs"))
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     n = table["sample_id"].nunique()
     valid = float((table["valid_pixels"] > 0).mean()) if len(table) else 0.0
@@ -216,8 +218,44 @@ def _pretrain_series(name: str, rec: dict, out_dir: Path) -> list[tuple]:
                   f"Corpus: {corpus}, {s['corpus']['steps']} time steps, bands {', '.join(s['corpus']['bands'])}.")]
 
 
-_SECTIONS = {"pretrain": _pretrain, "evaluate": _evaluate, "finetune": _finetune, "predict": _predict,
-             "extract": _extract, "pretrain-series": _pretrain_series}
+# the files a pipeline stage writes into its run directory, where no record (summary.json, metrics.json) says more
+MAP_FILE, MAP_PREVIEW_FILE, TABLE_FILES = "map.tif", "map_preview.png", ("series.parquet", "series.csv")
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _table(run: Path, outputs: dict | None) -> Path | None:
+    """The extracted series table of ``run``: its ``table`` artifact, else series.parquet / series.csv in it."""
+    if (outputs or {}).get("table"):
+        return Path(outputs["table"])
+    return next((run / f for f in TABLE_FILES if (run / f).is_file()), None)
+
+
+# kind of run -> (what tells it, in words; whether a run directory (and its artifacts) is one; its section). A run
+# directory describes itself by the records it holds, so the report reads those, never the name of the command
+# that wrote them; the first kind that matches wins (a pretraining run also holds an index and weights).
+_KINDS = {
+    "pretraining": ("checkpoints/", lambda run, out: (run / "checkpoints").is_dir(), _pretrain),
+    "series pretraining": ("summary.json of a series corpus",
+                           lambda run, out: "corpus" in _json(run / "summary.json"), _pretrain_series),
+    "evaluation": ("metrics.json with results", lambda run, out: "results" in _json(run / "metrics.json"),
+                   _evaluate),
+    "fine-tuning": ("model/classifier.json", lambda run, out: (run / "model" / "classifier.json").is_file(),
+                    _finetune),
+    "class map": (MAP_FILE, lambda run, out: bool((out or {}).get("map")) or (run / MAP_FILE).is_file(), _predict),
+    "series table": (" or ".join(TABLE_FILES), lambda run, out: _table(run, out) is not None, _extract),
+}
+KNOWN_RUNS = ", ".join(f"{kind} ({what})" for kind, (what, _, _) in _KINDS.items())
+"""The kinds of run directory the report has a section for, and what tells each (for messages)."""
+
+
+def run_kind(run_dir: Path, outputs: dict | None = None) -> str | None:
+    """The kind of run ``run_dir`` holds (pretraining, evaluation, ...: see :data:`KNOWN_RUNS`), told by its
+    records and files (and ``outputs``, the artifacts a pipeline recorded for it); None: a run the report has no
+    section for (a scene index, exported weights, a report) or not a run directory."""
+    return next((kind for kind, (_, holds, _) in _KINDS.items() if holds(Path(run_dir), outputs)), None)
 
 
 def _markdown(blocks: list[tuple]) -> str:

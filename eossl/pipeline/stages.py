@@ -4,7 +4,8 @@ as a table (command name -> module), so the pipeline sits below the commands and
 A stage command (:class:`StageCommand`) gives its resolved config with ``stage_config(stage, path, sets, ref,
 artifacts)`` (``ref``: artifact -> path of the stages it references; ``artifacts``: every earlier stage's) and
 runs it with ``run(cfg, run_dir, ctx)`` -> the artifacts it produced (paths), the same ``run`` as ``eossl
-<command>``. :func:`config_digest` is what the runner records to decide whether a stage can be skipped.
+<command>`` (whose run directory is a new one under --runs, or, for the commands that write where --out says, the
+working directory, against which a relative ``out`` of their config resolves). :func:`config_digest` is what the runner records to decide whether a stage can be skipped.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ class RunContext:
     closing summary goes (print on the command line, nowhere in a pipeline); ``resume``: continue the
     interrupted attempt in its run directory (pretraining resumes from its last checkpoint); ``callbacks``:
     extra Lightning callbacks for pretraining; ``cache_dir``: shared caches (evaluate's features); a pipeline's
-    directory and state (the report reads them)."""
+    directory and state (the report reads them); ``quick_looks``: also write the quick looks a report shows
+    (a class map's preview; a pipeline stage does, ``eossl predict --out`` writes the map alone); ``out`` and
+    ``overwrite``: the command line's ``--out`` of a command whose config names no output (``eossl extract``),
+    written there instead of into the run directory, and whether it may replace an existing file."""
 
     progress: bool = True
     echo: Callable[..., None] = print
@@ -54,6 +58,9 @@ class RunContext:
     cache_dir: Path | None = None
     pipeline_dir: Path | None = None
     state: dict | None = None
+    quick_looks: bool = False
+    out: Path | None = None
+    overwrite: bool = False
 
 
 def _path(base: Path, config: str | None) -> Path | None:
@@ -90,6 +97,6 @@ def run_stage(command: StageCommand, cfg, run_dir: Path, *, resume: bool, pipeli
               callbacks: list | None = None) -> dict[str, str]:
     """Run ``command`` with its resolved ``cfg`` into ``run_dir`` (quietly); returns its artifacts."""
     ctx = RunContext(progress=False, echo=_silent, resume=resume, callbacks=callbacks,
-                     cache_dir=pipeline_dir / "cache", pipeline_dir=pipeline_dir, state=state)
+                     cache_dir=pipeline_dir / "cache", pipeline_dir=pipeline_dir, state=state, quick_looks=True)
     return command.run(cfg, run_dir, ctx)
 
