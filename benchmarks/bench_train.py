@@ -70,13 +70,14 @@ import eossl.train.module  # noqa: E402
 from eossl.config import load_config  # noqa: E402
 from eossl.data.chips.datamodule import ChipDataModule  # noqa: E402
 from eossl.evaluate.features import candidate_pools  # noqa: E402
+from eossl.evaluate.online_probe import ProbeRunner  # noqa: E402
+from eossl.evaluate.probe_chips import load_probe_chips, select_bands  # noqa: E402
 from eossl.models.backbones import create_backbone  # noqa: E402
 from eossl.runtime import configure_allocator  # noqa: E402
 from eossl.train import optim  # noqa: E402
 from eossl.train.config import PretrainConfig, ProbeConfig  # noqa: E402
 from eossl.train.module import SSLModule, step_seed  # noqa: E402
 from eossl.train.monitors import effective_rank, embedding_std  # noqa: E402
-from eossl.train.online_probe import ProbeRunner, load_probe_chips, select_bands  # noqa: E402
 from eossl.train.pretrain import _method, _trainer, build_views, prepare_corpus  # noqa: E402
 
 OVERHEAD_TARGET = 0.15
@@ -459,7 +460,7 @@ def report_probe(args, res: Results) -> None:
     share = r["evaluation_s"] / (n * step_s)
     evaluations = len(range(0, total, n)) + 1          # step 0, every n steps, and the end
     whole = evaluations * r["evaluation_s"] + r["baselines_s"]
-    print(f"\nonline probe ({probe.data}: {r['n_chips']} chips, pools {', '.join(r['pools'])}, k = "
+    print(f"\nonline probe ({probe.data.describe()}: {r['n_chips']} chips, pools {', '.join(r['pools'])}, k = "
           f"{', '.join(map(str, probe.ks))}, {probe.draws} draws, baselines {', '.join(probe.baselines)}):")
     print("| probe cost | seconds |\n|---|---:|")
     print(f"| one evaluation (median of 3) | {r['evaluation_s']:.1f} |")

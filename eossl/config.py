@@ -12,12 +12,19 @@ Defaults live in the dataclass definitions, nowhere else.
 
 A renamed key stays readable for a while: a config dataclass lists ``RENAMED = {"old": "new"}`` (a plain class
 attribute, not a field); :func:`from_dict` then reads ``old`` as ``new`` with a ``FutureWarning`` naming both, and
-refuses a mapping that gives both. Saved run configs written before a rename keep loading that way.
+refuses a mapping that gives both. Saved run configs written before a rename keep loading that way. A new name
+``section.key`` moves a key into the nested section ``section`` (dropped, with the warning, when that section is
+null: switched off).
+
+A config dataclass with a classmethod ``from_shorthand(value, path) -> dict | None`` accepts a plain value (a
+string) wherever it is a field's type: the value is replaced by the plain data it stands for before typing
+(``probe.data: builtin`` is the :class:`~eossl.data.labelled.config.LabelledDataConfig` of the built-in sample).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -192,15 +199,54 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
 
 
 def _renamed_keys(cls: type, data: dict, path: str) -> dict:
-    """``data`` with the keys ``cls.RENAMED`` lists under their new names (a FutureWarning for each)."""
-    out, prefix = dict(data), f"{path}." if path else ""
+    """``data`` with shorthand values expanded and the keys ``cls.RENAMED`` lists under their new names (a
+    FutureWarning for each); see the module docstring."""
+    prefix = f"{path}." if path else ""
+    out = dict(data)
+    for name, section_type in _shorthand_fields(cls).items():
+        if name in out and out[name] is not None and not isinstance(out[name], dict):
+            out[name] = section_type.from_shorthand(out[name], f"{prefix}{name}")
     for old, new in getattr(cls, "RENAMED", {}).items():
-        if old in out and new in out:
+        if old not in out:
+            continue
+        section, _, key = new.rpartition(".")
+        target = _section(cls, out, section, prefix) if section else out
+        if target is not None and key in target:
             raise ConfigError(f"{prefix}{old}: renamed {new}, and both are given; keep only {prefix}{new}")
-        if old in out:
-            warnings.warn(f"config key {prefix}{old} is renamed {prefix}{new}; the old name is still read but will "
-                          f"be removed: write {new} in the config", FutureWarning, stacklevel=3)
-            out[new] = out.pop(old)
+        warnings.warn(f"config key {prefix}{old} is renamed {prefix}{new}; the old name is still read but will "
+                      f"be removed: write {new} in the config", FutureWarning, stacklevel=3)
+        value = out.pop(old)
+        if target is not None:
+            target[key] = value
+    return out
+
+
+def _section(cls: type, out: dict, name: str, prefix: str) -> dict | None:
+    """The mapping of nested section ``name`` in ``out`` (a copy, put back), a new one when absent and the
+    field's default is a section, or None when the section is (or defaults to) null."""
+    if name in out:
+        if out[name] is None:
+            return None
+        if not isinstance(out[name], dict):
+            raise ConfigError(f"{prefix}{name}: expected a mapping, got {_describe(out[name])}")
+        out[name] = dict(out[name])
+        return out[name]
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default is None:
+        return None
+    out[name] = {}
+    return out[name]
+
+
+@functools.cache
+def _shorthand_fields(cls: type) -> dict[str, type]:
+    """Field name -> the config dataclass (with ``from_shorthand``) that types it, for the fields of ``cls``."""
+    hints = get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        for option in (hints[f.name], *get_args(hints[f.name])):
+            if dataclasses.is_dataclass(option) and hasattr(option, "from_shorthand"):
+                out[f.name] = option
     return out
 
 

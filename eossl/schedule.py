@@ -3,7 +3,7 @@ as in Goyal et al., 2017).
 
 It lives in the core layer, below ``evaluate`` and ``train``, because every optimiser loop uses it: SSL
 pretraining (:mod:`eossl.train.module`), pixel time-series pretraining (:mod:`eossl.train.series_pretrain`) and
-full fine-tuning (:mod:`eossl.evaluate.finetuning`, which the layers place below ``train``). Plain ``math``, no torch,
+full fine-tuning (:mod:`eossl.train.supervised`). Plain ``math``, no torch,
 so importing it costs nothing. :mod:`eossl.train.optim` re-exports it.
 """
 

@@ -16,19 +16,14 @@ from eossl.data.normalization import Normalization
 from eossl.evaluate import patches as evaluation
 from eossl.evaluate.config import EvaluateConfig
 from eossl.evaluate.fewshot import few_label_splits, knn_predict, linear_probe
-from eossl.evaluate.finetuning import (
-    FinetuneSettings,
-    _param_groups,
-    finetune_classifier,
-    layer_depths,
-    predict_chips,
-)
+from eossl.evaluate.finetuning import predict_chips
 from eossl.evaluate.patches import evaluate_chips
 from eossl.evaluate.runs import paired_differences
 from eossl.models.backbones import create_backbone
 from eossl.models.classifier import load_classifier
 from eossl.models.weights import WeightsInfo, export_backbone
 from eossl.report.rows import ResultRow
+from eossl.train.supervised import FinetuneSettings, _param_groups, finetune_classifier, layer_depths
 
 S2 = load_sensor("sentinel2-l1c")
 BANDS = ["B02", "B03", "B04", "B08"]

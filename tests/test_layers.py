@@ -28,8 +28,8 @@ LAYERS = [
     ("losses", {"losses"}),
     ("methods", {"methods"}),
     ("report", {"report"}),
-    ("evaluate", {"evaluate"}),
     ("train", {"train"}),
+    ("evaluate", {"evaluate"}),     # above train: its supervised fits are train/'s, the online probe is evaluate's
     ("predict", {"predict"}),
     ("pipeline", {"pipeline"}),
     ("commands", {"commands"}),
@@ -149,11 +149,12 @@ def _sources() -> dict[str, str]:
 def test_inputs_are_standardised_in_one_place():
     """``(x - mean) / std`` of input bands is written only in eossl.data.normalization (the view generator fuses
     the same arithmetic into one multiply-add from a Normalization's statistics). The temporal heads (attention,
-    L-TAE) z-score their *features* with statistics of the training fields, in one helper: not inputs."""
+    L-TAE; eossl.models.field_heads) z-score their *features* with statistics of the training fields, in one
+    helper: not inputs."""
     pattern = re.compile(r"-\s*[\w.]*mean\w*\s*(\[[^\]]*\]|\.view\s*\([^)]*\))?\s*\)\s*/\s*[\w.]*std")
     found = {m for m, text in _sources().items() if pattern.search(text)}
-    assert found == {"eossl.data.normalization", "eossl.evaluate.temporal"}
-    assert len(pattern.findall(_sources()["eossl.evaluate.temporal"])) == 1     # the heads' feature helper only
+    assert found == {"eossl.data.normalization", "eossl.models.field_heads"}
+    assert len(pattern.findall(_sources()["eossl.models.field_heads"])) == 1     # the heads' feature helper only
     defined = {m for m, text in _sources().items() if re.search(r"^class Normalization\b", text, re.M)}
     assert defined == {"eossl.data.normalization"}
 
@@ -188,6 +189,96 @@ def test_the_task_registry_matches_the_config():
     assert TASKS.names() == sorted(typing.get_args(typing.get_type_hints(EvaluateConfig)["task"]))
     with pytest.raises(ValueError, match="unknown evaluation task 'pixel'; known: crop, patch, segment"):
         TASKS.get("pixel")
+
+
+def _string_values(tree: ast.AST) -> set[str]:
+    """The string constants of a module that are values (docstrings are prose, not values)."""
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs}
+
+
+def _trees(under: Path = ROOT) -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(), str(p)) for p in sorted(under.rglob("*.py"))}
+
+
+def test_each_command_is_declared_in_exactly_one_module():
+    """A command's name is written once, as ``NAME = "..."`` at the top of its own module in eossl/commands/
+    (whose ``COMMANDS`` lists the modules: the one command list the CLI and the pipeline read)."""
+    from eossl.commands import COMMANDS, modules
+
+    declared: dict[str, list[str]] = {}
+    for m, tree in _trees().items():
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                if isinstance(node, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == "NAME" for t in targets) and \
+                    isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                declared.setdefault(node.value.value, []).append(m)
+    commands = modules()
+    assert len(commands) == len(COMMANDS)          # two modules declaring one name would collapse into one entry
+    assert {name: declared.get(name) for name in commands} == {name: [mod.__name__]
+                                                                for name, mod in commands.items()}
+
+
+def test_no_command_is_named_outside_its_module():
+    """The pipeline runs the stage commands it is handed (name -> module) and names none of them; a command module
+    names no other command (the report tells runs apart by what their run directories hold, not by which command
+    wrote them). Checked: the names a pipeline stage can run, as string values anywhere in eossl/pipeline/ or in
+    another command's module; artifact names (PRODUCES / ACCEPTS: what stages hand on, such as ``report``) are a
+    vocabulary of their own, and COMMANDS (eossl.commands) is the list itself."""
+    from eossl.commands import stage_commands
+
+    stages = stage_commands()
+    names = set(stages)
+    artifacts = {a for mod in stages.values() for a in mod.PRODUCES | mod.ACCEPTS}
+    pipeline = {m: sorted(_string_values(tree) & names) for m, tree in _trees(ROOT / "pipeline").items()}
+    assert {m: found for m, found in pipeline.items() if found} == {}
+    elsewhere = {}
+    for m, tree in _trees(ROOT / "commands").items():
+        if m == "eossl.commands":
+            continue
+        own = {name for name, mod in stages.items() if mod.__name__ == m}
+        found = sorted(_string_values(tree) & (names - own - artifacts))
+        if found:
+            elsewhere[m] = found
+    assert elsewhere == {}
+    sample = ast.parse('"""a pretrain run."""\ndef f(rec):\n    """evaluate"""\n    return rec["command"] == "pretrain"')
+    assert _string_values(sample) & names == {"pretrain"}        # the check sees values, not docstrings
+
+
+def test_one_module_per_evaluation_task_returning_result_rows():
+    """Every module of eossl/evaluate/tasks/ is one task, registered under its module's name, with ``run(cfg, ctx)
+    -> list[ResultRow]``; tasks/__init__.py only maps names to those ``run`` functions (no code of its own)."""
+    import importlib
+
+    from eossl.evaluate.tasks import TASKS
+
+    folder = ROOT / "evaluate" / "tasks"
+    tasks = {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(folder.glob("*.py")) if p.stem != "__init__"}
+    assert sorted(tasks) == TASKS.names()
+    for name, tree in tasks.items():
+        runs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run"]
+        assert len(runs) == 1, f"{name}: define run(cfg, ctx) -> list[ResultRow] once"
+        fn = runs[0]
+        assert [a.arg for a in fn.args.posonlyargs + fn.args.args] == ["cfg", "ctx"], name
+        assert not (fn.args.kwonlyargs or fn.args.vararg or fn.args.kwarg), name
+        assert fn.returns is not None and ast.unparse(fn.returns) == "list[ResultRow]", name
+        assert TASKS.get(name) is importlib.import_module(f"eossl.evaluate.tasks.{name}").run
+    registry = ast.parse((folder / "__init__.py").read_text())
+    code = [n for n in ast.walk(registry) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                                            ast.ClassDef, ast.If, ast.For, ast.While, ast.With))]
+    assert code == [], "tasks/__init__.py only maps names: write the task's code in its module"
+    for node in registry.body:       # imports, docstrings, Task / TASKS / __all__, and TASKS.register(name)(module.run)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            register = node.value.func
+            assert isinstance(register, ast.Call) and ast.unparse(register.func) == "TASKS.register", ast.unparse(node)
+            assert ast.unparse(node.value.args[0]) == f"{register.args[0].value}.run", ast.unparse(node)
+        else:
+            assert isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.Expr)), \
+                ast.unparse(node)
 
 
 def test_config_dataclasses_live_next_to_the_code_they_configure():
@@ -238,3 +329,115 @@ def test_one_name_per_concept_in_the_configs():
     order = sorted(d for d, h in fields if re.search(r"\bin file order\b", h))
     assert len(chip) >= 3 and all(d.endswith(".chip_size") for d in chip), chip
     assert len(order) >= 4 and all(d.endswith(".band_order") for d in order), order
+
+
+_WEIGHTS_ATTRS = {"weights_info", "band_matches"}
+# an identifier that names a torch module: model, backbone, encoder, net, module, wrapped, pooled (with _ or digits)
+_MODULE_NAME = re.compile(r"(^|_)(model|backbone|encoder|net|module|wrapped|pooled)(_|\d|$)", re.I)
+
+
+def _pinned_weights_attributes(tree: ast.AST) -> list[str]:
+    """Where what loaded weights are travels on a torch module instead of in ``LoadedWeights`` (model, info,
+    band_matches): any ``.weights_info`` (the record calls it ``info``); setting or deleting ``.band_matches``
+    (the record is frozen, so that can only pin it onto a module); reading ``.band_matches`` off a module-like
+    name (``model.``, ``x.backbone.``); either name as a string (``getattr(m, "weights_info")``, or a tuple of
+    names handed to setattr)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _WEIGHTS_ATTRS:
+            owner = node.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if node.attr == "weights_info" or not isinstance(node.ctx, ast.Load) or _MODULE_NAME.search(name):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and node.value in _WEIGHTS_ATTRS:
+            found.append(f"line {node.lineno}: {node.value!r}")
+    return found
+
+
+def test_the_checker_of_pinned_weights_attributes_catches_them():
+    bad = ["model.weights_info = info", "x = getattr(backbone, 'weights_info', None)", "m.band_matches = []",
+           "a = model.band_matches", "a = loaded.model.band_matches", "a = enc.weights_info.arch",
+           "setattr(m, 'band_matches', [])", "hasattr(m, 'weights_info')", "del m.band_matches",
+           "KEEP = ('weights_info', 'band_matches')"]
+    good = ["a = loaded.band_matches", "a = loaded.info.arch", "a = read_weights_info(p)", "b = record.band_matches",
+            "getattr(model, 'pool', None)"]
+    assert [s for s in bad if not _pinned_weights_attributes(ast.parse(s))] == []
+    assert [s for s in good if _pinned_weights_attributes(ast.parse(s))] == []
+
+
+def test_weights_info_is_never_pinned_onto_a_module():
+    """Every loader of weights returns one record (``eossl.models.info.LoadedWeights``: model, info,
+    band_matches); no module of eossl sets or reads ``weights_info``/``band_matches`` on a torch module."""
+    found = {_module_name(p): hits for p in sorted(ROOT.rglob("*.py"))
+             if (hits := _pinned_weights_attributes(ast.parse(p.read_text(), str(p))))}
+    assert found == {}
+
+
+_STEP_CALLS = {"backward", "zero_grad", "step"}
+_LIGHTNING = ("lightning", "lightning.pytorch", "pytorch_lightning")
+
+
+def _training_steps(tree: ast.AST) -> list[str]:
+    """The calls that make a training loop: ``.backward()`` (a loss's, or ``torch.autograd.backward``),
+    ``.zero_grad()``, any ``.step()`` (an optimiser's, an LR scheduler's, a gradient scaler's: the AST cannot tell
+    what a name holds, so every ``.step()`` call counts), anything constructed from ``torch.optim`` (optimisers and
+    ``torch.optim.lr_scheduler``, however imported: ``torch.optim.AdamW``, ``from torch import optim``,
+    ``from torch.optim import SGD``) and a Lightning ``Trainer``. Definitions (an autograd Function's ``def
+    backward``), docstrings, comments and annotations are not calls."""
+    optim_roots, lightning_roots, trainer_names = set(), set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "torch.optim" or a.name.startswith("torch.optim."):
+                    optim_roots.add(a.asname or a.name)
+                elif a.name in _LIGHTNING:
+                    lightning_roots.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if full == "torch.optim" or full.startswith("torch.optim."):
+                    optim_roots.add(a.asname or a.name)
+                elif node.module in _LIGHTNING and a.name == "Trainer":
+                    trainer_names.add(a.asname or a.name)
+                elif full in _LIGHTNING:
+                    lightning_roots.add(a.asname or a.name)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = ast.unparse(node.func)
+        root = func.split(".")[0]
+        if ((isinstance(node.func, ast.Attribute) and node.func.attr in _STEP_CALLS)
+                or func.startswith("torch.optim.") or root in optim_roots
+                or func in trainer_names or (root in lightning_roots and func.endswith(".Trainer"))):
+            found.append(f"line {node.lineno}: {func}()")
+    return found
+
+
+def test_the_checker_of_training_loops_catches_them():
+    bad = ["loss.backward()", "torch.autograd.backward(loss)", "opt.zero_grad(set_to_none=True)", "opt.step()",
+           "sched.step()", "scaler.step(opt)", "o = torch.optim.AdamW(params, lr=1e-3)",
+           "s = torch.optim.lr_scheduler.CosineAnnealingLR(o, 10)", "from torch import optim\no = optim.SGD(p, 0.1)",
+           "import torch.optim as topt\no = topt.Adam(p)", "from torch.optim import SGD as S\no = S(p, lr=0.1)",
+           "from torch.optim.lr_scheduler import StepLR\ns = StepLR(o, 3)", "import lightning as L\nt = L.Trainer()",
+           "from lightning.pytorch import Trainer\nTrainer(max_steps=3).fit(m)"]
+    good = ["class G(torch.autograd.Function):\n    @staticmethod\n    def backward(ctx, grad):\n        return grad",
+            "clf = LogisticRegression().fit(x, y)", "def f(o: torch.optim.Optimizer) -> None:\n    pass",
+            '"""loss.backward(); opt.step()"""', "lr = cfg.optim.base_lr", "import torch\nx = torch.no_grad()"]
+    assert [s for s in bad if not _training_steps(ast.parse(s))] == []
+    assert [s for s in good if _training_steps(ast.parse(s))] == []
+
+
+def test_no_training_loop_outside_train():
+    """Every training loop is train/'s (STYLE.md, 'One shape per kind of room'): no module outside eossl/train/
+    calls ``.backward()``, ``.zero_grad()`` or ``.step()``, constructs an optimiser or LR scheduler from
+    ``torch.optim`` or a Lightning ``Trainer`` (see ``_training_steps``). Evaluation fits its supervised models by
+    calling train/ (``train.supervised`` fine-tunes a classifier, ``train.heads`` fits the temporal heads,
+    ``train.segmentation`` a segmentation model); the online probe, evaluation during pretraining, is a callback
+    in evaluate/ that the pretraining command hands to train/. Not trivially met: the loops are found where they
+    live."""
+    found = {m: hits for m, tree in _trees().items() if (hits := _training_steps(tree))}
+    outside = {m: hits for m, hits in found.items() if not m.startswith("eossl.train.")}
+    assert outside == {}, "move the loop to eossl/train/ and call it from there"
+    assert {"eossl.train.supervised", "eossl.train.heads", "eossl.train.segmentation", "eossl.train.optim",
+            "eossl.train.pretrain"} <= set(found)

@@ -3,6 +3,7 @@ history file, validation, and that the probe does not change what training compu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -13,15 +14,17 @@ import torch
 from rasterio.transform import from_origin
 
 from eossl.config import ConfigError, load_config
+from eossl.data.labelled.config import LabelledDataConfig
 from eossl.data.normalization import Normalization
 from eossl.evaluate.features import extract_features, extract_pools
+from eossl.evaluate.online_probe import ProbeRunner, online_probe
+from eossl.evaluate.probe_chips import load_probe_chips, select_bands
 from eossl.models.backbones import create_backbone
 from eossl.models.pooling import model_pools
 from eossl.pipeline.report import _pretrain as report_section
 from eossl.report.figures import save_probe_curves
 from eossl.train.config import PretrainConfig
-from eossl.train.online_probe import ProbeRunner, load_probe_chips, select_bands
-from eossl.train.pretrain import pretrain
+from eossl.train.pretrain import pretrain as _pretrain
 from eossl.train.probe_history import beats_baselines, best_pool, load_history, new_history
 
 S2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
@@ -51,6 +54,11 @@ def _config(scene, probe_root, *extra) -> PretrainConfig:
         "corpus.num_workers=0", "method.params={proj_dim: 16}", "optim.warmup_steps=1", "trainer.progress_bar=false",
         "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=2", f"probe.data={probe_root}",
         "probe.ks=[2, 3]", "probe.draws=2", "probe.pools=[last, stats0]", "probe.every_n_steps=2", *extra])
+
+
+def pretrain(cfg: PretrainConfig, run_dir, **kw) -> dict:
+    """Pretraining with the online probe ``cfg`` asks for, handed over as `eossl pretrain` does."""
+    return _pretrain(cfg, run_dir, probe=online_probe(cfg), **kw)
 
 
 def _backbone(run) -> dict[str, torch.Tensor]:
@@ -118,8 +126,13 @@ def test_extract_pools_equals_extract_features_pool_by_pool(arch):
 
 def test_probe_run_scores_the_interval_logs_and_leaves_training_unchanged(tiny_s2_scene, tmp_path):
     chips = _write_chips(tmp_path / "chips")
+    from eossl.commands.pretrain import run as pretrain_command
+    from eossl.pipeline.stages import RunContext
+
     run = tmp_path / "run"
-    summary = pretrain(_config(tiny_s2_scene, chips, "trainer.max_steps=5"), run)
+    # as `eossl pretrain` and the pipeline run it: the command builds the probe and hands it to train/
+    pretrain_command(_config(tiny_s2_scene, chips, "trainer.max_steps=5"), run, RunContext(echo=lambda *a: None))
+    summary = json.loads((run / "summary.json").read_text())
     history = json.loads((run / "probe" / "history.json").read_text())
     # step 0 (before training), every 2 steps, and the end
     assert [e["step"] for e in history["evaluations"]] == [0, 2, 4, 5]
@@ -226,7 +239,10 @@ def test_probe_config_and_data_errors_name_the_key(tiny_s2_scene, tmp_path):
     with pytest.raises(ConfigError, match="probe.ks"):
         load_config(PretrainConfig, None, overrides=["probe.ks=[5, 5]"])
     assert load_config(PretrainConfig, None, overrides=["probe.data=none"]).probe.data is None
-    assert PretrainConfig().probe.data == "builtin" and PretrainConfig().trainer.stop_when is None
+    assert PretrainConfig().probe.data == LabelledDataConfig() and PretrainConfig().trainer.stop_when is None
+    with pytest.raises(ValueError, match="pretrain\\(\\) was given none: pass probe=.*or set probe.data=null"):
+        _pretrain(_config(tiny_s2_scene, chips), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
     # a ViT takes chips of its own size: the probe chips are resized to it
     assert load_probe_chips(_config(tiny_s2_scene, chips, "probe.pools=[stats6]").probe, "vit_tiny_patch16",
                             64).images.shape == (15, 13, 64, 64)
@@ -247,3 +263,36 @@ def test_report_plots_the_probe(tmp_path):
     assert "stats1 70.0%" in text and "RCF 62.0%" in text and "stopped at step 20" in text
     assert ("img", "pre_probe.png") == next(b for b in blocks if b[0] == "img")[:2]
     assert (tmp_path / "pre_probe.png").is_file() and not math.isnan(h["best_pool"]["mean"])
+
+
+def test_probe_data_is_the_labelled_data_config_and_the_old_keys_still_load(tmp_path, recwarn):
+    """``probe.data`` is the LabelledDataConfig of `eossl evaluate`; the keys of before still load: a string
+    (builtin, a class-folder root, none) as a shorthand, probe.sensor / probe.band_order / probe.file_bands renamed
+    into probe.data with a FutureWarning. The same chips load either way, and the history records the data as
+    before (a resumed run continues its history)."""
+    from eossl.evaluate.online_probe import _data_setting
+
+    chips = _write_chips(tmp_path / "chips", bands=["B02", "B03", "B04"])
+
+    def probe(*sets):
+        return load_config(PretrainConfig, None, overrides=list(sets)).probe
+
+    assert probe("probe.data=builtin").data == LabelledDataConfig() == probe().data
+    assert probe("probe.data=null").data is None and probe("probe.data=none").data is None
+    old = probe(f"probe.data={chips}", "probe.sensor=sentinel2-l2a", "probe.band_order=[B02, B03, B04]")
+    new = probe(f"probe.data.root={chips}", "probe.data.sensor=sentinel2-l2a", "probe.data.band_order=[B02, B03, B04]")
+    assert old == new and new.data == LabelledDataConfig(root=str(chips), sensor="sentinel2-l2a",
+                                                         band_order=["B02", "B03", "B04"])
+    assert {str(w.message).split(";")[0] for w in recwarn if w.category is FutureWarning} == {
+        "config key probe.sensor is renamed probe.data.sensor",
+        "config key probe.band_order is renamed probe.data.band_order"}
+    with pytest.warns(FutureWarning, match="probe.file_bands is renamed probe.data.band_order"):
+        assert probe(f"probe.data={chips}", "probe.file_bands=[B02, B03, B04]").data.band_order == ["B02", "B03", "B04"]
+    with pytest.raises(ConfigError, match="probe.data.band_order: the built-in EuroSAT-MS sample knows its bands"):
+        probe("probe.data.band_order=[B02]")
+    # the same chips as the data loader of `eossl evaluate`, in the probe's checks
+    a, b = load_probe_chips(dataclasses.replace(old, ks=[2]), "resnet18", 32), old.data.load()
+    assert a.bands == b.bands == ["B02", "B03", "B04"] and np.array_equal(a.images, b.images)
+    assert a.sensor == "sentinel2-l2a"
+    assert _data_setting(old.data) == str(chips) and _data_setting(probe().data) == "builtin"
+    assert _data_setting(LabelledDataConfig(root=str(chips), bands=["B02"]))["bands"] == ["B02"]

@@ -70,9 +70,9 @@ def test_the_shared_schedule_gives_the_old_learning_rates_step_by_step(old, runs
 def test_finetuning_on_the_shared_schedule_trains_the_same_weights(monkeypatch):
     """Bit-identical classifier weights and losses with the shared schedule and with the old formula."""
     from eossl.data.normalization import Normalization
-    from eossl.evaluate import finetuning
-    from eossl.evaluate.finetuning import FinetuneSettings, finetune_classifier
     from eossl.models.backbones import create_backbone
+    from eossl.train import supervised as finetuning
+    from eossl.train.supervised import FinetuneSettings, finetune_classifier
 
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 0.3, size=(24, 4, 16, 16)).astype(np.float32)

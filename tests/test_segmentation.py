@@ -21,9 +21,10 @@ from scipy.ndimage import gaussian_filter
 from eossl.catalog.build import IndexOptions, build_index
 from eossl.data.labelled.rasters import SegmentationChips, load_segmentation_chips
 from eossl.data.normalization import Normalization
-from eossl.evaluate.segmentation import evaluate_segmentation, predict_segmentation, train_segmentation
+from eossl.evaluate.segmentation import evaluate_segmentation, predict_segmentation
 from eossl.evaluate.splits import window_block_split
 from eossl.models.backbones import create_backbone
+from eossl.train.segmentation import train_segmentation
 
 CRS, ORIGIN = "EPSG:32633", (399960.0, 5800020.0)   # top-left (west, north)
 SIZE, RES = 192, 10.0

@@ -83,9 +83,10 @@ def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
 
 def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
     """Pretrain ``cfg`` in ``run_dir`` (with ``ctx.resume``: continue it from its last checkpoint)."""
+    from eossl.evaluate.online_probe import online_probe
     from eossl.train.pretrain import pretrain
 
-    summary = pretrain(cfg, run_dir, resume=ctx.resume, callbacks=ctx.callbacks)
+    summary = pretrain(cfg, run_dir, resume=ctx.resume, callbacks=ctx.callbacks, probe=online_probe(cfg))
     if summary:
         final = summary["final"]
         ctx.echo(f"done: {summary['global_step']} steps, {summary['epochs_completed']} epochs, "

@@ -9,89 +9,14 @@ from pathlib import Path
 from typing import Literal
 
 from eossl.config import ConfigError, field, load_config
-from eossl.evaluate.finetune_settings import FinetuneSettings
+from eossl.data.labelled.config import LabelledDataConfig, ScenesConfig
 from eossl.models.pool_names import POOLS
+from eossl.train.finetune_settings import FinetuneSettings
 
-__all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig"]
+__all__ = ["EvaluateConfig", "FinetuneConfig", "LabelledDataConfig", "ScenesConfig"]
 
 PROTOCOLS = ("linear", "knn", "finetune")
 BASELINES = ("random_init", "band_statistics", "rcf", "fusion", "scratch")
-
-
-@dataclass
-class ScenesConfig:
-    """Imagery for crop and segmentation tasks: an index made by ``eossl catalog``, or folders / datacubes to
-    index now (``roots`` with ``sensor``)."""
-
-    index: str | None = field(None, help="index GeoParquet written by `eossl catalog`")
-    roots: list[str] | None = field(None, help="folders of GeoTIFFs or NetCDF/Zarr datacubes to index")
-    sensor: str = field("sentinel2-l2a", help="sensor of the files under roots")
-    nodata: float | None = field(None, help="nodata of files that declare none (e.g. 65535)")
-    band_order: list[str] | None = field(None, help="band names in file order of multi-band files without band "
-                                                    "descriptions")
-
-    def __post_init__(self):
-        if (self.index is None) == (self.roots is None):
-            raise ConfigError("scenes: give either index (from `eossl catalog`) or roots (to index now)")
-
-    def open(self):
-        from eossl.catalog.build import IndexOptions, build_index
-        from eossl.catalog.index import open_index
-
-        if self.index is not None:
-            return open_index(self.index)
-        return build_index(list(self.roots), self.sensor, IndexOptions(nodata=self.nodata, band_order=self.band_order),
-                           progress=False)
-
-
-@dataclass
-class LabelledDataConfig:
-    """Labelled chips: class folders (``root``), chips centred on label geometries over scenes (``labels`` with
-    ``scenes``), or neither: the built-in EuroSAT-MS sample."""
-
-    RENAMED = {"file_bands": "band_order"}   # names of 0.1.0, still read (eossl.config)
-
-    root: str | None = field(None, help="class folders root/<class>/*.tif (or the local root of data.torchgeo); "
-                                        "null: the built-in EuroSAT-MS sample")
-    torchgeo: str | None = field(None, help="a torchgeo classification dataset read from root (EuroSAT, EuroSAT100, "
-                                            "EuroSATSpatial; eossl.data.labelled.torchgeo)")
-    torchgeo_splits: list[str] | None = field(None, help="with torchgeo: the splits pooled (default: all)")
-    labels: str | None = field(None, help="label points/polygons (any file geopandas reads); chips centred on them")
-    label_column: str | None = field(None, help="with labels: the column holding each geometry's class")
-    label_crs: str | None = field(None, help="with labels: CRS of the label coordinates when the file declares "
-                                             "none (GeoJSON without a crs member, CSV x/y or lon/lat columns)")
-    scenes: ScenesConfig | None = field(None, help="with labels: the imagery the chips are read from")
-    chip_size: int = field(64, ge=8, help="with labels: chip side in px")
-    gsd: float | None = field(None, gt=0, help="with labels: chip GSD in metres (default: the scenes')")
-    sensor: str = field("sentinel2-l1c", help="sensor of the chips (data_catalog/sensors)")
-    band_order: list[str] | None = field(
-        None, help="band names in file order; null: the files' band descriptions. EuroSAT-MS files have none: "
-                 "[B01, B02, B03, B04, B05, B06, B07, B08, B09, B10, B11, B12, B8A]")
-    bands: list[str] | None = field(None, help="bands to use, in this order; null: every band of the files")
-
-    def __post_init__(self):
-        if self.labels is not None and (self.label_column is None or self.scenes is None or self.root is not None):
-            raise ConfigError("data: chips from label geometries need labels, label_column and scenes (and no root)")
-        if self.torchgeo is not None and (self.root is None or self.labels is not None):
-            raise ConfigError("data.torchgeo: give the dataset's local folder as data.root (nothing is downloaded), "
-                              "and no data.labels")
-
-    def load(self):
-        """The labelled chips (:class:`~eossl.data.labelled.LabelledChips`)."""
-        from eossl.data.labelled.folders import load_class_folders, load_eurosat
-
-        if self.labels is not None:
-            from eossl.data.labelled.folders import load_label_chips
-
-            return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
-                                    gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
-        if self.torchgeo is not None:
-            from eossl.data.labelled.torchgeo import load_torchgeo
-
-            return load_torchgeo(self.torchgeo, self.root, bands=self.bands, splits=self.torchgeo_splits)
-        if self.root is None:
-            return load_eurosat(bands=self.bands)
-        return load_class_folders(self.root, sensor=self.sensor, band_order=self.band_order, bands=self.bands)
 
 
 @dataclass
@@ -176,15 +101,60 @@ class SeriesConfig:
                                  classes=self.classes, block_column=self.block_column)
 
 
+STACK_ROWS = ("pretrained", "raw", "random_forest", "phenology", "random_init", "fusion_pretrained",
+              "fusion_random_init", "pca", "rocket")
+
+
+@dataclass
+class StackEntryConfig:
+    """One labelled scene stack of ``task: stack``."""
+
+    path: str = field(help="folder of the stack's NetCDF/Zarr or GeoTIFF files, or one datacube file")
+    labels: str | None = field(None, help="label raster (NetCDF/Zarr variable or GeoTIFF) on the stack's grid; "
+                                          "null: the one label file in the stack's folder")
+    variable: str | None = field(None, help="the label file's variable (e.g. CT); null: its one integer variable")
+    legend: str | None = field(None, help="CSV of label code -> class name; null: the one .csv/.tsv in the "
+                                          "label file's folder, if any (else the codes name the classes)")
+    name: str | None = field(None, help="the stack's name in tables; null: its folder's name")
+
+
+@dataclass
+class StackTaskConfig:
+    """Few-label crop types on labelled scene stacks, scored across parcels (eossl.evaluate.tasks.stack); ks,
+    seeds, seed and C are the evaluation's."""
+
+    stacks: list[StackEntryConfig] = field(help="the stacks; every figure is given per stack and pooled")
+    period: str = field("10D", help="composite period: month or <n>D")
+    bands: list[str] | None = field(None, help="bands to read, in this order; null: every band of the stack")
+    include_s1: bool = field(False, help="add Sentinel-1 VV/VH as channels")
+    min_parcel_pixels: int = field(20, ge=1, help="smaller 8-connected regions of one label are not parcels")
+    buffer: int = field(2, ge=0, help="pixels between training pixels and test parcels")
+    rows: list[Literal[STACK_ROWS]] = field(default_factory=lambda: list(STACK_ROWS),
+                                            help="rows to score (rows needing weights are skipped without them)")
+    headline: Literal[STACK_ROWS] | None = field(None, help="the headline row, named before scoring; null: "
+                                                            "fusion_pretrained with weights, else raw")
+    C_grid: list[float] | None = field(None, help="choose C per fit from these by cross-validation on the "
+                                                  "training pixels; null: the evaluation's C")
+    pca_components: int = field(32, ge=1)
+    pca_whiten: bool = True
+    rocket_features: int = field(2000, ge=84, help="MiniRocket features (rounded to a multiple of 84)")
+    rocket_max_pixels: int = field(16384, ge=100, help="pixels whose kernel outputs set the biases")
+    trees: int = field(300, ge=1, help="trees of the random-forest row")
+    encoder: dict = field(default_factory=lambda: {"dim": 128, "depth": 2, "heads": 8},
+                          help="the random-init encoder's arguments without weights (with weights: theirs)")
+    resamples: int = field(1000, ge=10, help="bootstrap resamples of the test parcels")
+
+
 @dataclass
 class EvaluateConfig:
-    task: Literal["patch", "crop", "segment", "series"] = field(
+    task: Literal["patch", "crop", "segment", "series", "stack"] = field(
         "patch", help="patch: labelled chips (data); crop: field polygons (fields); segment: a label raster "
                       "(segmentation); series: per-sample time series from a table (series)")
     data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
     fields: FieldsConfig | None = None
     segmentation: SegmentationConfig | None = None
     series: SeriesConfig | None = None
+    stack: StackTaskConfig | None = None
     weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors), or "
                                            "torchgeo:<WeightsEnum name>; null: baselines only")
     weights_file: str | None = field(None, help="local file of torchgeo:NAME weights (no download)")
@@ -248,7 +218,7 @@ class FinetuneConfig:
 
 
 def _check_task(cfg) -> None:
-    section = {"crop": "fields", "segment": "segmentation", "series": "series"}.get(cfg.task)
+    section = {"crop": "fields", "segment": "segmentation", "series": "series", "stack": "stack"}.get(cfg.task)
     if section is not None and getattr(cfg, section, None) is None:
         raise ConfigError(f"task {cfg.task!r} needs a {section}: section (see configs/evaluate/ for an example)")
 

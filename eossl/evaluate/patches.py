@@ -40,13 +40,14 @@ from eossl.evaluate.config import EvaluateConfig
 from eossl.evaluate.context import TaskNotes
 from eossl.evaluate.features import extract_features
 from eossl.evaluate.fewshot import FewLabelSplit, few_label_splits, knn_predict, linear_probe
-from eossl.evaluate.finetuning import finetune_classifier, predict_chips
+from eossl.evaluate.finetuning import predict_chips
 from eossl.evaluate.metrics import classification_metrics, summarise
 from eossl.evaluate.sanity import check_splits, class_presence, emit
 from eossl.models.backbones import is_vit
 from eossl.models.weights import WEIGHTS_FILE, backbone_for, read_weights_info
 from eossl.report.rows import ResultRow, SeedScores
 from eossl.runs import atomic_write
+from eossl.train.supervised import finetune_classifier
 
 log = logging.getLogger(__name__)
 

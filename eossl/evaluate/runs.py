@@ -24,7 +24,7 @@ from eossl.config import to_dict
 from eossl.evaluate.config import EvaluateConfig, FinetuneConfig, resolve_device, with_resolved_weights
 from eossl.evaluate.context import TaskContext, TaskNotes
 from eossl.evaluate.fewshot import few_label_splits, k_label
-from eossl.evaluate.finetuning import finetune_classifier, predict_chips
+from eossl.evaluate.finetuning import predict_chips
 from eossl.evaluate.metrics import classification_metrics, summarise
 from eossl.evaluate.sanity import (
     MIN_SEEDS_FOR_CI,
@@ -40,6 +40,7 @@ from eossl.models.weights import backbone_for, read_weights_info
 from eossl.report.figures import save_confusion_matrix, save_few_label_curve
 from eossl.report.rows import Headline, PairedDifference, ResultRow, SeedScores
 from eossl.runs import environment, write_json, write_text
+from eossl.train.supervised import finetune_classifier
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +234,9 @@ def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress:
         k_subset,
         load_segment_chips,
         segment_backbone,
-        train_segmentation,
     )
     from eossl.evaluate.splits import window_block_split
+    from eossl.train.segmentation import train_segmentation
 
     s = cfg.segmentation
     chips = load_segment_chips(s)
@@ -255,8 +256,7 @@ def _finetune_segment(cfg: FinetuneConfig, run_dir: Path, device: str, progress:
     seconds = round(time.time() - start, 1)
     metrics = evaluate_segmentation(model, chips, test, norm)
     warnings += emit(_holdout_warnings(metrics))
-    info = getattr(backbone, "weights_info", None)
-    arch = info.arch if info is not None else cfg.arch
+    arch = read_weights_info(cfg.weights).arch if cfg.weights is not None else cfg.arch
     classifier_info = ClassifierInfo(
         arch=arch, task="segment", bands=list(chips.bands), wavelengths_nm=load_sensor(chips.sensor).wavelengths(
             chips.bands), gsd_m=float(chips.gsd), normalization=norm.to_dict(),

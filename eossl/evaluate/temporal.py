@@ -3,10 +3,10 @@
 * :func:`field_features`: the frozen backbone's feature map of each (field, date) chip, averaged over the cells
   the field covers -> (N, T, D), plus which dates count (N, T).
 * :func:`mean_over_dates`: the average over a field's valid dates -> (N, D), for a logistic regression.
-* :class:`TemporalAttention` (+ :func:`fit_attention`, :func:`predict_attention`): a learned query attends over
-  the valid dates (features + a learned embedding of the month, or of the date position), then a linear
-  classifier; lightweight temporal attention in the spirit of Garnot & Landrieu 2020, "Lightweight Temporal
-  Self-Attention for Classifying Satellite Images Time Series".
+* :func:`predict_attention` / :func:`predict_ltae`: the classes that a temporal head
+  (:class:`~eossl.models.field_heads.TemporalAttention`: a learned query attends over the valid dates, features +
+  a learned embedding of the month or date position, then a linear classifier; or torchgeo's L-TAE) predicts;
+  :mod:`eossl.train.heads` fits them.
 * :func:`field_band_statistics`: the no-network baseline, per-band statistics over the field's pixels.
 """
 
@@ -24,9 +24,10 @@ from eossl.data.labelled.fields import FieldSeries
 from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics
 from eossl.models.backbones import feature_maps
+from eossl.models.field_heads import TemporalAttention, ltae_inputs
 
-__all__ = ["POOLS", "field_features", "mean_over_dates", "date_positions", "TemporalAttention", "fit_attention",
-           "predict_attention", "fit_ltae", "predict_ltae", "field_band_statistics"]
+__all__ = ["POOLS", "field_features", "mean_over_dates", "date_positions", "predict_attention", "predict_ltae",
+           "field_band_statistics"]
 
 POOLS = ("mean", "meanstd")
 
@@ -120,73 +121,6 @@ def date_positions(dates) -> np.ndarray:
     return np.arange(len(dates), dtype=np.int64)
 
 
-def _feature_stats(x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(D,) mean and standard deviation of (N, T, D) features over the valid training dates (every date when none
-    is valid); a constant feature gets std 1."""
-    seen = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
-    std = seen.std(dim=0, correction=0) if seen.shape[0] > 1 else torch.ones(x.shape[-1])
-    return seen.mean(dim=0), torch.where(std > 1e-6, std, torch.ones_like(std))
-
-
-def _zscore(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """A temporal head's standardisation of its (B, T, D) *features* with statistics of the training fields."""
-    return (x - mean) / std
-
-
-class TemporalAttention(nn.Module):
-    """Attention pooling over dates, then a linear classifier: (B, T, D) features, (B, T) bool valid, (T,) or
-    (B, T) positions -> (B, K) logits. Features are standardised with fixed ``mean``/``std`` buffers (D,)."""
-
-    def __init__(self, dim: int, n_classes: int, n_positions: int = 12, mean=None, std=None):
-        super().__init__()
-        self.query = nn.Parameter(torch.zeros(dim))
-        self.position = nn.Embedding(n_positions, dim)
-        nn.init.normal_(self.position.weight, std=0.02)
-        self.classifier = nn.Linear(dim, n_classes)
-        self.register_buffer("mean", torch.zeros(dim) if mean is None else torch.as_tensor(mean).float())
-        self.register_buffer("std", torch.ones(dim) if std is None else torch.as_tensor(std).float())
-
-    def weights(self, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """(B, T) attention weights: softmax over the valid dates only (uniform if a field has none)."""
-        keys = _zscore(x, self.mean, self.std) + self.position(positions.expand(x.shape[:2]))
-        scores = keys @ self.query / math.sqrt(x.shape[-1])                      # (B, T)
-        scores = scores.masked_fill(~valid, float("-inf"))
-        scores = torch.where(valid.any(dim=1, keepdim=True), scores, torch.zeros_like(scores))
-        return scores.softmax(dim=1)
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        z = _zscore(x, self.mean, self.std)
-        pooled = torch.einsum("bt,btd->bd", self.weights(x, valid, positions), z)
-        return self.classifier(pooled)
-
-
-def fit_attention(feats: np.ndarray, date_valid: np.ndarray, labels: np.ndarray, positions: np.ndarray,
-                  n_classes: int, *, seed: int = 0, epochs: int = 150, lr: float = 1e-2,
-                  weight_decay: float = 1e-2) -> TemporalAttention:
-    """Train a :class:`TemporalAttention` on (N, T, D) training features with AdamW, full batch, seeded.
-
-    Standardisation statistics come from the valid training dates. Deterministic on CPU for a given seed.
-    """
-    x = torch.as_tensor(feats, dtype=torch.float32)
-    valid = torch.as_tensor(date_valid, dtype=torch.bool)
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    pos = torch.as_tensor(positions, dtype=torch.int64)
-    mean, std = _feature_stats(x, valid)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TemporalAttention(x.shape[-1], n_classes, max(12, int(pos.max()) + 1), mean, std)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
-    for _ in range(epochs):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x, valid, pos), y)
-        if not torch.isfinite(loss):
-            raise ValueError(f"temporal attention: non-finite loss {loss.item()}; check the features")
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
 def predict_attention(model: TemporalAttention, feats: np.ndarray, date_valid: np.ndarray,
                       positions: np.ndarray) -> np.ndarray:
     """(N,) int64 predicted classes for (N, T, D) features."""
@@ -196,50 +130,10 @@ def predict_attention(model: TemporalAttention, feats: np.ndarray, date_valid: n
     return logits.argmax(dim=1).numpy()
 
 
-def _ltae_inputs(x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Standardised (B, T, D) features with every invalid date filled by the field's mean over its valid dates
-    (0, the training mean, for a field with none): torchgeo's L-TAE attends over a fixed-length sequence."""
-    z = _zscore(x, mean, std)
-    w = valid.to(z.dtype)[..., None]
-    field_mean = (z * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
-    return torch.where(valid[..., None], z, field_mean.expand_as(z))
-
-
-def fit_ltae(feats: np.ndarray, date_valid: np.ndarray, labels: np.ndarray, n_classes: int, *, seed: int = 0,
-             epochs: int = 150, lr: float = 1e-3, weight_decay: float = 1e-2) -> nn.Module:
-    """Train torchgeo's L-TAE (:func:`eossl.models.temporal.ltae_head`) plus a linear layer on (N, T, D)
-    per-date training features, AdamW, full batch, seeded; standardised with the valid training dates'
-    statistics, missing dates filled (:func:`_ltae_inputs`). Returns the model in eval mode with ``mean``/``std``."""
-    from eossl.models.temporal import ltae_head
-
-    x = torch.as_tensor(feats, dtype=torch.float32)
-    valid = torch.as_tensor(date_valid, dtype=torch.bool)
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    if x.shape[0] < 2:
-        raise ValueError("L-TAE needs at least 2 training fields (its MLP has batch normalisation)")
-    mean, std = _feature_stats(x, valid)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = ltae_head(x.shape[-1], n_classes, steps=x.shape[1])
-        inputs = _ltae_inputs(x, valid, mean, std)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        model.train()
-        for _ in range(epochs):          # dropout draws come from the forked, seeded generator
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(inputs), y)
-            if not torch.isfinite(loss):
-                raise ValueError(f"L-TAE: non-finite loss {loss.item()}; check the features")
-            loss.backward()
-            opt.step()
-    model.register_buffer("mean", mean)
-    model.register_buffer("std", std)
-    return model.eval()
-
-
 def predict_ltae(model: nn.Module, feats: np.ndarray, date_valid: np.ndarray) -> np.ndarray:
-    """(N,) int64 predicted classes of a :func:`fit_ltae` model."""
+    """(N,) int64 predicted classes of a :func:`eossl.train.heads.fit_ltae` model."""
     with torch.no_grad():
-        x = _ltae_inputs(torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(date_valid, dtype=torch.bool),
+        x = ltae_inputs(torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(date_valid, dtype=torch.bool),
                          model.mean, model.std)
         return model(x).argmax(dim=1).numpy()
 

@@ -10,7 +10,7 @@ Run directory::
     weights/               the exported backbone (backbone.safetensors + weights.json) once training finished
     summary.json           throughput, final loss and collapse monitors (metrics.json: the final metrics), the
                            online probe's best pool and, with trainer.stop_when, when training stopped
-    probe/history.json     the online probe's scores per evaluation and its baselines (eossl.train.online_probe)
+    probe/history.json     the online probe's scores per evaluation and its baselines (eossl.evaluate.online_probe)
     environment.json       versions, platform, device, seed
 
 Under DDP with the subprocess launcher every rank runs the command again; ranks > 0 attach to the run
@@ -51,8 +51,8 @@ from eossl.train.config import PretrainConfig, ViewsConfig
 from eossl.train.export import export_run
 from eossl.train.module import SSLModule
 from eossl.train.movement import INIT_FILE, WeightMovement, relative_change, slow_stages
-from eossl.train.online_probe import load_probe_chips, make_online_probe
 from eossl.train.probe_history import probe_summary
+from eossl.train.probe_hook import ProbeHook
 
 __all__ = ["pretrain", "prepare_corpus", "view_spec", "build_views", "CorpusInfo", "RUN_ENV"]
 
@@ -157,14 +157,15 @@ def _method(cfg: PretrainConfig, info: CorpusInfo):
     img_size = cfg.views.crop_size or info.chip_size
     if cfg.model.init:
         from eossl.models.published import resolve_weights
-        from eossl.models.weights import load_backbone
+        from eossl.models.weights import load_weights
 
         init = resolve_weights(cfg.model.init, cfg.model.init_file)
-        backbone = load_backbone(init, bands=list(zip(info.bands, info.wavelengths_nm)),
-                                 img_size=img_size if is_vit(arch) else None, pool="last")
-        if backbone.weights_info.arch != arch:
-            raise ConfigError(f"model.init: {cfg.model.init} holds a {backbone.weights_info.arch} backbone but "
+        loaded = load_weights(init, bands=list(zip(info.bands, info.wavelengths_nm)),
+                              img_size=img_size if is_vit(arch) else None, pool="last")
+        if loaded.info.arch != arch:
+            raise ConfigError(f"model.init: {cfg.model.init} holds a {loaded.info.arch} backbone but "
                               f"model.arch is {arch!r}")
+        backbone = loaded.model
     else:
         backbone = create_backbone(arch, len(info.bands), img_size)
     try:
@@ -236,16 +237,22 @@ class _FinalCheckpoint(L.Callback):
         trainer.save_checkpoint(self.path)
 
 
-def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, callbacks: list | None = None) -> dict:
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, callbacks: list | None = None,
+             probe: ProbeHook | None = None) -> dict:
     """Train ``cfg`` in ``run_dir`` (new and empty, or with ``resume`` an earlier run of the same config).
 
-    Returns the summary (also written to ``summary.json``). ``callbacks`` are extra Lightning callbacks.
+    Returns the summary (also written to ``summary.json``). ``callbacks`` are extra Lightning callbacks; ``probe``
+    the online probe that ``cfg.probe`` asks for (``eossl.evaluate.online_probe.online_probe(cfg)``, as
+    ``eossl pretrain`` passes it; None when ``probe.data`` is null).
     """
+    if cfg.probe.enabled and probe is None:
+        raise ValueError("probe.data asks for the online probe but pretrain() was given none: pass "
+                         "probe=eossl.evaluate.online_probe.online_probe(cfg) (as `eossl pretrain` does), or set "
+                         "probe.data=null")
     run_dir = Path(run_dir)
     attached = _rank_from_env() > 0 and _join_rank0(run_dir)
-    img_size = cfg.views.crop_size or cfg.corpus.sampler.chip_size
-    probe_chips = (load_probe_chips(cfg.probe, cfg.model.arch, img_size)   # before the run directory: fail early
-                   if cfg.probe.enabled and not attached else None)
+    if probe is not None and not attached:
+        probe.prepare()                     # the labelled chips, before the run directory: fail early
     if not (resume or attached):
         _write_new_run(cfg, run_dir)
     t = cfg.trainer
@@ -258,9 +265,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     views = build_views(cfg.views, cfg.method.name, info, t.seed)
     module = SSLModule(_method(cfg, info), views, cfg.optim, batch_size=cfg.corpus.batch_size,
                        total_steps=None, seed=t.seed, precision=t.precision)
-    probe = [make_online_probe(cfg.probe, t.stop_when, cfg.model.arch, img_size, info.normalization, run_dir,
-                               probe_chips)] if cfg.probe.enabled else []
-    trainer = _trainer(cfg, run_dir, [*probe, *(callbacks or [])])
+    probe_cb = [probe.callback(info.normalization, run_dir)] if probe is not None else []
+    trainer = _trainer(cfg, run_dir, [*probe_cb, *(callbacks or [])])
     ckpt = last_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         log.warning("no checkpoint in %s yet: starting from step 0", run_dir / CHECKPOINT_DIR)
@@ -272,7 +278,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, cal
     seconds = time.perf_counter() - start
     if trainer.global_rank != 0:
         return {}
-    probe_seconds = probe[0].attempt_seconds if probe else 0.0
+    probe_seconds = probe_cb[0].attempt_seconds if probe_cb else 0.0
     return _finish(cfg, run_dir, trainer, info, seconds, step0, probe_seconds)
 
 

@@ -1,5 +1,5 @@
 """How a classifier is fine-tuned: the ``finetune`` section of the evaluate and finetune configs, as plain data
-(no torch here, so the configs load and ``--help`` answers without it; :mod:`eossl.evaluate.finetuning` trains)."""
+(no torch here, so the configs load and ``--help`` answers without it; :mod:`eossl.train.supervised` trains)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ The backbone (``pl_module.method.backbone``) runs in eval mode under no_grad and
 probe draws nothing from torch's global generator, so training is the same with and without it. Scores go to
 the Lightning loggers (``probe/k10/stats1``, ``probe/k10/baseline/band_statistics``, ...) and to
 ``RUN_DIR/probe/history.json`` (:mod:`eossl.train.probe_history`), kept across ``--resume``.
+
+The probe is evaluation during training, so it lives here and pretraining does not import it: the caller
+(``eossl pretrain``'s ``run``) builds it with :func:`online_probe` and hands it to
+:func:`eossl.train.pretrain.pretrain`, which adds the callback to its trainer.
 """
 
 from __future__ import annotations
@@ -24,19 +28,18 @@ import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
-from eossl.config import ConfigError
-from eossl.data.labelled.folders import LabelledChips, load_class_folders, load_eurosat
+from eossl.config import to_dict
+from eossl.data.labelled.folders import LabelledChips
 from eossl.data.normalization import Normalization
 from eossl.evaluate.baselines import band_statistics, rcf_features
 from eossl.evaluate.features import candidate_pools, extract_pools
 from eossl.evaluate.fewshot import ProbeResult, few_shot_probe
-from eossl.models.backbones import create_backbone, is_vit
-from eossl.models.pooling import check_pool
+from eossl.evaluate.probe_chips import load_probe_chips, select_bands
+from eossl.models.backbones import create_backbone
 from eossl.runs import write_json
-from eossl.train.config import ProbeConfig
+from eossl.train.config import PretrainConfig, ProbeConfig
 from eossl.train.probe_history import (
     HISTORY_FILE,
     beats_baselines,
@@ -46,66 +49,10 @@ from eossl.train.probe_history import (
     stop_reason,
 )
 
-__all__ = ["load_probe_chips", "select_bands", "ProbeRunner", "OnlineProbe", "make_online_probe"]
+__all__ = ["ProbeRunner", "OnlineProbe", "make_online_probe", "ProbeSetup", "online_probe"]
 
 log = logging.getLogger(__name__)
 BASELINE_NAMES = {"band_statistics": "band statistics", "rcf": "RCF", "random_init": "random init"}
-
-
-def load_probe_chips(probe: ProbeConfig, arch: str, img_size: int) -> LabelledChips:
-    """The labelled chips of ``probe.data``, checked against the probe's pools and ks (errors name the key to
-    change); for a ViT resized to its ``img_size``."""
-    pools = probe.pools or candidate_pools(arch)
-    with torch.device("meta"):                          # the architecture only, to check the pools against
-        model = create_backbone(arch, 1, img_size if is_vit(arch) else 224)
-    for pool in pools:
-        try:
-            check_pool(model, pool)
-        except ValueError as err:
-            raise ConfigError(f"probe.pools: {err}") from err
-    if probe.data == "builtin":
-        chips = load_eurosat()
-    else:
-        root = Path(probe.data).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"probe.data: class-folder root {probe.data} not found; give 'builtin', a folder "
-                                    f"with one sub-folder of chips per class, or null (no probe)")
-        try:
-            chips = load_class_folders(root, sensor=probe.sensor, band_order=probe.band_order)
-        except ValueError as err:
-            raise ValueError(f"probe.data: {err}") from err
-    counts = np.bincount(chips.labels, minlength=len(chips.classes))
-    short = [f"{c} ({n})" for c, n in zip(chips.classes, counts) if n <= max(probe.ks)]
-    if short or len(chips.classes) < 2:
-        raise ValueError(f"probe.data: {probe.data} has too few chips for probe.ks = {probe.ks}: every class needs "
-                         f"more than {max(probe.ks)} (k to train, at least one to test) and there must be 2 classes "
-                         f"or more; short: {', '.join(short) or '-'}. Lower probe.ks or add chips")
-    if is_vit(arch) and chips.images.shape[-2:] != (img_size, img_size):
-        log.info("online probe: %s chips resized from %dx%d to the %s's %d px (bilinear)", probe.data,
-                 *chips.images.shape[-2:], arch, img_size)
-        chips = _resized(chips, img_size)
-    return chips
-
-
-def _resized(chips: LabelledChips, size: int) -> LabelledChips:
-    """A ViT's position embeddings fix its input size: chips resampled to ``size`` px (images bilinear, with
-    antialiasing when shrinking; masks nearest)."""
-    x = torch.nn.functional.interpolate(torch.as_tensor(chips.images), size=(size, size), mode="bilinear",
-                                        align_corners=False, antialias=size < chips.images.shape[-1])
-    m = torch.nn.functional.interpolate(torch.as_tensor(chips.mask[:, None], dtype=torch.float32),
-                                        size=(size, size), mode="nearest")[:, 0] > 0.5
-    return dataclasses.replace(chips, images=x.numpy(), mask=m.numpy())
-
-
-def select_bands(chips: LabelledChips, bands: list[str]) -> LabelledChips:
-    """``chips`` restricted to ``bands`` (the corpus bands) in that order, selected by name."""
-    missing = [b for b in bands if b not in chips.bands]
-    if missing:
-        raise ValueError(f"probe.data: the probe chips lack band(s) {', '.join(missing)} that the corpus trains on "
-                         f"(the chips hold {', '.join(chips.bands)}); give probe chips with every corpus band, or "
-                         f"probe.data=null to train without the probe")
-    index = [chips.bands.index(b) for b in bands]
-    return dataclasses.replace(chips, images=np.ascontiguousarray(chips.images[:, index]), bands=list(bands))
 
 
 def _score(result: ProbeResult) -> dict:
@@ -297,4 +244,36 @@ def make_online_probe(probe: ProbeConfig, stop_when: str | None, arch: str, img_
         runner = ProbeRunner(select_bands(chips, list(norm.bands)), norm, arch, img_size,
                              probe.pools or candidate_pools(arch), probe.ks, probe.draws, probe.seed, probe.batch_size)
     return OnlineProbe(runner, Path(run_dir) / HISTORY_FILE, probe.every_n_steps, probe.baselines, stop_when,
-                       probe.margin, probe.patience, settings={"data": probe.data})
+                       probe.margin, probe.patience, settings={"data": _data_setting(probe.data)})
+
+
+def _data_setting(data) -> str | dict:
+    """``probe.data`` as the history's settings record it: as before probe.data was a LabelledDataConfig (the
+    string ``builtin`` or the class-folder root, so that a resumed run continues its history), the whole
+    config when it says more than that."""
+    plain = dataclasses.replace(data, root=None, sensor="sentinel2-l1c", band_order=None)
+    return data.describe() if plain == type(data)() else to_dict(data)
+
+
+class ProbeSetup:
+    """The online probe of pretraining ``cfg`` as :func:`eossl.train.pretrain.pretrain` takes it
+    (:class:`eossl.train.probe_hook.ProbeHook`): :meth:`prepare` reads and checks the labelled chips (rank 0,
+    before the run directory is written), :meth:`callback` builds the :class:`OnlineProbe` once the corpus
+    normalisation is known (ranks > 0, without chips, only take part in the stop decision)."""
+
+    def __init__(self, cfg: PretrainConfig):
+        self.probe, self.stop_when, self.arch = cfg.probe, cfg.trainer.stop_when, cfg.model.arch
+        self.img_size = cfg.views.crop_size or cfg.corpus.sampler.chip_size     # the size the backbone trains at
+        self.chips: LabelledChips | None = None
+
+    def prepare(self) -> None:
+        self.chips = load_probe_chips(self.probe, self.arch, self.img_size)
+
+    def callback(self, norm: Normalization, run_dir: str | Path) -> OnlineProbe:
+        return make_online_probe(self.probe, self.stop_when, self.arch, self.img_size, norm, run_dir, self.chips)
+
+
+def online_probe(cfg: PretrainConfig) -> ProbeSetup | None:
+    """The online probe of pretraining ``cfg`` (None when ``probe.data`` is null), for
+    ``pretrain(cfg, run_dir, probe=online_probe(cfg))``."""
+    return ProbeSetup(cfg) if cfg.probe.enabled else None
