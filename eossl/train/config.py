@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args, get_type_hints
 from eossl.augment.spec import OpSpec
 from eossl.config import ConfigError, config_data, field, from_dict, load_yaml
 from eossl.data.chips.config import SamplerConfig
+from eossl.data.labelled.config import LabelledDataConfig
 from eossl.models.config import SeriesEncoderConfig
 
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
@@ -176,13 +177,14 @@ class ProbeConfig:
     """The online probe: every ``every_n_steps`` optimiser steps (and at step 0 and the end) frozen features of
     labelled chips are scored by a few-label linear probe on fixed splits, beside baselines scored once."""
 
-    RENAMED = {"file_bands": "band_order"}   # names of 0.1.0, still read (eossl.config)
+    # names of 0.1.0 and of the probe's own data keys before probe.data was a LabelledDataConfig, still read
+    RENAMED = {"file_bands": "data.band_order", "band_order": "data.band_order", "sensor": "data.sensor"}
 
-    data: str | None = field("builtin", help="labelled chips: 'builtin' (the 200-chip EuroSAT-MS sample), a "
-                                             "class-folder root (ROOT/<class>/*.tif), or null / 'none' (no probe)")
-    sensor: str = field("sentinel2-l1c", help="sensor of the class-folder chips (band names and units)")
-    band_order: list[str] | None = field(None, help="band names of the class-folder files in file order (default: "
-                                                    "the band descriptions stored in the files)")
+    data: LabelledDataConfig | None = field(
+        default_factory=LabelledDataConfig,
+        help="labelled chips, as the data section of `eossl evaluate` (root, sensor, band_order, ...; no root: the "
+             "200-chip EuroSAT-MS sample), or null (no probe); a string stands for one: 'builtin', a class-folder "
+             "root (ROOT/<class>/*.tif) or 'none'")
     every_n_steps: int = field(128, ge=1, help="optimiser steps between evaluations; at 128 the evaluations cost "
                                                "about 7% of the default recipe's training time (measured: 9.5 s "
                                                "per evaluation, 1.06 s per step; BENCHMARKS.md)")
@@ -203,13 +205,14 @@ class ProbeConfig:
     batch_size: int = field(64, ge=1, help="chips per forward pass of the probe")
 
     def __post_init__(self):
-        if isinstance(self.data, str) and self.data.strip().lower() in ("", "none", "null"):
-            self.data = None
+        if isinstance(self.data, str):      # a Python caller's shorthand (YAML strings are expanded when loaded)
+            plain = LabelledDataConfig.from_shorthand(self.data, "probe.data")
+            self.data = None if plain is None else from_dict(LabelledDataConfig, plain, "probe.data")
         if not self.ks or any(k < 1 for k in self.ks) or len(set(self.ks)) != len(self.ks):
             raise ConfigError(f"probe.ks: expected distinct labelled chips per class >= 1, got {self.ks}")
-        if self.data == "builtin" and self.band_order is not None:
-            raise ConfigError("probe.band_order: the built-in EuroSAT-MS sample knows its bands; band_order is for "
-                              "a class-folder root in probe.data")
+        if self.data is not None and self.data.builtin and self.data.band_order is not None:
+            raise ConfigError("probe.data.band_order: the built-in EuroSAT-MS sample knows its bands; band_order is "
+                              "for a class-folder root in probe.data.root")
         if self.pools is not None:
             from eossl.models.pooling import POOLS
 
