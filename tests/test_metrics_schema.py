@@ -1,4 +1,4 @@
-"""``metrics.json`` of every evaluation task (patch, crop, series, segment) validates against the committed schema
+"""``metrics.json`` of every evaluation task (patch, crop, series, segment, stack) validates against the committed schema
 (eossl/report/metrics.schema.json), its rows read back into ResultRow and write the same JSON, and its headline names
 one of its rows. Tiny in-memory data: a few seconds per task."""
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from parcel_stack_data import write_parcel_stack
 
 from eossl.catalog.sensors import load_sensor
 from eossl.config import load_config
@@ -133,6 +134,11 @@ def _config(task: str, tmp_path, weights) -> list[str]:
                 "segmentation.scenes.index=unused.parquet", "segmentation.label_raster=unused.tif",
                 "segmentation.chip_size=32", "segmentation.block_size_m=400.0", "segmentation.epochs=1",
                 "segmentation.batch_size=4"]
+    if task == "stack":           # no weights: the headline is the raw series; a 24 x 24 px stack with parcels
+        folder = write_parcel_stack(tmp_path / "stack")
+        return [*common, "ks=[3]", f"stack.stacks=[{{path: {folder}, variable: CT}}]", "stack.period=month",
+                "stack.rows=[raw, pca, rocket]", "stack.pca_components=4", "stack.rocket_features=84",
+                "stack.resamples=50"]
     return [*common, "ks=[5]", f"series.table={_series_table(tmp_path / 'series.parquet')}",
             "series.label_column=crop", "series.id_column=sample_id", "series.min_per_class=10",
             "series.baselines=[raw_series,phenology]"]
@@ -163,7 +169,12 @@ def test_metrics_json_of_every_task_follows_the_schema(metrics, validator):
     assert [p.to_dict() for p in pairs] == metrics["paired_differences"]
     head = Headline.from_dict(metrics["headline"])
     assert sum(head.matches(r) for r in rows) == 1
-    if metrics["task"] != "series":      # the series task runs without weights here: no pretrained row to pair
+    if metrics["task"] == "stack":       # headline named before scoring; paired on the parcel bootstrap
+        named = metrics["settings"]["headline_row"]
+        assert (head.model, head.protocol) == (named["model"], named["protocol"])
+        assert metrics["parcel_scores"]["paired"] and all(p["headline"] == named
+                                                          for p in metrics["parcel_scores"]["paired"])
+    elif metrics["task"] != "series":    # the series task runs without weights here: no pretrained row to pair
         assert pairs and head.model.startswith("pretrained")
 
 

@@ -149,7 +149,8 @@ class StackTaskConfig:
 class EvaluateConfig:
     task: Literal["patch", "crop", "segment", "series", "stack"] = field(
         "patch", help="patch: labelled chips (data); crop: field polygons (fields); segment: a label raster "
-                      "(segmentation); series: per-sample time series from a table (series)")
+                      "(segmentation); series: per-sample time series from a table (series); stack: labelled "
+                      "scene stacks, scored across parcels (stack)")
     data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
     fields: FieldsConfig | None = None
     segmentation: SegmentationConfig | None = None

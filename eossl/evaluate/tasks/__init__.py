@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from eossl.evaluate.config import EvaluateConfig
 from eossl.evaluate.context import TaskContext
-from eossl.evaluate.tasks import crop, patch, segment, series
+from eossl.evaluate.tasks import crop, patch, segment, series, stack
 from eossl.registry import Registry
 from eossl.report.rows import ResultRow
 
@@ -27,3 +27,4 @@ TASKS.register("patch")(patch.run)
 TASKS.register("crop")(crop.run)
 TASKS.register("series")(series.run)
 TASKS.register("segment")(segment.run)
+TASKS.register("stack")(stack.run)

@@ -1,0 +1,260 @@
+"""A pixel classifier over a composited scene stack: the model the stack evaluation scores and the crop-type map
+applies, through one method.
+
+>>> comp = composite(open_stack("flanders2018/"), period="10D")
+>>> every = stack_samples(comp)                                        # every pixel, unlabelled
+>>> model = StackModel.build("fusion", classes=["Maize", "Grass"], codes=[1200, 9120], bands=comp.bands,
+...                          sensor=comp.sensor, steps=len(comp.starts), period="10D", weights="runs/w")
+>>> model.prepare(every)                     # unsupervised parts on every pixel (fill values, PCA, kernels)
+>>> model.fit(stack_samples(comp, rows, cols, labels, classes))      # the classifier on the labelled pixels
+>>> proba = model.predict_proba(every)                                  # (H*W, K), columns in ``classes`` order
+>>> model.save("runs/model"); StackModel.load("runs/model")
+
+``predict_proba(s) = proba_from_features(transform(s))``; a pixel's features depend only on that pixel and the
+fitted state (:mod:`eossl.evaluate.stack_features`), so the evaluation, which computes ``transform`` once for
+every pixel and fits one classifier per split on rows of it, scores exactly what the map predicts. Feature kinds:
+:data:`~eossl.evaluate.stack_features.FEATURE_KINDS`; classifiers: ``linear`` (logistic regression) and
+``random_forest`` (:mod:`eossl.evaluate.stack_classifier`).
+
+Saved as ``stack_model.json`` (description, settings), ``stack_model.npz`` (fitted arrays) and, for the encoder
+kinds, ``encoder.safetensors`` (the encoder's weights, copied; its constructor arguments, wavelengths and
+normalisation in the JSON). No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eossl.data.normalization import Normalization
+from eossl.data.series.tables import SeriesSamples
+from eossl.evaluate import stack_features as sf
+from eossl.evaluate.stack_classifier import CLASSIFIERS, classifier_proba, fit_classifier
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AbsentClassWarning", "StackModel", "MODEL_FILE"]
+
+MODEL_FILE = "stack_model.json"
+ARRAYS_FILE = "stack_model.npz"
+ENCODER_WEIGHTS = "encoder.safetensors"
+_ENCODER_KINDS = ("encoder", "fusion")
+
+
+class AbsentClassWarning(UserWarning):
+    """A class of the model has no training pixel: it is never predicted (probability 0)."""
+
+
+@dataclass
+class StackModel:
+    """See the module doc. ``classes`` names, ``codes`` their legend codes (the map's pixel values), ``bands`` and
+    ``steps`` the series it reads, ``period`` the composite it was made for; ``settings`` of the feature kind
+    (``pca``: components, whiten; ``rocket``: n_features, max_pixels; ``trees`` of the forest)."""
+
+    features: str
+    classes: list[str]
+    codes: list[int]
+    bands: list[str]
+    sensor: str
+    steps: int
+    period: str = "10D"
+    classifier: str = "linear"
+    C: float = 1.0
+    C_grid: list[float] | None = None
+    seed: int = 0
+    settings: dict = field(default_factory=dict)
+    encoder: object = None                    # a PixelSeriesEncoder (encoder kinds)
+    encoder_norm: Normalization | None = None
+    encoder_info: dict = field(default_factory=dict)     # kwargs, wavelengths_nm, source
+    device: str = "cpu"
+    state: dict = field(default_factory=dict)            # unsupervised, from every pixel
+    head: dict = field(default_factory=dict)             # the classifier's arrays
+
+    def __post_init__(self):
+        if self.features not in sf.FEATURE_KINDS:
+            raise ValueError(f"unknown feature kind {self.features!r}; known: {', '.join(sf.FEATURE_KINDS)}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier {self.classifier!r}; known: {', '.join(CLASSIFIERS)}")
+        if len(self.classes) != len(self.codes):
+            raise ValueError(f"{len(self.classes)} class names but {len(self.codes)} codes")
+        if self.features in _ENCODER_KINDS and self.encoder is None:
+            raise ValueError(f"feature kind {self.features!r} needs an encoder: StackModel.build(..., weights=DIR) "
+                             f"or encoder_kwargs for a random-init one")
+
+    # ------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def build(cls, features: str, *, classes, codes, bands, sensor: str, steps: int, weights=None,
+              encoder_kwargs: dict | None = None, seed: int = 0, **kwargs) -> StackModel:
+        """A model (not fitted). For ``encoder``/``fusion``: the pretrained encoder of ``weights`` (an exported
+        weights directory) re-targeted to ``bands``, with its normalisation; without weights a random-init one
+        (``encoder_kwargs``, initialised from ``seed``)."""
+        enc = norm = None
+        info = {}
+        if features in _ENCODER_KINDS:
+            enc, norm, info = _make_encoder(list(bands), sensor, weights, dict(encoder_kwargs or {}), seed)
+        return cls(features=features, classes=list(classes), codes=[int(c) for c in codes], bands=list(bands),
+                   sensor=sensor, steps=int(steps), seed=seed, encoder=enc, encoder_norm=norm, encoder_info=info,
+                   **kwargs)
+
+    def prepare(self, unlabelled: SeriesSamples | list[SeriesSamples]) -> StackModel:
+        """Fit the unsupervised parts on every pixel given (labels unused): band fill values, and the PCA or the
+        MiniRocket kernels and biases."""
+        s = sf.joined(unlabelled)
+        self._check(s)
+        fill = sf.band_means(s)
+        state = {"fill": fill}
+        if self.features == "pca":
+            p = self.settings.get("pca", {})
+            state.update(sf.fit_pca(s, fill, p.get("components", 32), p.get("whiten", True), self.seed))
+        elif self.features == "rocket":
+            r = self.settings.get("rocket", {})
+            state.update(sf.fit_rocket(s, fill, r.get("n_features", 2000), self.seed, r.get("max_pixels", 16384)))
+        self.state = state
+        return self
+
+    # ------------------------------------------------------------------------------------------ features
+
+    def transform(self, s: SeriesSamples) -> np.ndarray:
+        """(N, D) float32 features of the pixels of ``s``."""
+        self._check(s)
+        if "fill" not in self.state:
+            raise ValueError("the model is not prepared: call prepare(every pixel of the stack) first")
+        fill, kind = self.state["fill"], self.features
+        if kind == "raw":
+            return sf.raw_features(s, fill)
+        if kind == "pca":
+            return sf.pca_features(s, fill, self.state).astype(np.float32)
+        if kind == "rocket":
+            return sf.rocket_features(s, fill, self.state)
+        if kind == "phenology":
+            return sf.phenology_stack_features(s, fill).astype(np.float32)
+        enc = sf.encoder_stack_features(s, self.encoder, self.encoder_norm, self.device)
+        return enc if kind == "encoder" else np.hstack([sf.raw_features(s, fill), enc])
+
+    def _check(self, s: SeriesSamples) -> None:
+        if list(s.bands) != self.bands or s.values.shape[1] != self.steps:
+            raise ValueError(f"the model reads {self.steps} steps of {self.bands}; these series have "
+                             f"{s.values.shape[1]} steps of {list(s.bands)} (composite the stack with period "
+                             f"{self.period!r} and the same bands)")
+
+    # ------------------------------------------------------------------------------------------ classifier
+
+    def fit(self, train: SeriesSamples, allow_absent: bool = False) -> StackModel:
+        """Fit the classifier on the labelled pixels of ``train`` (labels index ``self.classes``)."""
+        return self.fit_features(self.transform(train), train.labels, allow_absent)
+
+    def fit_features(self, x: np.ndarray, y: np.ndarray, allow_absent: bool = False) -> StackModel:
+        """Fit the classifier on features ``x`` (N, D) of :meth:`transform` and class indices ``y`` (N,). A class
+        without a training pixel is a ValueError, or with ``allow_absent`` an :class:`AbsentClassWarning` (the
+        class is never predicted)."""
+        y = np.asarray(y, dtype=np.int64)
+        if len(y) != len(x) or (y < 0).any() or (y >= len(self.classes)).any():
+            raise ValueError(f"fit: {len(y)} labels for {len(x)} pixels, each an index into the "
+                             f"{len(self.classes)} classes (unlabelled pixels cannot be trained on)")
+        absent = [self.classes[i] for i in range(len(self.classes)) if not (y == i).any()]
+        if absent:
+            msg = (f"no training pixel of class(es) {', '.join(absent)}: the model cannot predict them; label "
+                   f"pixels of them or leave them out of classes")
+            if not allow_absent or len(absent) == len(self.classes):
+                raise ValueError(msg)
+            warnings.warn(msg, AbsentClassWarning, stacklevel=2)
+        self.head = fit_classifier(self.classifier, x, y, self.C, self.C_grid, self.settings.get("trees", 300),
+                                   self.seed)
+        return self
+
+    def proba_from_features(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities of features ``x`` of :meth:`transform`."""
+        if not self.head:
+            raise ValueError("the model is not fitted: call fit(labelled pixels) first")
+        return classifier_proba(self.classifier, self.head, x, len(self.classes))
+
+    def predict_proba(self, s: SeriesSamples) -> np.ndarray:
+        """(N, K) class probabilities of the pixels of ``s``, columns in ``classes`` order."""
+        return self.proba_from_features(self.transform(s))
+
+    def predict_codes(self, s: SeriesSamples) -> np.ndarray:
+        """(N,) legend codes of the most probable class."""
+        return np.asarray(self.codes)[self.predict_proba(s).argmax(axis=1)]
+
+    # ------------------------------------------------------------------------------------------ save / load
+
+    def save(self, out: str | Path) -> Path:
+        """``out/stack_model.json``, ``out/stack_model.npz`` and, for encoder kinds, ``out/encoder.safetensors``."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"features": self.features, "classes": self.classes, "codes": self.codes, "bands": self.bands,
+                "sensor": self.sensor, "steps": self.steps, "period": self.period, "classifier": self.classifier,
+                "C": self.C, "C_grid": self.C_grid, "seed": self.seed, "settings": self.settings}
+        if self.encoder is not None:
+            meta["encoder"] = {**self.encoder_info, "normalization": {"bands": list(self.encoder_norm.bands),
+                                                                      **self.encoder_norm.to_dict()}}
+            state = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
+            save_file(state, str(out / ENCODER_WEIGHTS))
+        arrays = {f"state.{k}": np.asarray(v) for k, v in self.state.items()}
+        arrays.update({f"head.{k}": np.asarray(v) for k, v in self.head.items()})
+        np.savez(out / ARRAYS_FILE, **arrays)
+        (out / MODEL_FILE).write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> StackModel:
+        """The model saved by :meth:`save` in ``path``."""
+        path = Path(path)
+        if not (path / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"no {MODEL_FILE} in {path}: save a StackModel there first")
+        meta = json.loads((path / MODEL_FILE).read_text())
+        enc_meta = meta.pop("encoder", None)
+        enc = norm = None
+        if enc_meta is not None:
+            enc, norm = _load_encoder(path, enc_meta)
+        with np.load(path / ARRAYS_FILE, allow_pickle=False) as z:
+            state = {k[6:]: z[k] for k in z.files if k.startswith("state.")}
+            head = {k[5:]: z[k] for k in z.files if k.startswith("head.")}
+        info = {k: v for k, v in (enc_meta or {}).items() if k != "normalization"}
+        return cls(**meta, encoder=enc, encoder_norm=norm, encoder_info=info, device=device, state=state, head=head)
+
+
+def _make_encoder(bands: list[str], sensor: str, weights, kwargs: dict, seed: int):
+    """(encoder, normalisation, description) of the pretrained encoder of ``weights`` or a random-init one."""
+    import torch
+
+    from eossl.catalog.sensors import load_sensor
+    from eossl.models.temporal import (
+        PixelSeriesEncoder,
+        encoder_kwargs,
+        load_series_encoder,
+        series_normalization,
+    )
+
+    s = load_sensor(sensor)
+    wavelengths = [float(w) for w in s.wavelengths(bands)]
+    if weights is not None:
+        loaded = load_series_encoder(weights, wavelengths)
+        kw = encoder_kwargs(loaded.info)
+        return (loaded.model.eval(), series_normalization(loaded.info, s, bands),
+                {"kwargs": kw, "wavelengths_nm": wavelengths, "source": f"pretrained {weights}",
+                 "ssl_method": loaded.info.ssl_method})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc = PixelSeriesEncoder(wavelengths, **kwargs)
+    return (enc.eval(), Normalization.of_sensor(s, bands),
+            {"kwargs": kwargs, "wavelengths_nm": wavelengths, "source": f"random-init (seed {seed})"})
+
+
+def _load_encoder(path: Path, meta: dict):
+    from safetensors.torch import load_file
+
+    from eossl.models.temporal import PixelSeriesEncoder
+
+    enc = PixelSeriesEncoder(meta["wavelengths_nm"], **meta["kwargs"])
+    enc.load_state_dict(load_file(str(path / ENCODER_WEIGHTS)), strict=True)
+    n = meta["normalization"]
+    return enc.eval(), Normalization(tuple(n["bands"]), n["mean"], n["std"])
