@@ -174,6 +174,11 @@ def test_metrics_json_of_every_task_follows_the_schema(metrics, validator):
         assert (head.model, head.protocol) == (named["model"], named["protocol"])
         assert metrics["parcel_scores"]["paired"] and all(p["headline"] == named
                                                           for p in metrics["parcel_scores"]["paired"])
+        boot = metrics["parcel_scores"]["paired"]           # the top-level pairs are the bootstrap ones
+        assert len(pairs) == len(boot) and all(p.pretrained == (named["model"], named["protocol"]) for p in pairs)
+        for p, b in zip(pairs, boot, strict=True):
+            assert p.k == b["k"] and p.score("macro_f1").mean == pytest.approx(b["macro_f1"]["mean"])
+            assert p.score("macro_f1").ci95 == pytest.approx((b["macro_f1"]["hi"] - b["macro_f1"]["lo"]) / 2)
     elif metrics["task"] != "series":    # the series task runs without weights here: no pretrained row to pair
         assert pairs and head.model.startswith("pretrained")
 

@@ -4,8 +4,8 @@ its rows.
 A task is ``run(cfg, ctx) -> list[ResultRow]``: ``cfg`` the typed :class:`~eossl.evaluate.config.EvaluateConfig`
 (weights already resolved: what to score, ks, seeds, baselines), ``ctx`` a :class:`TaskContext` (where and how it
 runs). What the task found out beside the rows (its settings, a summary of the data, the splits, skipped ks,
-warnings) it records as one :class:`TaskNotes` with ``ctx.record(notes)``; ``eossl evaluate`` writes both into
-``metrics.json``.
+warnings; optionally its own headline row and paired differences, when its protocol defines them) it records as
+one :class:`TaskNotes` with ``ctx.record(notes)``; ``eossl evaluate`` writes both into ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eossl.report.rows import ResultRow
+from eossl.report.rows import Headline, PairedDifference, ResultRow
 
 __all__ = ["TaskContext", "TaskNotes"]
 
@@ -30,6 +30,8 @@ class TaskNotes:
     settings: dict | None = None
     splits: list | dict | None = None
     skipped_k: dict | None = None
+    headline: Headline | None = None                    # the task's own headline row (default: runs.py's rule)
+    paired: list[PairedDifference] | None = None        # the task's own paired differences (default: per seed)
 
     @property
     def headline_score(self) -> str:

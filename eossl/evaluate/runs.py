@@ -78,7 +78,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
     out.update(task=cfg.task, environment=environment(device, cfg.seed), seconds=round(time.time() - start, 1))
     top = [r for r in rows if r.metrics_all_seeds is not None]
     classes = top[0].classes
-    head = next((r for r in top if r.model.startswith("pretrained")), top[0])
+    head = next((r for r in top if notes.headline.matches(r)), None) if notes.headline else None
+    head = head or next((r for r in top if r.model.startswith("pretrained")), top[0])
     out["headline"] = Headline(head.model, head.protocol, head.k).to_dict()
     save_confusion_matrix(run_dir / "confusion_matrix.png", head.metrics_all_seeds["confusion_matrix"],
                           classes, title=f"{head.model} / {head.protocol}, k={head.k}, {cfg.seeds} seeds pooled")
@@ -86,7 +87,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path, cache_dir: str | Path
     save_few_label_curve(run_dir / "few_label_curve.png", rows, score=head_score,
                          title=f"{cfg.task}: {notes.what}, {len(classes)} classes; mean and 95% CI over {cfg.seeds} "
                                f"seeds" + (" (too few for a CI)" if cfg.seeds < MIN_SEEDS_FOR_CI else ""))
-    pairs = paired_differences(rows)
+    pairs = notes.paired if notes.paired is not None else paired_differences(rows)
     out["paired_differences"] = [p.to_dict() for p in pairs]
     out["warnings"] = out["warnings"] + emit(result_warnings([r.to_dict() for r in rows],
                                                              seeds_hint="set seeds to 5 (--set seeds=5)"))

@@ -14,9 +14,9 @@ import numpy as np
 from eossl.evaluate.metrics import metrics_from_confusion
 from eossl.evaluate.parcel_scores import Scope, bootstrap_weights, interval, seed_counts, weighted_scores
 from eossl.evaluate.parcel_splits import class_kinds
-from eossl.report.rows import ResultRow, Score, SeedScores
+from eossl.report.rows import PairedDifference, ResultRow, Score, SeedScores
 
-__all__ = ["SCORES", "make_scope", "paired", "result_rows", "scope_rows", "single_parcel_scores"]
+__all__ = ["SCORES", "make_scope", "paired", "paired_records", "result_rows", "scope_rows", "single_parcel_scores"]
 
 SCORES = ("macro_f1", "overall_accuracy", "kappa")
 
@@ -107,6 +107,24 @@ def paired(scored: dict, labels: dict, headline: str, ks: list[str], scope: str)
             lo, hi = interval(h["boot"][c] - r["boot"][c])
             entry[c] = {"mean": float(h["point"][c][0] - r["point"][c][0]), "lo": lo, "hi": hi}
         out.append(entry)
+    return out
+
+
+def paired_records(entries: list[dict], rows: list[ResultRow]) -> list[PairedDifference]:
+    """:func:`paired` entries of one scope as the ``paired_differences`` of ``metrics.json``: per-seed differences
+    from the rows, the mean the point estimate, ``ci95`` the half-width of the parcel-bootstrap interval (the
+    interval itself, which may be asymmetric, stays in ``parcel_scores.paired``)."""
+    by_key = {r.key: r for r in rows}
+    out = []
+    for e in entries:
+        head = (e["headline"]["model"], e["headline"]["protocol"])
+        base = (e["baseline"]["model"], e["baseline"]["protocol"])
+        a, b = by_key[(*head, e["k"])], by_key[(*base, e["k"])]
+        theirs = {s.seed: s.scores for s in b.per_seed}
+        per_seed = [SeedScores(seed=s.seed, scores={c: s.scores[c] - theirs[s.seed][c] for c in s.scores})
+                    for s in a.per_seed if s.seed in theirs]
+        scores = {c: Score(mean=e[c]["mean"], ci95=(e[c]["hi"] - e[c]["lo"]) / 2, n=len(per_seed)) for c in SCORES}
+        out.append(PairedDifference(head, base, e["k"], per_seed, scores))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,15 @@ from eossl.evaluate.context import TaskContext, TaskNotes
 from eossl.evaluate.parcel_splits import class_kinds, parcel_splits
 from eossl.evaluate.stack_inputs import load_labelled_stack
 from eossl.evaluate.stack_model import AbsentClassWarning, StackModel
-from eossl.evaluate.stack_scoring import make_scope, paired, result_rows, scope_rows, single_parcel_scores
-from eossl.report.rows import ResultRow
+from eossl.evaluate.stack_scoring import (
+    make_scope,
+    paired,
+    paired_records,
+    result_rows,
+    scope_rows,
+    single_parcel_scores,
+)
+from eossl.report.rows import Headline, ResultRow
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +142,17 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
                               **v["summary"], "per_class_f1": dict(zip([names[c] for c in scope.multi.tolist()],
                                                                        v["point"]["per_class_f1"][0].tolist()))}
                              for (r, k), v in scored.items()]
-        sections["paired"] += paired(scored, labels, headline, ks, name)
-        if group is scopes[-1]:
+        scope_paired = paired(scored, labels, headline, ks, name)
+        sections["paired"] += scope_paired
+        if group is scopes[-1]:                 # the last scope (pooled when there are several) gives the rows
             results = result_rows(scored, labels, headline, ks)
+            pairs = paired_records(scope_paired, results)
     for s in stacks:
         for r in rows:
             sections["single_parcel"] += single_parcel_scores(s, splits[s.name], preds[r][s.name], labels[r])
-    ctx.record(_notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections))
+    notes = _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections)
+    # the headline row was named (by _plan) before any score was computed
+    ctx.record(replace(notes, headline=Headline(*labels[headline], ks[-1]), paired=pairs))
     return results
 
 
