@@ -34,14 +34,15 @@ def labelled_flags(p: argparse.ArgumentParser, name: str, what: str, example: st
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def config_and_run_dir(args: argparse.Namespace, cls_name: str):
+def config_and_run_dir(args: argparse.Namespace, cls_name):
     """(config, a new run directory), or (config, None) under --dry-run. ``cls_name``: a config class of
-    :mod:`eossl.evaluate.config`."""
+    :mod:`eossl.evaluate.config` (its name), or a config class."""
     from eossl.evaluate import config as evaluate_config
     from eossl.evaluate.config import config_with_weights
     from eossl.runs import new_run_dir
 
-    cfg = config_with_weights(getattr(evaluate_config, cls_name), args.config, args.set, args.weights,
+    cls = cls_name if isinstance(cls_name, type) else getattr(evaluate_config, cls_name)
+    cfg = config_with_weights(cls, args.config, args.set, args.weights,
                               args.weights_file, resolve=not args.dry_run)
     if args.dry_run:
         return cfg, None
@@ -50,12 +51,13 @@ def config_and_run_dir(args: argparse.Namespace, cls_name: str):
     return cfg, run_dir
 
 
-def labelled_stage_config(cls_name: str, path, sets: list[str], ref: dict):
-    """A pipeline stage's config of class ``cls_name`` (:mod:`eossl.evaluate.config`), weights from ``ref``."""
+def labelled_stage_config(cls_name, path, sets: list[str], ref: dict):
+    """A pipeline stage's config of class ``cls_name`` (a name in :mod:`eossl.evaluate.config`, or a config
+    class), weights from ``ref``."""
     from eossl.config import load_config
     from eossl.evaluate import config as evaluate_config
 
-    cls = getattr(evaluate_config, cls_name)
+    cls = cls_name if isinstance(cls_name, type) else getattr(evaluate_config, cls_name)
     return load_config(cls, path, overrides=sets + ([f"weights={ref['weights']}"] if "weights" in ref else []))
 
 

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from eossl.pipeline.report_crop import SECTIONS as CROP_MAP_SECTIONS
 from eossl.report.figures import save_probe_curves, save_training_curves
 from eossl.report.rows import Headline, ResultRow
 from eossl.runs import write_text
@@ -244,6 +245,7 @@ _KINDS = {
                    _evaluate),
     "fine-tuning": ("model/classifier.json", lambda run, out: (run / "model" / "classifier.json").is_file(),
                     _finetune),
+    **CROP_MAP_SECTIONS,        # before "class map": a crop-type map of a stack is a class map with more to say
     "class map": (MAP_FILE, lambda run, out: bool((out or {}).get("map")) or (run / MAP_FILE).is_file(), _predict),
     "series table": (" or ".join(TABLE_FILES), lambda run, out: _table(run, out) is not None, _extract),
 }

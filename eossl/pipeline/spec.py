@@ -14,10 +14,26 @@ stages:
 ``config`` paths are relative to the pipeline file. ``weights``/``model``/``input``/``index`` name an earlier
 stage whose artifact is used (weights: a pretrain or export stage; model: a finetune stage; input and index: a
 catalog or pretrain stage's scene index).
+
+Pipeline variables: a top-level ``vars:`` mapping of names to default values (strings, numbers or null), written
+``${name}`` anywhere in a stage's strings (its ``set:`` entries above all) and replaced before the stages are
+read; ``eossl run PIPELINE --set name=VALUE`` (or ``vars.name=VALUE``) overrides a default, so one pipeline file
+points at another stack or label file from the command line:
+
+```yaml
+vars: {stack: ../shared/data/worldcereal_lpis_flanders2018, labels: null}
+stages:
+  - {name: evaluate, command: evaluate, config: ../configs/evaluate/x.yaml,
+     set: ["stack.stacks=[{path: '${stack}', labels: '${labels}'}]"]}
+```
+
+A null value is substituted as ``null`` (YAML's null, so ``labels: null`` inside a quoted ``'${labels}'``
+must be written unquoted: ``labels: ${labels}``); ``${name}`` of no variable is an error naming the variables.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +41,7 @@ from typing import Any
 
 from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml
 
-__all__ = ["ARTIFACT_OF", "PipelineSpec", "StageSpec", "load_pipeline"]
+__all__ = ["ARTIFACT_OF", "PipelineSpec", "StageSpec", "load_pipeline", "substitute_vars"]
 
 # the artifact a stage reference takes from the stage it names
 ARTIFACT_OF = {"input": "index", "index": "index", "weights": "weights", "model": "model", "run": "run",
@@ -60,6 +76,8 @@ class PipelineSpec:
     name: str = field(help="the pipeline's name: its state and runs live in RUNS/<name>/")
     stages: list[StageSpec] = field(help="in order")
     description: str = ""
+    vars: dict = field(default_factory=dict, help="pipeline variables (name -> value), ${name} in stage strings; "
+                                                  "override with --set name=VALUE")
 
     def __post_init__(self):
         if not self.stages:
@@ -108,8 +126,46 @@ def load_pipeline(path: str | Path, overrides: list[str] | None,
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with name and stages")
     try:
-        spec = from_dict(PipelineSpec, apply_overrides(data, overrides or []))
+        spec = from_dict(PipelineSpec, substitute_vars(apply_overrides(data, _var_overrides(data, overrides or []))))
         spec.check(commands)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
     return spec, path.resolve().parent
+
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def _var_overrides(data: dict, overrides: list[str]) -> list[str]:
+    """``name=VALUE`` of a pipeline variable becomes ``vars.name=VALUE``; other overrides are unchanged."""
+    names = set(data.get("vars") or {})
+    return [f"vars.{o.strip()}" if o.split("=", 1)[0].strip() in names else o for o in overrides]
+
+
+def substitute_vars(data: dict) -> dict:
+    """``data`` with every ``${name}`` in its stages replaced by the value of pipeline variable ``name``."""
+    values = data.get("vars") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"vars: expected a mapping of names to values, got {values!r}")
+    bad = {k: v for k, v in values.items() if isinstance(v, (dict, list))}
+    if bad:
+        raise ConfigError(f"vars: {sorted(bad)}: a pipeline variable is a string, a number or null")
+
+    def one(match: re.Match) -> str:
+        name = match.group(1).strip()
+        if name not in values:
+            raise ConfigError(f"${{{name}}}: no pipeline variable {name!r}; variables: {sorted(values) or 'none'} "
+                              f"(declare it under vars:)")
+        v = values[name]
+        return "null" if v is None else str(v)
+
+    def walk(node):
+        if isinstance(node, str):
+            return _VAR.sub(one, node)
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        return node
+
+    return {**data, "stages": walk(data.get("stages"))}

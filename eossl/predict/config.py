@@ -1,4 +1,7 @@
-"""The typed, strict configuration of ``eossl predict``; defaults live here (and nowhere else).
+"""The typed, strict configurations of ``eossl predict`` (image class maps, :class:`PredictConfig`; crop-type maps of
+a scene stack, :class:`StackMapConfig`) and of the crop-type map's model (:class:`StackFitConfig`: the stack
+evaluation's config, ``task: stack``, plus what the model is fitted on; ``eossl finetune`` reads it, so one file
+serves the evaluation and the map); defaults live here (and nowhere else).
 
 Load with :func:`eossl.config.load_config`: a YAML file (optional), then command-line flags, then ``--set key=value``
 overrides, in that order of precedence (later wins).
@@ -9,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from eossl.config import field
+from eossl.config import ConfigError, field
+from eossl.evaluate.config import STACK_ROWS, EvaluateConfig
 
-__all__ = ["PredictConfig"]
+__all__ = ["PredictConfig", "StackFitConfig", "StackMapConfig"]
 
 
 @dataclass
@@ -45,3 +49,51 @@ class PredictConfig:
     progress: bool = field(True, help="show a progress bar")
 
 
+@dataclass
+class StackFitConfig(EvaluateConfig):
+    """The stack evaluation's config (``task: stack``) and what the map model is fitted on."""
+
+    fit_on: Literal["all", "split"] = field("all", help="all: every pixel of every parcel (fragments below "
+                                                        "stack.min_parcel_pixels excluded); split: the training "
+                                                        "pixels of one evaluation split (split_seed, k), so the "
+                                                        "map can be checked against the evaluation")
+    split_seed: int | None = field(None, help="fit_on split: the evaluation seed (seed .. seed + seeds - 1); "
+                                              "null: seed")
+    k: int | Literal["all"] | None = field(None, help="fit_on split: labelled pixels per class, one of ks; null: "
+                                                      "the largest of ks")
+    row: Literal[STACK_ROWS] | None = field(None, help="the row fitted; null: the stack task's headline row")
+    map_stack: str | None = field(None, help="the stack (its name in stack.stacks) the model is fitted on; null: "
+                                             "the only one")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.task != "stack":
+            raise ConfigError(f"task: a crop-map model is fitted with task 'stack', got {self.task!r}")
+        if self.k is not None and self.k not in self.ks:
+            raise ConfigError(f"k: {self.k!r} is not one of ks {self.ks}: the map is checked against a split the "
+                              f"evaluation scores")
+
+    def split(self) -> tuple[int, str]:
+        """(seed, k) of the split fitted on under ``fit_on: split``."""
+        seed = self.seed if self.split_seed is None else self.split_seed
+        if not self.seed <= seed < self.seed + self.seeds:
+            raise ConfigError(f"split_seed: {seed} is not an evaluation seed ({self.seed} .. "
+                              f"{self.seed + self.seeds - 1})")
+        ints = [k for k in self.ks if k != "all"]
+        k = self.k if self.k is not None else ("all" if "all" in self.ks else max(ints))
+        return seed, str(k)
+
+
+@dataclass
+class StackMapConfig:
+    """A crop-type map of a whole scene stack from a fitted StackModel."""
+
+    model: str = field(help="the map model's folder (stack_model.json), e.g. RUN/model of `eossl finetune`")
+    stack: str = field(help="the stack: a folder of NetCDF/Zarr or GeoTIFF scenes, or one datacube file")
+    out: str = field(help="the crop-type map (.tif, Cloud-Optimised GeoTIFF); the confidence goes to "
+                          "<out stem>_confidence.tif")
+    labels: str | None = field(None, help="reference labels drawn beside the map (quick looks); null: the model's "
+                                          "own labels when the stack is the one it was fitted on")
+    overwrite: bool = field(False, help="replace existing outputs (otherwise an existing output is an error)")
+    chunk: int = field(262144, ge=1, help="pixels predicted at once (bounds memory)")
+    device: str = field("cpu", help="torch device of the encoder rows")

@@ -38,7 +38,7 @@ from eossl.report.rows import Headline, ResultRow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ROWS", "StackNotes", "row_labels", "run"]
+__all__ = ["ROWS", "StackNotes", "plan_rows", "row_labels", "row_model", "run"]
 
 PROTOCOL_SEEDS = 20
 ROWS = {   # row -> (feature kind, classifier, encoder: pretrained / random / None)
@@ -70,7 +70,7 @@ def row_labels(weights: str | None, method: str = "") -> dict[str, tuple[str, st
             "rocket": ("MiniRocket (all pixels)", "linear")}
 
 
-def _plan(st, weights) -> tuple[list[str], str, list[dict]]:
+def plan_rows(st, weights) -> tuple[list[str], str, list[dict]]:
     """(rows to score, headline row, warnings): rows needing weights are dropped without them."""
     rows = [r for r in ROWS if r in st.rows and (weights is not None or ROWS[r][2] != "pretrained")]
     dropped = [r for r in st.rows if r not in rows]
@@ -82,7 +82,7 @@ def _plan(st, weights) -> tuple[list[str], str, list[dict]]:
     return rows, headline, notes
 
 
-def _model(row: str, stack, cfg: EvaluateConfig, device: str) -> StackModel:
+def row_model(row: str, stack, cfg: EvaluateConfig, device: str) -> StackModel:
     st, (kind, clf, enc) = cfg.stack, ROWS[row]
     comp = stack.comp
     return StackModel.build(kind, classes=stack.names, codes=stack.codes, bands=list(comp.bands), sensor=comp.sensor,
@@ -115,7 +115,7 @@ def _predict(model: StackModel, stack, splits: list, absent: list) -> list[dict]
 def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     """Rows of every scored row at every k, pooled over the stacks (see the module doc)."""
     st = cfg.stack
-    rows, headline, warns = _plan(st, cfg.weights)
+    rows, headline, warns = plan_rows(st, cfg.weights)
     stacks = [load_labelled_stack(e.path, e.labels, e.variable, e.legend, e.name, st.period, st.bands,
                                   st.include_s1, st.min_parcel_pixels) for e in st.stacks]
     if len({s.name for s in stacks}) != len(stacks):
@@ -125,7 +125,7 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     method = _method(cfg.weights)
     labels = row_labels(cfg.weights, method)
     absent: list[str] = []
-    preds = {r: {s.name: _predict(_model(r, s, cfg, ctx.device), s, splits[s.name], absent) for s in stacks}
+    preds = {r: {s.name: _predict(row_model(r, s, cfg, ctx.device), s, splits[s.name], absent) for s in stacks}
              for r in rows}
     names = {c: n for s in stacks for c, n in zip(s.codes, s.names, strict=True)}
     scopes = [[s] for s in stacks] + ([stacks] if len(stacks) > 1 else [])
@@ -151,7 +151,7 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
         for r in rows:
             sections["single_parcel"] += single_parcel_scores(s, splits[s.name], preds[r][s.name], labels[r])
     notes = _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections)
-    # the headline row was named (by _plan) before any score was computed
+    # the headline row was named (by plan_rows) before any score was computed
     ctx.record(replace(notes, headline=Headline(*labels[headline], ks[-1]), paired=pairs))
     return results
 
