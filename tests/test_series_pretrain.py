@@ -96,8 +96,9 @@ def test_pretrain_series_end_to_end(cube, tmp_path):
     assert summary["last_loss"] < summary["first_loss"]
     corpus = json.loads((tmp_path / "run" / "corpus.json").read_text())
     assert corpus["n"] == 300 and corpus["parts"][0]["kind"] == "pixel series"
-    enc = load_series_encoder(tmp_path / "run" / "weights", [492.4, 664.6, 832.8])     # another band set
-    assert enc.weights_info.arch == "pixel_transformer" and enc.weights_info.ssl_method == "series_mae"
+    loaded = load_series_encoder(tmp_path / "run" / "weights", [492.4, 664.6, 832.8])     # another band set
+    assert loaded.info.arch == "pixel_transformer" and loaded.info.ssl_method == "series_mae"
+    enc = loaded.model
     out = enc(torch.randn(2, 4, 3), torch.ones(2, 4, 3, dtype=torch.bool), torch.tensor([[60.0, 90, 120, 150]] * 2))
     assert out.shape == (2, 64)
     # the generic loader dispatches on the recorded arch, re-targeting by wavelength like load_series_encoder
@@ -108,9 +109,30 @@ def test_pretrain_series_end_to_end(cube, tmp_path):
     x, v = torch.randn(2, 4, 3), torch.ones(2, 4, 3, dtype=torch.bool)
     doy = torch.tensor([[60.0, 90, 120, 150]] * 2)
     torch.testing.assert_close(generic.eval()(x, v, doy),
-                               load_series_encoder(tmp_path / "run" / "weights", [492.4, 559.8, 664.6]).eval()(x, v, doy))
+                               load_series_encoder(tmp_path / "run" / "weights", [492.4, 559.8, 664.6]).model.eval()(
+                                   x, v, doy))
     with pytest.raises(ValueError, match="time-series encoder"):
         load_backbone(tmp_path / "run" / "weights", pool="stats0")
+
+
+def test_masked_pretraining_reproduces_the_run_recorded_before_other_objectives(cube, tmp_path):
+    """The default objective (masked) is unchanged by the objective switch: a fixed-seed run (dropout on, so a
+    stray draw from torch's generator would show too) gives the losses and weights recorded before the contrastive
+    objectives existed (bit-identical there; a small tolerance here for other CPUs' float kernels)."""
+    from safetensors.torch import load_file
+
+    path, _, _, _ = cube
+    cfg = load_config(SeriesPretrainConfig, None, overrides=[
+        f"corpus.roots=[{path}]", "corpus.sampler.n_pixels=200", "corpus.sampler.window=8",
+        "corpus.sampler.per_window=30", "encoder={dim: 16, depth: 1, heads: 2, dropout: 0.1}", "epochs=2",
+        "batch_size=32", "lr=0.003"])
+    assert cfg.objective == "masked"
+    summary = pretrain_series(cfg, tmp_path / "run", progress=False)
+    assert summary["first_loss"] == pytest.approx(2.5605900968824113, rel=1e-4)
+    assert summary["last_loss"] == pytest.approx(1.8380392789840698, rel=1e-4)
+    state = load_file(str(tmp_path / "run" / "weights" / "encoder.safetensors"))
+    recorded = {"cls": 0.08283069729804993, "time.weight": 2.2980000972747803, "kernel.0.weight": 2.3347957134246826}
+    assert {k: float(state[k].norm()) for k in recorded} == pytest.approx(recorded, rel=1e-4)
 
 
 def test_table_corpus_excludes_ids(tmp_path):
@@ -141,11 +163,11 @@ def test_continued_pretraining_starts_from_the_init_weights(cube, tmp_path):
             "batch_size=64"]
     pretrain_series(load_config(SeriesPretrainConfig, None, overrides=[
         *base, "encoder={dim: 32, depth: 1, heads: 4}", "epochs=3", "lr=0.003"]), tmp_path / "a", progress=False)
-    first = load_series_encoder(tmp_path / "a" / "weights")
+    first = load_series_encoder(tmp_path / "a" / "weights").model
     cfg = load_config(SeriesPretrainConfig, None, overrides=[*base, f"init={tmp_path / 'a' / 'weights'}", "epochs=2",
                                                              "lr=0.0003", "seed=1"])
     summary = pretrain_series(cfg, tmp_path / "b", progress=False)
-    second = load_series_encoder(tmp_path / "b" / "weights")
+    second = load_series_encoder(tmp_path / "b" / "weights").model
     assert second.dim == 32 and len(second.blocks.layers) == 1            # init's arguments, not the default 128
     a, b = first.state_dict(), second.state_dict()
     moved = [k for k in a if not torch.equal(a[k], b[k])]
@@ -194,7 +216,7 @@ def test_pretrain_with_a_pixel_series_sampler_runs_temporal_pretraining(cube, tm
                  "corpus.sampler.window=8", "--set", "encoder={dim: 16, depth: 1, heads: 2}", "--set", "epochs=1"]) == 0
     assert "temporal pretraining" in capsys.readouterr().out
     weights = next(runs.glob("pretrain-series-*")) / "weights"
-    assert load_series_encoder(weights).weights_info.ssl_method == "series_mae"
+    assert load_series_encoder(weights).info.ssl_method == "series_mae"
     with pytest.raises(ConfigError, match="corpus.sampler.kind"):        # the image pretraining does not take it
         load_config(PretrainConfig, None, overrides=["corpus.sampler.kind=pixel_series"])
 
@@ -259,16 +281,16 @@ def series_table(tmp_path):
 
 def test_series_pretraining_stops_on_a_non_finite_loss_naming_the_step(series_table, tmp_path, monkeypatch):
     """The guard of image pretraining (eossl.train.guard): a NaN loss at the 4th step raises with step 3."""
-    from eossl.train import series_pretrain
+    from eossl.train import series_objective
     from eossl.train.guard import NonFiniteLossError
 
-    calls, loss_fn = [], series_pretrain.masked_series_loss
+    calls, loss_fn = [], series_objective.masked_series_loss
 
     def poisoned(*args):
         calls.append(1)
         return loss_fn(*args) * (float("nan") if len(calls) == 4 else 1.0)
 
-    monkeypatch.setattr(series_pretrain, "masked_series_loss", poisoned)
+    monkeypatch.setattr(series_objective, "masked_series_loss", poisoned)
     cfg = load_config(SeriesPretrainConfig, None, overrides=[*series_table, "epochs=2"])
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 \(epoch 0\)"):
         pretrain_series(cfg, tmp_path / "run", progress=False)

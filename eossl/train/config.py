@@ -25,6 +25,7 @@ from eossl.models.config import SeriesEncoderConfig
 __all__ = ["CorpusConfig", "ModelConfig", "MethodConfig", "ViewsConfig", "OptimConfig", "TrainerConfig",
            "ProbeConfig", "PretrainConfig", "ExportConfig", "read_run_config", "SeriesSamplerConfig",
            "SeriesCorpusConfig", "SeriesMaskConfig", "SeriesEncoderConfig", "SeriesPretrainConfig",
+           "SeriesViewsConfig", "SeriesContrastiveConfig",
            "pretraining_config"]
 
 
@@ -334,6 +335,18 @@ class SeriesCorpusConfig:
     exclude_ids: list[str] = field(default_factory=list, help="table rows never pretrained on (test samples)")
     table_repeats: int = field(1, ge=1, help="each table row appears this many times per epoch (a few hundred "
                                               "in-domain rows beside thousands of sampled pixels)")
+    stacks: list[str] | None = field(None, help="scene stacks (folders of NetCDF / GeoTIFF scenes, or a datacube; "
+                                                "eossl.data.series.stack.open_stack) whose every pixel joins the "
+                                                "corpus, composited on corpus.period (min_valid_steps not applied)")
+    period: str = field("10D", help="stacks: composite period, 'month' or '<n>D' (median of valid observations)")
+    include_s1: bool = field(False, help="stacks: Sentinel-1 VV/VH as extra channels (pseudo-wavelength keys, "
+                                         "eossl.data.series.channels)")
+
+    def __post_init__(self):
+        import re
+
+        if not (self.period == "month" or re.fullmatch(r"[1-9]\d*D", self.period)):
+            raise ConfigError(f"corpus.period: got {self.period!r}; allowed: 'month' or '<n>D' (e.g. '10D')")
 
 
 @dataclass
@@ -347,8 +360,42 @@ class SeriesMaskConfig:
 
 
 @dataclass
+class SeriesViewsConfig:
+    """The two views of a pixel for the contrastive objective (:func:`eossl.augment.series.series_view`)."""
+
+    keep: list[float] = field(default_factory=lambda: [0.5, 0.9],
+                              help="[low, high]: each view keeps a random fraction in this range of the pixel's "
+                                   "valid dates (the rest marked invalid)")
+    shift_days: float = field(15.0, ge=0, help="the day of year of every date of a view moves by one random offset "
+                                               "within +/- this many days")
+    jitter: float = field(0.1, ge=0, lt=1, help="per-band reflectance gain 1 +/- up to this, one per view and band")
+
+    def __post_init__(self):
+        if len(self.keep) != 2 or not 0 < self.keep[0] <= self.keep[1] <= 1:
+            raise ConfigError(f"views.keep: expected [low, high] with 0 < low <= high <= 1, got {self.keep}")
+
+
+@dataclass
+class SeriesContrastiveConfig:
+    """The invariance loss on the two views' pooled features, through a small projector
+    (:mod:`eossl.train.series_objective`)."""
+
+    loss: Literal["vicreg", "nt_xent"] = field(
+        "vicreg", help="vicreg (default: no negatives, so pixels of the same field or crop in a batch are not pushed "
+                       "apart; works at small batches) or nt_xent (SimCLR: in-batch negatives)")
+    weight: float = field(1.0, gt=0, help="objective masked+contrastive: loss = masked + weight * contrastive")
+    proj_hidden: int = field(512, ge=1, help="projector hidden width")
+    proj_dim: int = field(512, ge=1, help="projector output width (the loss's embedding)")
+    temperature: float = field(0.1, gt=0, help="nt_xent temperature")
+    sim_coeff: float = field(25.0, ge=0, help="vicreg invariance weight (the paper's)")
+    std_coeff: float = field(25.0, ge=0, help="vicreg variance weight")
+    cov_coeff: float = field(1.0, ge=0, help="vicreg covariance weight")
+
+
+@dataclass
 class SeriesPretrainConfig:
-    """``eossl pretrain-series``: masked autoencoding of pixel time series (eossl.train.series_pretrain)."""
+    """``eossl pretrain-series``: masked autoencoding and/or an invariance objective on pixel time series
+    (eossl.train.series_pretrain)."""
 
     corpus: SeriesCorpusConfig = field(default_factory=SeriesCorpusConfig)
     encoder: SeriesEncoderConfig = field(default_factory=SeriesEncoderConfig,
@@ -356,6 +403,12 @@ class SeriesPretrainConfig:
     mask: SeriesMaskConfig = field(default_factory=SeriesMaskConfig,
                                    help="hidden values: random steps, random single values, a contiguous block of "
                                         "steps")
+    objective: Literal["masked", "contrastive", "masked+contrastive"] = field(
+        "masked", help="masked: reconstruct hidden values; contrastive: invariance between two views of each pixel "
+                       "(views, contrastive); masked+contrastive: their sum, contrastive.weight on the second")
+    views: SeriesViewsConfig = field(default_factory=SeriesViewsConfig, help="contrastive objectives: the views")
+    contrastive: SeriesContrastiveConfig = field(default_factory=SeriesContrastiveConfig,
+                                                 help="contrastive objectives: the loss and projector")
     init: str | None = field(None, help="weights of a pixel_transformer (`eossl pretrain-series`) to continue "
                                         "from, e.g. on in-domain series; its encoder arguments and normalisation "
                                         "are kept (encoder is then ignored)")
@@ -371,10 +424,12 @@ class SeriesPretrainConfig:
 def pretraining_config(path: str | Path | None = None,
                        overrides: list[str] | None = None) -> PretrainConfig | SeriesPretrainConfig:
     """The config of ``eossl pretrain``, parsed once: a :class:`SeriesPretrainConfig` (temporal pretraining) when
-    its ``corpus.sampler.kind`` is one of :class:`SeriesSamplerConfig`'s kinds, else a :class:`PretrainConfig`
+    its ``corpus.sampler.kind`` is one of :class:`SeriesSamplerConfig`'s kinds or it names ``corpus.stacks``, else
+    a :class:`PretrainConfig`
     (image chips; its sampler kinds are :class:`SamplerConfig`'s)."""
     data = config_data(path, None, overrides)
     sampler = (data.get("corpus") or {}).get("sampler") if isinstance(data.get("corpus"), dict) else None
     kind = sampler.get("kind") if isinstance(sampler, dict) else None
-    series = kind in get_args(get_type_hints(SeriesSamplerConfig)["kind"])
+    stacks = isinstance(data.get("corpus"), dict) and data["corpus"].get("stacks") is not None
+    series = kind in get_args(get_type_hints(SeriesSamplerConfig)["kind"]) or stacks
     return from_dict(SeriesPretrainConfig if series else PretrainConfig, data)
