@@ -115,6 +115,10 @@ class StackEntryConfig:
     variable: str | None = field(None, help="the label file's variable (e.g. CT); null: its one integer variable")
     legend: str | None = field(None, help="CSV of label code -> class name; null: the one .csv/.tsv in the "
                                           "label file's folder, if any (else the codes name the classes)")
+    code_column: str | None = field(None, help="the legend's column of label codes; null: found by content")
+    name_column: str | None = field(None, help="the legend's column of class names; null: found by content")
+    sensor: str | None = field(None, help="sensor of the stack (data_catalog/sensors); null: inferred from the files "
+                                          "(an SCL layer or product attributes)")
     name: str | None = field(None, help="the stack's name in tables; null: its folder's name")
 
 

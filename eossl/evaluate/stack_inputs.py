@@ -26,7 +26,7 @@ from eossl.data.series.tables import SeriesSamples
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LabelledStack", "find_label_file", "find_legend", "load_labelled_stack"]
+__all__ = ["load_stack_entry", "LabelledStack", "find_label_file", "find_legend", "load_labelled_stack"]
 
 _RASTERS = (*CUBE_SUFFIXES, ".tif", ".tiff")
 
@@ -88,12 +88,14 @@ def find_legend(label_file: str | Path) -> Path | None:
 def load_labelled_stack(path: str | Path, labels: str | Path | None = None, variable: str | None = None,
                         legend: str | Path | None = None, name: str | None = None, period: str = "10D",
                         bands: list[str] | None = None, include_s1: bool = False,
-                        min_parcel_pixels: int = 20) -> LabelledStack:
+                        min_parcel_pixels: int = 20, sensor: str | None = None, code_column: str | None = None,
+                        name_column: str | None = None) -> LabelledStack:
     """Open, composite and label one stack (see the module doc)."""
-    stack = open_stack(path, bands=bands, include_s1=include_s1)
+    stack = open_stack(path, sensor=sensor, bands=bands, include_s1=include_s1)
     label_file = Path(labels) if labels is not None else find_label_file(path, stack)
     legend = legend if legend is not None else find_legend(label_file)
-    grid = load_label_grid(label_file, stack, variable=variable, legend=legend)
+    grid = load_label_grid(label_file, stack, variable=variable, legend=legend, code_column=code_column,
+                           name_column=name_column)
     comp = composite(stack, period=period)
     parcels = find_parcels(grid.codes, grid.labelled, min_parcel_pixels, exclude=grid.mixed)
     codes = sorted(int(c) for c in parcels.per_class())
@@ -106,3 +108,11 @@ def load_labelled_stack(path: str | Path, labels: str | Path | None = None, vari
     samples = stack_samples(comp, labels=pixel_labels, classes=names, source=str(path))
     return LabelledStack(name=name or Path(path).name, comp=comp, samples=samples, labels=grid, parcels=parcels,
                          codes=codes, names=names, fragments=fragments)
+
+
+def load_stack_entry(entry, st) -> LabelledStack:
+    """One ``stack.stacks[]`` entry of a :class:`~eossl.evaluate.config.StackTaskConfig` ``st``, loaded as the
+    stack task loads it (the map's fit loads its stack through this too)."""
+    return load_labelled_stack(entry.path, entry.labels, entry.variable, entry.legend, entry.name, st.period,
+                               st.bands, st.include_s1, st.min_parcel_pixels, sensor=entry.sensor,
+                               code_column=entry.code_column, name_column=entry.name_column)

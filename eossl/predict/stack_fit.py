@@ -26,7 +26,7 @@ from eossl.config import ConfigError, to_dict
 from eossl.evaluate.metrics import metrics_from_confusion
 from eossl.evaluate.parcel_scores import seed_counts, weighted_scores
 from eossl.evaluate.parcel_splits import ParcelSplit, parcel_splits
-from eossl.evaluate.stack_inputs import LabelledStack, find_legend, load_labelled_stack
+from eossl.evaluate.stack_inputs import LabelledStack, find_legend, load_labelled_stack, load_stack_entry
 from eossl.evaluate.stack_model import AbsentClassWarning, StackModel
 from eossl.evaluate.stack_scoring import make_scope
 from eossl.evaluate.tasks import stack as stack_task
@@ -57,8 +57,7 @@ def _entry(cfg: StackFitConfig):
 def load_fit_stack(cfg: StackFitConfig) -> LabelledStack:
     """The labelled stack the model is fitted on, loaded as the stack task loads it."""
     e, st = _entry(cfg), cfg.stack
-    return load_labelled_stack(e.path, e.labels, e.variable, e.legend, e.name, st.period, st.bands, st.include_s1,
-                               st.min_parcel_pixels)
+    return load_stack_entry(e, st)
 
 
 def split_of(cfg: StackFitConfig, ls: LabelledStack) -> tuple[ParcelSplit, list[ParcelSplit]]:
@@ -116,7 +115,8 @@ def fit_map_model(cfg: StackFitConfig, run_dir: str | Path, device: str = "cpu")
            "stack": {"name": ls.name, "path": str(_entry(cfg).path), "labels": ls.labels.source,
                      "variable": ls.labels.variable, "legend": None if legend is None else str(legend),
                      "period": cfg.stack.period, "bands": cfg.stack.bands, "include_s1": cfg.stack.include_s1,
-                     "min_parcel_pixels": cfg.stack.min_parcel_pixels},
+                     "min_parcel_pixels": cfg.stack.min_parcel_pixels, "sensor": _entry(cfg).sensor,
+                     "code_column": _entry(cfg).code_column, "name_column": _entry(cfg).name_column},
            "classes": ls.names, "codes": ls.codes, "warnings": absent, "seconds": round(time.time() - start, 1)}
     if split is not None:
         pred = np.asarray(ls.codes)[model.proba_from_features(feats).argmax(axis=1)]
@@ -136,7 +136,8 @@ def fit_stack_again(fit: dict) -> LabelledStack:
     """The labelled stack of a fit record, loaded as the fit (and the evaluation) loaded it."""
     s = fit["stack"]
     return load_labelled_stack(s["path"], s["labels"], s["variable"], s["legend"], s["name"], s["period"],
-                               s["bands"], s["include_s1"], s["min_parcel_pixels"])
+                               s["bands"], s["include_s1"], s["min_parcel_pixels"], sensor=s.get("sensor"),
+                               code_column=s.get("code_column"), name_column=s.get("name_column"))
 
 
 def fit_splits(fit: dict, ls: LabelledStack) -> list[ParcelSplit]:

@@ -24,7 +24,7 @@ import numpy as np
 from eossl.evaluate.config import EvaluateConfig
 from eossl.evaluate.context import TaskContext, TaskNotes
 from eossl.evaluate.parcel_splits import class_kinds, parcel_splits
-from eossl.evaluate.stack_inputs import load_labelled_stack
+from eossl.evaluate.stack_inputs import load_stack_entry
 from eossl.evaluate.stack_model import AbsentClassWarning, StackModel
 from eossl.evaluate.stack_scoring import (
     make_scope,
@@ -116,8 +116,7 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     """Rows of every scored row at every k, pooled over the stacks (see the module doc)."""
     st = cfg.stack
     rows, headline, warns = plan_rows(st, cfg.weights)
-    stacks = [load_labelled_stack(e.path, e.labels, e.variable, e.legend, e.name, st.period, st.bands,
-                                  st.include_s1, st.min_parcel_pixels) for e in st.stacks]
+    stacks = [load_stack_entry(e, st) for e in st.stacks]
     if len({s.name for s in stacks}) != len(stacks):
         raise ValueError(f"two stacks share a name ({[s.name for s in stacks]}); give each a stack.stacks[].name")
     ks = [str(k) for k in cfg.ks]
