@@ -1,5 +1,6 @@
-"""``eossl pretrain-series``: masked autoencoding of pixel time series (temporal pretraining for crop mapping); a
-pipeline's pretrain-series stage runs the same :func:`run`."""
+"""``eossl pretrain-series``: temporal pretraining of the pixel time-series encoder for crop mapping (masked
+autoencoding and/or an invariance objective between two views of each pixel); a pipeline's pretrain-series stage
+runs the same :func:`run`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 from eossl.commands import config_flags, print_config
 
 NAME = "pretrain-series"
-HELP = "temporal pretraining: masked autoencoding of pixel time series"
-DESCRIPTION = ("Pretrain the pixel time-series encoder by masked autoencoding on unlabeled series sampled from "
-               "scenes / datacubes (corpus.roots or corpus.index) and/or a series table (corpus.table). Writes "
-               "RUN/weights (encoder.safetensors + weights.json) for `eossl evaluate --set task=series --weights "
+HELP = "temporal pretraining of pixel time series (masked autoencoding, two-view VICReg / NT-Xent)"
+DESCRIPTION = ("Pretrain the pixel time-series encoder (objective: masked | contrastive | masked+contrastive) on "
+               "unlabeled series: every pixel of scene stacks (corpus.stacks), series sampled from scenes / "
+               "datacubes (corpus.roots or corpus.index) and/or a series table (corpus.table). Writes RUN/weights "
+               "(encoder.safetensors + weights.json) for `eossl evaluate --set task=series|stack --weights "
                "RUN/weights`.")
 PRODUCES = frozenset({"weights", "run"})
 ACCEPTS = frozenset({"table"})
