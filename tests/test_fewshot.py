@@ -314,7 +314,7 @@ def test_shipped_evaluate_finetune_predict_configs_load_and_eurosat_yaml_is_the_
         assert files, f"configs/{sub}/ ships examples"
         loaded.update({f"{sub}/{f.name}": load(f) for f in files})
     assert to_dict(loaded["evaluate/eurosat.yaml"]) == to_dict(EvaluateConfig())
-    assert {c.task for k, c in loaded.items() if k.startswith("evaluate/")} == {"patch", "crop", "segment", "series"}
+    assert {c.task for k, c in loaded.items() if k.startswith("evaluate/")} == {"patch", "crop", "segment", "series", "stack"}
 
 
 def test_data_in_other_units_than_the_weights_is_refused(tmp_path, caplog):

@@ -441,3 +441,13 @@ def test_no_training_loop_outside_train():
     assert outside == {}, "move the loop to eossl/train/ and call it from there"
     assert {"eossl.train.supervised", "eossl.train.heads", "eossl.train.segmentation", "eossl.train.optim",
             "eossl.train.pretrain"} <= set(found)
+
+
+def test_the_schedule_is_written_once():
+    """A warmup-cosine learning-rate formula appears only in eossl/schedule.py (train/optim.py's EMA momentum is
+    another schedule: of the target network's momentum)."""
+    root = ROOT
+    cosine = re.compile(r"math\.cos\(\s*math\.pi")
+    found = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if cosine.search(p.read_text()))
+    assert found == ["schedule.py", "train/optim.py"]
+    assert len(cosine.findall((root / "train" / "optim.py").read_text())) == 1        # ema_momentum only

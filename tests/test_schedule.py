@@ -11,8 +11,6 @@ step; the training runs themselves are compared bit for bit in test_series_pretr
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,13 +91,3 @@ def test_finetuning_on_the_shared_schedule_trains_the_same_weights(monkeypatch):
     assert len(calls) == 12                                 # the old formula ran at every step
     assert new_losses == old_losses and len(new_losses) == 12
     assert all(torch.equal(new_state[k], old_state[k]) for k in new_state)
-
-
-def test_the_schedule_is_written_once():
-    """A warmup-cosine learning-rate formula appears only in eossl/schedule.py (train/optim.py's EMA momentum is
-    another schedule: of the target network's momentum)."""
-    root = Path(__file__).resolve().parents[1] / "eossl"
-    cosine = re.compile(r"math\.cos\(\s*math\.pi")
-    found = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if cosine.search(p.read_text()))
-    assert found == ["schedule.py", "train/optim.py"]
-    assert len(cosine.findall((root / "train" / "optim.py").read_text())) == 1        # ema_momentum only
