@@ -25,7 +25,7 @@ from eossl.pipeline.report import _pretrain as report_section
 from eossl.report.figures import save_probe_curves
 from eossl.train.config import PretrainConfig
 from eossl.train.pretrain import pretrain as _pretrain
-from eossl.train.probe_history import beats_baselines, best_pool, load_history, new_history
+from eossl.train.probe_history import beats_baselines, best_pool, load_history, new_history, probe_verdict
 
 S2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 
@@ -124,7 +124,8 @@ def test_extract_pools_equals_extract_features_pool_by_pool(arch):
                                    rtol=1e-5, atol=1e-6, err_msg=pool)
 
 
-def test_probe_run_scores_the_interval_logs_and_leaves_training_unchanged(tiny_s2_scene, tmp_path):
+def test_probe_run_scores_the_interval_logs_and_leaves_training_unchanged(tiny_s2_scene, tmp_path, caplog):
+    caplog.set_level("INFO", logger="eossl")
     chips = _write_chips(tmp_path / "chips")
     from eossl.commands.pretrain import run as pretrain_command
     from eossl.pipeline.stages import RunContext
@@ -151,6 +152,10 @@ def test_probe_run_scores_the_interval_logs_and_leaves_training_unchanged(tiny_s
     assert history["stopped"] is None and summary["stopped"] is None
     assert summary["probe"]["best_pool"] == history["best_pool"] and summary["probe"]["evaluations"] == 4
     assert json.loads((run / "weights" / "weights.json").read_text())["feature_pool"] == pool
+    # the verdict: in summary.json and as the run's last log line
+    verdict = probe_verdict(history)
+    assert summary["probe_verdict"] == verdict.to_dict() and len(summary["probe_verdict"]["comparisons"]) == 4
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("eossl")][-1] == verdict.sentence()
     # the loggers: every pool at every k per evaluation, the baselines once
     import pandas as pd
 

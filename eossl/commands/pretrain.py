@@ -93,5 +93,8 @@ def run(cfg, run_dir: Path, ctx) -> dict[str, str]:
                  f"{summary['images_per_s']} images/s; loss {final.get('loss')}, embedding std "
                  f"{final.get('embedding_std')}, effective rank {final.get('effective_rank')}\n"
                  f"weights: {summary['weights']}  (load with eossl.load_backbone)")
+        verdict = summary.get("probe_verdict")
+        if verdict:                                     # the last thing on screen: did pretraining pay here?
+            ctx.echo(verdict["sentence"])
     run_dir = Path(run_dir)
     return {"run": str(run_dir), "weights": str(run_dir / "weights"), "index": str(run_dir / "index.parquet")}

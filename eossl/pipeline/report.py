@@ -16,6 +16,7 @@ from eossl.pipeline.report_crop import SECTIONS as CROP_MAP_SECTIONS
 from eossl.report.figures import save_probe_curves, save_training_curves
 from eossl.report.rows import Headline, ResultRow
 from eossl.runs import write_text
+from eossl.train.probe_history import probe_verdict
 
 __all__ = ["write_report", "run_kind", "KNOWN_RUNS"]
 
@@ -100,9 +101,12 @@ def _probe(name: str, run: Path, out_dir: Path) -> list[tuple]:
         text += "; baselines: " + ", ".join(f"{n} {100 * b['mean']:.1f}%" for n, b in base[:3])
     text += "." + (f" Training stopped at step {stopped['step']} ({stopped['minutes']:.1f} min): {stopped['reason']}."
                    if stopped else "")
+    verdict = probe_verdict(history)    # the same sentence as the run's summary.json and its last log line
+    said = verdict.sentence() if verdict else ""
     save_probe_curves(out_dir / f"{name}_probe.png", history)
-    return [("p", text), ("img", f"{name}_probe.png", f"Online probe accuracy at k = {k} per pool against steps and "
-                                                      f"training minutes; baselines as bands (mean ± 95% CI)")]
+    return [("p", text), *([("p", f"{said[:1].upper()}{said[1:]}.")] if said else []),
+            ("img", f"{name}_probe.png", f"Online probe accuracy at k = {k} per pool against steps and training "
+                                         f"minutes; baselines as bands (mean ± 95% CI)")]
 
 
 def _views(run: Path, out: Path) -> str | None:

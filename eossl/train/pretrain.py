@@ -9,7 +9,8 @@ Run directory::
     logs/version_N/metrics.csv, tensorboard/version_N/   one version per attempt (first run, each resume)
     weights/               the exported backbone (backbone.safetensors + weights.json) once training finished
     summary.json           throughput, final loss and collapse monitors (metrics.json: the final metrics), the
-                           online probe's best pool and, with trainer.stop_when, when training stopped
+                           online probe's best pool, its verdict (``probe_verdict``: beat its step 0, RCF, band
+                           statistics, random init?) and, with trainer.stop_when, when training stopped
     probe/history.json     the online probe's scores per evaluation and its baselines (eossl.evaluate.online_probe)
     environment.json       versions, platform, device, seed
 
@@ -51,7 +52,7 @@ from eossl.train.config import PretrainConfig, ViewsConfig
 from eossl.train.export import export_run
 from eossl.train.module import SSLModule
 from eossl.train.movement import INIT_FILE, WeightMovement, relative_change, slow_stages
-from eossl.train.probe_history import probe_summary
+from eossl.train.probe_history import probe_summary, run_verdict
 from eossl.train.probe_hook import ProbeHook
 
 __all__ = ["pretrain", "prepare_corpus", "view_spec", "build_views", "CorpusInfo", "RUN_ENV"]
@@ -362,6 +363,7 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
     probe, probe_warnings = probe_summary(run_dir)
     for w in probe_warnings:
         log.warning(w)
+    verdict = run_verdict(run_dir)
     summary = {
         "run_dir": str(run_dir), "method": cfg.method.name, "arch": cfg.model.arch, "bands": info.bands,
         "global_step": trainer.global_step, "epochs_completed": trainer.current_epoch,
@@ -373,9 +375,12 @@ def _finish(cfg, run_dir: Path, trainer: L.Trainer, info: CorpusInfo, seconds: f
         "final": {k: round(v, 5) for k, v in metrics.items() if not k.startswith(("move/", "grad/"))},
         "backbone_movement": movement, "warnings": warnings + probe_warnings, "weights": str(weights),
         "probe": probe, "stopped": probe["stopped"] if probe else None,
+        "probe_verdict": verdict.to_dict() if verdict else None,
     }
     summary["cache"] = _settle_cache(run_dir / "cache", cfg.corpus.keep_cache)
     write_json(run_dir / "summary.json", summary)
     write_json(run_dir / "metrics.json", {"global_step": trainer.global_step, **summary["final"]})
     write_json(run_dir / "environment.json", environment(str(trainer.strategy.root_device), cfg.trainer.seed))
+    if verdict:     # the last thing the run logs: did pretraining beat where it started and the cheap baselines?
+        (log.info if verdict.beat_all else log.warning)(verdict.sentence())
     return summary

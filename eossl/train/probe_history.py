@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["HISTORY_FILE", "kkey", "main_k", "new_history", "load_history", "best_pool", "beats_baselines",
-           "stop_reason", "probe_summary"]
+           "stop_reason", "probe_summary", "Comparison", "ProbeVerdict", "probe_verdict", "run_verdict"]
 
 log = logging.getLogger(__name__)
 HISTORY_FILE = Path("probe") / "history.json"     # inside the run directory
@@ -132,3 +133,95 @@ def probe_summary(run_dir: str | Path) -> tuple[dict | None, list[str]]:
                      f"{'' if ci is None or math.isnan(ci) else f' ± {100 * ci:.1f}'}) at k={k} after step "
                      f"{best['step']}: the features are no better than what needs no training"]
     return out, []
+
+
+# what the verdict compares the recorded pool with, in this order; names as eossl.evaluate.online_probe records them
+# (BASELINE_NAMES, not imported: that module imports this one)
+INIT = "its initialisation"
+VERDICT_BASELINES = ("RCF", "band statistics", "random init")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The recorded pool's final mean accuracy (``score``) against one reference (``other``), fractions."""
+    against: str                # "its initialisation" (the same pool at step 0), "RCF", "band statistics", ...
+    score: float
+    other: float
+
+    @property
+    def points(self) -> float:
+        return round(100 * (self.score - self.other), 2)
+
+    @property
+    def beat(self) -> bool:     # strictly above, as probe_summary's warning reads it
+        return self.score > self.other
+
+    def phrase(self) -> str:
+        if self.against == INIT:
+            return f"{INIT} ({100 * self.score:.1f}% vs {100 * self.other:.1f}% at step 0)"
+        return f"{self.against} ({100 * self.other:.1f}%)"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "points": self.points, "beat": self.beat}
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    """Did pretraining beat its initialisation and the cheap baselines, in the recorded pool at the largest k?"""
+    pool: str
+    k: int
+    step: int
+    score: float
+    comparisons: tuple[Comparison, ...]
+    missing: tuple[str, ...]    # references the history does not hold
+
+    @property
+    def beat_all(self) -> bool:
+        return bool(self.comparisons) and all(c.beat for c in self.comparisons)
+
+    def sentence(self) -> str:
+        """One plain sentence: what pretraining did not beat, what it beat, what was not recorded."""
+        lost = [c.phrase() for c in self.comparisons if not c.beat]
+        won = [c.phrase() for c in self.comparisons if c.beat]
+        parts = []
+        if lost:
+            parts.append("pretraining did not beat " + _join(lost, "nor"))
+        if won:
+            parts.append(("it beat " if lost else "pretraining beat ") + _join(won, "and"))
+        if self.missing:
+            parts.append("nothing to compare with: " if not self.comparisons else "not recorded: ")
+            parts[-1] += ", ".join("an evaluation at step 0" if m == INIT else m for m in self.missing)
+        return (f"online probe verdict: {'; '.join(parts)} [pool {self.pool} "
+                f"{100 * self.score:.1f}% at k={self.k}, step {self.step}]")
+
+    def to_dict(self) -> dict:
+        return {"pool": self.pool, "k": self.k, "step": self.step, "score": self.score, "beat_all": self.beat_all,
+                "comparisons": [c.to_dict() for c in self.comparisons], "missing": list(self.missing),
+                "sentence": self.sentence()}
+
+
+def _join(items: list[str], word: str) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
+def probe_verdict(history: dict) -> ProbeVerdict | None:
+    """The verdict of a history (the module docstring's format), None without an evaluation. The recorded pool's
+    last mean at the largest k against, in order: the same pool at step 0, RCF, band statistics and the random
+    initialisation of that pool; a reference the history lacks is listed in ``missing``."""
+    best = history.get("best_pool") or best_pool(history)
+    if not best:
+        return None
+    pool, key = best["pool"], kkey(best["k"])
+    step0 = next((e for e in history["evaluations"] if e["step"] == 0), None)
+    base = history.get("baselines", {}).get(key, {})
+    refs = {INIT: step0.get(key, {}).get(pool) if step0 is not None and best["step"] > 0 else None,
+            **{name: base.get(f"{name} ({pool})" if name == "random init" else name) for name in VERDICT_BASELINES}}
+    comparisons = tuple(Comparison(name, best["mean"], ref["mean"]) for name, ref in refs.items() if ref)
+    missing = tuple(name for name, ref in refs.items() if not ref)
+    return ProbeVerdict(pool, best["k"], best["step"], best["mean"], comparisons, missing)
+
+
+def run_verdict(run_dir: str | Path) -> ProbeVerdict | None:
+    """:func:`probe_verdict` of ``RUN_DIR/probe/history.json``, None without one."""
+    path = Path(run_dir) / HISTORY_FILE
+    return probe_verdict(json.loads(path.read_text())) if path.is_file() else None
