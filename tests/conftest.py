@@ -270,3 +270,14 @@ class MeanBands(nn.Module):
 
     def forward_features(self, x):
         return x
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (small fits, where thread start-up costs more than it saves)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

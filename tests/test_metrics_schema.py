@@ -33,12 +33,7 @@ BANDS = ["B02", "B03", "B04", "B08"]
 SPECTRA = np.array([[0.04, 0.06, 0.04, 0.40], [0.09, 0.11, 0.14, 0.20], [0.05, 0.08, 0.06, 0.30]], np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # small fits: one thread is faster
 
 
 @pytest.fixture(scope="module")

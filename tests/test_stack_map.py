@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
-import torch
 import yaml
 from parcel_stack_data import LAYOUT, label_codes, write_parcel_stack
 
@@ -27,12 +26,7 @@ SETTINGS = {"task": "stack", "ks": [5, 10], "seeds": 2,
                       "resamples": 20}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # small fits: one thread is faster
 
 
 @pytest.fixture(scope="module")

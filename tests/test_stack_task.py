@@ -21,13 +21,7 @@ from eossl.evaluate.stack_features import band_means, raw_features
 from eossl.evaluate.stack_inputs import load_labelled_stack
 from eossl.evaluate.stack_model import AbsentClassWarning, StackModel
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # small fits: one thread is faster
 
 
 @pytest.fixture(scope="module")
