@@ -34,14 +34,11 @@ def labelled_flags(p: argparse.ArgumentParser, name: str, what: str, example: st
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def config_and_run_dir(args: argparse.Namespace, cls_name):
-    """(config, a new run directory), or (config, None) under --dry-run. ``cls_name``: a config class of
-    :mod:`eossl.evaluate.config` (its name), or a config class."""
-    from eossl.evaluate import config as evaluate_config
+def config_and_run_dir(args: argparse.Namespace, cls: type):
+    """(config of class ``cls``, a new run directory), or (config, None) under --dry-run."""
     from eossl.evaluate.config import config_with_weights
     from eossl.runs import new_run_dir
 
-    cls = cls_name if isinstance(cls_name, type) else getattr(evaluate_config, cls_name)
     cfg = config_with_weights(cls, args.config, args.set, args.weights,
                               args.weights_file, resolve=not args.dry_run)
     if args.dry_run:
@@ -51,21 +48,19 @@ def config_and_run_dir(args: argparse.Namespace, cls_name):
     return cfg, run_dir
 
 
-def labelled_stage_config(cls_name, path, sets: list[str], ref: dict):
-    """A pipeline stage's config of class ``cls_name`` (a name in :mod:`eossl.evaluate.config`, or a config
-    class), weights from ``ref``."""
+def labelled_stage_config(cls: type, path, sets: list[str], ref: dict):
+    """A pipeline stage's config of class ``cls``, weights from ``ref``."""
     from eossl.config import load_config
-    from eossl.evaluate import config as evaluate_config
 
-    cls = cls_name if isinstance(cls_name, type) else getattr(evaluate_config, cls_name)
     return load_config(cls, path, overrides=sets + ([f"weights={ref['weights']}"] if "weights" in ref else []))
 
 
 def cli(args: argparse.Namespace) -> int:
+    from eossl.evaluate.config import EvaluateConfig
     from eossl.pipeline.stages import RunContext
     from eossl.runs import marks_failure
 
-    cfg, run_dir = config_and_run_dir(args, "EvaluateConfig")
+    cfg, run_dir = config_and_run_dir(args, EvaluateConfig)
     if run_dir is None:
         return print_config(cfg)
     with marks_failure(run_dir):
@@ -74,7 +69,9 @@ def cli(args: argparse.Namespace) -> int:
 
 
 def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
-    return labelled_stage_config("EvaluateConfig", path, sets, ref)
+    from eossl.evaluate.config import EvaluateConfig
+
+    return labelled_stage_config(EvaluateConfig, path, sets, ref)
 
 
 def run(cfg, run_dir: Path, ctx) -> dict[str, str]:

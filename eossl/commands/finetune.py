@@ -46,7 +46,9 @@ def _config_class(path, sets: list[str]):
         from eossl.predict.config import StackFitConfig
 
         return StackFitConfig
-    return "FinetuneConfig"
+    from eossl.evaluate.config import FinetuneConfig
+
+    return FinetuneConfig
 
 
 def stage_config(stage, path, sets: list[str], ref: dict, artifacts: dict):
