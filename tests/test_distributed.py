@@ -12,6 +12,7 @@ import datetime
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "gathered_z1": ed.gather_with_grad(z1.detach()),
                 "gathered_z2": ed.gather_with_grad(z2.detach()),
             }
-        torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+        tmp = Path(out_dir) / f"rank{rank}.pt.tmp"
+        torch.save(result, tmp)
+        tmp.rename(tmp.with_suffix(""))  # the result file exists only once it is whole
+        dist.barrier()  # neither rank closes its sockets while the other still reads (gloo aborts on a reset pair)
     finally:
         dist.destroy_process_group()
 
@@ -157,6 +161,13 @@ def _run_two_ranks(out_dir: Path) -> None:
         while not ctx.join(timeout=1):  # raises ProcessRaisedException if a rank fails
             if time.monotonic() > deadline:
                 pytest.fail(f"two-rank gloo run did not finish within {TIMEOUT_S} s")
+    except mp.ProcessExitedException as e:
+        # gloo's tcp pairs can abort a process while the group is torn down (pytorch/gloo#168, a rare
+        # destruction-time race). A rank killed by a signal after it wrote its whole result file has finished every
+        # collective the tests check; anything earlier is a failure.
+        if not all((out_dir / f"rank{r}.pt").exists() for r in range(WORLD)):
+            raise
+        warnings.warn(f"a gloo rank aborted during teardown after writing its results: {e}", stacklevel=1)
     finally:
         for p in ctx.processes:
             if p.is_alive():
