@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from stack_data import B10, B20, write_labels_nc, write_nc
+from stack_data import B10, B20, write_labels_nc, write_nc, write_s1_nc
 
 SIZE = 24
 SLOTS = [(r, c) for r in (0, 6, 12, 18) for c in (0, 6, 12, 18)]     # top-left corners of 5 x 5 parcels
@@ -28,8 +28,9 @@ def label_codes() -> np.ndarray:
     return ct
 
 
-def write_parcel_stack(folder: Path, n_dates: int = 12, seed: int = 0) -> Path:
-    """The stack (10 m, 20 m files with SCL), its label file (variable CT) and a legend CSV in ``folder``."""
+def write_parcel_stack(folder: Path, n_dates: int = 12, seed: int = 0, with_s1: bool = False) -> Path:
+    """The stack (10 m, 20 m files with SCL; with ``with_s1`` a Sentinel-1 VV/VH file two days later), its label
+    file (variable CT) and a legend CSV in ``folder``."""
     rng = np.random.default_rng(seed)
     ct = label_codes()
     dates = np.datetime64("2018-03-01T10:50:00", "ns") + (np.arange(n_dates) * 15).astype("timedelta64[D]")
@@ -47,6 +48,8 @@ def write_parcel_stack(folder: Path, n_dates: int = 12, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_nc(folder / "S2_L2A_10m_p.nc", np.clip(r10, 1, 9999).astype("uint16"), B10, 10, dates)
     write_nc(folder / "S2_L2A_20m_p.nc", r20.astype("uint16"), B20, 20, dates, scl=scl)
+    if with_s1:
+        write_s1_nc(folder / "S1_GRD_20m_p.nc", dates + np.timedelta64(2, "D"), SIZE // 2, seed=seed + 1)
     write_labels_nc(folder / "OUTPUT_labels_10m.nc", ct)
     (folder / "legend.csv").write_text(LEGEND)
     return folder

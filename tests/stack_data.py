@@ -83,6 +83,17 @@ def write_labels_nc(path: Path, ct: np.ndarray, res: float = 10.0, epsg: int | N
     return path
 
 
+def write_s1_nc(path: Path, dates: np.ndarray, size: int, seed: int = 5) -> Path:
+    """A WorldCereal-style Sentinel-1 file: VH, VV (int32, scale 1e-4, fill 0) on ``size`` x ``size`` px at 20 m."""
+    s1 = np.random.default_rng(seed).integers(-200000, 50000, size=(len(dates), 2, size, size)).astype("int32")
+    ds = xr.Dataset({b: xr.Variable(("timestamp", "y", "x"), s1[:, i],
+                                    attrs={"scale_factor": 1e-4, "_FillValue": np.int32(0)})
+                     for i, b in enumerate(["VH", "VV"])},
+                    coords={"timestamp": dates, **_coords(20, size)}, attrs={"epsg": EPSG})
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
 def write_wc_folder(folder: Path, raw: Raw, with_s1: bool = False, labels: np.ndarray | None = None) -> Raw:
     """The 10 m and 20 m files (and optionally an S1 file on its own dates and a label file) in ``folder``."""
     raw.files["10m"] = write_nc(folder / "S2_L2A_10m_x.nc", raw.r10, B10, 10, raw.dates,
@@ -90,14 +101,7 @@ def write_wc_folder(folder: Path, raw: Raw, with_s1: bool = False, labels: np.nd
     raw.files["20m"] = write_nc(folder / "S2_L2A_20m_x.nc", raw.r20, B20, 20, raw.dates, scl=raw.scl,
                                 attrs={"name": "S2_L2A_20m_x"})
     if with_s1:
-        s1_dates = raw.dates + np.timedelta64(3, "D")
-        s1 = np.random.default_rng(5).integers(-200000, 50000, size=(len(s1_dates), 2, 4, 4)).astype("int32")
-        ds = xr.Dataset({b: xr.Variable(("timestamp", "y", "x"), s1[:, i],
-                                        attrs={"scale_factor": 1e-4, "_FillValue": np.int32(0)})
-                         for i, b in enumerate(["VH", "VV"])},
-                        coords={"timestamp": s1_dates, **_coords(20, 4)}, attrs={"epsg": EPSG})
-        ds.to_netcdf(folder / "S1_GRD_20m_x.nc", engine="h5netcdf")
-        raw.files["s1"] = folder / "S1_GRD_20m_x.nc"
+        raw.files["s1"] = write_s1_nc(folder / "S1_GRD_20m_x.nc", raw.dates + np.timedelta64(3, "D"), 4)
     if labels is not None:
         raw.files["labels"] = write_labels_nc(folder / "OUTPUT_labels_10m.nc", labels)
     return raw

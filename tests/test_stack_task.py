@@ -262,6 +262,44 @@ def test_a_pretrained_encoder_is_copied_into_the_saved_model(stack, tmp_path):
     assert np.array_equal(StackModel.load(saved).predict_proba(stack.samples), model.predict_proba(stack.samples))
 
 
+def test_sentinel1_channels_get_pseudo_wavelengths_and_statistics_of_the_stack(tmp_path):
+    from eossl.catalog.sensors import load_sensor
+    from eossl.data.series.channels import PSEUDO_WAVELENGTHS_NM
+    from eossl.models.temporal import SERIES_ARCH, PixelSeriesEncoder, export_series_encoder
+    from eossl.models.weights import WeightsInfo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ls = load_labelled_stack(write_parcel_stack(tmp_path / "s1", with_s1=True), variable="CT", period="month",
+                                 include_s1=True)
+    bands = list(ls.comp.bands)
+    assert set(bands[-2:]) == {"VV", "VH"}
+    s = ls.samples
+    # random init: optical bands from the sensor catalog, VV/VH from the stack's valid values
+    model = _model("fusion", ls).prepare(s).fit(_train(ls))
+    assert model.encoder_info["wavelengths_nm"][-2:] == [PSEUDO_WAVELENGTHS_NM[b] for b in bands[-2:]]
+    for b in ("VV", "VH"):
+        i = bands.index(b)
+        seen = s.values[..., i][s.valid[..., i]]
+        assert model.encoder_norm.mean[i] == pytest.approx(seen.mean(), rel=1e-5)
+        assert model.encoder_norm.std[i] == pytest.approx(seen.std(), rel=1e-4)
+    s2 = load_sensor("sentinel2-l2a")
+    assert np.allclose(model.encoder_norm.mean[:-2], s2.norm_stats(bands[:-2])[0])
+    loaded = StackModel.load(model.save(tmp_path / "m"))
+    assert np.array_equal(loaded.predict_proba(s), model.predict_proba(s))
+    # weights pretrained with S1: their own statistics for every band, VV/VH included
+    optical = bands[:-2]
+    mean = [*s2.norm_stats(optical)[0].tolist(), -11.0, -18.0]
+    std = [*s2.norm_stats(optical)[1].tolist(), 3.0, 4.0]
+    waves = [*s2.wavelengths(optical), *(PSEUDO_WAVELENGTHS_NM[b] for b in bands[-2:])]
+    info = WeightsInfo(arch=SERIES_ARCH, in_chans=len(bands), bands=bands, wavelengths_nm=waves, gsd_m=10.0,
+                       normalization={"mean": mean, "std": std}, ssl_method="test", pretrain_data="test", epochs=1,
+                       extra={"temporal": {"dim": 16, "depth": 1, "heads": 2}})
+    weights = export_series_encoder(PixelSeriesEncoder(waves, dim=16, depth=1, heads=2), info, tmp_path / "w")
+    pre = _model("encoder", ls, weights=weights).prepare(s).fit(_train(ls))
+    assert np.allclose(pre.encoder_norm.mean, mean) and np.allclose(pre.encoder_norm.std, std)
+
+
 @pytest.mark.skipif(not (SHARED / "worldcereal_lpis_flanders2019").is_dir(), reason="shared stacks not present")
 def test_the_shared_2019_stack_has_the_parcels_of_the_issue():
     with warnings.catch_warnings():

@@ -103,12 +103,16 @@ class StackModel:
                    **kwargs)
 
     def prepare(self, unlabelled: SeriesSamples | list[SeriesSamples]) -> StackModel:
-        """Fit the unsupervised parts on every pixel given (labels unused): band fill values, and the PCA or the
-        MiniRocket kernels and biases."""
+        """Fit the unsupervised parts on every pixel given (labels unused): band fill values, the PCA or the
+        MiniRocket kernels and biases, and for the encoder kinds the statistics of bands the weights have none for
+        (Sentinel-1 VV/VH: from these pixels; see :func:`_complete_norm`)."""
         s = sf.joined(unlabelled)
         self._check(s)
         fill = sf.band_means(s)
         state = {"fill": fill}
+        if self.features in _ENCODER_KINDS and (self.encoder_norm is None
+                                                or list(self.encoder_norm.bands) != self.bands):
+            self.encoder_norm = _complete_norm(self.encoder_norm, self.sensor, s)
         if self.features == "pca":
             p = self.settings.get("pca", {})
             state.update(sf.fit_pca(s, fill, p.get("components", 32), p.get("whiten", True), self.seed))
@@ -223,30 +227,39 @@ class StackModel:
 
 
 def _make_encoder(bands: list[str], sensor: str, weights, kwargs: dict, seed: int):
-    """(encoder, normalisation, description) of the pretrained encoder of ``weights`` or a random-init one."""
+    """(encoder, stored normalisation, description) of the pretrained encoder of ``weights`` or a random-init one.
+
+    Bands are keyed by :func:`~eossl.data.series.channels.channel_wavelengths` (Sentinel-1 VV/VH by their
+    pseudo-wavelengths). The normalisation returned holds the weights' statistics (None for a random-init
+    encoder); :meth:`StackModel.prepare` completes it for every band (:func:`_complete_norm`)."""
     import torch
 
     from eossl.catalog.sensors import load_sensor
-    from eossl.models.temporal import (
-        PixelSeriesEncoder,
-        encoder_kwargs,
-        load_series_encoder,
-        series_normalization,
-    )
+    from eossl.data.series.channels import channel_wavelengths
+    from eossl.models.temporal import PixelSeriesEncoder, encoder_kwargs, load_series_encoder
 
-    s = load_sensor(sensor)
-    wavelengths = [float(w) for w in s.wavelengths(bands)]
+    wavelengths = [float(w) for w in channel_wavelengths(load_sensor(sensor), bands)]
     if weights is not None:
         loaded = load_series_encoder(weights, wavelengths)
         kw = encoder_kwargs(loaded.info)
-        return (loaded.model.eval(), series_normalization(loaded.info, s, bands),
+        return (loaded.model.eval(), Normalization.of_weights(loaded.info),
                 {"kwargs": kw, "wavelengths_nm": wavelengths, "source": f"pretrained {weights}",
                  "ssl_method": loaded.info.ssl_method})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         enc = PixelSeriesEncoder(wavelengths, **kwargs)
-    return (enc.eval(), Normalization.of_sensor(s, bands),
-            {"kwargs": kwargs, "wavelengths_nm": wavelengths, "source": f"random-init (seed {seed})"})
+    return (enc.eval(), None, {"kwargs": kwargs, "wavelengths_nm": wavelengths,
+                               "source": f"random-init (seed {seed})"})
+
+
+def _complete_norm(stored: Normalization | None, sensor: str, s: SeriesSamples) -> Normalization:
+    """Statistics for every band of ``s``: ``stored``'s (the weights') where it has the band, the sensor catalog's
+    for other optical bands, and for Sentinel-1 VV/VH without stored statistics those of the valid values of
+    every pixel of ``s`` (:func:`~eossl.data.series.channels.channel_normalization`)."""
+    from eossl.catalog.sensors import load_sensor
+    from eossl.data.series.channels import channel_normalization
+
+    return channel_normalization(load_sensor(sensor), list(s.bands), s.values, s.valid, stored=stored)
 
 
 def _load_encoder(path: Path, meta: dict):
