@@ -102,7 +102,8 @@ class SeriesConfig:
 
 
 STACK_ROWS = ("pretrained", "raw", "random_forest", "phenology", "random_init", "fusion_pretrained",
-              "fusion_random_init", "pca", "rocket")
+              "fusion_random_init", "pca", "rocket", "image_pretrained", "image_sequence", "image_stack_norm",
+              "image_random_init")
 
 
 @dataclass
@@ -147,6 +148,11 @@ class StackTaskConfig:
     encoder: dict = field(default_factory=lambda: {"dim": 128, "depth": 2, "heads": 8},
                           help="the random-init encoder's arguments without weights (with weights: theirs)")
     resamples: int = field(1000, ge=10, help="bootstrap resamples of the test parcels")
+    image_weights: str | None = field(None, help="exported image backbone (eossl pretrain) for the image rows: "
+                                                 "each period's chip around a pixel, aggregated over time; null: "
+                                                 "no image rows")
+    image_chip: int = field(16, ge=8, help="chip around each pixel read by the image backbone, px")
+    image_components: int = field(16, ge=1, help="principal axes per period of the image_sequence row")
 
 
 @dataclass

@@ -34,16 +34,19 @@ import numpy as np
 from eossl.data.normalization import Normalization
 from eossl.data.series.tables import SeriesSamples
 from eossl.evaluate import stack_features as sf
+from eossl.evaluate import stack_image as si
 from eossl.evaluate.stack_classifier import CLASSIFIERS, classifier_proba, fit_classifier
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AbsentClassWarning", "StackModel", "MODEL_FILE"]
+__all__ = ["AbsentClassWarning", "KINDS", "StackModel", "MODEL_FILE"]
 
 MODEL_FILE = "stack_model.json"
 ARRAYS_FILE = "stack_model.npz"
 ENCODER_WEIGHTS = "encoder.safetensors"
+IMAGE_WEIGHTS = "image.safetensors"
 _ENCODER_KINDS = ("encoder", "fusion")
+KINDS = (*sf.FEATURE_KINDS, *si.IMAGE_KINDS)
 
 
 class AbsentClassWarning(UserWarning):
@@ -71,13 +74,14 @@ class StackModel:
     encoder: object = None                    # a PixelSeriesEncoder (encoder kinds)
     encoder_norm: Normalization | None = None
     encoder_info: dict = field(default_factory=dict)     # kwargs, wavelengths_nm, source
+    image: si.ImageChips | None = None                    # the image backbone (image kinds)
     device: str = "cpu"
     state: dict = field(default_factory=dict)            # unsupervised, from every pixel
     head: dict = field(default_factory=dict)             # the classifier's arrays
 
     def __post_init__(self):
-        if self.features not in sf.FEATURE_KINDS:
-            raise ValueError(f"unknown feature kind {self.features!r}; known: {', '.join(sf.FEATURE_KINDS)}")
+        if self.features not in KINDS:
+            raise ValueError(f"unknown feature kind {self.features!r}; known: {', '.join(KINDS)}")
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"unknown classifier {self.classifier!r}; known: {', '.join(CLASSIFIERS)}")
         if len(self.classes) != len(self.codes):
@@ -85,27 +89,42 @@ class StackModel:
         if self.features in _ENCODER_KINDS and self.encoder is None:
             raise ValueError(f"feature kind {self.features!r} needs an encoder: StackModel.build(..., weights=DIR) "
                              f"or encoder_kwargs for a random-init one")
+        if self.features in si.IMAGE_KINDS and self.image is None:
+            raise ValueError(f"feature kind {self.features!r} needs image weights: StackModel.build(..., "
+                             f"image_weights=DIR) (stack.image_weights)")
 
     # ------------------------------------------------------------------------------------------ building
 
     @classmethod
     def build(cls, features: str, *, classes, codes, bands, sensor: str, steps: int, weights=None,
-              encoder_kwargs: dict | None = None, seed: int = 0, **kwargs) -> StackModel:
+              encoder_kwargs: dict | None = None, seed: int = 0, image_weights=None, image: dict | None = None,
+              device: str = "cpu", **kwargs) -> StackModel:
         """A model (not fitted). For ``encoder``/``fusion``: the pretrained encoder of ``weights`` (an exported
         weights directory) re-targeted to ``bands``, with its normalisation; without weights a random-init one
-        (``encoder_kwargs``, initialised from ``seed``)."""
-        enc = norm = None
+        (``encoder_kwargs``, initialised from ``seed``). For the image kinds: the image backbone of
+        ``image_weights`` (:func:`~eossl.evaluate.stack_image.make_image_chips`; ``image``: ``chip``, ``norm``
+        (weights / stack), ``random_init``)."""
+        enc = norm = chips = None
         info = {}
         if features in _ENCODER_KINDS:
             enc, norm, info = _make_encoder(list(bands), sensor, weights, dict(encoder_kwargs or {}), seed)
+        if features in si.IMAGE_KINDS:
+            if image_weights is None:
+                raise ValueError(f"feature kind {features!r} needs image weights (stack.image_weights: an exported "
+                                 f"image backbone from `eossl pretrain`)")
+            opts = dict(image or {})
+            chips = si.make_image_chips(list(bands), sensor, image_weights, chip=opts.get("chip", 16),
+                                        norm_from=opts.get("norm", "weights"),
+                                        random_init=bool(opts.get("random_init", False)), seed=seed, device=device)
         return cls(features=features, classes=list(classes), codes=[int(c) for c in codes], bands=list(bands),
                    sensor=sensor, steps=int(steps), seed=seed, encoder=enc, encoder_norm=norm, encoder_info=info,
-                   **kwargs)
+                   image=chips, device=device, **kwargs)
 
-    def prepare(self, unlabelled: SeriesSamples | list[SeriesSamples]) -> StackModel:
+    def prepare(self, unlabelled: SeriesSamples | list[SeriesSamples], comps: list | None = None) -> StackModel:
         """Fit the unsupervised parts on every pixel given (labels unused): band fill values, the PCA or the
         MiniRocket kernels and biases, and for the encoder kinds the statistics of bands the weights have none for
-        (Sentinel-1 VV/VH: from these pixels; see :func:`_complete_norm`)."""
+        (Sentinel-1 VV/VH: from these pixels; see :func:`_complete_norm`). The image kinds read the composites
+        ``comps`` the pixels come from (their statistics, the principal axes of ``image_sequence``)."""
         s = sf.joined(unlabelled)
         self._check(s)
         fill = sf.band_means(s)
@@ -119,17 +138,32 @@ class StackModel:
         elif self.features == "rocket":
             r = self.settings.get("rocket", {})
             state.update(sf.fit_rocket(s, fill, r.get("n_features", 2000), self.seed, r.get("max_pixels", 16384)))
+        elif self.features in si.IMAGE_KINDS:
+            comps = self._comps(comps)
+            im = self.settings.get("image", {})
+            self.image.prepare(comps)
+            state.update(si.fit_image_state(self.image, comps, self.features, im.get("components", 16),
+                                            im.get("max_pixels", 2048), self.seed))
         self.state = state
         return self
 
     # ------------------------------------------------------------------------------------------ features
 
-    def transform(self, s: SeriesSamples) -> np.ndarray:
-        """(N, D) float32 features of the pixels of ``s``."""
+    def transform(self, s: SeriesSamples, comp=None, pixels: np.ndarray | None = None) -> np.ndarray:
+        """(N, D) float32 features of the pixels of ``s``. The image kinds read them from the composite ``comp``
+        the pixels come from: ``pixels`` their flat (row-major) indices in it, default every pixel of ``comp``."""
         self._check(s)
         if "fill" not in self.state:
             raise ValueError("the model is not prepared: call prepare(every pixel of the stack) first")
         fill, kind = self.state["fill"], self.features
+        if kind in si.IMAGE_KINDS:
+            comp = self._comps([comp] if comp is not None else None)[0]
+            n = comp.values.shape[2] * comp.values.shape[3]
+            pixels = np.arange(n) if pixels is None else np.asarray(pixels, dtype=np.int64)
+            if len(pixels) != len(s):
+                raise ValueError(f"{len(s)} pixels but {len(pixels)} pixel indices into the composite: give "
+                                 f"pixels= the flat indices of the pixels of s")
+            return si.image_features(self.image, comp, pixels, kind, self.state)
         if kind == "raw":
             return sf.raw_features(s, fill)
         if kind == "pca":
@@ -140,6 +174,12 @@ class StackModel:
             return sf.phenology_stack_features(s, fill).astype(np.float32)
         enc = sf.encoder_stack_features(s, self.encoder, self.encoder_norm, self.device)
         return enc if kind == "encoder" else np.hstack([sf.raw_features(s, fill), enc])
+
+    def _comps(self, comps) -> list:
+        if not comps:
+            raise ValueError(f"feature kind {self.features!r} reads the chips around each pixel: give the "
+                             f"composite(s) of the stack (comps= / comp=)")
+        return list(comps)
 
     def _check(self, s: SeriesSamples) -> None:
         if list(s.bands) != self.bands or s.values.shape[1] != self.steps:
@@ -178,13 +218,14 @@ class StackModel:
             raise ValueError("the model is not fitted: call fit(labelled pixels) first")
         return classifier_proba(self.classifier, self.head, x, len(self.classes))
 
-    def predict_proba(self, s: SeriesSamples) -> np.ndarray:
-        """(N, K) class probabilities of the pixels of ``s``, columns in ``classes`` order."""
-        return self.proba_from_features(self.transform(s))
+    def predict_proba(self, s: SeriesSamples, comp=None, pixels: np.ndarray | None = None) -> np.ndarray:
+        """(N, K) class probabilities of the pixels of ``s``, columns in ``classes`` order (``comp``/``pixels``:
+        see :meth:`transform`)."""
+        return self.proba_from_features(self.transform(s, comp, pixels))
 
-    def predict_codes(self, s: SeriesSamples) -> np.ndarray:
+    def predict_codes(self, s: SeriesSamples, comp=None, pixels: np.ndarray | None = None) -> np.ndarray:
         """(N,) legend codes of the most probable class."""
-        return np.asarray(self.codes)[self.predict_proba(s).argmax(axis=1)]
+        return np.asarray(self.codes)[self.predict_proba(s, comp, pixels).argmax(axis=1)]
 
     # ------------------------------------------------------------------------------------------ save / load
 
@@ -202,6 +243,13 @@ class StackModel:
                                                                       **self.encoder_norm.to_dict()}}
             state = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
             save_file(state, str(out / ENCODER_WEIGHTS))
+        if self.image is not None:
+            im = self.image
+            meta["image"] = {"bands": im.bands, "chip": im.chip, "norm_from": im.norm_from, "info": im.info,
+                             "product": im.product, "normalization": im.norm.to_dict(),
+                             "weights_normalization": im.weights_norm.to_dict()}
+            save_file({k: v.detach().cpu().contiguous() for k, v in im.model.backbone.state_dict().items()},
+                      str(out / IMAGE_WEIGHTS))
         arrays = {f"state.{k}": np.asarray(v) for k, v in self.state.items()}
         arrays.update({f"head.{k}": np.asarray(v) for k, v in self.head.items()})
         np.savez(out / ARRAYS_FILE, **arrays)
@@ -216,14 +264,17 @@ class StackModel:
             raise FileNotFoundError(f"no {MODEL_FILE} in {path}: save a StackModel there first")
         meta = json.loads((path / MODEL_FILE).read_text())
         enc_meta = meta.pop("encoder", None)
+        image_meta = meta.pop("image", None)
         enc = norm = None
         if enc_meta is not None:
             enc, norm = _load_encoder(path, enc_meta)
+        chips = _load_image(path, image_meta, device) if image_meta is not None else None
         with np.load(path / ARRAYS_FILE, allow_pickle=False) as z:
             state = {k[6:]: z[k] for k in z.files if k.startswith("state.")}
             head = {k[5:]: z[k] for k in z.files if k.startswith("head.")}
         info = {k: v for k, v in (enc_meta or {}).items() if k != "normalization"}
-        return cls(**meta, encoder=enc, encoder_norm=norm, encoder_info=info, device=device, state=state, head=head)
+        return cls(**meta, encoder=enc, encoder_norm=norm, encoder_info=info, image=chips, device=device, state=state,
+                   head=head)
 
 
 def _make_encoder(bands: list[str], sensor: str, weights, kwargs: dict, seed: int):
@@ -271,3 +322,19 @@ def _load_encoder(path: Path, meta: dict):
     enc.load_state_dict(load_file(str(path / ENCODER_WEIGHTS)), strict=True)
     n = meta["normalization"]
     return enc.eval(), Normalization(tuple(n["bands"]), n["mean"], n["std"])
+
+
+def _load_image(path: Path, meta: dict, device: str) -> si.ImageChips:
+    from safetensors.torch import load_file
+
+    from eossl.models.backbones import create_backbone
+    from eossl.models.pooling import PooledBackbone
+
+    info, bands = meta["info"], list(meta["bands"])
+    backbone = create_backbone(info["arch"], len(bands), img_size=int(meta["chip"]))
+    backbone.load_state_dict(load_file(str(path / IMAGE_WEIGHTS)), strict=True)
+    n, wn = meta["normalization"], meta["weights_normalization"]
+    return si.ImageChips(model=PooledBackbone(backbone, info["pool"]).eval(), bands=bands, chip=int(meta["chip"]),
+                         norm_from=meta["norm_from"], weights_norm=Normalization(tuple(bands), wn["mean"], wn["std"]),
+                         norm=Normalization(tuple(bands), n["mean"], n["std"]), info=info, device=device,
+                         product=meta.get("product", {}))

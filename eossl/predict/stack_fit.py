@@ -79,8 +79,8 @@ def _row(cfg: StackFitConfig) -> str:
 def _fit(model: StackModel, ls: LabelledStack, train: np.ndarray, train_codes: np.ndarray) -> tuple[list, np.ndarray]:
     """Prepare on every pixel, fit on the rows ``train`` of the features (as the evaluation's ``_predict``);
     (absent-class warnings, the features of every pixel)."""
-    model.prepare(ls.samples)
-    feats = model.transform(ls.samples)
+    model.prepare(ls.samples, comps=[ls.comp])
+    feats = model.transform(ls.samples, comp=ls.comp)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AbsentClassWarning)
         model.fit_features(feats[train], np.searchsorted(np.asarray(ls.codes), train_codes), allow_absent=True)

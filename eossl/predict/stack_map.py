@@ -91,7 +91,7 @@ def predict_stack_map(model_dir: str | Path, stack: str | Path, out: str | Path 
     best = np.empty(n, np.int64)
     for i in range(0, n, chunk):       # one chunk for any stack the evaluation holds in memory
         part = samples if (i == 0 and chunk >= n) else samples.subset(np.arange(i, min(n, i + chunk)))
-        p = model.predict_proba(part)
+        p = model.predict_proba(part, comp=comp, pixels=np.arange(i, i + len(part)))
         best[i:i + len(p)], proba_max[i:i + len(p)] = p.argmax(axis=1), p.max(axis=1)
     h, w = comp.grid.height, comp.grid.width
     never = comp.never_valid.all(axis=0)

@@ -41,12 +41,16 @@ log = logging.getLogger(__name__)
 __all__ = ["ROWS", "StackNotes", "plan_rows", "row_labels", "row_model", "run"]
 
 PROTOCOL_SEEDS = 20
-ROWS = {   # row -> (feature kind, classifier, encoder: pretrained / random / None)
+ROWS = {   # row -> (feature kind, classifier, encoder: pretrained / random / image / None)
     "pretrained": ("encoder", "linear", "pretrained"), "raw": ("raw", "linear", None),
     "random_forest": ("raw", "random_forest", None), "phenology": ("phenology", "linear", None),
     "random_init": ("encoder", "linear", "random"), "fusion_pretrained": ("fusion", "linear", "pretrained"),
     "fusion_random_init": ("fusion", "linear", "random"), "pca": ("pca", "linear", None),
-    "rocket": ("rocket", "linear", None)}
+    "rocket": ("rocket", "linear", None), "image_pretrained": ("image", "linear", "image"),
+    "image_sequence": ("image_sequence", "linear", "image"), "image_stack_norm": ("image", "linear", "image"),
+    "image_random_init": ("image", "linear", "image")}
+IMAGE_OPTIONS = {"image_pretrained": {}, "image_sequence": {}, "image_stack_norm": {"norm": "stack"},
+                 "image_random_init": {"random_init": True}}
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,18 @@ class StackNotes(TaskNotes):
         return {**super().to_dict(rows), **self.sections}
 
 
-def row_labels(weights: str | None, method: str = "") -> dict[str, tuple[str, str]]:
-    """Row -> (model, protocol) of the result rows."""
+def row_labels(weights: str | None, method: str = "", image: str = "") -> dict[str, tuple[str, str]]:
+    """Row -> (model, protocol) of the result rows (``image``: what the image weights are, e.g. "resnet18
+    vicreg")."""
     pre = f"pixel transformer, pretrained ({method or Path(str(weights)).name})"
     rnd = "pixel transformer, random init"
-    return {"pretrained": (pre, "linear"), "raw": ("raw series", "linear"), "random_forest": ("raw series",
+    img = f"per-date chips, {image or 'image backbone'}"
+    return {"image_pretrained": (f"{img}, mean+std over time", "linear"),
+            "image_sequence": (f"{img}, per-period PCA in time order", "linear"),
+            "image_stack_norm": (f"{img} on the stack's own statistics, mean+std over time", "linear"),
+            "image_random_init": (f"per-date chips, {image.split(' ')[0] if image else 'image backbone'} random "
+                                  f"init, mean+std over time", "linear"),
+            "pretrained": (pre, "linear"), "raw": ("raw series", "linear"), "random_forest": ("raw series",
             "random_forest"), "phenology": ("temporal stats + phenology", "linear"), "random_init": (rnd, "linear"),
             "fusion_pretrained": (f"raw series + {pre}", "linear"), "fusion_random_init": (f"raw series + {rnd}",
             "linear"), "pca": ("PCA of the raw series (all pixels)", "linear"),
@@ -71,10 +82,12 @@ def row_labels(weights: str | None, method: str = "") -> dict[str, tuple[str, st
 
 
 def plan_rows(st, weights) -> tuple[list[str], str, list[dict]]:
-    """(rows to score, headline row, warnings): rows needing weights are dropped without them."""
-    rows = [r for r in ROWS if r in st.rows and (weights is not None or ROWS[r][2] != "pretrained")]
+    """(rows to score, headline row, warnings): rows needing (image) weights are dropped without them."""
+    need = {"pretrained": weights, "image": st.image_weights}
+    rows = [r for r in ROWS if r in st.rows and (ROWS[r][2] not in need or need[ROWS[r][2]] is not None)]
     dropped = [r for r in st.rows if r not in rows]
-    notes = [{"code": "no_weights", "message": f"no weights: rows {', '.join(dropped)} not scored"}] if dropped else []
+    notes = ([{"code": "no_weights", "message": f"no weights / stack.image_weights: rows {', '.join(dropped)} not "
+                                                f"scored"}] if dropped else [])
     headline = st.headline or ("fusion_pretrained" if weights is not None else "raw")
     if headline not in rows:
         raise ValueError(f"the headline row {headline!r} is not scored (rows: {', '.join(rows)}); give weights or "
@@ -88,16 +101,22 @@ def row_model(row: str, stack, cfg: EvaluateConfig, device: str) -> StackModel:
     return StackModel.build(kind, classes=stack.names, codes=stack.codes, bands=list(comp.bands), sensor=comp.sensor,
                             steps=len(comp.starts), period=st.period, classifier=clf, C=cfg.C, C_grid=st.C_grid,
                             seed=cfg.seed, weights=cfg.weights if enc == "pretrained" else None,
-                            encoder_kwargs=st.encoder, device=device,
+                            encoder_kwargs=st.encoder, device=device, image_weights=st.image_weights if enc == "image"
+                            else None, image={"chip": st.image_chip, **IMAGE_OPTIONS.get(row, {})},
                             settings={"pca": {"components": st.pca_components, "whiten": st.pca_whiten},
                                       "rocket": {"n_features": st.rocket_features,
-                                                 "max_pixels": st.rocket_max_pixels}, "trees": st.trees})
+                                                 "max_pixels": st.rocket_max_pixels}, "trees": st.trees,
+                                      "image": {"components": st.image_components}})
 
 
-def _predict(model: StackModel, stack, splits: list, absent: list) -> list[dict]:
-    """Per split: the predicted codes of its test and single-parcel pixels (one fit on the training pixels)."""
-    model.prepare(stack.samples)
-    feats = model.transform(stack.samples)
+def _predict(model: StackModel, stack, splits: list, absent: list, images: dict) -> list[dict]:
+    """Per split: the predicted codes of its test and single-parcel pixels (one fit on the training pixels).
+    ``images`` collects what the image backbone of an image row is and reads (per stack)."""
+    model.prepare(stack.samples, comps=[stack.comp])
+    feats = model.transform(stack.samples, comp=stack.comp)
+    if model.image is not None:
+        images[stack.name] = {**images.get(stack.name, {}), model.image.norm_from + "_" + model.image.info["source"]
+                              .split(" ")[0]: model.image.describe()}
     codes = np.asarray(stack.codes)
     out = []
     for sp in splits:
@@ -122,10 +141,11 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     ks = [str(k) for k in cfg.ks]
     splits = {s.name: parcel_splits(s.parcels, cfg.ks, cfg.seeds, cfg.seed, st.buffer) for s in stacks}
     method = _method(cfg.weights)
-    labels = row_labels(cfg.weights, method)
+    labels = row_labels(cfg.weights, method, _image_label(st.image_weights))
     absent: list[str] = []
-    preds = {r: {s.name: _predict(row_model(r, s, cfg, ctx.device), s, splits[s.name], absent) for s in stacks}
-             for r in rows}
+    images: dict[str, dict] = {}
+    preds = {r: {s.name: _predict(row_model(r, s, cfg, ctx.device), s, splits[s.name], absent, images)
+                 for s in stacks} for r in rows}
     names = {c: n for s in stacks for c, n in zip(s.codes, s.names, strict=True)}
     scopes = [[s] for s in stacks] + ([stacks] if len(stacks) > 1 else [])
     sections = {"scopes": [], "rows": [], "paired": [], "single_parcel": []}
@@ -149,10 +169,20 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     for s in stacks:
         for r in rows:
             sections["single_parcel"] += single_parcel_scores(s, splits[s.name], preds[r][s.name], labels[r])
-    notes = _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections)
+    warns += _product_warnings(images)
+    notes = _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections, images)
     # the headline row was named (by plan_rows) before any score was computed
     ctx.record(replace(notes, headline=Headline(*labels[headline], ks[-1]), paired=pairs))
     return results
+
+
+def _image_label(weights) -> str:
+    if weights is None:
+        return ""
+    from eossl.models.info import read_weights_info
+
+    info = read_weights_info(weights)
+    return f"{info.arch} {info.ssl_method} ({info.extra.get('sensor', 'sensor not recorded')})"
 
 
 def _method(weights) -> str:
@@ -163,7 +193,21 @@ def _method(weights) -> str:
     return read_weights_info(weights).ssl_method
 
 
-def _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections) -> StackNotes:
+def _product_warnings(images: dict) -> list[dict]:
+    """A named warning per stack read by image weights pretrained on another product (L1C weights on L2A)."""
+    out = []
+    for name, described in images.items():
+        for d in described.values():
+            p = d["product"]
+            if not p["same"]:
+                far = sorted(p["band_mean_z"].items(), key=lambda kv: -kv[1])[:3]
+                out.append({"code": "image_product_level", "message": f"{name}: {p['note']}; largest: "
+                            + ", ".join(f"{b} {z:.2f} std" for b, z in far)})
+                break
+    return out
+
+
+def _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections, images=None) -> StackNotes:
     st = cfg.stack
     if cfg.seeds < PROTOCOL_SEEDS:
         warns.append({"code": "protocol_seeds", "message": f"{cfg.seeds} seeds: the protocol fixes {PROTOCOL_SEEDS} "
@@ -179,7 +223,7 @@ def _notes(cfg, stacks, splits, rows, headline, labels, warns, absent, sections)
                 "rows": [labels[r][0] + " / " + labels[r][1] for r in rows], "ks": [str(k) for k in cfg.ks],
                 "seeds": cfg.seeds, "seed": cfg.seed, "C": cfg.C, "weights": cfg.weights,
                 **{k: v for k, v in vars(st).items() if k not in ("stacks", "rows", "headline")}}
-    data = {"stacks": [_describe(s) for s in stacks]}
+    data = {"stacks": [_describe(s) for s in stacks], **({"image_backbones": images} if images else {})}
     split_notes = {s.name: [{"seed": sp.seed, "k": sp.k, "n_train": int(sp.train.size), "n_test": int(sp.test.size),
                              "test_parcels": sorted({int(p) for p in np.unique(sp.test_parcels)}),
                              "n_single_scored": int(sp.single.size), "short": {str(c): n for c, n in sp.short.items()}}
