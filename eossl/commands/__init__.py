@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "modules", "stage_commands", "config_flags", "print_confi
 
 # every command, in the order `eossl --help` lists them: the modules of this package
 COMMANDS = ("catalog", "sensors", "extract", "cache", "views", "pretrain", "pretrain_series", "export",
-            "import_weights", "evaluate", "finetune", "predict", "report", "run")
+            "import_weights", "weights", "evaluate", "finetune", "predict", "report", "run")
 
 
 def modules() -> dict[str, ModuleType]:

@@ -235,9 +235,11 @@ def _check_task(cfg) -> None:
 
 
 def with_resolved_weights(cfg):
-    """``cfg`` with ``weights`` a weights directory: ``torchgeo:NAME`` imported (once, cached; from
-    ``weights_file`` when given, see :mod:`eossl.models.published`)."""
-    if cfg.weights is None or not str(cfg.weights).startswith("torchgeo:"):
+    """``cfg`` with ``weights`` a weights directory: ``eossl:NAME`` the shipped folder (checksums verified),
+    ``torchgeo:NAME`` imported (once, cached; from ``weights_file`` when given, see :mod:`eossl.models.published`)."""
+    from eossl.models.shipped import is_shipped
+
+    if cfg.weights is None or not (str(cfg.weights).startswith("torchgeo:") or is_shipped(cfg.weights)):
         if cfg.weights_file is not None:
             raise ConfigError(f"weights_file ({cfg.weights_file}) is the local file of published weights: give "
                               f"weights: torchgeo:NAME (--weights torchgeo:NAME) with it")

@@ -70,7 +70,29 @@ def model_card(info) -> str:
               f'model = timm.create_model("{info.arch}", in_chans={info.in_chans}, num_classes=0'
               + (f", img_size={info.img_size})" if info.arch.startswith("vit") else ")"),
               'model.load_state_dict(load_file("THIS_FOLDER/backbone.safetensors"))', "```", ""]
+    lines += _shipped_section(extra.get("shipped"))
     return "\n".join(lines)
+
+
+def _shipped_section(shipped: dict | None) -> list[str]:
+    """Licences and reproduction of weights shipped with eossl (:mod:`eossl.models.shipped`)."""
+    if not shipped:
+        return []
+    lic, rep = shipped.get("licences") or {}, shipped.get("reproduce") or {}
+    lines = ["## Shipped with eossl", "", f"Name: `{shipped['name']}` (`--weights {shipped['name']}`); stored as "
+             f"{shipped.get('storage')}" + (f" (features within {shipped['fp16_max_abs_feature_diff']:.2g} of "
+                                            f"float32)" if shipped.get("fp16_max_abs_feature_diff") is not None
+                                            else "") + ".", "", "### Licences", "",
+             f"- these weights: {lic.get('weights', 'not recorded')}"]
+    lines += [f"- training source {s['name']}: {s['licence']}" + (f" ({s['note']})" if s.get("note") else "")
+              for s in lic.get("sources", [])]
+    if lic.get("attribution"):
+        lines += [f"- attribution: {lic['attribution']}"]
+    lines += ["", "### Reproduce", ""]
+    lines += [f"- {k}: `{v}`" for k, v in rep.items() if k != "config"]
+    if rep.get("config"):
+        lines += ["", "```yaml", str(rep["config"]).rstrip(), "```"]
+    return lines + [""]
 
 
 def mlm_item(info, weights_file: str, feature_dim: int, parameters: int | None = None) -> dict:

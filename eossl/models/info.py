@@ -81,6 +81,10 @@ def read_info(cls, path: str | Path, file: str, required: tuple[str, ...], hint:
 
 
 def read_weights_info(path: str | Path) -> WeightsInfo:
+    """``weights.json`` of a weights folder, or of shipped weights ``eossl:<name>`` (:mod:`eossl.models.shipped`)."""
+    from eossl.models.shipped import resolve_shipped
+
+    path = resolve_shipped(path)
     return read_info(WeightsInfo, path, INFO_FILE, ("arch", "in_chans", "bands", "wavelengths_nm", "gsd_m",
                                                     "normalization", "ssl_method", "pretrain_data", "epochs"),
                      "export weights with `eossl export`")

@@ -33,6 +33,7 @@ import torch
 
 from eossl.models.adapt import UNMATCHED
 from eossl.models.backbones import ARCHS, create_backbone, stem_key
+from eossl.models.shipped import is_shipped, resolve_shipped
 from eossl.models.weights import INFO_FILE, WeightsInfo, export_backbone
 
 log = logging.getLogger(__name__)
@@ -295,11 +296,17 @@ def import_checkpoint(path: str | Path, out: str | Path, *, arch: str, sensor: s
 
 
 def resolve_weights(spec: str | Path | None, weights_file: str | Path | None = None) -> str | None:
-    """A weights directory for ``spec``: an eossl weights directory as is; ``torchgeo:NAME`` imported once into
-    the cache (from ``weights_file`` when given) and that directory returned."""
+    """A weights directory for ``spec``: an eossl weights directory as is; ``eossl:NAME`` the shipped folder
+    (checksums verified, :mod:`eossl.models.shipped`); ``torchgeo:NAME`` imported once into the cache (from
+    ``weights_file`` when given) and that directory returned."""
     if spec is None:
         return None
     text = str(spec)
+    if is_shipped(text):
+        if weights_file is not None:
+            raise ValueError(f"a weights file ({weights_file}) is only for torchgeo:NAME weights; {text} is shipped "
+                             f"with eossl: drop --weights-file / model.init_file")
+        return resolve_shipped(text)
     if not text.startswith(TORCHGEO):
         if weights_file is not None:
             raise ValueError(f"a weights file ({weights_file}) is only for published weights (torchgeo:NAME); "

@@ -26,6 +26,7 @@ from eossl.models.backbones import ARCHS, create_backbone, stem_key
 from eossl.models.cards import write_model_card
 from eossl.models.info import INFO_FILE, LoadedWeights, WeightsInfo, read_info, read_weights_info
 from eossl.models.pooling import POOLS, PooledBackbone, pool_dim
+from eossl.models.shipped import resolve_shipped
 from eossl.models.temporal import SERIES_ARCH, load_series_encoder
 from eossl.registry import Registry
 from eossl.runs import atomic_write
@@ -111,7 +112,7 @@ def load_weights(path: str | Path, bands: list[tuple[str, float]] | None = None,
     if pool is not None and pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)} (or None: the weights' "
                          f"recorded feature_pool)")
-    path = Path(path)
+    path = Path(resolve_shipped(path))              # eossl:<name>: the shipped folder, checksums verified
     info = read_weights_info(path)
     loader = WEIGHTS_LOADERS.get(weights_kind(info.arch))
     return loader.load(path, info, bands, max_nm, img_size, pool)
