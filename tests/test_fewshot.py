@@ -11,6 +11,7 @@ from PIL import Image
 
 from eossl.catalog.sensors import load_sensor
 from eossl.cli import main
+from eossl.config import ConfigError
 from eossl.data.labelled.folders import LabelledChips, load_eurosat
 from eossl.data.normalization import Normalization
 from eossl.evaluate import patches as evaluation
@@ -163,6 +164,39 @@ def test_evaluation_rows_share_splits_and_pretrained_equals_random_with_the_same
     assert rows[("band statistics", "linear", "all")].metrics_all_seeds is not None
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
     json.dumps(notes.to_dict(results))
+
+
+def test_several_weights_are_scored_on_the_same_splits_and_paired_with_the_first(tmp_path):
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    a = _export(tmp_path / "a", BANDS, seed=0)
+    b = _export(tmp_path / "b", BANDS, seed=0)           # identical weights in another folder
+    c = _export(tmp_path / "c", BANDS, seed=5)
+    s = EvaluateConfig(ks=[2], seeds=2, protocols=["linear"], baselines=["random_init"], weights=str(a),
+                       compare_weights=[str(b), str(c)])
+    results, notes = evaluate_chips(chips, s, progress=False)
+    rows = {r.model: r for r in results}
+    # three folders named w-resnet18-4: the rows name the weights by path
+    first, same, other = f"pretrained resnet18 test ({a})", f"resnet18 test ({b})", f"resnet18 test ({c})"
+    assert set(rows) == {first, same, other, "random-init resnet18"}
+    assert rows[first].per_seed == rows[same].per_seed                  # same weights, same splits
+    assert [p.seed for p in rows[other].per_seed] == [0, 1]
+    pairs = {(p.pretrained[0], p.baseline[0]): p for p in paired_differences(results)}
+    assert {(first, same), (first, other)} <= set(pairs)
+    assert pairs[(first, same)].score("overall_accuracy").mean == 0
+    assert notes.settings["compare_weights"] == [str(b), str(c)]
+    with pytest.raises(ConfigError, match="compare_weights"):
+        EvaluateConfig(compare_weights=[str(b)])
+
+
+def test_evaluate_cli_takes_several_weights(tmp_path):
+    from eossl.evaluate.config import config_with_weights
+
+    a, b = _export(tmp_path / "a", BANDS), _export(tmp_path / "b", BANDS)
+    cfg = config_with_weights(EvaluateConfig, None, [], [str(a), str(b)])
+    assert cfg.weights == str(a) and cfg.compare_weights == [str(b)]
+    with pytest.raises(FileNotFoundError, match="no weights.json"):
+        config_with_weights(EvaluateConfig, None, [], [str(a), str(tmp_path)])
 
 
 def test_rcf_rows_draw_filters_from_each_training_pool_and_fusion_rows_stack_the_features(tmp_path, monkeypatch):

@@ -20,16 +20,20 @@ ACCEPTS = frozenset({"weights"})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    labelled_flags(p, NAME, "evaluation", "--set ks=[1,5,10] --set seeds=3", "")
+    labelled_flags(p, NAME, "evaluation", "--set ks=[1,5,10] --set seeds=3",
+                   "; several (--weights A B C) are scored side by side on the same splits, with paired "
+                   "differences A minus each", many=True)
 
 
-def labelled_flags(p: argparse.ArgumentParser, name: str, what: str, example: str, no_weights: str) -> None:
+def labelled_flags(p: argparse.ArgumentParser, name: str, what: str, example: str, no_weights: str,
+                   many: bool = False) -> None:
     """The flags of the commands on labelled chips (evaluate, finetune)."""
     config_flags(p, f"{what} config YAML (see configs/{name}/)", f"dotted override, e.g. {example}; repeatable",
                  runs="new run directories")
-    p.add_argument("--weights", help=f"exported weights directory (same as --set weights=DIR), or published weights "
-                                     f"torchgeo:<WeightsEnum name>, e.g. torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO"
-                                     f"{no_weights}")
+    p.add_argument("--weights", nargs="+" if many else None,
+                   help=f"exported weights directory (same as --set weights=DIR), eossl's shipped weights "
+                        f"eossl:NAME (`eossl weights list`), or published weights torchgeo:<WeightsEnum name>, e.g. "
+                        f"torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO{no_weights}")
     p.add_argument("--weights-file", help="local file of the torchgeo:NAME weights (machines without internet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

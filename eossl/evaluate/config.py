@@ -169,6 +169,10 @@ class EvaluateConfig:
     weights: str | None = field(None, help="exported weights directory (weights.json + backbone.safetensors), or "
                                            "torchgeo:<WeightsEnum name>; null: baselines only")
     weights_file: str | None = field(None, help="local file of torchgeo:NAME weights (no download)")
+    compare_weights: list[str] = field(default_factory=list,
+                                       help="more weights scored beside weights on the same splits (task: patch; "
+                                            "eossl:NAME, torchgeo:NAME or directories): rows per protocol each and "
+                                            "paired differences weights minus each (`--weights A B C`)")
     arch: str = field("resnet18", help="architecture of the baselines when no weights are given")
     pool: Literal[POOLS] | None = field(None, help="frozen features for the linear probe and kNN (the random-init "
                                                    "row too); null: the weights' recorded feature_pool, else last")
@@ -195,6 +199,9 @@ class EvaluateConfig:
         if bad:
             raise ConfigError(f"unknown protocol/baseline {bad}; protocols: {', '.join(PROTOCOLS)}; baselines: "
                               f"{', '.join(BASELINES)}")
+        if self.compare_weights and (self.weights is None or self.task != "patch"):
+            raise ConfigError("compare_weights: several weights are compared on task: patch, beside weights (the "
+                              "first of --weights A B C)")
         _check_task(self)
 
     def resolved_pool(self) -> str:
@@ -239,6 +246,10 @@ def with_resolved_weights(cfg):
     ``torchgeo:NAME`` imported (once, cached; from ``weights_file`` when given, see :mod:`eossl.models.published`)."""
     from eossl.models.shipped import is_shipped
 
+    if getattr(cfg, "compare_weights", None):
+        from eossl.models.published import resolve_weights
+
+        cfg = replace(cfg, compare_weights=[resolve_weights(w) for w in cfg.compare_weights])
     if cfg.weights is None or not (str(cfg.weights).startswith("torchgeo:") or is_shipped(cfg.weights)):
         if cfg.weights_file is not None:
             raise ConfigError(f"weights_file ({cfg.weights_file}) is the local file of published weights: give "
@@ -249,17 +260,24 @@ def with_resolved_weights(cfg):
     return replace(cfg, weights=resolve_weights(cfg.weights, cfg.weights_file), weights_file=None)
 
 
-def config_with_weights(cls, path: str | Path | None, overrides: list[str], weights: str | None,
+def config_with_weights(cls, path: str | Path | None, overrides: list[str], weights: str | list[str] | None,
                         weights_file: str | None = None, resolve: bool = True):
-    """:func:`~eossl.config.load_config` with the ``--weights`` / ``--weights-file`` flags as overrides, published
-    weights imported (unless ``resolve`` is False, e.g. for --dry-run) and the weights directory checked."""
-    extra = ([f"weights={weights}"] if weights else []) + ([f"weights_file={weights_file}"] if weights_file else [])
+    """:func:`~eossl.config.load_config` with the ``--weights`` / ``--weights-file`` flags as overrides (several
+    weights: the first is ``weights``, the others ``compare_weights``), published weights imported (unless
+    ``resolve`` is False, e.g. for --dry-run) and the weights directories checked."""
+    import json
+
+    many = [weights] if isinstance(weights, str) else list(weights or [])
+    extra = ([f"weights={many[0]}"] if many else []) + ([f"weights_file={weights_file}"] if weights_file else [])
+    if len(many) > 1:
+        extra.append(f"compare_weights={json.dumps(many[1:])}")
     cfg = load_config(cls, path, overrides=list(overrides) + extra)
     if not resolve:
         return cfg
     cfg = with_resolved_weights(cfg)
-    if cfg.weights is not None and not (Path(cfg.weights) / "weights.json").is_file():
-        raise FileNotFoundError(f"weights: no weights.json in {cfg.weights}; export a run with `eossl export`")
+    for w in [cfg.weights, *getattr(cfg, "compare_weights", [])]:
+        if w is not None and not (Path(w) / "weights.json").is_file():
+            raise FileNotFoundError(f"weights: no weights.json in {w}; export a run with `eossl export`")
     return cfg
 
 

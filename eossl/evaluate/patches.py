@@ -2,7 +2,9 @@
 
 Rows (model x protocol), each scored at every k of :func:`few_label_splits` and every seed:
 
-* pretrained weights: linear probe, kNN (frozen features, extracted once and cached) and full fine-tuning;
+* pretrained weights: linear probe, kNN (frozen features, extracted once and cached) and full fine-tuning; with
+  ``compare_weights`` (``eossl evaluate --weights A B C``) the same rows for each further set, named by its
+  weights (shipped name, import source or run folder) and in its recorded pool, paired with the first;
 * the same architecture randomly initialised: linear probe and kNN on its frozen features;
 * per-band statistics (mean, std, percentiles per band) with the linear probe;
 * random convolutional features (``rcf``: MOSAIKS, torchgeo's ``RCF``, 512 features of 3 px filters) with the
@@ -78,14 +80,15 @@ def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | P
                                  hint="add chips of the classes named or change test_fraction"))
     if info is None:  # with weights, backbone_for checks the chips (normalisation, then physical range)
         check_radiometry(chips.images, chips.mask, chips.bands, chips.sensor, "evaluation chips")
-    entries = _entries(chips, weights, info, arch, s, cache_dir, device)
+    entries = _entries(chips, weights, info, arch, s, cache_dir, device, user_pool=cfg.pool)
     if not entries:
         raise ValueError("nothing to evaluate: give weights or at least one baseline")
     bar = tqdm(total=len(entries) * len(splits) * len(s.ks), desc="evaluate", unit="fit", disable=not progress)
     results = [row for entry in entries for row in _score(entry, chips, splits, bar)]
     bar.close()
     settings = {k: to_dict(getattr(s, k)) for k in _SETTINGS}
-    settings.update(weights=None if weights is None else str(weights), arch=arch)
+    settings.update(weights=None if weights is None else str(weights), arch=arch,
+                    compare_weights=[str(w) for w in getattr(s, "compare_weights", [])])
     if "rcf" in s.baselines:
         settings["rcf"] = {"features": RCF_FEATURES, "kernel_size": 3, "filters_from": "training pool of each seed",
                            "normalization": f"sensor catalog ({chips.sensor})"}
@@ -130,8 +133,10 @@ def _score(entry: _Entry, chips: LabelledChips, splits: list[FewLabelSplit], bar
     return rows
 
 
-def _entries(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cache_dir, device) -> list[_Entry]:
-    """The rows to score, in table order (see the module docstring)."""
+def _entries(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, cache_dir, device,
+             user_pool: str | None = None) -> list[_Entry]:
+    """The rows to score, in table order (see the module docstring); ``user_pool``: the pool the config named
+    (null: each weights' recorded pool)."""
     img = int(chips.images.shape[-1])
     catalog = Normalization.of_sensor(chips.sensor, chips.bands)
 
@@ -147,17 +152,28 @@ def _entries(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, 
 
     out, fused = [], []
     stats = band_statistics(chips.images, chips.mask) if {"band_statistics", "fusion"} & set(s.baselines) else None
-    if info is not None:
-        pretrained, norm = backbone_for(chips.bands, chips.sensor, img, weights=weights, images=chips.images,
+    compared = list(getattr(s, "compare_weights", []) or [])
+    every = [weights, *compared] if info is not None else []
+    labels = [_weights_label(w) for w in every]
+    if len(set(labels)) < len(labels):          # two runs' folders of one name: the paths tell them apart
+        labels = [str(w) for w in every]
+    for i, w in enumerate(every):
+        w_info = info if i == 0 else read_weights_info(w)
+        pretrained, norm = backbone_for(chips.bands, chips.sensor, img, weights=w, images=chips.images,
                                         valid=chips.mask)
-        name = f"pretrained {arch} {info.ssl_method}"
-        key = _file_digest(Path(weights) / WEIGHTS_FILE)
-        feats = _cached(cache_dir, f"{name}-{s.pool}-{key}", chips,
-                        lambda: extract_features(pretrained, chips.images, norm, pool=s.pool, device=device))
+        # several weights: each row names its weights; the first keeps "pretrained", so paired differences are
+        # the first minus each of the others (and minus each baseline)
+        label = f"{w_info.arch} {w_info.ssl_method}" + (f" ({labels[i]})" if compared else "")
+        name = f"pretrained {label}" if i == 0 else label
+        pool = s.pool if i == 0 or user_pool is not None else w_info.feature_pool    # each its recorded pool
+        key = _file_digest(Path(w) / WEIGHTS_FILE)
+        feats = _cached(cache_dir, f"{name}-{pool}-{key}", chips,
+                        lambda m=pretrained, n=norm, q=pool: extract_features(m, chips.images, n, pool=q, device=device))
         out += [frozen(name, p, feats) for p in ("linear", "knn") if p in s.protocols]
         if "finetune" in s.protocols:
-            out.append(tuned(name, lambda: copy.deepcopy(pretrained), norm))
-        fused.append((name, feats))
+            out.append(tuned(name, lambda m=pretrained: copy.deepcopy(m), norm))
+        if i == 0:
+            fused.append((name, feats))
     if {"random_init", "fusion"} & set(s.baselines):
         feats = extract_features(random_backbone(), chips.images, catalog, pool=s.pool, device=device)
         if "random_init" in s.baselines:
@@ -173,6 +189,18 @@ def _entries(chips: LabelledChips, weights, info, arch: str, s: EvaluateConfig, 
     if "scratch" in s.baselines:
         out.append(tuned(f"from scratch {arch}", random_backbone, catalog))
     return out
+
+
+def _weights_label(w) -> str:
+    """How a row names its weights: eossl's shipped name, the import source, or the folder (its run's name)."""
+    extra = read_weights_info(w).extra or {}
+    shipped = (extra.get("shipped") or {}).get("name")
+    if shipped:
+        return shipped
+    if str(extra.get("source", "")).startswith("torchgeo:"):
+        return str(extra["source"])
+    p = Path(w)
+    return f"{p.parent.name}/{p.name}" if p.name == "weights" else p.name
 
 
 def _rcf(chips: LabelledChips, catalog: Normalization, split: FewLabelSplit, device) -> np.ndarray:
