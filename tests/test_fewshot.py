@@ -142,6 +142,83 @@ def test_finetune_learns_is_seeded_and_freezing_keeps_the_backbone():
     assert all(torch.equal(before[k], v) for k, v in frozen.backbone.state_dict().items())
 
 
+def test_lp_ft_starts_from_the_probe_and_early_stopping_keeps_the_best_epoch():
+    from eossl.train.logreg import fit_logreg_standardised
+    from eossl.train.supervised import _features, validation_split
+
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    norm = Normalization(tuple(BANDS), np.full(4, 0.15, np.float32), np.full(4, 0.1, np.float32))
+    train = np.arange(0, 36, 2)
+    x = norm.apply(chips.images[train])
+    y = chips.labels[train]
+    # the probe folded into the head: its logits' softmax equals the logistic regression's probabilities
+    torch.manual_seed(100)
+    model = finetune_classifier(create_backbone("resnet18", 4, 32), chips.images, chips.labels, train, 3, norm,
+                                FinetuneSettings(epochs=1, min_steps=1, lr=1e-12, warmup_fraction=0.0,
+                                                 linear_probe_first=True, probe_C_grid=[0.5]), seed=0)
+    assert model.recipe["probe_C"] == 0.5
+    torch.manual_seed(100)
+    feats = _features(type(model)(create_backbone("resnet18", 4, 32), 3), x, "cpu")
+    fit = fit_logreg_standardised(feats, y, C=0.5)
+    from sklearn.linear_model import LogisticRegression
+    ref = LogisticRegression(C=0.5, max_iter=2000).fit((feats - fit.center) / fit.scale, y)
+    w, b = fit.logits(3)
+    mine = torch.softmax(torch.as_tensor(feats @ w.T + b), 1).numpy()
+    assert np.allclose(mine, ref.predict_proba((feats - fit.center) / fit.scale), atol=1e-6)
+    # early stopping: a validation split of the training chips only, per class, seeded
+    fit_pos, val_pos = validation_split(y, 0.25, seed=3)
+    assert len(np.intersect1d(fit_pos, val_pos)) == 0 and len(fit_pos) + len(val_pos) == len(y)
+    assert set(np.unique(y[val_pos])) == {0, 1, 2}
+    assert np.array_equal(val_pos, validation_split(y, 0.25, seed=3)[1])
+    torch.manual_seed(100)
+    es = finetune_classifier(create_backbone("resnet18", 4, 32), chips.images, chips.labels, train, 3, norm,
+                             FinetuneSettings(epochs=12, min_steps=1, batch_size=8, lr=3e-3, val_fraction=0.25,
+                                              patience=2), seed=0)
+    r = es.recipe
+    assert r["val_chips"] == len(val_pos) == 6 and r["fit_chips"] == 12
+    assert 1 <= r["best_epoch"] <= r["epochs_run"] <= 12
+    assert r["epochs_run"] == 12 or r["epochs_run"] - r["best_epoch"] == 2     # stopped after `patience` epochs
+
+
+def test_frozen_early_stages_keep_their_weights_and_batchnorm_statistics():
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    norm = Normalization(tuple(BANDS), np.full(4, 0.15, np.float32), np.full(4, 0.1, np.float32))
+    torch.manual_seed(100)
+    before = {k: v.clone() for k, v in create_backbone("resnet18", 4, 32).state_dict().items()}
+    torch.manual_seed(100)
+    m = finetune_classifier(create_backbone("resnet18", 4, 32), chips.images, chips.labels, np.arange(0, 36, 2), 3,
+                            norm, FinetuneSettings(epochs=2, min_steps=4, batch_size=8, frozen_depth=1), seed=0)
+    after = m.backbone.state_dict()
+    early = [k for k in before if k.startswith(("conv1", "bn1", "layer1."))]
+    late = [k for k in before if k.startswith("layer4.") and k.endswith("weight")]
+    assert early and all(torch.equal(before[k], after[k]) for k in early)       # running stats included
+    assert any(not torch.equal(before[k], after[k]) for k in late)
+
+
+def test_the_frozen_probe_can_choose_C_by_cross_validation_on_its_training_chips(monkeypatch):
+    from eossl.train.logreg import choose_C
+
+    torch.set_num_threads(1)
+    chips = _toy_chips()
+    seen = []
+
+    def spy(x, y, grid, seed):
+        seen.append((len(y), grid, seed))
+        return choose_C(x, y, grid, seed)
+
+    monkeypatch.setattr(evaluation, "choose_C", spy)
+    s = EvaluateConfig(ks=[6], seeds=2, protocols=["linear"], baselines=["band_statistics"], C_grid=[1e-4, 1.0])
+    results, notes = evaluate_chips(chips, s, progress=False)
+    assert notes.settings["C_grid"] == [1e-4, 1.0]
+    assert seen == [(18, [1e-4, 1.0], 0), (18, [1e-4, 1.0], 1)]          # the 6 x 3 training chips of each seed
+    assert results[0].score("overall_accuracy").mean >= 0.9
+    # a class with a single training chip leaves no fold: the first C of the grid
+    x = np.random.default_rng(0).normal(size=(11, 3))
+    assert choose_C(x, np.r_[np.zeros(10, int), 1], [3.0, 1.0], 0) == 3.0
+
+
 # ------------------------------------------------------------------------------------------- evaluation
 
 

@@ -188,6 +188,8 @@ class EvaluateConfig:
     seed: int = 0
     test_fraction: float = field(0.3, gt=0, lt=1, help="stratified hold-out per seed")
     C: float = field(1.0, gt=0, help="inverse L2 strength of the logistic-regression probe")
+    C_grid: list[float] | None = field(None, help="task patch: choose the linear probe's C per fit from these by "
+                                                  "stratified cross-validation on its training chips only; null: C")
     knn_neighbors: int = field(5, ge=1)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     device: str = field("auto", help="auto: cuda if available, else mps, else cpu")

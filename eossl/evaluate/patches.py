@@ -49,6 +49,7 @@ from eossl.models.backbones import is_vit
 from eossl.models.weights import WEIGHTS_FILE, backbone_for, read_weights_info
 from eossl.report.rows import ResultRow, SeedScores
 from eossl.runs import atomic_write
+from eossl.train.logreg import choose_C
 from eossl.train.supervised import finetune_classifier
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ log = logging.getLogger(__name__)
 __all__ = ["evaluate_chips"]
 
 _SCORES = ("overall_accuracy", "macro_f1", "kappa")
-_SETTINGS = ("ks", "seeds", "seed", "test_fraction", "protocols", "baselines", "pool", "C", "knn_neighbors", "finetune")
+_SETTINGS = ("ks", "seeds", "seed", "test_fraction", "protocols", "baselines", "pool", "C", "C_grid", "knn_neighbors",
+             "finetune")
 
 
 def evaluate_chips(chips: LabelledChips, cfg: EvaluateConfig, cache_dir: str | Path | None = None,
@@ -213,7 +215,10 @@ def _frozen(protocol: str, x: np.ndarray, chips: LabelledChips, split: FewLabelS
     """train -> predictions of the linear probe or kNN on frozen features ``x`` (N, D)."""
     y = chips.labels
     if protocol == "linear":
-        return lambda train: linear_probe(x[train], y[train], x[split.test], C=s.C)
+        def probe(train):
+            C = choose_C(x[train], y[train], s.C_grid, split.seed) if s.C_grid else s.C
+            return linear_probe(x[train], y[train], x[split.test], C=C)
+        return probe
     return lambda train: knn_predict(x[train], y[train], x[split.test], s.knn_neighbors)
 
 

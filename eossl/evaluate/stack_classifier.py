@@ -12,55 +12,19 @@ Classes absent from the training pixels keep their column of the (N, K) probabil
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from threadpoolctl import threadpool_limits
+
+from eossl.train.logreg import fit_logreg_standardised
 
 __all__ = ["CLASSIFIERS", "fit_classifier", "classifier_proba"]
 
 CLASSIFIERS = ("linear", "random_forest")
 
 
-def _logreg(C: float):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=C, max_iter=2000)
-
-
-def choose_C(x: np.ndarray, y: np.ndarray, grid: list[float], seed: int) -> float:
-    """The C of ``grid`` with the best mean macro-F1 over stratified folds of the training pixels (the first of
-    the grid when a class has fewer than 2 pixels)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    folds = min(3, int(np.bincount(y)[np.unique(y)].min()))
-    if folds < 2 or len(grid) == 1:
-        return float(grid[0])
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = [cross_val_score(make_pipeline(StandardScaler(), _logreg(c)), x, y, cv=cv, scoring="f1_macro").mean()
-              for c in grid]
-    return float(grid[int(np.argmax(scores))])
-
-
 def _fit_linear(x: np.ndarray, y: np.ndarray, C: float, C_grid, seed: int) -> dict:
-    from sklearn.exceptions import ConvergenceWarning
-
-    center = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    present = np.unique(y)
-    if len(present) == 1:
-        return {"center": center, "scale": scale, "coef": np.zeros((1, x.shape[1])), "intercept": np.zeros(1),
-                "present": present, "C": np.array(C), "converged": np.array(True)}
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        C = choose_C(x, y, list(C_grid), seed) if C_grid else C
-        clf = _logreg(C).fit((x - center) / scale, y)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return {"center": center, "scale": scale, "coef": clf.coef_, "intercept": clf.intercept_,
-            "present": clf.classes_, "C": np.array(C), "converged": np.array(converged)}
+    fit = fit_logreg_standardised(x, y, C, C_grid, seed)
+    return {"center": fit.center, "scale": fit.scale, "coef": fit.coef, "intercept": fit.intercept,
+            "present": fit.classes, "C": np.array(fit.C), "converged": np.array(fit.converged)}
 
 
 def _linear_scores(state: dict, x: np.ndarray) -> np.ndarray:

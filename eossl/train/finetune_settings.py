@@ -26,6 +26,18 @@ class FinetuneSettings:
     layer_decay: float | None = field(0.75, gt=0, le=1, help="layer-wise LR decay; null: off")
     warmup_fraction: float = field(0.1, ge=0, lt=1)
     freeze_backbone: bool = False
+    frozen_depth: int = field(-1, ge=-1, help="backbone parameters at this depth or shallower stay frozen, their "
+                                              "BatchNorm statistics too (ResNet: 0 stem, 1-4 layer1-4; ViT: 0 "
+                                              "embeddings, i + 1 block i); -1: none")
+    linear_probe_first: bool = field(False, help="LP-FT: start the head from a logistic regression on the frozen "
+                                                 "features of the training chips (C from probe_C_grid by "
+                                                 "cross-validation on them), then fine-tune")
+    probe_C_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0],
+                                      help="C values of linear_probe_first's logistic regression")
+    val_fraction: float = field(0.0, ge=0, lt=1, help="early stopping: hold out this fraction of each class's "
+                                                      "training chips (classes with 2 or more) as a validation "
+                                                      "split, keep the weights of the best epoch; 0: off")
+    patience: int = field(5, ge=1, help="early stopping: epochs without a better validation score before stopping")
     precision: Literal["auto", "fp32", "bf16"] = field("auto", help="auto: bf16 autocast on GPU, float32 on CPU")
 
     def __post_init__(self):
