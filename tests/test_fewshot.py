@@ -346,6 +346,13 @@ def test_paired_differences_pair_seeds_and_pick_the_matching_pretrained_row():
     assert fusion.pretrained[0] == "band stats + pretrained resnet18 x"
     assert fusion.score("overall_accuracy").mean == pytest.approx(0.05)
     assert paired_differences([r for r in rows if "pretrained" not in r.model]) == []
+    tuned = [_row(pre, "finetune", "5", [0.9, 0.8, 0.95]), _row(pre, "linear", "5", [0.8, 0.8, 0.9]),
+             _row("from scratch resnet18", "finetune", "5", [0.5, 0.6, 0.7])]
+    pairs = {(p.pretrained, p.baseline): p for p in paired_differences(tuned)}
+    assert set(pairs) == {((pre, "finetune"), ("from scratch resnet18", "finetune")),
+                          ((pre, "finetune"), (pre, "linear"))}     # fine-tuning minus the frozen probe
+    np.testing.assert_allclose([r.scores["overall_accuracy"] for r in pairs[((pre, "finetune"), (pre, "linear"))]
+                                .per_seed], [0.1, 0.0, 0.05], atol=1e-12)
 
 
 def test_evaluation_errors(tmp_path):

@@ -122,7 +122,8 @@ def paired_differences(rows: list[ResultRow]) -> list[PairedDifference]:
     differences, their mean and 95% CI (t-interval). A baseline is compared with the pretrained row of its
     protocol; a fusion row ``X + random-init ...`` with ``X + pretrained ...``; a baseline whose protocol the
     pretrained model was not scored with (band statistics, RCF of the crop and segment tasks) with the pretrained
-    row of the task's frozen-feature protocol (:data:`FROZEN_PROTOCOLS`). Empty without a pretrained row."""
+    row of the task's frozen-feature protocol (:data:`FROZEN_PROTOCOLS`); with both, the pretrained fine-tuning row
+    minus its frozen linear probe too. Empty without a pretrained row."""
     pretrained = next((r.model for r in rows if r.model.startswith("pretrained ")), None)
     if pretrained is None:
         return []
@@ -139,14 +140,23 @@ def paired_differences(rows: list[ResultRow]) -> list[PairedDifference]:
         else:
             ref = (pretrained, next((p for p in FROZEN_PROTOCOLS if p in protocols), None))
         a = by_key.get((*ref, b.k))
-        if a is None:
-            continue
-        theirs = {r.seed: r.scores for r in b.per_seed}
-        scores = list(a.per_seed[0].scores)
-        per_seed = [SeedScores(seed=r.seed, scores={sc: r.scores[sc] - theirs[r.seed][sc] for sc in scores})
-                    for r in a.per_seed if r.seed in theirs]
-        out.append(PairedDifference(ref, (b.model, b.protocol), b.k, per_seed, summarise(per_seed, scores)))
+        if a is not None:
+            out.append(_paired(a, b))
+    if "finetune" in protocols and "linear" in protocols:     # does fine-tuning beat the frozen probe?
+        for k in dict.fromkeys(r.k for r in rows):
+            a, b = by_key.get((pretrained, "finetune", k)), by_key.get((pretrained, "linear", k))
+            if a is not None and b is not None:
+                out.append(_paired(a, b))
     return out
+
+
+def _paired(a: ResultRow, b: ResultRow) -> PairedDifference:
+    """``a`` minus ``b`` seed by seed (the seeds both have)."""
+    theirs = {r.seed: r.scores for r in b.per_seed}
+    scores = list(a.per_seed[0].scores)
+    per_seed = [SeedScores(seed=r.seed, scores={sc: r.scores[sc] - theirs[r.seed][sc] for sc in scores})
+                for r in a.per_seed if r.seed in theirs]
+    return PairedDifference((a.model, a.protocol), (b.model, b.protocol), b.k, per_seed, summarise(per_seed, scores))
 
 
 def paired_table(pairs: list[PairedDifference], score: str = "overall_accuracy") -> str:
