@@ -72,6 +72,12 @@ def environment(device: str, seed: int) -> dict:
     return env
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)          # reading the umask means setting it: set it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(tmp)`` on a hidden temporary file beside ``path`` (same suffix, so writers that infer the
     format from it work), then rename it into place: readers never see a partial file."""
@@ -79,6 +85,7 @@ def atomic_write(path: str | Path, write) -> Path:
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())      # some writers (safetensors) create their file 0600: the umask's mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -89,6 +89,21 @@ def test_export_and_reload_gives_the_same_features(arch, tmp_path):
     assert not list((tmp_path / "w").glob(".*"))  # no temporary files left
 
 
+def test_every_exported_file_gets_the_umasks_mode(tmp_path):
+    """safetensors creates its file 0600; exports, checkpoints' init weights and saved stack models are 0644
+    under the usual umask like every other output (issue 27 point 10)."""
+    import os
+    import stat
+
+    from eossl.runs import current_umask
+
+    torch.manual_seed(0)
+    export_backbone(create_backbone("resnet18", 13, img_size=64), _info("resnet18"), tmp_path / "w")
+    want = 0o666 & ~current_umask()
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in (tmp_path / "w").iterdir()}
+    assert "backbone.safetensors" in modes and set(modes.values()) == {want}, modes
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch8"])
 def test_exported_file_loads_into_plain_timm_whatever_the_pool(arch, tmp_path):
     from safetensors.torch import load_file

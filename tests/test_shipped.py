@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,35 @@ def test_the_weights_command_lists_shows_and_ships(exported, tmp_path):
     assert "eossl:cli-set" in listed.stdout and "from the CLI" in listed.stdout
     shown = run("show", "eossl:cli-set")
     assert shown.returncode == 0 and "checksums verified" in shown.stdout and "CC0-1.0" in shown.stdout
+
+
+QUALITY = "eossl:resnet18-s2-l1c-vicreg-quality"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QUALITY.removeprefix("eossl:") not in shipped.shipped_names(), reason="not shipped in this tree")
+def test_the_shipped_quality_weights_give_the_same_features_through_eossl_timm_and_onnx(tmp_path):
+    import shutil
+
+    import timm
+    from safetensors.torch import load_file
+
+    folder = shipped.shipped_dir(QUALITY)                     # checksums verified
+    info = json.loads((folder / "weights.json").read_text())
+    assert info["extra"]["shipped"]["licences"]["sources"] and info["extra"]["sensor"] == "sentinel2-l1c"
+    x = torch.randn(4, info["in_chans"], 64, 64, generator=torch.Generator().manual_seed(0))
+    plain = timm.create_model(info["arch"], in_chans=info["in_chans"], num_classes=0).eval()
+    plain.load_state_dict(load_file(str(folder / "backbone.safetensors")))     # the model card's snippet
+    with torch.no_grad():
+        assert torch.equal(load_backbone(QUALITY, pool="last").eval()(x), plain(x))
+        pooled = load_backbone(QUALITY).eval()(x).numpy()
+    pytest.importorskip("onnxruntime")
+    from eossl.models.onnx_export import export_onnx
+
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    onnx_path = export_onnx(copy)                             # checks itself against torch at 1e-4
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert np.allclose(out, pooled, atol=1e-4, rtol=1e-4)

@@ -36,6 +36,7 @@ from eossl.data.series.tables import SeriesSamples
 from eossl.evaluate import stack_features as sf
 from eossl.evaluate import stack_image as si
 from eossl.evaluate.stack_classifier import CLASSIFIERS, classifier_proba, fit_classifier
+from eossl.runs import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -242,18 +243,18 @@ class StackModel:
             meta["encoder"] = {**self.encoder_info, "normalization": {"bands": list(self.encoder_norm.bands),
                                                                       **self.encoder_norm.to_dict()}}
             state = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
-            save_file(state, str(out / ENCODER_WEIGHTS))
+            atomic_write(out / ENCODER_WEIGHTS, lambda p: save_file(state, str(p)))
         if self.image is not None:
             im = self.image
             meta["image"] = {"bands": im.bands, "chip": im.chip, "norm_from": im.norm_from, "info": im.info,
                              "product": im.product, "normalization": im.norm.to_dict(),
                              "weights_normalization": im.weights_norm.to_dict()}
-            save_file({k: v.detach().cpu().contiguous() for k, v in im.model.backbone.state_dict().items()},
-                      str(out / IMAGE_WEIGHTS))
+            image = {k: v.detach().cpu().contiguous() for k, v in im.model.backbone.state_dict().items()}
+            atomic_write(out / IMAGE_WEIGHTS, lambda p: save_file(image, str(p)))
         arrays = {f"state.{k}": np.asarray(v) for k, v in self.state.items()}
         arrays.update({f"head.{k}": np.asarray(v) for k, v in self.head.items()})
-        np.savez(out / ARRAYS_FILE, **arrays)
-        (out / MODEL_FILE).write_text(json.dumps(meta, indent=2))
+        atomic_write(out / ARRAYS_FILE, lambda p: np.savez(p, **arrays))
+        atomic_write(out / MODEL_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))     # last: the model exists
         return out
 
     @classmethod

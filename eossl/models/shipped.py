@@ -143,6 +143,7 @@ def ship_weights(src: str | Path, name: str, *, description: str, reproduce: dic
     from eossl.models.info import read_weights_info
     from eossl.models.pooling import pool_dim
     from eossl.models.weights import INFO_FILE, WEIGHTS_FILE, load_weights
+    from eossl.runs import atomic_write, current_umask
 
     root, src = Path(root or SHIPPED_ROOT), Path(src)
     if not name or any(c in name for c in "/\\: "):
@@ -153,12 +154,14 @@ def ship_weights(src: str | Path, name: str, *, description: str, reproduce: dic
     info = read_weights_info(src)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp.chmod(0o777 & ~current_umask())                 # mkdtemp's folder is private (0700); shipped weights are not
     try:
         state = load_file(str(src / WEIGHTS_FILE))
         gap = None
         if fp16:
-            save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(tmp / WEIGHTS_FILE),
-                      metadata={"arch": info.arch, "storage": "float16"})
+            half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            atomic_write(tmp / WEIGHTS_FILE, lambda p: save_file(half, str(p), metadata={"arch": info.arch,
+                                                                                        "storage": "float16"}))
             (tmp / INFO_FILE).write_text((src / INFO_FILE).read_text())
             gap = _feature_gap(src, tmp)
             if gap > atol:
