@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from eossl import __version__
@@ -43,8 +44,25 @@ def _command_of(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _join_negative_lists(argv: list[str]) -> list[str]:
+    """``--bbox -11.5,24.5,-11.4,24.6`` -> ``--bbox=-11.5,24.5,-11.4,24.6``: argparse reads a value that starts with
+    a minus sign and is not a plain number as another option, so a comma list west of Greenwich or south of the
+    equator would fail."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if (a.startswith("--") and "=" not in a and i + 1 < len(argv)
+                and re.fullmatch(r"-\d[\d.eE+-]*(,\s*-?[\d.eE+-]+)+", argv[i + 1])):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _join_negative_lists(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -147,3 +147,13 @@ def test_pretrain_tells_a_series_config_from_the_parsed_config(capsys):
     assert main(["pretrain", "--set", "corpus.sampler.kind=pixel_series", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "temporal pretraining" in out and "n_pixels: 20000" in out
+
+
+def test_a_bbox_west_of_greenwich_is_read_as_a_value_not_an_option():
+    from eossl.cli import _join_negative_lists, build_parser
+
+    argv = _join_negative_lists(["catalog", "search", "https://example.org/stac", "--bbox",
+                                 "-11.5,24.5,-11.4,24.6", "--collection", "sentinel-2-l2a", "--out", "i.parquet"])
+    args = build_parser("catalog").parse_args(argv)
+    assert args.bbox == "-11.5,24.5,-11.4,24.6" and args.collection == ["sentinel-2-l2a"]
+    assert _join_negative_lists(["run", "--set", "seed=-1", "--x", "-3"]) == ["run", "--set", "seed=-1", "--x", "-3"]

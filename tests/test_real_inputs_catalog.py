@@ -230,3 +230,13 @@ def test_acquisition_id_is_never_empty(tiny_scene_factory, tmp_path, caplog):
     (scene.root / "B02.tif").rename(stack)
     index = build_index([str(stack)], "sentinel2-l1c", progress=False)        # a single file given as the root
     assert index.ids == ["one"] and index.ids[0]
+
+
+def test_an_unreadable_remote_href_points_at_the_network_not_at_exclude():
+    from eossl.catalog.integrity import exclude_hint, unreadable
+
+    remote = unreadable("https://example.org/S2A_T31UFS_B04.tif", "HTTP response code: 503")
+    assert "network" in remote and "AWS_NO_SIGN_REQUEST" in remote and "--exclude" not in remote
+    local = unreadable("/data/S2A_T31UFS_B04.tif", "short read")
+    assert "--exclude 'S2A_T31UFS_B04.tif'" in local and "re-download" in local
+    assert "--exclude" in exclude_hint("/data/x.tif") and "--exclude" not in exclude_hint("s3://bucket/x.tif")

@@ -27,7 +27,11 @@ MAX_BLOCK = 512  # longest side of the block read (JPEG 2000 files report the wh
 
 
 def exclude_hint(path: str) -> str:
-    """How to build the index without ``path``."""
+    """How to build the index without ``path``; for a remote href (a STAC asset URL), what to check instead: a
+    network or credential failure is not fixed by leaving files out."""
+    if is_remote(path):
+        return ("if it is remote, check the network and the credentials GDAL uses for it (AWS_NO_SIGN_REQUEST=YES "
+                "for public buckets, AWS_PROFILE, GDAL_HTTP_* options) and run again; `--quick` reads headers only")
     name = str(path).rstrip("/").rsplit("/", 1)[-1]
     return f"leave it out of the index with `eossl catalog build --exclude '{name}'`"
 
@@ -35,6 +39,8 @@ def exclude_hint(path: str) -> str:
 def unreadable(path: str, detail: str) -> str:
     """The one-line message for a file that cannot be read, with both ways out."""
     detail = " ".join(str(detail).replace(f"{path}: ", "").split())
+    if is_remote(path):
+        return f"{path}: could not be read ({detail}); {exclude_hint(path)}"
     return (f"{path}: the file is unreadable: truncated or corrupt ({detail}); re-download it (compare its size "
             f"with the source), or {exclude_hint(path)}")
 
