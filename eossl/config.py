@@ -166,7 +166,10 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: got {_describe(data)}; expected a mapping with keys of {cls.__name__}")
+        keys = [f.name for f in dataclasses.fields(cls) if f.init]
+        dotted = ", ".join(f"{path + '.' if path else ''}{k}" for k in keys[:8]) + (", ..." if len(keys) > 8 else "")
+        raise ConfigError(f"{where}: got {_describe(data)}; expected a mapping of {cls.__name__}'s keys ({dotted}), "
+                          f"e.g. --set {path + '.' if path else ''}{keys[0]}=...")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     data = _renamed_keys(cls, data, path)

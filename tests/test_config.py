@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from eossl.config import ConfigError, apply_overrides, field, from_dict, load_yaml, to_dict
+from eossl.config import ConfigError, apply_overrides, field, from_dict, load_config, load_yaml, to_dict
 
 
 @dataclass
@@ -150,7 +150,7 @@ def test_literal_lists_allowed_values():
 
 
 def test_not_a_mapping_at_root():
-    with pytest.raises(ConfigError, match=r"<root>: got \[1, 2\] \(list\); expected a mapping with keys of Run"):
+    with pytest.raises(ConfigError, match=r"<root>: got \[1, 2\] \(list\); expected a mapping of Run's keys"):
         from_dict(Run, [1, 2])
 
 
@@ -204,3 +204,11 @@ def test_a_partial_nested_override_keeps_the_fields_own_defaults():
     assert cfg.corpus.sampler.num_samples == default.num_samples == 8192
     assert cfg.corpus.sampler.chip_size == 96 and cfg.corpus.sampler.roi_crs == "EPSG:32618"
     assert cfg.corpus.batch_size == PretrainConfig().corpus.batch_size
+
+
+def test_a_path_given_for_a_section_names_the_sections_keys():
+    from eossl.evaluate.config import EvaluateConfig
+
+    with pytest.raises(ConfigError, match=r"data\.scenes: got '/x/i\.parquet' \(str\); expected a mapping of "
+                                          r"ScenesConfig's keys \(data\.scenes\.index, .*--set data\.scenes\.index="):
+        load_config(EvaluateConfig, None, overrides=["data.scenes=/x/i.parquet"])

@@ -91,10 +91,10 @@ def test_crs_extent_and_missing_crs_errors(tmp_path, ct):
     with pytest.raises(ValueError, match=r"shifted\.tif cover bounds \(500010.*the stack covers \(500000"):
         load_label_grid(shifted, _grid())
     nocrs_nc = write_labels_nc(tmp_path / "nocrs.nc", ct, epsg=None, extra=False)
-    with pytest.raises(ValueError, match="has no CRS.*label_crs="):
+    with pytest.raises(ValueError, match="has no CRS.*set label_crs: 'EPSG"):
         load_label_grid(nocrs_nc, _grid())
     nocrs_tif = write_geotiff(tmp_path / "nocrs.tif", ct, 10, origin=ORIGIN, crs=None)
-    with pytest.raises(ValueError, match="has no CRS.*label_crs="):
+    with pytest.raises(ValueError, match="has no CRS.*set label_crs: 'EPSG"):
         load_label_grid(nocrs_tif, _grid())
     assert load_label_grid(nocrs_nc, _grid(), label_crs="EPSG:32631").classes == [1200, 9120]
     with pytest.raises(ValueError, match="not an integer ratio"):
@@ -152,3 +152,20 @@ def test_shared_stacks_parcel_counts(year, total, per_class):
     parcels = find_parcels(labels.codes, labels.labelled)
     assert len(parcels) == total and parcels.per_class() == per_class
     assert labels.names[1200] == "Maize"
+
+
+def test_label_crs_errors_name_the_key_of_the_config_they_come_from(tmp_path, ct):
+    from eossl.data.labelled.points import read_labels
+
+    nocrs_tif = write_geotiff(tmp_path / "nocrs.tif", ct, 10, origin=ORIGIN, crs=None)
+    with pytest.raises(ValueError, match=r"set stack\.stacks\[\]\.label_crs: 'EPSG"):
+        load_label_grid(nocrs_tif, _grid(), crs_key="stack.stacks[].label_crs")
+    utm = write_geotiff(tmp_path / "utm31.tif", ct, 10, origin=ORIGIN, crs="EPSG:32631")
+    with pytest.raises(ValueError, match=r"declares the CRS EPSG:32631 but label_crs is EPSG:32632"):
+        load_label_grid(utm, _grid(), label_crs="EPSG:32632")
+    pts = tmp_path / "pts.csv"
+    pts.write_text("x,y,crop\n500010,5600010,maize\n")
+    import geopandas as gpd  # noqa: F401  (read_labels reads CSV points through geopandas)
+
+    with pytest.raises(ValueError, match=r"set `data\.label_crs`"):
+        read_labels(pts, "crop", crs_key="data.label_crs")

@@ -121,6 +121,8 @@ class StackEntryConfig:
     sensor: str | None = field(None, help="sensor of the stack (data_catalog/sensors); null: inferred from the files "
                                           "(an SCL layer or product attributes)")
     name: str | None = field(None, help="the stack's name in tables; null: its folder's name")
+    label_crs: str | None = field(None, help="CRS of a label file that declares none (e.g. EPSG:32631); a label "
+                                             "file that declares one must agree")
 
 
 @dataclass

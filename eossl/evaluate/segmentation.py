@@ -34,7 +34,8 @@ def load_segment_chips(s: SegmentationConfig) -> SegmentationChips:
     """The label-raster chips of a ``segmentation:`` config."""
     return load_segmentation_chips(s.scenes.open(), s.label_raster, chip_size=s.chip_size, gsd=s.gsd, bands=s.bands,
                                    classes=s.classes, label_nodata=s.label_nodata, stride=s.stride,
-                                   min_labelled=s.min_labelled, label_crs=s.label_crs)
+                                   min_labelled=s.min_labelled, label_crs=s.label_crs,
+                                   crs_key="segmentation.label_crs")
 
 
 def segment_backbone(chips: SegmentationChips, weights, arch: str, seed: int):

@@ -154,7 +154,7 @@ def _stack_stats(comps: list, bands: list[str]) -> tuple[list[float], list[float
         seen = np.concatenate([_band_values(c, [b])[:, 0][:, ~_never(c, [b])[0]].ravel() for c in comps])
         if seen.size < 2 or not seen.std() > 0:
             raise ValueError(f"band {b}: fewer than two distinct valid values in the stack, so no statistics to "
-                             f"normalise it by; use the weights' (stack.image_norm: weights)")
+                             f"normalise it by; leave the image_stack_norm row out of stack.rows")
         means.append(float(seen.mean(dtype=np.float64)))
         stds.append(float(seen.std(dtype=np.float64)))
     return means, stds

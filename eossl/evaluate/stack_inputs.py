@@ -89,13 +89,14 @@ def load_labelled_stack(path: str | Path, labels: str | Path | None = None, vari
                         legend: str | Path | None = None, name: str | None = None, period: str = "10D",
                         bands: list[str] | None = None, include_s1: bool = False,
                         min_parcel_pixels: int = 20, sensor: str | None = None, code_column: str | None = None,
-                        name_column: str | None = None) -> LabelledStack:
+                        name_column: str | None = None, label_crs: str | None = None,
+                        crs_key: str = "label_crs") -> LabelledStack:
     """Open, composite and label one stack (see the module doc)."""
     stack = open_stack(path, sensor=sensor, bands=bands, include_s1=include_s1)
     label_file = Path(labels) if labels is not None else find_label_file(path, stack)
     legend = legend if legend is not None else find_legend(label_file)
     grid = load_label_grid(label_file, stack, variable=variable, legend=legend, code_column=code_column,
-                           name_column=name_column)
+                           name_column=name_column, label_crs=label_crs, crs_key=crs_key)
     comp = composite(stack, period=period)
     parcels = find_parcels(grid.codes, grid.labelled, min_parcel_pixels, exclude=grid.mixed)
     codes = sorted(int(c) for c in parcels.per_class())
@@ -115,4 +116,5 @@ def load_stack_entry(entry, st) -> LabelledStack:
     stack task loads it (the map's fit loads its stack through this too)."""
     return load_labelled_stack(entry.path, entry.labels, entry.variable, entry.legend, entry.name, st.period,
                                st.bands, st.include_s1, st.min_parcel_pixels, sensor=entry.sensor,
-                               code_column=entry.code_column, name_column=entry.name_column)
+                               code_column=entry.code_column, name_column=entry.name_column,
+                               label_crs=entry.label_crs, crs_key="stack.stacks[].label_crs")

@@ -162,8 +162,8 @@ class StackModel:
             n = comp.values.shape[2] * comp.values.shape[3]
             pixels = np.arange(n) if pixels is None else np.asarray(pixels, dtype=np.int64)
             if len(pixels) != len(s):
-                raise ValueError(f"{len(s)} pixels but {len(pixels)} pixel indices into the composite: give "
-                                 f"pixels= the flat indices of the pixels of s")
+                raise ValueError(f"{len(s)} pixels but {len(pixels)} pixel indices into the composite: one flat "
+                                 f"(row-major) index per pixel of the series is needed")
             return si.image_features(self.image, comp, pixels, kind, self.state)
         if kind == "raw":
             return sf.raw_features(s, fill)

@@ -84,4 +84,4 @@ def make_sampler(index: SceneIndex, cfg: SamplerConfig, rank: int | None = None,
         raise ValueError("sampler.kind 'labels' needs sampler.labels (a vector file) and sampler.label_column")
     return LabelWindowSampler(index, cfg.chip_size, cfg.labels, cfg.label_column, cfg.gsd, classes=cfg.classes,
                               id_column=cfg.id_column, per_label=cfg.per_label, on_outside=cfg.on_outside,
-                              label_crs=cfg.label_crs, **common)
+                              label_crs=cfg.label_crs, crs_key="corpus.sampler.label_crs", **common)

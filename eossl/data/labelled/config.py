@@ -105,7 +105,8 @@ class LabelledDataConfig:
             from eossl.data.labelled.folders import load_label_chips
 
             return load_label_chips(self.scenes.open(), self.labels, self.label_column, size=self.chip_size,
-                                    gsd=self.gsd, bands=self.bands, label_crs=self.label_crs)
+                                    gsd=self.gsd, bands=self.bands, label_crs=self.label_crs,
+                                    crs_key="data.label_crs")
         if self.torchgeo is not None:
             from eossl.data.labelled.torchgeo import load_torchgeo
 

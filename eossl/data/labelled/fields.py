@@ -99,7 +99,7 @@ class _Grid:
 def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *, chip_size: int = 32,
                 gsd: float | None = None, bands: list[str] | None = None, classes: list[str] | None = None,
                 min_valid: float = 0.5, id_column: str | None = None, resampling: str = "bilinear",
-                tile_px: int = 256, label_crs: str | None = None) -> FieldSeries:
+                tile_px: int = 256, label_crs: str | None = None, crs_key: str = "label_crs") -> FieldSeries:
     """Read a ``chip_size`` px chip centred on each field polygon of ``labels_path`` on every date of ``index``.
 
     ``class_column`` holds the crop class; ``id_column`` the field ids (default: the row number in the file).
@@ -115,7 +115,7 @@ def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *
     if len(set(index.sensor_names)) != 1:
         raise ValueError(f"the index mixes sensors {index.sensor_names}; a field series needs one sensor: select "
                          f"its rows, e.g. SceneIndex(index.frame[index.frame.sensor == name])")
-    frame, classes = _read_fields(labels_path, class_column, classes, id_column, label_crs)
+    frame, classes = _read_fields(labels_path, class_column, classes, id_column, label_crs, crs_key)
     frame = _drop_outside(frame, index, labels_path)
     dates = _dates(index)
     grid = _working_grid(index, frame, gsd)
@@ -137,12 +137,13 @@ def load_fields(index: SceneIndex, labels_path: str | Path, class_column: str, *
 # ------------------------------------------------------------------------------------------- labels
 
 
-def _read_fields(path, class_column: str, classes, id_column, label_crs=None) -> tuple[gpd.GeoDataFrame, list[str]]:
+def _read_fields(path, class_column: str, classes, id_column, label_crs=None,
+                 crs_key: str = "label_crs") -> tuple[gpd.GeoDataFrame, list[str]]:
     """The field polygons with ``_class`` and ``_field_id`` columns; errors name the file and what to fix."""
     path = Path(path)
     if path.exists() and _feature_count(path) == 0:
         raise ValueError(f"label file {path} holds no features; write the field polygons into it")
-    frame, classes = read_labels(path, class_column, classes, label_crs)
+    frame, classes = read_labels(path, class_column, classes, label_crs, crs_key)
     if len(frame) == 0:
         raise ValueError(f"label file {path} holds no field with a geometry; every geometry is empty or missing")
     if id_column is not None and id_column not in frame.columns:

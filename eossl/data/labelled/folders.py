@@ -197,13 +197,13 @@ def _file_band_names(ds, sensor: Sensor, band_order: list[str] | None, path: Pat
 
 def load_label_chips(index, labels: str | Path, label_column: str, *, size: int = 64, gsd: float | None = None,
                      bands: list[str] | None = None, classes: list[str] | None = None, id_column: str | None = None,
-                     per_label: str = "first", on_outside: str = "error", label_crs: str | None = None
-                     ) -> LabelledChips:
+                     per_label: str = "first", on_outside: str = "error", label_crs: str | None = None,
+                     crs_key: str = "label_crs") -> LabelledChips:
     """Labelled chips centred on label geometries (points or polygons, any file geopandas reads) over the scenes
     of ``index`` (a :class:`~eossl.catalog.index.SceneIndex`): one chip per label (``per_label="first"``: its
     earliest acquisition; ``"all"``: one per acquisition over it), read at ``gsd`` metres in the acquisition's
     CRS (its local UTM zone for a scene in a geographic CRS). ``label_crs``: the CRS of a label file that declares
-    none (an error otherwise).
+    none (an error otherwise); ``crs_key`` the config key that sets it, as errors name it.
 
     The labels' class names come from ``label_column`` (``classes`` fixes their order); labels outside every
     acquisition raise unless ``on_outside="skip"``.
@@ -212,7 +212,8 @@ def load_label_chips(index, labels: str | Path, label_column: str, *, size: int 
     from eossl.data.reader import ChipReader
 
     sampler = LabelWindowSampler(index, size, labels, label_column, gsd, classes=classes, id_column=id_column,
-                                 per_label=per_label, on_outside=on_outside, label_crs=label_crs)
+                                 per_label=per_label, on_outside=on_outside, label_crs=label_crs,
+                                 crs_key=crs_key)
     windows = sampler.global_windows(0)
     reader = ChipReader(index, bands=bands)
     try:

@@ -74,13 +74,13 @@ def _pick_variable(ds, variable: str | None, path: str) -> str:
     return ints[0]
 
 
-def _read_cube(path: str, variable, label_crs) -> tuple[np.ndarray, CRS | None, object, float | None, str]:
+def _read_cube(path: str, variable, label_crs, crs_key: str = "label_crs") -> tuple[np.ndarray, CRS | None, object, float | None, str]:
     ds = open_cube(path, mask_and_scale=False)
     var = _pick_variable(ds, variable, path)
-    crs = CRS.from_user_input(label_crs) if label_crs else find_crs(ds, var)
+    crs = _given_crs(find_crs(ds, var), label_crs, crs_key, path)
     if crs is None:
-        raise ValueError(f"label file {path} has no CRS (no grid_mapping/spatial_ref/crs/epsg); pass "
-                         f"label_crs='EPSG:XXXX' with the CRS its x/y coordinates are in")
+        raise ValueError(f"label file {path} has no CRS (no grid_mapping/spatial_ref/crs/epsg); set "
+                         f"{crs_key}: 'EPSG:XXXX' to the CRS its x/y coordinates are in")
     lay = cube_layout(ds, var, path, crs=crs)
     da = ds[var]
     extra = [d for d in da.dims if d not in (lay.x_dim, lay.y_dim)]
@@ -91,13 +91,27 @@ def _read_cube(path: str, variable, label_crs) -> tuple[np.ndarray, CRS | None, 
     return (arr[::-1] if lay.flip_y else arr), crs, lay.transform, fill, var
 
 
-def _read_tiff(path: str, label_crs) -> tuple[np.ndarray, CRS | None, object, float | None, None]:
+def _given_crs(declared, label_crs, crs_key: str, path: str):
+    """The file's CRS, or ``label_crs`` for a file that declares none; both and different: an error."""
+    if not label_crs:
+        return declared
+    try:
+        given = CRS.from_user_input(label_crs)
+    except Exception as err:  # pyproj's / rasterio's CRSError
+        raise ValueError(f"{crs_key} {label_crs!r} is not a CRS PROJ understands: {err}; give e.g. EPSG:32631") from err
+    if declared is not None and CRS.from_user_input(declared) != given:
+        raise ValueError(f"label file {path} declares the CRS {CRS.from_user_input(declared).to_string()} but "
+                         f"{crs_key} is {label_crs}; drop {crs_key} (it is for files without a CRS) or fix the file")
+    return given
+
+
+def _read_tiff(path: str, label_crs,
+               crs_key: str = "label_crs") -> tuple[np.ndarray, CRS | None, object, float | None, None]:
     with open_raster(path) as ds:
         arr, crs, transform, fill = ds.read(1), ds.crs, ds.transform, ds.nodata
-    if label_crs:
-        crs = CRS.from_user_input(label_crs)
+    crs = _given_crs(crs, label_crs, crs_key, path)
     if crs is None:
-        raise ValueError(f"label file {path} has no CRS; pass label_crs='EPSG:XXXX' (the CRS of its grid), or "
+        raise ValueError(f"label file {path} has no CRS; set {crs_key}: 'EPSG:XXXX' (the CRS of its grid), or "
                          f"assign one with gdal_edit.py -a_srs EPSG:XXXX")
     if transform.b or transform.d or transform.e > 0:
         raise ValueError(f"label file {path} is not a north-up grid; warp it (gdalwarp) onto the stack's grid")
@@ -129,18 +143,18 @@ def majority(codes: np.ndarray, k: int, nodata: int) -> tuple[np.ndarray, np.nda
 
 def load_label_grid(path: str | Path, stack_grid, variable: str | None = None, legend: str | Path | None = None,
                     code_column: str | None = None, name_column: str | None = None, nodata: int | None = None,
-                    label_crs: str | None = None) -> LabelGrid:
+                    label_crs: str | None = None, crs_key: str = "label_crs") -> LabelGrid:
     """Labels from ``path`` on ``stack_grid`` (a SceneStack, Composite or StackGrid); see the module doc.
 
     ``legend``: CSV/TSV of code -> name (columns found by content unless ``code_column``/``name_column``);
-    without it the names are the codes. Codes missing from the legend keep their number (:class:`LabelWarning`).
+    without it the names are the codes. ``crs_key``: the config key that sets ``label_crs``, as errors name it. Codes missing from the legend keep their number (:class:`LabelWarning`).
     """
     path = str(path)
     if not Path(path).exists():
         raise FileNotFoundError(f"label file not found: {path}")
     grid = _grid_of(stack_grid)
-    reader = _read_cube(path, variable, label_crs) if Path(path).suffix.lower() in CUBE_SUFFIXES else \
-        _read_tiff(path, label_crs)
+    reader = _read_cube(path, variable, label_crs, crs_key) if Path(path).suffix.lower() in CUBE_SUFFIXES else \
+        _read_tiff(path, label_crs, crs_key)
     arr, crs, transform, fill, var = reader
     _check_alignment(path, crs, transform, arr.shape, grid)
     if arr.dtype.kind == "f":

@@ -30,11 +30,12 @@ POINT_COLUMNS = (("x", "y"), ("lon", "lat"), ("longitude", "latitude"), ("eastin
 
 
 def read_labels(path: str | Path, label_column: str, classes: list[str] | None = None,
-                label_crs: str | None = None) -> tuple[gpd.GeoDataFrame, list[str]]:
+                label_crs: str | None = None, crs_key: str = "label_crs") -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read label geometries; returns the frame (with an integer ``_class`` column) and the class names.
 
     ``label_crs``: the CRS of the coordinates when the file declares none (required then); when the file declares
-    one, ``label_crs`` must agree with it.
+    one, ``label_crs`` must agree with it. ``crs_key``: the config key that sets it, as errors name it (e.g.
+    ``data.label_crs``).
     """
     path = Path(path)
     if not path.exists():
@@ -43,7 +44,7 @@ def read_labels(path: str | Path, label_column: str, classes: list[str] | None =
     if label_column not in frame.columns:
         cols = [c for c in frame.columns if c != frame.geometry.name]
         raise ValueError(f"{path}: no label column {label_column!r}; columns are {cols}")
-    frame = _with_crs(frame, path, label_crs)
+    frame = _with_crs(frame, path, label_crs, crs_key)
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].copy()
     names = [str(v) for v in frame[label_column]]
     if classes is None:
@@ -89,30 +90,31 @@ def _read_points_table(path: Path) -> gpd.GeoDataFrame:
                      f"{list(table.columns)}: rename the coordinate columns")
 
 
-def _with_crs(frame: gpd.GeoDataFrame, path: Path, label_crs: str | None) -> gpd.GeoDataFrame:
+def _with_crs(frame: gpd.GeoDataFrame, path: Path, label_crs: str | None,
+              crs_key: str = "label_crs") -> gpd.GeoDataFrame:
     """``frame`` with its CRS set from ``label_crs`` or checked against it; coordinates checked for lon/lat."""
     given = None
     if label_crs is not None:
         try:
             given = CRS.from_user_input(label_crs)
         except Exception as err:  # pyproj's CRSError
-            raise ValueError(f"label_crs {label_crs!r} is not a CRS PROJ understands: {err}; give e.g. "
+            raise ValueError(f"{crs_key} {label_crs!r} is not a CRS PROJ understands: {err}; give e.g. "
                              f"EPSG:32633") from err
     if frame.crs is None:
         if given is None:
             raise ValueError(f"{path}: the label file declares no CRS, so its coordinates cannot be placed; set "
-                             f"`label_crs` to the CRS they are in (e.g. EPSG:32633, or EPSG:4326 for lon/lat) or "
+                             f"`{crs_key}` to the CRS they are in (e.g. EPSG:32633, or EPSG:4326 for lon/lat) or "
                              f"write the file with its CRS")
         frame = frame.set_crs(given)
     elif given is not None and not CRS.from_user_input(frame.crs).equals(given, ignore_axis_order=True):
-        raise ValueError(f"{path}: the file declares the CRS {frame.crs.to_string()} but `label_crs` is "
-                         f"{label_crs}; drop label_crs (it is for files without a CRS) or fix the file")
+        raise ValueError(f"{path}: the file declares the CRS {frame.crs.to_string()} but `{crs_key}` is "
+                         f"{label_crs}; drop {crs_key} (it is for files without a CRS) or fix the file")
     if frame.crs.is_geographic and len(frame):
         x0, y0, x1, y1 = frame.total_bounds
         if x0 < -180 or x1 > 360 or y0 < -90 or y1 > 90:
             raise ValueError(f"{path}: coordinates span x {x0:g}..{x1:g}, y {y0:g}..{y1:g}, which are not "
                              f"longitudes/latitudes although the CRS is {frame.crs.to_string()}; the file's "
-                             f"coordinates are projected: give their CRS with `label_crs` (files without a CRS) "
+                             f"coordinates are projected: give their CRS with `{crs_key}` (files without a CRS) "
                              f"or fix the file's CRS")
     return frame
 
@@ -130,7 +132,7 @@ class LabelWindowSampler(SamplerBase):
     def __init__(self, index: SceneIndex, size: int, labels: str | Path, label_column: str,
                  gsd: float | None = None, *, classes: list[str] | None = None, id_column: str | None = None,
                  per_label: Literal["all", "first"] = "all", on_outside: Literal["error", "skip"] = "error",
-                 label_crs: str | None = None, **kwargs):
+                 label_crs: str | None = None, crs_key: str = "label_crs", **kwargs):
         kwargs.setdefault("drop_last", False)
         kwargs.setdefault("min_valid_fraction", 0.0)
         if per_label not in ("all", "first"):
@@ -140,7 +142,7 @@ class LabelWindowSampler(SamplerBase):
         self.per_label = per_label
         self.on_outside = on_outside
         self.label_crs = label_crs
-        self.labels, self.classes = read_labels(labels, label_column, classes, label_crs)
+        self.labels, self.classes = read_labels(labels, label_column, classes, label_crs, crs_key)
         if id_column is not None and id_column not in self.labels.columns:
             raise ValueError(f"{labels}: no id column {id_column!r}; columns are {list(self.labels.columns)}")
         self.id_column = id_column

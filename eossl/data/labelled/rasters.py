@@ -56,7 +56,7 @@ def load_segmentation_chips(index: SceneIndex, label_raster: str | Path, *, chip
                             gsd: float | None = None, bands: list[str] | None = None,
                             classes: dict[int, str] | None = None, label_nodata: float | None = None,
                             stride: int | None = None, min_labelled: float = 0.05,
-                            label_crs: str | None = None) -> SegmentationChips:
+                            label_crs: str | None = None, crs_key: str = "label_crs") -> SegmentationChips:
     """Chips on a grid (``stride`` px, default ``chip_size``) over where the label raster meets each acquisition.
 
     ``classes``: label value -> class name (several values may share a name); None: every value present, named
@@ -71,7 +71,7 @@ def load_segmentation_chips(index: SceneIndex, label_raster: str | Path, *, chip
         raise ValueError(f"min_labelled must be a fraction in [0, 1], got {min_labelled}")
     reader = ChipReader(index, bands=bands, allow_empty=True)
     try:
-        with open_raster(str(path)) as src, _georeferenced(src, path, label_crs) as ds:
+        with open_raster(str(path)) as src, _georeferenced(src, path, label_crs, crs_key) as ds:
             nodata = src.nodata if label_nodata is None else label_nodata
             sampler = _label_grid(index, ds, path, chip_size, stride, gsd)
             images, valid, raw, windows, n_labelled = _read_windows(reader, ds, nodata, sampler, min_labelled)
@@ -96,22 +96,22 @@ def load_segmentation_chips(index: SceneIndex, label_raster: str | Path, *, chip
 
 
 @contextmanager
-def _georeferenced(src, path: Path, label_crs: str | None):
+def _georeferenced(src, path: Path, label_crs: str | None, crs_key: str = "label_crs"):
     """``src``, or a VRT of it in ``label_crs`` when the file declares no CRS; never a guessed CRS."""
     if src.crs is None:
         if label_crs is None:
-            raise ValueError(f"{path}: the label raster declares no CRS; set `label_crs` to the CRS of its "
+            raise ValueError(f"{path}: the label raster declares no CRS; set `{crs_key}` to the CRS of its "
                              f"coordinates (e.g. EPSG:32633) or assign one (gdal_edit.py -a_srs EPSG:XXXX)")
         try:
             crs = CRS.from_user_input(label_crs)
         except Exception as err:  # rasterio's CRSError
-            raise ValueError(f"label_crs {label_crs!r} is not a CRS GDAL understands: {err}") from err
+            raise ValueError(f"{crs_key} {label_crs!r} is not a CRS GDAL understands: {err}") from err
         with WarpedVRT(src, src_crs=crs, crs=crs) as vrt:
             yield vrt
         return
     if label_crs is not None and CRS.from_user_input(label_crs) != src.crs:
-        raise ValueError(f"{path}: the label raster declares the CRS {src.crs} but `label_crs` is {label_crs}; "
-                         f"drop label_crs (it is for files without a CRS) or fix the file")
+        raise ValueError(f"{path}: the label raster declares the CRS {src.crs} but `{crs_key}` is {label_crs}; "
+                         f"drop {crs_key} (it is for files without a CRS) or fix the file")
     yield src
 
 

@@ -23,7 +23,8 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     band_statistics, rcf and fusion."""
     f, baselines = cfg.fields, cfg.baselines
     series = load_fields(f.scenes.open(), f.labels, f.class_column, chip_size=f.chip_size, gsd=f.gsd, bands=f.bands,
-                         classes=f.classes, min_valid=f.min_valid, id_column=f.id_column, label_crs=f.label_crs)
+                         classes=f.classes, min_valid=f.min_valid, id_column=f.id_column, label_crs=f.label_crs,
+                         crs_key="fields.label_crs")
     raw = evaluate_crops(series, weights=cfg.weights, arch=None if cfg.weights else cfg.arch, ks=tuple(cfg.ks),
                          seeds=cfg.seeds, seed=cfg.seed, block_size_m=f.block_size_m, test_fraction=cfg.test_fraction,
                          aggregation=tuple(f.aggregation), pool=f.pool, level=f.level,
