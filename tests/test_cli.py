@@ -157,3 +157,11 @@ def test_a_bbox_west_of_greenwich_is_read_as_a_value_not_an_option():
     args = build_parser("catalog").parse_args(argv)
     assert args.bbox == "-11.5,24.5,-11.4,24.6" and args.collection == ["sentinel-2-l2a"]
     assert _join_negative_lists(["run", "--set", "seed=-1", "--x", "-3"]) == ["run", "--set", "seed=-1", "--x", "-3"]
+
+
+def test_a_misspelt_torchgeo_dataset_is_caught_by_dry_run_and_leaves_no_run_directory(tmp_path, capsys):
+    code = main(["evaluate", "--set", "data.torchgeo=EuroSat", "--set", f"data.root={tmp_path}",
+                 "--runs", str(tmp_path / "runs"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code != 0 and "did you mean EuroSAT?" in err
+    assert not (tmp_path / "runs").exists()

@@ -72,9 +72,16 @@ class LabelledDataConfig:
     def __post_init__(self):
         if self.labels is not None and (self.label_column is None or self.scenes is None or self.root is not None):
             raise ConfigError("data: chips from label geometries need labels, label_column and scenes (and no root)")
-        if self.torchgeo is not None and (self.root is None or self.labels is not None):
-            raise ConfigError("data.torchgeo: give the dataset's local folder as data.root (nothing is downloaded), "
-                              "and no data.labels")
+        if self.torchgeo is not None:
+            from eossl.data.labelled.torchgeo import check_dataset_name
+
+            try:                                  # a typo is caught when the config loads (--dry-run), not later
+                check_dataset_name(self.torchgeo)
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
+            if self.root is None or self.labels is not None:
+                raise ConfigError("data.torchgeo: give the dataset's local folder as data.root (nothing is "
+                                  "downloaded), and no data.labels")
 
     @classmethod
     def from_shorthand(cls, value: object, path: str) -> dict | None:

@@ -24,7 +24,7 @@ from eossl.data.labelled.folders import LabelledChips
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TORCHGEO_DATASETS", "load_torchgeo"]
+__all__ = ["TORCHGEO_DATASETS", "check_dataset_name", "load_torchgeo"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,19 @@ def _names() -> str:
     return ", ".join(f"{n} ({d.note})" for n, d in TORCHGEO_DATASETS.items())
 
 
+def check_dataset_name(name: str) -> TorchgeoDataset:
+    """The entry of ``name`` in :data:`TORCHGEO_DATASETS`; a ValueError listing them (and the closest) otherwise."""
+    spec = TORCHGEO_DATASETS.get(name)
+    if spec is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(TORCHGEO_DATASETS), n=1, cutoff=0.6)
+        raise ValueError(f"data.torchgeo: {name!r} is not a dataset eossl reads through torchgeo"
+                         + (f" (did you mean {close[0]}?)" if close else "") + f"; these are: {_names()}. Other "
+                         f"layouts: class folders (data.root) or labels over scenes (data.labels)")
+    return spec
+
+
 def load_torchgeo(name: str, root: str | Path, bands: list[str] | None = None,
                   splits: list[str] | None = None, progress: bool = True) -> LabelledChips:
     """The chips of torchgeo dataset ``name`` under ``root`` (see module doc); ``bands`` in this order (default:
@@ -56,10 +69,7 @@ def load_torchgeo(name: str, root: str | Path, bands: list[str] | None = None,
     import torchgeo.datasets as tgd
     from torchgeo.datasets.errors import DatasetNotFoundError
 
-    spec = TORCHGEO_DATASETS.get(name)
-    if spec is None:
-        raise ValueError(f"data.torchgeo: {name!r} is not a dataset eossl reads through torchgeo; these are: "
-                         f"{_names()}. Other layouts: class folders (data.root) or labels over scenes (data.labels)")
+    spec = check_dataset_name(name)
     if spec.multilabel:
         raise ValueError(f"data.torchgeo: {name} is multi-label; eossl's evaluation needs one class per chip (probe, "
                          f"kNN, fine-tuning), and a single-label subset would be biased. Use a single-label dataset "
