@@ -13,6 +13,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FAILED_FILE = "FAILED.json"
+_STARTED = {"config.yaml", FAILED_FILE}          # what a run directory holds before its run has produced anything
 
 
 def new_run_dir(parent: str | Path, name: str) -> Path:
@@ -34,12 +35,20 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
 def marks_failure(run_dir: str | Path, resume_hint: str | None = None):
     """Leave ``RUN_DIR/FAILED.json`` (status, error, time) when the body raises, so a run directory that a
     failed or interrupted command leaves behind says so; a later successful attempt in the same directory (a
-    resumed run) removes the marker. The exception propagates unchanged."""
+    resumed run) removes the marker. A failure before the run wrote anything but its ``config.yaml`` (bad input
+    found while starting: a missing folder, a wrong band) removes the directory instead: nothing is lost, and no
+    empty FAILED run is left behind. The exception propagates unchanged."""
     run_dir = Path(run_dir)
     try:
         yield
     except BaseException as err:
         interrupted = isinstance(err, KeyboardInterrupt)
+        if not interrupted and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= _STARTED:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.warning("%s: failed before the run wrote anything; the directory is removed", run_dir)
+            raise
         record = {"status": "interrupted" if interrupted else "failed", "error": f"{type(err).__name__}: {err}",
                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if resume_hint:

@@ -33,6 +33,7 @@ def test_unknown_method_or_arch_stops_at_load_time_and_under_dry_run(key, value,
 def test_marks_failure_writes_a_marker_and_a_later_success_removes_it(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
+    (run / "last.ckpt").write_bytes(b"")              # the run had started producing
     with pytest.raises(RuntimeError, match="boom"), marks_failure(run, "continue with: eossl pretrain --resume R"):
         raise RuntimeError("boom")
     record = json.loads((run / FAILED_FILE).read_text())
@@ -46,15 +47,20 @@ def test_marks_failure_writes_a_marker_and_a_later_success_removes_it(tmp_path):
     assert not (run / FAILED_FILE).exists()
 
 
-def test_a_failed_pretrain_command_leaves_a_marked_run_directory(tmp_path, capsys):
+def test_an_input_error_found_while_starting_leaves_no_run_directory(tmp_path, capsys):
     runs = tmp_path / "runs"
     missing = tmp_path / "no-such-folder"
     code = main(["pretrain", "--runs", str(runs), "--set", f"corpus.roots=[{missing}]", "--set", "probe.data=null"])
     assert code == 2 and "catalog root does not exist" in capsys.readouterr().err
-    (run,) = list(runs.iterdir())
-    record = json.loads((run / FAILED_FILE).read_text())
-    assert record["status"] == "failed" and str(missing) in record["error"]
-    assert record["resume"] == f"continue with: eossl pretrain --resume {run}"
+    assert list(runs.iterdir()) == []                 # nothing but its config was written: no FAILED run left
+    # a run that had written something keeps its directory, marked
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("x: 1\n")
+    (run / "checkpoints").mkdir()
+    with pytest.raises(ValueError), marks_failure(run, "continue with: eossl pretrain --resume R"):
+        raise ValueError("late")
+    assert json.loads((run / FAILED_FILE).read_text())["error"] == "ValueError: late"
 
 
 def test_predict_takes_a_row_position_and_creates_the_output_folder(tiny_s2_scene, tmp_path):
