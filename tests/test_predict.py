@@ -278,6 +278,16 @@ def test_undescribed_file_needs_bands(stack, tmp_path):
     np.testing.assert_array_equal(read_map(reordered), np.where(valid_of(data), normalised(data)[3] > 0, NODATA))
 
 
+def test_a_layer_that_is_not_a_band_is_skipped_by_name(stack, tmp_path):
+    _, data = stack
+    qa = np.full((1, *data.shape[1:]), 21824, dtype=data.dtype)                  # a QA layer stacked first
+    file = write_stack(tmp_path / "with_qa.tif", np.concatenate([qa, data[[3, 2, 1, 0]]]), descriptions=None)
+    model = threshold_classifier("segment")
+    out = predict_map(model, file, tmp_path / "x.tif", band_order=["QA:skip", "B08", "B04", "B03", "B02"],
+                      progress=False)
+    np.testing.assert_array_equal(read_map(out), np.where(valid_of(data), normalised(data)[3] > 0, NODATA))
+
+
 def test_bad_inputs(stack, tmp_path):
     path, data = stack
     model = threshold_classifier("segment")

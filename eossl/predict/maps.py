@@ -106,7 +106,8 @@ def open_source(source, info, *, acquisition: int | str | None = None, band_orde
                 sensor: str | None = None, nodata: float | None = None) -> tuple[SceneIndex, int, str]:
     """``(index, row, label)`` for a SceneIndex, an index ``.parquet`` path, or a multi-band GeoTIFF path.
 
-    A GeoTIFF's band order is ``band_order`` (every band of the file, in order) or else its band descriptions; its DN
+    A GeoTIFF's band order is ``band_order`` (every band of the file, in order; ``NAME:skip`` for a layer that is not a
+    band, e.g. ``QA:skip``) or else its band descriptions; its DN
     are converted with ``sensor`` (default: the classifier's). Raises ValueError naming missing bands.
     """
     is_index = isinstance(source, SceneIndex) or str(source).endswith(".parquet")
@@ -165,19 +166,22 @@ def _index_file(path: str, info, band_order: list[str] | None, sensor: str | Non
             raise ValueError(f"{path} has {count} band(s) but band_order lists {len(band_order)} "
                              f"({', '.join(band_order)}); "
                              f"list every band of the file, in file order")
-        order = spec.resolve_many(band_order)
+        from eossl.catalog.stacks import parse_band_order
+
+        order = parse_band_order(band_order, spec)      # NAME:skip leaves a QA or thermal layer out
+        listed = list(band_order)
     else:
         described = [spec.match(d) if d else None for d in descriptions]
         if not all(described) or len(set(described)) != count:
             raise ValueError(f"{path}: the band descriptions {list(descriptions)} do not name distinct {spec.name} "
                              f"bands; give the file's band order with band_order / --band-order (e.g. --band-order "
                              f"{','.join(info.bands)})")
-        order = described
-    options = IndexOptions(band_order=order if count > 1 else None, datetime_sources=[], nodata=nodata,
+        order = listed = described
+    options = IndexOptions(band_order=listed if count > 1 else None, datetime_sources=[], nodata=nodata,
                            strict=True)
     index = build_index([path], spec, options, progress=False)
     got = {b: a.band_index for b, a in index.assets(0).items()}
-    if len(index) != 1 or got != {b: k + 1 for k, b in enumerate(order)}:
+    if len(index) != 1 or got != {b: k + 1 for k, b in enumerate(order) if b is not None}:
         raise ValueError(f"{path}: indexed as bands {got}, expected {order}; for a single-band file the file name "
                          f"or description must name the band (or index it with `eossl catalog build`)")
     return index
