@@ -102,6 +102,14 @@ def test_a_sensor_yaml_passed_by_path_is_found_again_from_the_index(tiny_s2_scen
     sensor = index.sensor(0)
     assert sensor.name == "my-s2" and sensor.band_names[:3] == ["B01", "B02", "B03"]
     assert sensor.norm_stats(["B04"])[1][0] > 0
+    # what evaluate / finetune / predict do with the chips' sensor name finds it too (issue 27 point 4)
+    from eossl.catalog.sensors import load_sensor
+    from eossl.data.normalization import Normalization
+
+    assert load_sensor("my-s2").band_names == sensor.band_names
+    assert Normalization.of_sensor("my-s2", ["B04"]).std[0] == pytest.approx(sensor.norm_stats(["B04"])[1][0])
+    with pytest.raises(ValueError, match="unknown sensor 'other-s2'"):
+        load_sensor("other-s2")
 
 
 def test_an_index_without_a_stored_definition_names_the_fix(tiny_s2_scene, tmp_path):

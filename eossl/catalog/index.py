@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box, shape
 
-from eossl.catalog.sensors import Sensor, load_sensor, sensor_from_definition
+from eossl.catalog.sensors import Sensor, load_sensor, remember_definition, sensor_from_definition
 from eossl.gdal_env import is_remote
 
 __all__ = ["SceneIndex", "open_index", "INDEX_COLUMNS"]
@@ -76,6 +76,8 @@ class SceneIndex:
             for name, text in zip(self._sensors, f[SENSOR_DEFINITION], strict=True):
                 if isinstance(text, str) and text:
                     self._definitions.setdefault(name, text)
+            for name, text in self._definitions.items():
+                remember_definition(name, text, f"index {self.path or ''}")
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -174,11 +174,33 @@ def list_sensors() -> list[str]:
     return sorted(names)
 
 
+_KNOWN_DEFINITIONS: dict[str, tuple[str, str]] = {}     # name -> (definition JSON, where), from opened indexes
+_BUILT: dict[str, Sensor] = {}
+
+
+def remember_definition(name: str, definition_json: str, where: str) -> None:
+    """Make ``load_sensor(name)`` find a sensor whose YAML file is not in the catalog, from the definition an index
+    stored when it was built with ``--sensor PATH.yaml`` (:class:`~eossl.catalog.index.SceneIndex` calls this), so
+    every later command on that index (evaluate, finetune, predict) finds the sensor too."""
+    _KNOWN_DEFINITIONS.setdefault(name, (definition_json, where))
+
+
 def load_sensor(name: str | Sensor) -> Sensor:
-    """Load and validate a sensor by name (e.g. ``sentinel2-l1c``) or YAML path."""
+    """Load and validate a sensor by name (e.g. ``sentinel2-l1c``) or YAML path; a name the catalog does not know
+    but an opened index stored the definition of (:func:`remember_definition`) is rebuilt from that."""
     if isinstance(name, Sensor):
         return name
-    return _load_cached(str(name), os.environ.get("EOSSL_CATALOG_PATH", ""))
+    try:
+        return _load_cached(str(name), os.environ.get("EOSSL_CATALOG_PATH", ""))
+    except ValueError:
+        known = _KNOWN_DEFINITIONS.get(str(name))
+        if known is None:
+            raise
+        if str(name) not in _BUILT:
+            import json
+
+            _BUILT[str(name)] = sensor_from_definition(json.loads(known[0]), known[1])
+        return _BUILT[str(name)]
 
 
 @lru_cache(maxsize=64)
