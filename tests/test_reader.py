@@ -541,3 +541,15 @@ def test_handle_cache_reopens_in_a_new_process_and_pickles_empty():
     assert closed == []                                            # the parent's handle is not touched
     clone = pickle.loads(pickle.dumps(cache))
     assert clone.max_open == 4 and len(clone._handles) == 0
+
+
+def test_a_gsd_in_degrees_or_a_window_in_the_wrong_units_is_a_clear_error(s2_index):
+    from rasterio.warp import transform_bounds
+
+    reader = ChipReader(s2_index, bands=["B04", "B03", "B02"])
+    lonlat = transform_bounds(s2_index.crs(0), "EPSG:4326", *s2_index.bounds(0))
+    with pytest.raises(ValueError, match=r"gsd=10 with bounds in EPSG:4326, whose units are degrees.*working_crs"):
+        reader.read(0, lonlat, crs="EPSG:4326", gsd=10)
+    x0, y0, _, _ = s2_index.bounds(0)
+    with pytest.raises(ValueError, match=r"are the bounds and the gsd in the\s+same units"):
+        reader.read(0, (x0, y0, x0 + 1e6, y0 + 1e6), gsd=0.05)              # 2e7 x 2e7 px: not a chip

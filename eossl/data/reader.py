@@ -47,6 +47,18 @@ class Chip:
     extra: dict = field(default_factory=dict)
 
 
+_MAX_WINDOW_PX = 100_000_000     # one window of more than 1e8 px is a units mistake, not a chip
+
+
+def _is_geographic(crs) -> bool:
+    from rasterio.crs import CRS
+
+    try:
+        return bool(CRS.from_user_input(crs).is_geographic)
+    except Exception:  # an unparsable CRS fails later with rasterio's own message
+        return False
+
+
 def output_grid(bounds, gsd: float | None, size: int | tuple[int, int] | None) -> tuple[int, int, float, float]:
     """(H, W, gsd_x, gsd_y) of a window given either a GSD or an output size."""
     minx, miny, maxx, maxy = bounds
@@ -102,8 +114,16 @@ class ChipReader:
         """Read ``bounds`` (minx, miny, maxx, maxy) in ``crs`` (default: the acquisition's) from one acquisition."""
         i = self.index.position(acquisition) if isinstance(acquisition, str) else int(acquisition)
         crs = crs or self.index.crs(i)
+        if gsd is not None and size is None and _is_geographic(crs):
+            raise ValueError(f"gsd={gsd} with bounds in {crs}, whose units are degrees: read in metres instead, with "
+                             f"crs=eossl.geo.working_crs(index, {i}) (the scene's local UTM zone) and bounds in that "
+                             f"CRS, or give size=(height, width) in pixels")
         gsd = gsd if (gsd is not None or size is not None) else self.index.res(i)
         h, w, gx, gy = output_grid(bounds, gsd, size)
+        if h * w > _MAX_WINDOW_PX:
+            raise ValueError(f"a window of {h} x {w} px ({len(self.bands)} bands, {4 * h * w * len(self.bands) / 1e9:.1f} "
+                             f"GB) from bounds {tuple(bounds)} at gsd {gsd} in {crs}: are the bounds and the gsd in the "
+                             f"same units as that CRS? Read smaller windows (eossl's samplers tile a scene)")
         plan = self._plan(i)
         image = np.zeros((len(plan), h, w), dtype=np.float32)
         mask = np.ones((h, w), dtype=bool)
