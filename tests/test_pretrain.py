@@ -274,3 +274,25 @@ def test_mlflow_logger_records_params_and_metrics_in_a_local_store(tiny_s2_scene
 def test_loggers_must_keep_csv():
     with pytest.raises(ConfigError, match="trainer.loggers: \\['mlflow'\\] lacks csv"):
         load_config(PretrainConfig, None, overrides=["trainer.loggers=[mlflow]"])
+
+
+def test_an_epoch_based_run_ends_with_one_last_checkpoint_and_lightning_prints_each_line_once(tiny_s2_scene,
+                                                                                              tmp_path):
+    import logging
+
+    import lightning
+
+    from eossl.train.pretrain import one_lightning_console
+
+    run = tmp_path / "run"
+    pretrain(_config(tiny_s2_scene, max_steps="null", epochs=2), run)
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    root.addHandler(handler)                   # an application that configured logging (the eossl CLI)
+    try:
+        logging.getLogger("lightning").addHandler(lightning._console)
+        one_lightning_console()
+        assert lightning._console not in logging.getLogger("lightning").handlers
+    finally:
+        root.removeHandler(handler)

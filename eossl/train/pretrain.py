@@ -175,10 +175,25 @@ def _method(cfg: PretrainConfig, info: CorpusInfo):
         raise ConfigError(f"method.params: {err}") from err
 
 
+def one_lightning_console() -> None:
+    """Lightning's package logger ``lightning`` always gets its own console handler ("INFO: ..."), and its records
+    also reach the root logger: every line printed twice once the application (the eossl CLI) has configured
+    logging. Then the console handler goes and the root logger prints each line once, in the application's
+    format; without a configured root logger Lightning's console stays."""
+    import lightning
+
+    console = getattr(lightning, "_console", None)
+    if console is not None and logging.getLogger().handlers:
+        logging.getLogger("lightning").removeHandler(console)
+
+
 def _trainer(cfg: PretrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
     t = cfg.trainer
+    one_lightning_console()
+    # one last.ckpt, overwritten: the version counter made last-v1.ckpt beside it at the end of epoch-based runs
     checkpoints = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:06d}", save_top_k=0,
-                                  save_last=True, every_n_train_steps=t.checkpoint_every_n_steps)
+                                  save_last=True, every_n_train_steps=t.checkpoint_every_n_steps,
+                                  enable_version_counter=False)
     if t.keep_every_n_steps:
         callbacks = [ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="step-{step:06d}", save_top_k=-1,
                                      every_n_train_steps=t.keep_every_n_steps, save_last=False), *callbacks]
