@@ -79,7 +79,8 @@ def _ship(args, shipped) -> int:
 
         config = yaml.safe_load(cfg.read_text())
         trainer = config.get("trainer", {})
-        reproduce.update({"command": f"eossl pretrain --config {cfg.name} (from the repository root at the commit)",
+        reproduce.update({"command": "eossl pretrain --config config.yaml (the run's resolved config, below; from the "
+                                     "repository root at the commit)",
                           "seed": trainer.get("seed"), "precision": trainer.get("precision"),
                           "config": cfg.read_text()})
         env = run / "environment.json"

@@ -42,6 +42,8 @@ def model_card(info) -> str:
     """Markdown for a :class:`~eossl.models.weights.WeightsInfo` (the data licence: ``extra["data_licence"]``)."""
     extra = info.extra or {}
     licence = extra.get("data_licence")
+    if licence is None and (extra.get("shipped") or {}).get("licences", {}).get("sources"):
+        licence = "; ".join(f"{s['name']}: {s['licence']}" for s in extra["shipped"]["licences"]["sources"])
     mean, std = info.normalization["mean"], info.normalization["std"]
     sensor = extra.get("sensor", "not recorded")
     cfg = extra.get("config") or {}
@@ -79,10 +81,15 @@ def _shipped_section(shipped: dict | None) -> list[str]:
     if not shipped:
         return []
     lic, rep = shipped.get("licences") or {}, shipped.get("reproduce") or {}
-    lines = ["## Shipped with eossl", "", f"Name: `{shipped['name']}` (`--weights {shipped['name']}`); stored as "
-             f"{shipped.get('storage')}" + (f" (features within {shipped['fp16_max_abs_feature_diff']:.2g} of "
-                                            f"float32)" if shipped.get("fp16_max_abs_feature_diff") is not None
-                                            else "") + ".", "", "### Licences", "",
+    gap = shipped.get("fp16_max_abs_feature_diff")
+    if gap is None:
+        stored = f"stored as {shipped.get('storage')}"
+    elif shipped.get("storage") == "float16":
+        stored = f"stored as float16 (its features within {gap:.2g} of float32's)"
+    else:
+        stored = f"stored as float32 (float16 would move its features by up to {gap:.2g}, more than 1e-3)"
+    lines = ["## Shipped with eossl", "", f"Name: `{shipped['name']}` (`--weights {shipped['name']}`, "
+             f"`load_backbone(\"{shipped['name']}\")`); {stored}.", "", "### Licences", "",
              f"- these weights: {lic.get('weights', 'not recorded')}"]
     lines += [f"- training source {s['name']}: {s['licence']}" + (f" ({s['note']})" if s.get("note") else "")
               for s in lic.get("sources", [])]
