@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ship.add_argument("--attribution", default=None)
     ship.add_argument("--root", default=None, help="where shipped weights live (default: the package's)")
     ship.add_argument("--fp32", action="store_true", help="store float32 even when float16 would do")
+    ship.add_argument("--overwrite", action="store_true", help="replace a shipped set of the same name")
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -96,7 +97,8 @@ def _ship(args, shipped) -> int:
     reproduce["native_bf16"] = cpu_has_native_bf16()
     rec = shipped.ship_weights(args.src, args.name, description=args.description, reproduce=reproduce,
                                licences={"weights": args.weights_licence, "sources": sources,
-                                         "attribution": args.attribution}, root=args.root, fp16=not args.fp32)
+                                         "attribution": args.attribution}, root=args.root, fp16=not args.fp32,
+                               overwrite=args.overwrite)
     print(f"shipped {shipped.PREFIX}{args.name}: {rec['storage']}, feature gap {rec['fp16_max_abs_feature_diff']}, "
           f"{len(rec['files'])} files")
     return 0

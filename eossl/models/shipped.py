@@ -150,7 +150,7 @@ def ship_weights(src: str | Path, name: str, *, description: str, reproduce: dic
         raise ValueError(f"shipped weights name {name!r}: letters, digits, dots and dashes only")
     index = shipped_index(root)
     if name in index["weights"] and not overwrite:
-        raise ValueError(f"{PREFIX}{name} is shipped already; give another name (or overwrite=True)")
+        raise ValueError(f"{PREFIX}{name} is shipped already; give another name (or --overwrite)")
     info = read_weights_info(src)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
