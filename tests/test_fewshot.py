@@ -400,7 +400,8 @@ def test_cli_finetune_then_evaluate_on_the_builtin_sample(tmp_path, capsys):
     assert _png_ok(ev / "few_label_curve.png") and _png_ok(ev / "confusion_matrix.png")
     pairs = {(p["baseline"]["model"], p["pretrained"]["protocol"], p["k"]) for p in out["paired_differences"]}
     assert ("RCF 512", "linear", "5") in pairs and ("from scratch resnet18", "finetune", "2") in pairs
-    assert len(pairs) == 5 * 2
+    assert ("pretrained resnet18 test", "finetune", "2") in pairs          # fine-tuned minus the frozen probe
+    assert len(pairs) == 6 * 2
     table = (ev / "table.txt").read_text()
     assert "band statistics / linear" in table and "RCF 512 / linear" in table
     assert "pretrained resnet18 test / linear - RCF 512 / linear" in table

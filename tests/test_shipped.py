@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from eossl.catalog.sensors import load_sensor
-from eossl.models import shipped
+from eossl.models import ship, shipped
 from eossl.models.backbones import create_backbone
 from eossl.models.weights import WeightsInfo, export_backbone, load_backbone
 
@@ -41,7 +41,7 @@ def root(tmp_path, monkeypatch):
 
 
 def _ship(exported, root, name="r18-test", **kw):
-    return shipped.ship_weights(exported, name, description="a test set", reproduce={"commit": "abc", "seed": 0},
+    return ship.ship_weights(exported, name, description="a test set", reproduce={"commit": "abc", "seed": 0},
                                 licences=LICENCES, root=root, **kw)
 
 
@@ -139,7 +139,8 @@ def test_the_shipped_quality_weights_give_the_same_features_through_eossl_timm_a
     folder = shipped.shipped_dir(QUALITY)                     # checksums verified
     info = json.loads((folder / "weights.json").read_text())
     assert info["extra"]["shipped"]["licences"]["sources"] and info["extra"]["sensor"] == "sentinel2-l1c"
-    x = torch.randn(4, info["in_chans"], 64, 64, generator=torch.Generator().manual_seed(0))
+    size = info["img_size"]                                   # the ONNX graph takes the training chip size
+    x = torch.randn(4, info["in_chans"], size, size, generator=torch.Generator().manual_seed(0))
     plain = timm.create_model(info["arch"], in_chans=info["in_chans"], num_classes=0).eval()
     plain.load_state_dict(load_file(str(folder / "backbone.safetensors")))     # the model card's snippet
     with torch.no_grad():

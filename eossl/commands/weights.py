@@ -64,13 +64,15 @@ def cli(args: argparse.Namespace) -> int:
 def _ship(args, shipped) -> int:
     from pathlib import Path
 
+    from eossl.models import ship
+
     sources = []
     for s in args.source:
         name, sep, licence = s.partition("=")
         if not sep or not name or not licence:
             raise SystemExit(f"--source {s!r}: give NAME=LICENCE")
         sources.append({"name": name, "licence": licence})
-    reproduce = {"commit": args.commit, "cpu_flags": " ".join(shipped.cpu_flags())}
+    reproduce = {"commit": args.commit, "cpu_flags": " ".join(ship.cpu_flags())}
     if args.run:
         run = Path(args.run)
         cfg = run / "config.yaml"
@@ -95,7 +97,7 @@ def _ship(args, shipped) -> int:
     from eossl.train.module import cpu_has_native_bf16
 
     reproduce["native_bf16"] = cpu_has_native_bf16()
-    rec = shipped.ship_weights(args.src, args.name, description=args.description, reproduce=reproduce,
+    rec = ship.ship_weights(args.src, args.name, description=args.description, reproduce=reproduce,
                                licences={"weights": args.weights_licence, "sources": sources,
                                          "attribution": args.attribution}, root=args.root, fp16=not args.fp32,
                                overwrite=args.overwrite)
