@@ -181,13 +181,22 @@ def _window_index(chip: int) -> np.ndarray:
 
 def period_embeddings(chips: ImageChips, comp, pixels: np.ndarray) -> np.ndarray:
     """(n, P, D) float32: the backbone's vector of each period's chip around each of the flat ``pixels``."""
-    import torch
 
+    return _embed(chips, _standardised(chips, comp), pixels)
+
+
+def _standardised(chips: ImageChips, comp):
+    """(P, C, H, W) float32 tensor: the composite's bands of ``chips`` standardised, once per composite."""
     if chips.norm is None:
         raise ValueError("the image rows' statistics are not fitted: prepare the model on every pixel first")
-    vals = _band_values(comp, chips.bands)                                      # (P, C, H, W)
-    p, c, h, w = vals.shape
-    x = chips.norm.apply(vals)                                                  # (P, C, H, W) float32
+    return chips.norm.apply(_band_values(comp, chips.bands))
+
+
+def _embed(chips: ImageChips, x, pixels: np.ndarray) -> np.ndarray:
+    """(n, P, D) vectors of the chips of standardised ``x`` (P, C, H, W) around the flat ``pixels``."""
+    import torch
+
+    p, c, h, w = x.shape
     rows, cols = np.divmod(np.asarray(pixels, dtype=np.int64), w)
     off = _window_index(chips.chip)
     out = np.empty((len(rows), p, chips.dim), np.float32)
@@ -234,9 +243,10 @@ def fit_image_state(chips: ImageChips, comps: list, kind: str, components: int =
 def image_features(chips: ImageChips, comp, pixels: np.ndarray, kind: str, state: dict) -> np.ndarray:
     """(n, F) features of kind ``kind`` of the flat ``pixels`` of ``comp`` (see the module doc)."""
     out = []
+    x = _standardised(chips, comp)                        # once, not per block of pixels
     step = max(1, 4 * _CHIPS_PER_FORWARD // max(1, comp.values.shape[0]))
     for a in range(0, len(pixels), step):
-        e = period_embeddings(chips, comp, pixels[a:a + step])                  # (b, P, D)
+        e = _embed(chips, x, pixels[a:a + step])                                # (b, P, D)
         if kind == "image":
             out.append(np.concatenate([e.mean(axis=1), e.std(axis=1)], axis=1))
         else:

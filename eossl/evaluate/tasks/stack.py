@@ -109,14 +109,13 @@ def row_model(row: str, stack, cfg: EvaluateConfig, device: str) -> StackModel:
                                       "image": {"components": st.image_components}})
 
 
-def _predict(model: StackModel, stack, splits: list, absent: list, images: dict) -> list[dict]:
+def _predict(model: StackModel, stack, splits: list, absent: list, images: dict, row: str) -> list[dict]:
     """Per split: the predicted codes of its test and single-parcel pixels (one fit on the training pixels).
-    ``images`` collects what the image backbone of an image row is and reads (per stack)."""
+    ``images`` collects what the image backbone of an image row is and reads (per stack and row)."""
     model.prepare(stack.samples, comps=[stack.comp])
     feats = model.transform(stack.samples, comp=stack.comp)
     if model.image is not None:
-        images[stack.name] = {**images.get(stack.name, {}), model.image.norm_from + "_" + model.image.info["source"]
-                              .split(" ")[0]: model.image.describe()}
+        images.setdefault(stack.name, {})[row] = model.image.describe()
     codes = np.asarray(stack.codes)
     out = []
     for sp in splits:
@@ -144,7 +143,7 @@ def run(cfg: EvaluateConfig, ctx: TaskContext) -> list[ResultRow]:
     labels = row_labels(cfg.weights, method, _image_label(st.image_weights))
     absent: list[str] = []
     images: dict[str, dict] = {}
-    preds = {r: {s.name: _predict(row_model(r, s, cfg, ctx.device), s, splits[s.name], absent, images)
+    preds = {r: {s.name: _predict(row_model(r, s, cfg, ctx.device), s, splits[s.name], absent, images, r)
                  for s in stacks} for r in rows}
     names = {c: n for s in stacks for c, n in zip(s.codes, s.names, strict=True)}
     scopes = [[s] for s in stacks] + ([stacks] if len(stacks) > 1 else [])
